@@ -1,0 +1,1 @@
+"""The lbroute allocator: assigns LoadBalancer addresses from ServiceGroup pools."""

@@ -1,0 +1,3 @@
+from lbroute.cli import main
+
+main()

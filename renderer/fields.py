@@ -1,0 +1,238 @@
+"""Typed reading of one API object's fields, collecting every problem with its path.
+
+A :class:`Reader` wraps a plain dict (as it comes from YAML or the API) and a path.
+Each accessor returns a typed value or ``None`` and records a problem that names the
+field path and what would be valid. Validation of one object never stops at the first
+problem: the caller raises :class:`~renderer.errors.InvalidObject` once, with all of them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from renderer.errors import ObjectRef, Problem, Severity
+
+T = TypeVar("T")
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Names that end up in a router configuration (interfaces, object names). Linux
+# interface names: 1-15 characters, no slash, no whitespace; we are stricter so that a
+# name is inert in both BIRD and FRR syntax.
+INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,14}")
+# Kubernetes object names (RFC 1123 subdomain), label keys and values.
+NAME_RE = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?")
+LABEL_KEY_RE = re.compile(
+    r"([a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?"
+)
+LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?)?")
+# Secrets rendered into a config (BGP, OSPF, RIP passwords): printable ASCII without
+# whitespace, quotes, backslash, braces, semicolon or '#', so they are inert in both syntaxes.
+SECRET_RE = re.compile(r"[A-Za-z0-9!$%&()*+,\-./:<=>?@\[\]^_|~]{1,80}")
+SECRET_CHARS = "letters, digits and !$%&()*+,-./:<=>?@[]^_|~ (1 to 80 characters)"
+
+
+class Reader:
+    """Reads typed fields out of ``data`` and collects problems for ``ref``."""
+
+    def __init__(
+        self,
+        data: Any,
+        ref: ObjectRef,
+        path: str = "",
+        problems: list[Problem] | None = None,
+    ) -> None:
+        self.ref = ref
+        self.path = path
+        self.problems: list[Problem] = [] if problems is None else problems
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            self.error("", f"must be an object, not {_kind(data)}")
+            data = {}
+        self.data: Mapping[str, Any] = data
+
+    # -- problems -------------------------------------------------------------------
+
+    def at(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        if key == "":
+            return self.path
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str | int, message: str) -> None:
+        self.problems.append(
+            Problem(severity=Severity.ERROR, ref=self.ref, path=self.at(key), message=message)
+        )
+
+    def warning(self, key: str | int, message: str) -> None:
+        self.problems.append(
+            Problem(severity=Severity.WARNING, ref=self.ref, path=self.at(key), message=message)
+        )
+
+    @property
+    def failed(self) -> bool:
+        return any(p.severity is Severity.ERROR for p in self.problems)
+
+    # -- structure ------------------------------------------------------------------
+
+    def has(self, key: str) -> bool:
+        return self.data.get(key) is not None
+
+    def unknown(self, known: set[str]) -> None:
+        """Report keys this object does not define (typos would otherwise be ignored)."""
+        for key in sorted(set(self.data) - known):
+            self.error(key, f"unknown field; valid fields here: {', '.join(sorted(known))}")
+
+    def child(self, key: str) -> Reader:
+        return Reader(self.data.get(key), self.ref, self.at(key), self.problems)
+
+    def items(self, key: str) -> Iterator[tuple[int, Any, str]]:
+        """Yield ``(index, value, path)`` of a list field; a non-list is a problem."""
+        value = self.data.get(key)
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self.error(key, f"must be a list, not {_kind(value)}")
+            return
+        for i, item in enumerate(value):
+            yield i, item, f"{self.at(key)}[{i}]"
+
+    def item_reader(self, item: Any, path: str) -> Reader:
+        return Reader(item, self.ref, path, self.problems)
+
+    # -- scalars --------------------------------------------------------------------
+
+    def raw(self, key: str) -> Any:
+        return self.data.get(key)
+
+    def str_(
+        self,
+        key: str,
+        *,
+        pattern: re.Pattern[str] | None = None,
+        valid: str = "",
+        required: bool = False,
+    ) -> str | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.error(key, f"is required{': ' + valid if valid else ''}")
+            return None
+        if not isinstance(value, str):
+            self.error(key, f"must be a string{': ' + valid if valid else ''}, not {_kind(value)}")
+            return None
+        if pattern is not None and not pattern.fullmatch(value):
+            self.error(key, f"{_show(value)} is not valid; expected {valid}")
+            return None
+        return value
+
+    def bool_(self, key: str, default: bool) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.error(key, f"must be true or false, not {_show(value)}")
+            return default
+        return value
+
+    def int_(
+        self, key: str, lo: int, hi: int, *, required: bool = False, unit: str = ""
+    ) -> int | None:
+        value = self.data.get(key)
+        unit_text = f" {unit}" if unit else ""
+        if value is None:
+            if required:
+                self.error(key, f"is required: an integer from {lo} to {hi}{unit_text}")
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.error(key, f"must be an integer from {lo} to {hi}{unit_text}, not {_show(value)}")
+            return None
+        if not lo <= value <= hi:
+            self.error(key, f"{value} is out of range; expected {lo} to {hi}{unit_text}")
+            return None
+        return value
+
+    def choice(self, key: str, choices: Mapping[str, T], *, default: T | None = None) -> T | None:
+        value = self.data.get(key)
+        if value is None:
+            return default
+        valid = ", ".join(str(c) for c in choices)
+        if not isinstance(value, str | int) or isinstance(value, bool):
+            self.error(key, f"must be one of {valid}, not {_show(value)}")
+            return default
+        found = choices.get(str(value))
+        if found is None:
+            self.error(key, f"{_show(value)} is not valid; expected one of {valid}")
+            return default
+        return found
+
+    def convert(
+        self, key: str, func: Callable[[Any], T], valid: str, *, required: bool = False
+    ) -> T | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self.error(key, f"is required: {valid}")
+            return None
+        converted = self.convert_value(value, func, valid, key)
+        return converted
+
+    def convert_value(
+        self, value: Any, func: Callable[[Any], T], valid: str, key: str | int
+    ) -> T | None:
+        try:
+            return func(value)
+        except (ValueError, TypeError) as exc:
+            text = str(exc)
+            quiet = not text or "does not appear" in text or "is not a valid" in text
+            detail = "" if quiet else f" ({text})"
+            self.error(key, f"{_show(value)} is not valid{detail}; expected {valid}")
+            return None
+
+    def convert_item(
+        self, key: str, index: int, value: Any, func: Callable[[Any], T], valid: str
+    ) -> T | None:
+        """Convert one element of the list field ``key``, reporting at ``key[index]``."""
+        return self.convert_value(value, func, valid, f"{key}[{index}]")
+
+    def ip(self, key: str, *, required: bool = False) -> IPAddress | None:
+        return self.convert(
+            key, parse_ip, "an IPv4 or IPv6 address such as 192.0.2.1", required=required
+        )
+
+    def interface(self, key: str, *, required: bool = False) -> str | None:
+        return self.str_(key, pattern=INTERFACE_RE, valid=INTERFACE_VALID, required=required)
+
+
+INTERFACE_VALID = (
+    "an interface name: 1 to 15 letters, digits, '_', '.' or '-', starting with a letter or digit"
+)
+
+
+def parse_ip(value: Any) -> IPAddress:
+    if not isinstance(value, str):
+        raise TypeError("must be a string")
+    return ipaddress.ip_address(value.strip() if value.strip() == value else "\n")
+
+
+def parse_network(value: Any) -> IPNetwork:
+    if not isinstance(value, str) or "/" not in value:
+        raise ValueError("")
+    return ipaddress.ip_network(value, strict=True)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

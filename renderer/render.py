@@ -1,0 +1,44 @@
+"""``render(model, router, node) -> str``: the router configuration of one node.
+
+Pure: no file, clock, hostname or network access. Templates are passed in as a
+:class:`~renderer.templating.TemplateSet` (the built-in set by default).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from renderer.api import Family, Mode, Model, Router
+from renderer.templating import (
+    ENTRY,
+    INCLUDE_ENTRY,
+    TemplateSet,
+    builtin_template_set,
+    render_template,
+)
+from renderer.view import NodeView, build_view
+
+
+def render_view(view: NodeView, templates: TemplateSet | None = None) -> str:
+    """Render a node's view with ``templates`` (the built-in ones by default)."""
+    templates = templates or builtin_template_set(view.router)
+    if templates.router is not view.router:
+        raise ValueError(f"{templates.router} templates cannot render a {view.router} view")
+    entry = ENTRY[view.router] if view.mode is Mode.MANAGED else INCLUDE_ENTRY[view.router]
+    context = {"view": view, "ipv4": Family.IPV4, "ipv6": Family.IPV6}
+    return render_template(templates, entry, context)
+
+
+def render(
+    model: Model,
+    router: Router | None,
+    node: str,
+    *,
+    mode: Mode | None = None,
+    router_id: ipaddress.IPv4Address | None = None,
+    templates: TemplateSet | None = None,
+) -> str:
+    """The configuration of ``router`` for ``node``. Objects that fail the per-node checks
+    are left out; use :func:`renderer.view.build_view` to see those problems."""
+    view = build_view(model, router, node, mode=mode, router_id=router_id)
+    return render_view(view, templates)

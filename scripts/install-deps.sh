@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Install what lbroute's tests and demo need on a fresh Debian machine: the routing
+# daemons (BIRD 2, FRR with frr-reload.py), iproute2, and a virtualenv with lbroute.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v bird >/dev/null 2>&1 || need_pkgs+=(bird2)
+command -v vtysh >/dev/null 2>&1 || need_pkgs+=(frr)
+[ -x /usr/lib/frr/frr-reload.py ] || need_pkgs+=(frr-pythontools)
+command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    # Keep the packages' own services from starting: lbroute starts its daemons itself.
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+        "${need_pkgs[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null
+.venv/bin/pip install -q -e '.[dev]'

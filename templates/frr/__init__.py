@@ -1,0 +1,1 @@
+"""Built-in Jinja2 templates of lbroute (data; see renderer.templating)."""
