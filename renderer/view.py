@@ -262,12 +262,43 @@ class IsisView:
         return tuple(e.family for e in self.exports)
 
     @property
-    def redistribute_levels(self) -> tuple[str, ...]:
-        if self.level is IsisLevel.LEVEL_1:
-            return ("level-1",)
-        if self.level is IsisLevel.LEVEL_2:
-            return ("level-2",)
-        return ("level-1", "level-2")
+    def levels(self) -> tuple[IsisLevel, ...]:
+        if self.level is IsisLevel.LEVEL_1_2:
+            return (IsisLevel.LEVEL_1, IsisLevel.LEVEL_2)
+        return (self.level,)
+
+    @property
+    def is_type(self) -> str | None:
+        """FRR's ``is-type`` value; None for level-1-2, the default."""
+        return {IsisLevel.LEVEL_1: "level-1", IsisLevel.LEVEL_2: "level-2-only"}.get(self.level)
+
+    def redistributions(self) -> tuple[tuple[ExportView, IsisLevel], ...]:
+        """(export, level) pairs: a group goes into the level it names, or into every
+        level of the instance when it names none."""
+        out = []
+        for export in self.exports:
+            for level in self.levels:
+                groups = tuple(
+                    g for g in export.groups
+                    if g.isis.level in (None, level, IsisLevel.LEVEL_1_2)
+                )  # fmt: skip
+                if groups:
+                    suffix = "l1" if level is IsisLevel.LEVEL_1 else "l2"
+                    name = f"{export.name}-{suffix}"
+                    out.append((ExportView(family=export.family, name=name, groups=groups), level))
+        return tuple(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InterfaceBlock:
+    """Everything one IGP interface carries; FRR prints it as one interface block."""
+
+    name: str
+    ospf2: OspfInterfaceView | None = None
+    ospf3: OspfInterfaceView | None = None
+    rip: RipInterfaceView | None = None
+    ripng: RipInterfaceView | None = None
+    isis: IsisInterfaceView | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -284,6 +315,8 @@ class NodeView:
     fast: FastConvergence
     groups: tuple[GroupView, ...]
     bgp: tuple[BgpNeighborView, ...]
+    bgp_redistribute: tuple[ExportView, ...]
+    """Per family, every group some BGP neighbor exports (FRR's redistribute filter)."""
     ospf: tuple[OspfView, ...]
     rip: tuple[RipView, ...]
     isis: IsisView | None
@@ -310,6 +343,22 @@ class NodeView:
             if ii.bfd is not None:
                 found.setdefault(ii.name, ii.bfd)
         return tuple(sorted(found.items()))
+
+    @property
+    def interface_blocks(self) -> tuple[InterfaceBlock, ...]:
+        blocks: dict[str, dict[str, object]] = {}
+        for o in self.ospf:
+            for oi in o.interfaces:
+                blocks.setdefault(oi.name, {})[f"ospf{o.version}"] = oi
+        for r in self.rip:
+            for ri in r.interfaces:
+                blocks.setdefault(ri.name, {})["rip" if r.family is Family.IPV4 else "ripng"] = ri
+        for ii in self.isis.interfaces if self.isis is not None else ():
+            blocks.setdefault(ii.name, {})["isis"] = ii
+        return tuple(
+            InterfaceBlock(name=name, **blocks[name])  # type: ignore[arg-type]
+            for name in sorted(blocks)
+        )
 
     @property
     def table(self) -> dict[Family, str]:
@@ -408,6 +457,11 @@ def build_view(
     agent = agent or NodeAgent(ref=ObjectRef(kind="NodeAgent", namespace="", name="defaults"))
     router = router or agent.router
     mode = mode or agent.mode
+    if router is Router.FRR and mode is Mode.INCLUDE:
+        raise RouterError(
+            "include mode is for an existing BIRD 2; FRR has no include directive, so run it "
+            "in managed mode (frr-reload.py then applies only what changed)"
+        )
     rid = router_id or agent.router_id or node.ipv4
     if rid is None:
         raise RouterError(
@@ -468,6 +522,16 @@ def build_view(
         fast=FAST,
         groups=tuple(g for g in group_views if g in used),
         bgp=bgp,
+        bgp_redistribute=tuple(
+            ExportView(
+                family=f,
+                name=names.export("bgp", f),
+                groups=tuple(sorted({g for b in bgp for e in b.exports if e.family is f
+                                     for g in e.groups}, key=lambda g: g.ref)),  # fmt: skip
+            )
+            for f in Family
+            if any(e.family is f for b in bgp for e in b.exports)
+        ),
         ospf=ospf,
         rip=rip,
         isis=isis,
