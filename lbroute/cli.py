@@ -51,10 +51,17 @@ def _setup_logging(fmt: str, verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
-@click.group(context_settings={"auto_envvar_prefix": "LBROUTE", "help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"auto_envvar_prefix": "LBROUTE", "help_option_names": ["-h", "--help"]}
+)
 @click.version_option(__version__, prog_name="lbroute")
-@click.option("--log-format", type=click.Choice(["plain", "json"]), default="plain",
-              show_default=True, help="Format of log lines on stderr.")  # fmt: skip
+@click.option(
+    "--log-format",
+    type=click.Choice(["plain", "json"]),
+    default="plain",
+    show_default=True,
+    help="Format of log lines on stderr.",
+)
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def main(log_format: str, verbose: int) -> None:
     """lbroute: LoadBalancer Services on bare metal, announced by BIRD 2 or FRR."""
@@ -76,16 +83,32 @@ def _report(problems: tuple[Problem, ...] | list[Problem]) -> int:
 
 
 def render_options(func: F) -> F:
-    @click.option("-f", "--filename", "paths", multiple=True, required=True,
-                  type=click.Path(path_type=Path),
-                  help="YAML file or directory of manifests (repeatable).")  # fmt: skip
+    @click.option(
+        "-f",
+        "--filename",
+        "paths",
+        multiple=True,
+        required=True,
+        type=click.Path(path_type=Path),
+        help="YAML file or directory of manifests (repeatable).",
+    )
     @click.option("--node", required=True, help="Name of the node to render for.")
-    @click.option("--router", type=click.Choice([r.value for r in api.Router]),
-                  help="Router to render for (default: the node's NodeAgent, else bird).")  # fmt: skip
-    @click.option("--mode", type=click.Choice([m.value for m in api.Mode]),
-                  help="managed: whole config; include: a fragment for an existing BIRD.")  # fmt: skip
-    @click.option("--templates", "templates_dir", type=click.Path(path_type=Path),
-                  help="Directory whose templates override the built-in ones by name.")  # fmt: skip
+    @click.option(
+        "--router",
+        type=click.Choice([r.value for r in api.Router]),
+        help="Router to render for (default: the node's NodeAgent, else bird).",
+    )
+    @click.option(
+        "--mode",
+        type=click.Choice([m.value for m in api.Mode]),
+        help="managed: whole config; include: a fragment for an existing BIRD.",
+    )
+    @click.option(
+        "--templates",
+        "templates_dir",
+        type=click.Path(path_type=Path),
+        help="Directory whose templates override the built-in ones by name.",
+    )
     @click.option("--router-id", help="Router id when no NodeAgent or Node gives one.")
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -108,8 +131,9 @@ def _render(
         try:
             rid = ipaddress.IPv4Address(router_id)
         except ValueError:
-            raise click.BadParameter(f"{router_id!r} is not an IPv4 address",
-                                     param_hint="--router-id") from None  # fmt: skip
+            raise click.BadParameter(
+                f"{router_id!r} is not an IPv4 address", param_hint="--router-id"
+            ) from None
     try:
         model = api.load(read_manifests(paths))
         view = build_view(
@@ -170,9 +194,12 @@ def validate(**kwargs: Any) -> None:
         _fail(str(exc))
         return
     if not result.ok:
-        _fail(f"{view.router} rejected the configuration for node {view.node}:\n"
-              f"{result.describe()}")  # fmt: skip
-    click.echo(f"OK: {view.router} accepts the {view.mode} configuration for node {view.node} "
-               f"({len(view.groups)} ServiceGroups, {len(view.bgp)} BGP neighbors)")  # fmt: skip
+        _fail(
+            f"{view.router} rejected the configuration for node {view.node}:\n{result.describe()}"
+        )
+    click.echo(
+        f"OK: {view.router} accepts the {view.mode} configuration for node {view.node} "
+        f"({len(view.groups)} ServiceGroups, {len(view.bgp)} BGP neighbors)"
+    )
     if errors:
         sys.exit(1)

@@ -27,9 +27,10 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
     for path in paths:
         if path.is_dir():
             files += sorted(
-                p for p in path.rglob("*")
+                p
+                for p in path.rglob("*")
                 if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")
-            )  # fmt: skip
+            )
         elif path.is_file():
             files.append(path)
         else:

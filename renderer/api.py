@@ -13,15 +13,13 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
 from renderer.errors import InvalidObject, ObjectRef, Problem, Severity
 from renderer.fields import (
-    INTERFACE_RE,
-    INTERFACE_VALID,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     NAME_RE,
@@ -210,7 +208,7 @@ class Pool:
             return (ExportPrefix(network=self.subnet, ge=self.aggregation, le=host),)
         if self.cidr is not None:
             return (ExportPrefix(network=self.cidr, ge=self.aggregation, le=host),)
-        nets = ipaddress.summarize_address_range(self.first, self.last)  # type: ignore[type-var]
+        nets = ipaddress.summarize_address_range(self.first, self.last)
         return tuple(ExportPrefix(network=n, ge=n.prefixlen, le=host) for n in nets)
 
     def overlaps(self, other: Pool) -> bool:
@@ -298,7 +296,7 @@ class ServiceGroup:
 
     def export_prefixes(self, family: Family) -> tuple[ExportPrefix, ...]:
         out = {e.network: e for p in self.pools if p.family is family for e in p.export_prefixes}
-        return tuple(out[k] for k in sorted(out))  # type: ignore[type-var]
+        return tuple(out[k] for k in sorted(out, key=lambda n: (n.version, n)))
 
 
 def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: bool) -> int:
@@ -419,7 +417,9 @@ def _bgp_policy(r: Reader) -> BgpPolicy:
 
 def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
     ref, meta, spec = _envelope(obj, "ServiceGroup")
-    spec.unknown({"pools", "announce", "protocols", "default", "nodeSelector", "bgp", "ospf", "isis", "rip"})
+    spec.unknown(
+        {"pools", "announce", "protocols", "default", "nodeSelector", "bgp", "ospf", "isis", "rip"}
+    )
     pools: list[Pool] = []
     for _i, item, path in spec.items("pools"):
         pool = _pool(spec.item_reader(item, path))
@@ -650,11 +650,22 @@ def _families(r: Reader, default: tuple[Family, ...]) -> tuple[Family, ...]:
 def _bgp_peer(r: Reader) -> BgpPeer:
     r.unknown(
         {
-            "address", "interface", "asn", "localASN", "port", "holdTime", "keepaliveTime",
-            "connectTime", "ebgpMultihop", "sourceAddress", "passwordSecretRef", "bfd",
-            "gracefulRestart", "families",
+            "address",
+            "interface",
+            "asn",
+            "localASN",
+            "port",
+            "holdTime",
+            "keepaliveTime",
+            "connectTime",
+            "ebgpMultihop",
+            "sourceAddress",
+            "passwordSecretRef",
+            "bfd",
+            "gracefulRestart",
+            "families",
         }
-    )  # fmt: skip
+    )
     address = r.ip("address")
     interface = r.interface("interface")
     if (address is None) == (interface is None) and not any(
@@ -666,13 +677,26 @@ def _bgp_peer(r: Reader) -> BgpPeer:
     if hold is not None and 0 < hold < 3:
         r.error("holdTime", f"{hold} is not valid; expected 0 (no keepalives) or 3 to 65535")
     keepalive = r.int_("keepaliveTime", 0, 65535, unit="seconds")
-    if hold is not None and keepalive is not None and hold and keepalive >= hold:
-        r.error("keepaliveTime", f"{keepalive} must be less than holdTime ({hold})")
+    if hold is not None and keepalive is not None and hold and keepalive > hold // 3:
+        r.error(
+            "keepaliveTime",
+            f"{keepalive} is more than a third of holdTime ({hold}); expected at most {hold // 3}",
+        )
+    if hold == 0 and keepalive:
+        r.error("keepaliveTime", "must be 0 (or unset) when holdTime is 0")
     source = r.ip("sourceAddress")
     default_fam = (Family.of(address),) if address is not None else (Family.IPV4, Family.IPV6)
     families = _families(r, default_fam)
     if address is not None and source is not None and source.version != address.version:
         r.error("sourceAddress", f"{source} is not of the same family as address {address}")
+    multihop = r.int_("ebgpMultihop", 1, 255)
+    bfd = _bfd(r)
+    if multihop is not None and bfd is not None and source is None:
+        r.error(
+            "sourceAddress",
+            "is required when bfd is used with ebgpMultihop (multihop BFD "
+            "sessions need a fixed local address)",
+        )
     return BgpPeer(
         address=address,
         interface=interface,
@@ -682,10 +706,10 @@ def _bgp_peer(r: Reader) -> BgpPeer:
         hold_time=hold,
         keepalive_time=keepalive,
         connect_time=r.int_("connectTime", 1, 65535, unit="seconds"),
-        ebgp_multihop=r.int_("ebgpMultihop", 1, 255),
+        ebgp_multihop=multihop,
         source_address=source,
         password_ref=_secret_ref(r, "passwordSecretRef"),
-        bfd=_bfd(r),
+        bfd=bfd,
         graceful_restart=r.bool_("gracefulRestart", False),
         families=families,
     )
@@ -711,17 +735,28 @@ def _interfaces(r: Reader, key: str = "interfaces") -> list[tuple[Reader, str]]:
 def _ospf_peer(r: Reader) -> OspfPeer:
     r.unknown(
         {
-            "area", "interfaces", "cost", "networkType", "helloInterval", "deadInterval",
-            "bfd", "authSecretRef", "families",
+            "area",
+            "interfaces",
+            "cost",
+            "networkType",
+            "helloInterval",
+            "deadInterval",
+            "bfd",
+            "authSecretRef",
+            "families",
         }
-    )  # fmt: skip
+    )
     area = r.convert("area", _area, "an area as a number or dotted quad such as 0.0.0.0")
     base = {k: r.raw(k) for k in ("cost", "networkType", "helloInterval", "deadInterval")}
     interfaces = []
     for ir, name in _interfaces(r):
         ir.unknown({"name", "cost", "networkType", "helloInterval", "deadInterval", "passive"})
-        merged = Reader({**{k: v for k, v in base.items() if v is not None}, **ir.data}, r.ref,
-                        ir.path, r.problems)  # fmt: skip
+        merged = Reader(
+            {**{k: v for k, v in base.items() if v is not None}, **ir.data},
+            r.ref,
+            ir.path,
+            r.problems,
+        )
         hello = merged.int_("helloInterval", 1, 65535, unit="seconds")
         dead = merged.int_("deadInterval", 1, 65535, unit="seconds")
         if hello is not None and dead is not None and dead <= hello:
@@ -821,8 +856,11 @@ def parse_peer(obj: Mapping[str, Any]) -> Peer:
     chosen = [p for p in Protocol if spec.has(p.value)]
     kwargs: dict[str, Any] = {}
     if len(chosen) != 1:
-        spec.error("", "set exactly one of bgp, ospf, rip, isis" + (
-            f" (found {', '.join(chosen)})" if chosen else ""))  # fmt: skip
+        spec.error(
+            "",
+            "set exactly one of bgp, ospf, rip, isis"
+            + (f" (found {', '.join(chosen)})" if chosen else ""),
+        )
     else:
         proto = chosen[0]
         parser = {
@@ -872,11 +910,21 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     ref, _meta, spec = _envelope(obj, "NodeAgent")
     spec.unknown(
         {
-            "nodeSelector", "router", "mode", "routerID", "localASN", "interface",
-            "localInterface", "templatesDir", "fastConvergence", "configPath", "socketPath",
-            "includePath", "reloadCommand",
+            "nodeSelector",
+            "router",
+            "mode",
+            "routerID",
+            "localASN",
+            "interface",
+            "localInterface",
+            "templatesDir",
+            "fastConvergence",
+            "configPath",
+            "socketPath",
+            "includePath",
+            "reloadCommand",
         }
-    )  # fmt: skip
+    )
     router_id = spec.convert("routerID", ipaddress.IPv4Address, "an IPv4 address such as 10.0.0.1")
     mode = spec.choice("mode", _choices(Mode), default=Mode.MANAGED) or Mode.MANAGED
     local_interface = spec.raw("localInterface")
@@ -956,7 +1004,7 @@ class Secret:
 
 
 def parse_secret(obj: Mapping[str, Any]) -> Secret:
-    ref, _meta, r = _envelope(obj, "Secret", spec_required=False)
+    ref, _meta, _spec = _envelope(obj, "Secret", spec_required=False)
     values: dict[str, str] = {}
     data = obj.get("data") or {}
     if isinstance(data, Mapping):
@@ -981,8 +1029,11 @@ def secret_value(ref: SecretRef, secret: Secret | None, owner: Reader, path: str
         owner.error(path, f"Secret {ref.name} has no key {ref.key!r}")
         return None
     if not SECRET_RE.fullmatch(value):
-        owner.error(path, f"the value of Secret {ref.name} key {ref.key!r} is not usable; "
-                          f"expected {SECRET_CHARS}")  # fmt: skip
+        owner.error(
+            path,
+            f"the value of Secret {ref.name} key {ref.key!r} is not usable; "
+            f"expected {SECRET_CHARS}",
+        )
         return None
     return value
 
@@ -1005,8 +1056,14 @@ def _envelope(
         m.str_("namespace", pattern=NAME_RE, valid="a lowercase DNS label")
     want_version = "v1" if kind in ("Node", "Secret") else API_VERSION
     if obj.get("apiVersion") != want_version:
-        m.problems.append(Problem(severity=Severity.ERROR, ref=ref, path="apiVersion",
-                                  message=f"{obj.get('apiVersion')!r} is not {want_version}"))  # fmt: skip
+        m.problems.append(
+            Problem(
+                severity=Severity.ERROR,
+                ref=ref,
+                path="apiVersion",
+                message=f"{obj.get('apiVersion')!r} is not {want_version}",
+            )
+        )
     spec = Reader(obj.get("spec"), ref, "spec", problems)
     if spec_required and obj.get("spec") is None:
         spec.error("", "is required")
@@ -1026,7 +1083,9 @@ def _raise_if_failed(r: Reader) -> None:
         raise InvalidObject(r.ref, tuple(r.problems))
 
 
-KINDS = {
+Parsed = ServiceGroup | Peer | NodeAgent | Node | Secret
+
+KINDS: dict[tuple[str, str], Callable[[Mapping[str, Any]], Parsed]] = {
     ("lbroute.io/v1alpha1", "ServiceGroup"): parse_service_group,
     ("lbroute.io/v1alpha1", "Peer"): parse_peer,
     ("lbroute.io/v1alpha1", "NodeAgent"): parse_node_agent,
@@ -1035,7 +1094,7 @@ KINDS = {
 }
 
 
-def parse_object(obj: Mapping[str, Any]) -> ServiceGroup | Peer | NodeAgent | Node | Secret | None:
+def parse_object(obj: Mapping[str, Any]) -> Parsed | None:
     """Convert one API object; None for kinds lbroute ignores. Raises InvalidObject."""
     if not isinstance(obj, Mapping):
         return None
@@ -1048,11 +1107,22 @@ def parse_object(obj: Mapping[str, Any]) -> ServiceGroup | Peer | NodeAgent | No
             "Peer",
             "NodeAgent",
         ):
-            ref = ObjectRef(kind=str(kind), namespace="", name=str(
-                (obj.get("metadata") or {}).get("name", "<no name>")))  # fmt: skip
-            raise InvalidObject(ref, (Problem(
-                severity=Severity.ERROR, ref=ref, path="apiVersion",
-                message=f"{api_version!r} is not served; use {API_VERSION}"),))  # fmt: skip
+            ref = ObjectRef(
+                kind=str(kind),
+                namespace="",
+                name=str((obj.get("metadata") or {}).get("name", "<no name>")),
+            )
+            raise InvalidObject(
+                ref,
+                (
+                    Problem(
+                        severity=Severity.ERROR,
+                        ref=ref,
+                        path="apiVersion",
+                        message=f"{api_version!r} is not served; use {API_VERSION}",
+                    ),
+                ),
+            )
         return None
     return parser(obj)
 
@@ -1125,8 +1195,14 @@ def _dedupe(items: list[_Obj], problems: list[Problem]) -> list[_Obj]:
     by_ref: dict[ObjectRef, _Obj] = {}
     for item in items:
         if item.ref in by_ref:
-            problems.append(Problem(severity=Severity.ERROR, ref=item.ref, path="metadata.name",
-                                    message="appears more than once; the first one is used"))  # fmt: skip
+            problems.append(
+                Problem(
+                    severity=Severity.ERROR,
+                    ref=item.ref,
+                    path="metadata.name",
+                    message="appears more than once; the first one is used",
+                )
+            )
             continue
         by_ref[item.ref] = item
     return [by_ref[k] for k in sorted(by_ref)]
@@ -1168,16 +1244,26 @@ def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) ->
     kept: list[ServiceGroup] = []
     for group in groups:
         clash = next(
-            ((other, a, b) for other in kept for a in group.pools for b in other.pools
-             if a.overlaps(b)),
+            (
+                (other, a, b)
+                for other in kept
+                for a in group.pools
+                for b in other.pools
+                if a.overlaps(b)
+            ),
             None,
-        )  # fmt: skip
+        )
         if clash is not None:
             other, a, b = clash
-            problems.append(Problem(
-                severity=Severity.ERROR, ref=group.ref, path=f"spec.pools[{group.pools.index(a)}]",
-                message=f"pool {a} overlaps pool {b} of {other.ref}; pools of different "
-                        "ServiceGroups must not overlap (this ServiceGroup is skipped)"))  # fmt: skip
+            problems.append(
+                Problem(
+                    severity=Severity.ERROR,
+                    ref=group.ref,
+                    path=f"spec.pools[{group.pools.index(a)}]",
+                    message=f"pool {a} overlaps pool {b} of {other.ref}; pools of different "
+                    "ServiceGroups must not overlap (this ServiceGroup is skipped)",
+                )
+            )
             continue
         kept.append(group)
     return kept
@@ -1188,16 +1274,26 @@ def _check_peers_select_groups(
 ) -> None:
     for peer in peers:
         if not any(peer.carries(g) for g in groups):
-            problems.append(Problem(
-                severity=Severity.WARNING, ref=peer.ref, path="spec.serviceGroupSelector",
-                message=f"selects no ServiceGroup that uses {peer.protocol}; the session is "
-                        "set up but announces nothing"))  # fmt: skip
+            problems.append(
+                Problem(
+                    severity=Severity.WARNING,
+                    ref=peer.ref,
+                    path="spec.serviceGroupSelector",
+                    message=f"selects no ServiceGroup that uses {peer.protocol}; the session is "
+                    "set up but announces nothing",
+                )
+            )
 
 
 def _check_defaults(groups: list[ServiceGroup], problems: list[Problem]) -> None:
     defaults = [g for g in groups if g.default]
     for g in defaults[1:]:
-        problems.append(Problem(
-            severity=Severity.WARNING, ref=g.ref, path="spec.default",
-            message=f"{defaults[0].ref} is also marked default; Services that name no group "
-                    f"get addresses from {defaults[0].ref}"))  # fmt: skip
+        problems.append(
+            Problem(
+                severity=Severity.WARNING,
+                ref=g.ref,
+                path="spec.default",
+                message=f"{defaults[0].ref} is also marked default; Services that name no group "
+                f"get addresses from {defaults[0].ref}",
+            )
+        )

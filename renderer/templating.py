@@ -25,6 +25,7 @@ from typing import Any
 import jinja2
 import jinja2.runtime
 import jinja2.sandbox
+from jinja2.exceptions import SecurityError
 
 from renderer.api import Router
 from renderer.errors import RenderError
@@ -108,14 +109,18 @@ def _finalize(value: Any) -> Any:
         return value
     if isinstance(
         value,
-        ipaddress.IPv4Address | ipaddress.IPv6Address | ipaddress.IPv4Network
+        ipaddress.IPv4Address
+        | ipaddress.IPv6Address
+        | ipaddress.IPv4Network
         | ipaddress.IPv6Network,
     ):
         return str(value)
     if isinstance(value, str):
         if not _INERT.fullmatch(value):
-            raise _UnsafeValue(f"refusing to print {value!r}: it contains characters that "
-                               "could change the configuration's structure")  # fmt: skip
+            raise _UnsafeValue(
+                f"refusing to print {value!r}: it contains characters that "
+                "could change the configuration's structure"
+            )
         return value
     raise _UnsafeValue(f"refusing to print a {type(value).__name__}; print one of its fields")
 
@@ -153,15 +158,26 @@ def render_template(templates: TemplateSet, entry: str, context: dict[str, Any])
         return template.render(context)
     except jinja2.TemplateSyntaxError as exc:
         name = exc.name or entry
-        raise RenderError(exc.message or "syntax error", template=templates.origin(name),
-                          line=exc.lineno) from exc  # fmt: skip
+        raise RenderError(
+            exc.message or "syntax error", template=templates.origin(name), line=exc.lineno
+        ) from exc
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"template {exc.name} not found", template=templates.origin(entry)) from exc
-    except (jinja2.UndefinedError, jinja2.sandbox.SecurityError, _UnsafeValue, TypeError,
-            ValueError, ArithmeticError, LookupError, AttributeError) as exc:  # fmt: skip
-        name, line = _template_frame(exc, templates)
+        raise RenderError(
+            f"template {exc.name} not found", template=templates.origin(entry)
+        ) from exc
+    except (
+        jinja2.UndefinedError,
+        SecurityError,
+        _UnsafeValue,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        LookupError,
+        AttributeError,
+    ) as exc:
+        frame, line = _template_frame(exc, templates)
         message = str(exc) or type(exc).__name__
-        raise RenderError(message, template=templates.origin(name or entry), line=line) from exc
+        raise RenderError(message, template=templates.origin(frame or entry), line=line) from exc
 
 
 def _template_frame(exc: BaseException, templates: TemplateSet) -> tuple[str | None, int | None]:

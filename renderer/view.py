@@ -52,9 +52,7 @@ class FastConvergence:
     ospf_spf_hold_ms: int = 50
     ospf_spf_max_hold_ms: int = 1000
     ospf_lsa_min_interval_ms: int = 0
-    ospf_lsa_min_arrival_ms: int = 0
     isis_lsp_gen_interval: int = 1
-    isis_spf_interval: int = 1
     rip_timers: RipTimers = field(
         default_factory=lambda: RipTimers(update=5, timeout=30, garbage=20)
     )
@@ -279,9 +277,8 @@ class IsisView:
         for export in self.exports:
             for level in self.levels:
                 groups = tuple(
-                    g for g in export.groups
-                    if g.isis.level in (None, level, IsisLevel.LEVEL_1_2)
-                )  # fmt: skip
+                    g for g in export.groups if g.isis.level in (None, level, IsisLevel.LEVEL_1_2)
+                )
                 if groups:
                     suffix = "l1" if level is IsisLevel.LEVEL_1 else "l2"
                     name = f"{export.name}-{suffix}"
@@ -326,6 +323,16 @@ class NodeView:
     @property
     def families(self) -> tuple[Family, ...]:
         return tuple(f for f in Family if any(g.has(f) for g in self.groups))
+
+    @property
+    def table_families(self) -> tuple[Family, ...]:
+        """Families that need a table: every family a group or a protocol uses."""
+        used = set(self.families)
+        used |= {e.family for b in self.bgp for e in b.exports}
+        used |= {o.family for o in self.ospf} | {r.family for r in self.rip}
+        if self.isis is not None:
+            used |= set(self.isis.families)
+        return tuple(f for f in Family if f in used)
 
     @property
     def uses_bfd(self) -> bool:
@@ -503,8 +510,9 @@ def build_view(
     )
     ospf = _ospf_views([p for p in peers if p.ospf is not None], carried, names, bfd_view, problems)
     rip = _rip_views([p for p in peers if p.rip is not None], carried, names, fast, problems)
-    isis = _isis_view([p for p in peers if p.isis is not None], carried, names, rid, bfd_view,
-                      problems)  # fmt: skip
+    isis = _isis_view(
+        [p for p in peers if p.isis is not None], carried, names, rid, bfd_view, problems
+    )
 
     used = {g for b in bgp for e in b.exports for g in e.groups}
     used |= {g for o in ospf for g in o.export.groups} | {g for r in rip for g in r.export.groups}
@@ -526,8 +534,12 @@ def build_view(
             ExportView(
                 family=f,
                 name=names.export("bgp", f),
-                groups=tuple(sorted({g for b in bgp for e in b.exports if e.family is f
-                                     for g in e.groups}, key=lambda g: g.ref)),  # fmt: skip
+                groups=tuple(
+                    sorted(
+                        {g for b in bgp for e in b.exports if e.family is f for g in e.groups},
+                        key=lambda g: g.ref,
+                    )
+                ),
             )
             for f in Family
             if any(e.family is f for b in bgp for e in b.exports)
@@ -588,14 +600,24 @@ def _drop_unsupported(peers: list[Peer], router: Router, problems: list[Problem]
     kept = []
     for p in peers:
         if router is Router.BIRD and p.isis is not None:
-            problems.append(_problem(p.ref, "spec.isis",
-                                     "IS-IS is available with FRR only; set router: frr on the "
-                                     "NodeAgent of this node, or use bgp, ospf or rip"))  # fmt: skip
+            problems.append(
+                _problem(
+                    p.ref,
+                    "spec.isis",
+                    "IS-IS is available with FRR only; set router: frr on the "
+                    "NodeAgent of this node, or use bgp, ospf or rip",
+                )
+            )
             continue
         if router is Router.BIRD and p.bgp is not None and p.bgp.interface is not None:
-            problems.append(_problem(p.ref, "spec.bgp.interface",
-                                     "unnumbered BGP (interface) is available with FRR only; set "
-                                     "bgp.address for BIRD"))  # fmt: skip
+            problems.append(
+                _problem(
+                    p.ref,
+                    "spec.bgp.interface",
+                    "unnumbered BGP (interface) is available with FRR only; set "
+                    "bgp.address for BIRD",
+                )
+            )
             continue
         kept.append(p)
     return kept
@@ -612,22 +634,38 @@ def _check_groups(
     for g in sorted(groups, key=lambda g: g.ref):
         gid = ident(g.name)
         if gid in seen:
-            problems.append(_problem(g.ref, "metadata.name",
-                                     f"has the same router name as {seen[gid]}; ServiceGroups "
-                                     "announced on one node need distinct names"))  # fmt: skip
+            problems.append(
+                _problem(
+                    g.ref,
+                    "metadata.name",
+                    f"has the same router name as {seen[gid]}; ServiceGroups "
+                    "announced on one node need distinct names",
+                )
+            )
             continue
         seen[gid] = g.ref
         wanted = g.protocols if g.protocols is not None else frozenset()
         if router is Router.BIRD and Protocol.ISIS in wanted:
-            problems.append(_problem(g.ref, "spec.protocols",
-                                     f"IS-IS is available with FRR only; node {node} runs BIRD, "
-                                     "so this group is not announced by IS-IS there"))  # fmt: skip
+            problems.append(
+                _problem(
+                    g.ref,
+                    "spec.protocols",
+                    f"IS-IS is available with FRR only; node {node} runs BIRD, "
+                    "so this group is not announced by IS-IS there",
+                )
+            )
         speaking = {p.protocol for p in peers}
-        for proto in sorted(wanted - speaking - ({Protocol.ISIS} if router is Router.BIRD
-                                                  else set())):  # fmt: skip
-            problems.append(_problem(g.ref, "spec.protocols",
-                                     f"asks for {proto}, but no {proto} Peer applies to node "
-                                     f"{node}", warning=True))  # fmt: skip
+        for proto in sorted(
+            wanted - speaking - ({Protocol.ISIS} if router is Router.BIRD else set())
+        ):
+            problems.append(
+                _problem(
+                    g.ref,
+                    "spec.protocols",
+                    f"asks for {proto}, but no {proto} Peer applies to node {node}",
+                    warning=True,
+                )
+            )
 
 
 def _family_groups(
@@ -653,14 +691,20 @@ def _bgp_views(
         assert spec is not None
         key = str(spec.address) if spec.address is not None else f"interface {spec.interface}"
         if key in seen:
-            problems.append(_problem(p.ref, "spec.bgp",
-                                     f"{key} is already a neighbor through {seen[key]} on this "
-                                     "node; one Peer per neighbor"))  # fmt: skip
+            problems.append(
+                _problem(
+                    p.ref,
+                    "spec.bgp",
+                    f"{key} is already a neighbor through {seen[key]} on this "
+                    "node; one Peer per neighbor",
+                )
+            )
             continue
         pid = ident(p.name)
         if pid in ids:
-            problems.append(_problem(p.ref, "metadata.name",
-                                     f"has the same router name as {ids[pid]}"))  # fmt: skip
+            problems.append(
+                _problem(p.ref, "metadata.name", f"has the same router name as {ids[pid]}")
+            )
             continue
         seen[key], ids[pid] = p.ref, p.ref
         local_asn = spec.local_asn or agent.local_asn
@@ -668,9 +712,15 @@ def _bgp_views(
             ExportView(family=f, name=names.bgp_export(pid, f), groups=gs)
             for f, gs in _family_groups(carried[p.ref], spec.families)
         )
-        views.append(_bgp_neighbor(p, spec, pid, local_asn, agent, names, fast, exports,
-                                   bfd_view))  # fmt: skip
-    return tuple(views)
+        views.append(_bgp_neighbor(p, spec, pid, local_asn, agent, names, fast, exports, bfd_view))
+    return tuple(sorted(views, key=_neighbor_order))
+
+
+def _neighbor_order(n: BgpNeighborView) -> tuple[int, int, str]:
+    """FRR's order: unnumbered neighbors by interface, then IPv4, then IPv6 by address."""
+    if n.address is None:
+        return (0, 0, str(n.interface))
+    return (n.address.version, int(n.address), "")
 
 
 def _bgp_neighbor(
@@ -738,15 +788,23 @@ def _ospf_views(
             assert spec is not None
             clash = [i.name for i in spec.interfaces if i.name in owner]
             if clash:
-                problems.append(_problem(p.ref, "spec.ospf.interfaces",
-                                         f"interface {clash[0]} is already in OSPFv{version} "
-                                         f"through {owner[clash[0]]}; one Peer per interface"))  # fmt: skip
+                problems.append(
+                    _problem(
+                        p.ref,
+                        "spec.ospf.interfaces",
+                        f"interface {clash[0]} is already in OSPFv{version} "
+                        f"through {owner[clash[0]]}; one Peer per interface",
+                    )
+                )
                 continue
             kept.append(p)
             for i in spec.interfaces:
                 owner[i.name] = p.ref
-                ifaces.append(_ospf_iface(i, spec.area, bfd_view(spec.bfd),
-                                          spec.auth_key if version == 2 else None))  # fmt: skip
+                ifaces.append(
+                    _ospf_iface(
+                        i, spec.area, bfd_view(spec.bfd), spec.auth_key if version == 2 else None
+                    )
+                )
         areas: dict[ipaddress.IPv4Address, list[OspfInterfaceView]] = {}
         for iv in ifaces:
             areas.setdefault(iv.area, []).append(iv)
@@ -807,14 +865,24 @@ def _rip_views(
             assert spec is not None
             clash = [i for i in spec.interfaces if i in owner]
             if clash:
-                problems.append(_problem(p.ref, "spec.rip.interfaces",
-                                         f"interface {clash[0]} is already in RIP through "
-                                         f"{owner[clash[0]]}; one Peer per interface"))  # fmt: skip
+                problems.append(
+                    _problem(
+                        p.ref,
+                        "spec.rip.interfaces",
+                        f"interface {clash[0]} is already in RIP through "
+                        f"{owner[clash[0]]}; one Peer per interface",
+                    )
+                )
                 continue
             if spec.timers is not None and timers is not None and spec.timers != timers:
-                problems.append(_problem(p.ref, "spec.rip.timers",
-                                         f"differ from the timers of {timers_from} on this node; "
-                                         "RIP timers are per node, set the same values"))  # fmt: skip
+                problems.append(
+                    _problem(
+                        p.ref,
+                        "spec.rip.timers",
+                        f"differ from the timers of {timers_from} on this node; "
+                        "RIP timers are per node, set the same values",
+                    )
+                )
                 continue
             if spec.timers is not None:
                 timers, timers_from = spec.timers, p.ref
@@ -868,16 +936,26 @@ def _isis_view(
         spec = p.isis
         assert spec is not None
         if (spec.area, spec.level) != (first.area, first.level):
-            problems.append(_problem(p.ref, "spec.isis",
-                                     f"area {spec.area} {spec.level} conflicts with area "
-                                     f"{first.area} {first.level} of {peers[0].ref}; a node has "
-                                     "one IS-IS area and level"))  # fmt: skip
+            problems.append(
+                _problem(
+                    p.ref,
+                    "spec.isis",
+                    f"area {spec.area} {spec.level} conflicts with area "
+                    f"{first.area} {first.level} of {peers[0].ref}; a node has "
+                    "one IS-IS area and level",
+                )
+            )
             continue
         clash = [i.name for i in spec.interfaces if i.name in owner]
         if clash:
-            problems.append(_problem(p.ref, "spec.isis.interfaces",
-                                     f"interface {clash[0]} is already in IS-IS through "
-                                     f"{owner[clash[0]]}; one Peer per interface"))  # fmt: skip
+            problems.append(
+                _problem(
+                    p.ref,
+                    "spec.isis.interfaces",
+                    f"interface {clash[0]} is already in IS-IS through "
+                    f"{owner[clash[0]]}; one Peer per interface",
+                )
+            )
             continue
         kept.append(p)
         families.update(spec.families)
