@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint unit demo bench golden clean
+.PHONY: install test lint demo bench golden clean
 
 install:
 	./scripts/install-deps.sh
@@ -24,3 +24,6 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info
+
+demo:
+	./scripts/demo.sh

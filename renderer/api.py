@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from renderer.errors import InvalidObject, ObjectRef, Problem, Severity
 from renderer.fields import (
+    INTERFACE_RE,
+    INTERFACE_VALID,
     LABEL_KEY_RE,
     LABEL_VALUE_RE,
     NAME_RE,
@@ -139,7 +141,7 @@ def _selector(r: Reader, key: str) -> LabelSelector:
     s.unknown({"matchLabels", "matchExpressions"})
     labels: list[tuple[str, str]] = []
     ml = s.child("matchLabels")
-    for k, v in sorted(ml.data.items()):
+    for k, v in sorted(ml.data.items(), key=lambda kv: str(kv[0])):
         if not isinstance(k, str) or not LABEL_KEY_RE.fullmatch(k):
             ml.error(str(k), "is not a valid label key (prefix/name, letters, digits, '-_.')")
         elif not isinstance(v, str) or not LABEL_VALUE_RE.fullmatch(v):
@@ -295,8 +297,13 @@ class ServiceGroup:
         return tuple(f for f in Family if any(p.family is f for p in self.pools))
 
     def export_prefixes(self, family: Family) -> tuple[ExportPrefix, ...]:
-        out = {e.network: e for p in self.pools if p.family is family for e in p.export_prefixes}
-        return tuple(out[k] for k in sorted(out, key=lambda n: (n.version, n)))
+        out = {
+            (e.network, e.ge, e.le): e
+            for p in self.pools
+            if p.family is family
+            for e in p.export_prefixes
+        }
+        return tuple(out[k] for k in sorted(out))
 
 
 def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: bool) -> int:
@@ -308,7 +315,7 @@ def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: 
         return host
     if isinstance(value, int) and not isinstance(value, bool):
         value = f"/{value}"
-    m = re.fullmatch(r"/(\d{1,3})", value) if isinstance(value, str) else None
+    m = re.fullmatch(r"/([0-9]{1,3})", value) if isinstance(value, str) else None
     low = subnet.prefixlen if subnet is not None else host
     if m is None or not low <= int(m.group(1)) <= host:
         hint = f"'default' or a prefix length from /{low} to /{host}"
@@ -320,7 +327,7 @@ def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: 
 
 
 def _pool(r: Reader) -> Pool | None:
-    r.unknown({"cidr", "range", "subnet", "aggregation", "avoidBuggyIPs"})
+    r.unknown({"cidr", "range", "subnet", "aggregation"})
     before = len(r.problems)
     has_cidr, has_range = r.has("cidr"), r.has("range")
     if has_cidr == has_range:
@@ -376,7 +383,7 @@ _U32 = (0, 4294967295)
 def _community(value: Any) -> Community:
     if not isinstance(value, str):
         raise TypeError("")
-    m = re.fullmatch(r"(\d{1,5}):(\d{1,5})", value)
+    m = re.fullmatch(r"([0-9]{1,5}):([0-9]{1,5})", value)
     if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 65535:
         raise ValueError("")
     return Community(asn=int(m.group(1)), value=int(m.group(2)))
@@ -385,7 +392,7 @@ def _community(value: Any) -> Community:
 def _large_community(value: Any) -> LargeCommunity:
     if not isinstance(value, str):
         raise TypeError("")
-    m = re.fullmatch(r"(\d{1,10}):(\d{1,10}):(\d{1,10})", value)
+    m = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10}):([0-9]{1,10})", value)
     if not m or any(int(g) > _U32[1] for g in m.groups()):
         raise ValueError("")
     a, b, c = (int(g) for g in m.groups())
@@ -601,11 +608,13 @@ class Peer:
 
 
 def _bfd(r: Reader) -> Bfd | None:
-    value = r.raw("bfd")
-    if value is None or value is False:
+    """``bfd: {}`` turns BFD on with default timers; ``enabled: false`` turns it off."""
+    if not r.has("bfd"):
         return None
-    if value is True:
-        return Bfd()
+    if not isinstance(r.raw("bfd"), dict):
+        r.error("bfd", f"must be an object such as {{}} or {{minRx: 300, minTx: 300}}, not "
+                       f"{r.raw('bfd')!r}")  # fmt: skip
+        return None
     b = r.child("bfd")
     b.unknown({"enabled", "minRx", "minTx", "multiplier"})
     if not b.bool_("enabled", True):
@@ -613,7 +622,7 @@ def _bfd(r: Reader) -> Bfd | None:
     return Bfd(
         min_rx=b.int_("minRx", 10, 60000, unit="ms") or 300,
         min_tx=b.int_("minTx", 10, 60000, unit="ms") or 300,
-        multiplier=b.int_("multiplier", 1, 255) or 3,
+        multiplier=b.int_("multiplier", 2, 255) or 3,
     )
 
 
@@ -715,60 +724,72 @@ def _bgp_peer(r: Reader) -> BgpPeer:
     )
 
 
-def _interfaces(r: Reader, key: str = "interfaces") -> list[tuple[Reader, str]]:
+def _interfaces(r: Reader, *, objects: bool) -> list[tuple[Reader, str]]:
+    """The ``interfaces`` list: objects with a ``name`` (OSPF, IS-IS) or plain names (RIP)."""
     out: list[tuple[Reader, str]] = []
-    for _i, item, path in r.items(key):
-        if isinstance(item, str):
-            item = {"name": item}
-        ir = r.item_reader(item, path)
-        name = ir.interface("name", required=True)
+    for _i, item, path in r.items("interfaces"):
+        if objects and not isinstance(item, dict):
+            r.item_reader({}, path).error("", f"must be an object such as {{name: eth0}}, not "
+                                              f"{item!r}")  # fmt: skip
+            continue
+        if not objects and not isinstance(item, str):
+            r.item_reader({}, path).error("", f"must be an interface name such as eth0, not "
+                                              f"{item!r}")  # fmt: skip
+            continue
+        ir = r.item_reader(item if objects else {"name": item}, path)
+        name = ir.interface("name", required=True) if objects else _name_only(ir, item, path)
         if name is not None:
             out.append((ir, name))
-    if not r.raw(key):
-        r.error(key, "is required: at least one interface name (for example eth0)")
+    if not r.raw("interfaces"):
+        r.error("interfaces", "is required: at least one interface (for example eth0)")
     names = [n for _, n in out]
     for dup in sorted({n for n in names if names.count(n) > 1}):
-        r.error(key, f"interface {dup} is listed more than once")
+        r.error("interfaces", f"interface {dup} is listed more than once")
     return out
 
 
+def _name_only(r: Reader, item: str, path: str) -> str | None:
+    if INTERFACE_RE.fullmatch(item):
+        return item
+    r.item_reader({}, path).error("", f"{item!r} is not valid; expected {INTERFACE_VALID}")
+    return None
+
+
+_OSPF_IFACE = ("cost", "networkType", "helloInterval", "deadInterval")
+
+
+def _ospf_iface_values(r: Reader) -> dict[str, Any]:
+    """Validated per-interface OSPF settings present in ``r`` (absent ones left out)."""
+    values = {
+        "cost": r.int_("cost", 1, 65535),
+        "networkType": r.choice("networkType", _choices(OspfNetworkType)),
+        "helloInterval": r.int_("helloInterval", 1, 65535, unit="seconds"),
+        "deadInterval": r.int_("deadInterval", 1, 65535, unit="seconds"),
+    }
+    return {k: v for k, v in values.items() if v is not None}
+
+
 def _ospf_peer(r: Reader) -> OspfPeer:
-    r.unknown(
-        {
-            "area",
-            "interfaces",
-            "cost",
-            "networkType",
-            "helloInterval",
-            "deadInterval",
-            "bfd",
-            "authSecretRef",
-            "families",
-        }
-    )
+    r.unknown({"area", "interfaces", *_OSPF_IFACE, "bfd", "authSecretRef", "families"})
     area = r.convert("area", _area, "an area as a number or dotted quad such as 0.0.0.0")
-    base = {k: r.raw(k) for k in ("cost", "networkType", "helloInterval", "deadInterval")}
+    base = _ospf_iface_values(r)
     interfaces = []
-    for ir, name in _interfaces(r):
-        ir.unknown({"name", "cost", "networkType", "helloInterval", "deadInterval", "passive"})
-        merged = Reader(
-            {**{k: v for k, v in base.items() if v is not None}, **ir.data},
-            r.ref,
-            ir.path,
-            r.problems,
-        )
-        hello = merged.int_("helloInterval", 1, 65535, unit="seconds")
-        dead = merged.int_("deadInterval", 1, 65535, unit="seconds")
+    for ir, name in _interfaces(r, objects=True):
+        ir.unknown({"name", *_OSPF_IFACE, "passive"})
+        own = _ospf_iface_values(ir)
+        merged = {**base, **own}
+        hello, dead = merged.get("helloInterval"), merged.get("deadInterval")
         if hello is not None and dead is not None and dead <= hello:
-            merged.error("deadInterval", f"{dead} must be greater than helloInterval ({hello})")
+            where = ir if {"helloInterval", "deadInterval"} & set(own) else r
+            where.error("deadInterval", f"{dead} must be greater than helloInterval ({hello})")
         interfaces.append(
             OspfInterface(
                 name=name,
-                cost=merged.int_("cost", 1, 65535),
-                network_type=merged.choice("networkType", _choices(OspfNetworkType)),
+                cost=merged.get("cost"),
+                network_type=merged.get("networkType"),
                 hello_interval=hello,
                 dead_interval=dead,
-                passive=merged.bool_("passive", False),
+                passive=ir.bool_("passive", False),
             )
         )
     return OspfPeer(
@@ -783,7 +804,7 @@ def _ospf_peer(r: Reader) -> OspfPeer:
 def _area(value: Any) -> ipaddress.IPv4Address:
     if isinstance(value, int) and not isinstance(value, bool):
         return ipaddress.IPv4Address(value)
-    if isinstance(value, str) and re.fullmatch(r"\d+", value):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,10}", value):
         return ipaddress.IPv4Address(int(value))
     if isinstance(value, str):
         return ipaddress.IPv4Address(value)
@@ -792,7 +813,7 @@ def _area(value: Any) -> ipaddress.IPv4Address:
 
 def _rip_peer(r: Reader) -> RipPeer:
     r.unknown({"interfaces", "version", "timers", "authSecretRef", "families"})
-    names = [name for _, name in _interfaces(r)]
+    names = [name for _, name in _interfaces(r, objects=False)]
     timers = None
     if r.has("timers"):
         t = r.child("timers")
@@ -829,7 +850,7 @@ def _isis_peer(r: Reader) -> IsisPeer:
         required=True,
     )
     interfaces = []
-    for ir, name in _interfaces(r):
+    for ir, name in _interfaces(r, objects=True):
         ir.unknown({"name", "metric", "networkType", "passive"})
         interfaces.append(
             IsisInterface(
@@ -906,6 +927,13 @@ class NodeAgent:
     reload_command: tuple[str, ...] = ()
 
 
+def _ipv4(value: Any) -> ipaddress.IPv4Address:
+    address = parse_ip(value)
+    if not isinstance(address, ipaddress.IPv4Address):
+        raise ValueError("")
+    return address
+
+
 def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     ref, _meta, spec = _envelope(obj, "NodeAgent")
     spec.unknown(
@@ -925,7 +953,7 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
             "reloadCommand",
         }
     )
-    router_id = spec.convert("routerID", ipaddress.IPv4Address, "an IPv4 address such as 10.0.0.1")
+    router_id = spec.convert("routerID", _ipv4, "an IPv4 address such as 10.0.0.1")
     mode = spec.choice("mode", _choices(Mode), default=Mode.MANAGED) or Mode.MANAGED
     local_interface = spec.raw("localInterface")
     if local_interface != "default":
@@ -1107,10 +1135,11 @@ def parse_object(obj: Mapping[str, Any]) -> Parsed | None:
             "Peer",
             "NodeAgent",
         ):
+            meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
             ref = ObjectRef(
                 kind=str(kind),
-                namespace="",
-                name=str((obj.get("metadata") or {}).get("name", "<no name>")),
+                namespace=str(meta.get("namespace") or "default"),
+                name=str(meta.get("name", "<no name>")),
             )
             raise InvalidObject(
                 ref,

@@ -86,7 +86,12 @@ class Reader:
 
     def unknown(self, known: set[str]) -> None:
         """Report keys this object does not define (typos would otherwise be ignored)."""
-        for key in sorted(set(self.data) - known):
+        for key in sorted(set(self.data) - known, key=str):
+            if not isinstance(key, str):
+                self.error(
+                    "", f"field name {key!r} is not a string (quote it in YAML: '{key}')"
+                )
+                continue
             self.error(key, f"unknown field; valid fields here: {', '.join(sorted(known))}")
 
     def child(self, key: str) -> Reader:
@@ -215,14 +220,23 @@ INTERFACE_VALID = (
 )
 
 
+_IP_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}")
+
+
 def parse_ip(value: Any) -> IPAddress:
+    """An IPv4 or IPv6 address; no zone ids, no surrounding text."""
     if not isinstance(value, str):
         raise TypeError("must be a string")
-    return ipaddress.ip_address(value.strip() if value.strip() == value else "\n")
+    if not _IP_CHARS.fullmatch(value):
+        raise ValueError("")
+    return ipaddress.ip_address(value)
+
+
+_NET_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}/[0-9]{1,3}")
 
 
 def parse_network(value: Any) -> IPNetwork:
-    if not isinstance(value, str) or "/" not in value:
+    if not isinstance(value, str) or not _NET_CHARS.fullmatch(value):
         raise ValueError("")
     return ipaddress.ip_network(value, strict=True)
 

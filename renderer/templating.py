@@ -101,6 +101,8 @@ class _Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
 
 def _finalize(value: Any) -> Any:
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()
     if isinstance(value, _Rendered):
         return value
     if isinstance(value, bool) or value is None:
@@ -114,7 +116,7 @@ def _finalize(value: Any) -> Any:
         | ipaddress.IPv4Network
         | ipaddress.IPv6Network,
     ):
-        return str(value)
+        value = str(value)
     if isinstance(value, str):
         if not _INERT.fullmatch(value):
             raise _UnsafeValue(
@@ -162,8 +164,9 @@ def render_template(templates: TemplateSet, entry: str, context: dict[str, Any])
             exc.message or "syntax error", template=templates.origin(name), line=exc.lineno
         ) from exc
     except jinja2.TemplateNotFound as exc:
+        frame, line = _template_frame(exc, templates)
         raise RenderError(
-            f"template {exc.name} not found", template=templates.origin(entry)
+            f"template {exc.name} not found", template=templates.origin(frame or entry), line=line
         ) from exc
     except (
         jinja2.UndefinedError,

@@ -440,9 +440,12 @@ def build_view(
     *,
     mode: Mode | None = None,
     router_id: ipaddress.IPv4Address | None = None,
+    hostname: str | None = None,
 ) -> NodeView:
     """Everything to render for ``node_name``. ``router``, ``mode`` and ``router_id``
-    override the NodeAgent's settings when given.
+    override the NodeAgent's settings when given. ``hostname`` is the host's name as
+    the router daemon sees it (FRR prints it in its running config); default: the node
+    name.
 
     Raises RouterError when the node cannot have a configuration at all (no router id).
     Problems with single objects are in ``NodeView.problems``; those objects are left out.
@@ -490,7 +493,10 @@ def build_view(
     peers = [p for p in model.peers if p.node_selector.matches(labels)]
     peers = _drop_unsupported(peers, router, problems)
     _check_groups(groups, peers, router, node_name, problems)
-    carried = {p.ref: tuple(by_ref[g.ref] for g in groups if p.carries(g)) for p in peers}
+    carried = {
+        p.ref: tuple(by_ref[g.ref] for g in groups if g.ref in by_ref and p.carries(g))
+        for p in peers
+    }
 
     bfd_views: dict[Bfd, BfdView] = {}
 
@@ -522,7 +528,7 @@ def build_view(
         router=router,
         mode=mode,
         node=node_name,
-        hostname=node_name,
+        hostname=hostname or node_name,
         router_id=rid,
         local_asn=agent.local_asn,
         interface=agent.interface,

@@ -97,11 +97,11 @@ def peer(draw: st.DrawFn, index: int) -> dict[str, Any]:
             "asn": draw(st.sampled_from([64512, 65000, 65001])),
         }
         if draw(st.booleans()):
-            spec["bgp"].update(holdTime=9, keepaliveTime=3, bfd=True)
+            spec["bgp"].update(holdTime=9, keepaliveTime=3, bfd={})
     elif kind == "bgp6":
         spec["bgp"] = {"address": f"fd00:ffff::{index + 1:x}", "asn": 65000}
     elif kind == "ospf":
-        spec["ospf"] = {"area": 0, "interfaces": [f"eth{index}"], "families": ["ipv4", "ipv6"]}
+        spec["ospf"] = {"area": 0, "interfaces": [{"name": f"eth{index}"}], "families": ["ipv4", "ipv6"]}
     else:
         spec["rip"] = {"interfaces": [f"eth{index}"], "families": ["ipv4", "ipv6"]}
     return {
@@ -214,7 +214,7 @@ BASE: list[dict[str, Any]] = [
         "apiVersion": api.API_VERSION,
         "kind": "Peer",
         "metadata": _meta("backbone"),
-        "spec": {"isis": {"area": "49.0001", "interfaces": ["eth2"]}},
+        "spec": {"isis": {"area": "49.0001", "interfaces": [{"name": "eth2"}]}},
     },
     {
         "apiVersion": api.API_VERSION,

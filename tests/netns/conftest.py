@@ -1,0 +1,48 @@
+"""Fixtures for tests that need root, network namespaces and the real daemons.
+
+Every test here carries the ``root`` marker; without root (or without iproute2 and the
+daemons) they are skipped with the reason. CI runs them as root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.netns.lab import FrrInstance, Netns
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/netns/" in str(item.fspath).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.root)
+
+
+@pytest.fixture(autouse=True)
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    for tool in ("ip", "bird", "vtysh"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (run make install)")
+
+
+@pytest.fixture
+def netns() -> Iterator[Netns]:
+    ns = Netns().create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+@pytest.fixture
+def frr(netns: Netns) -> Iterator[FrrInstance]:
+    instance = FrrInstance(netns)
+    try:
+        yield instance
+    finally:
+        instance.stop()
