@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.netns.lab import FrrInstance, Netns
+from tests.netns.lab import BirdInstance, FrrInstance, Netns
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -42,6 +42,15 @@ def netns() -> Iterator[Netns]:
 @pytest.fixture
 def frr(netns: Netns) -> Iterator[FrrInstance]:
     instance = FrrInstance(netns)
+    try:
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture
+def bird(netns: Netns) -> Iterator[BirdInstance]:
+    instance = BirdInstance(netns)
     try:
         yield instance
     finally:

@@ -39,7 +39,9 @@ class Netns:
     def ip(self, *args: str) -> str:
         return run("ip", "-n", self.name, *args).stdout
 
-    def exec(self, *args: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def exec(
+        self, *args: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return run("ip", "netns", "exec", self.name, *args, check=check, timeout=timeout)
 
     def add_ifb(self, name: str) -> None:
@@ -92,6 +94,30 @@ class FrrInstance:
         for pid in self.pids:
             _kill(pid)
         self.pids.clear()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BirdInstance:
+    """One BIRD in a namespace, with a private control socket and pid file."""
+
+    def __init__(self, ns: Netns) -> None:
+        self.ns = ns
+        self.dir = Path(tempfile.mkdtemp(prefix=f"{ns.name}-bird-"))
+        self.socket = self.dir / "bird.ctl"
+        self.pid: int | None = None
+
+    def start(self, config: Path) -> None:
+        pidfile = self.dir / "bird.pid"
+        self.ns.exec("bird", "-c", str(config), "-s", str(self.socket), "-P", str(pidfile))
+        self.pid = _wait_pid(pidfile)
+
+    def birdc(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("birdc", "-s", str(self.socket), *command, check=check)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            _kill(self.pid)
+            self.pid = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
