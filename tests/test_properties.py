@@ -101,7 +101,11 @@ def peer(draw: st.DrawFn, index: int) -> dict[str, Any]:
     elif kind == "bgp6":
         spec["bgp"] = {"address": f"fd00:ffff::{index + 1:x}", "asn": 65000}
     elif kind == "ospf":
-        spec["ospf"] = {"area": 0, "interfaces": [{"name": f"eth{index}"}], "families": ["ipv4", "ipv6"]}
+        spec["ospf"] = {
+            "area": 0,
+            "interfaces": [{"name": f"eth{index}"}],
+            "families": ["ipv4", "ipv6"],
+        }
     else:
         spec["rip"] = {"interfaces": [f"eth{index}"], "families": ["ipv4", "ipv6"]}
     return {

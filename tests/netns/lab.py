@@ -7,6 +7,7 @@ exactly what it started (by pid) and delete exactly what it made, even on failur
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -141,10 +142,8 @@ def _kill(pid: int, timeout: float = 5) -> None:
         if not alive(pid):
             return
         time.sleep(0.05)
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def alive(pid: int) -> bool:
