@@ -617,13 +617,12 @@ def _bfd(r: Reader) -> Bfd | None:
         return None
     b = r.child("bfd")
     b.unknown({"enabled", "minRx", "minTx", "multiplier"})
-    if not b.bool_("enabled", True):
-        return None
-    return Bfd(
+    bfd = Bfd(
         min_rx=b.int_("minRx", 10, 60000, unit="ms") or 300,
         min_tx=b.int_("minTx", 10, 60000, unit="ms") or 300,
         multiplier=b.int_("multiplier", 2, 255) or 3,
     )
+    return bfd if b.bool_("enabled", True) else None
 
 
 def _secret_ref(r: Reader, key: str) -> SecretRef | None:
@@ -700,7 +699,7 @@ def _bgp_peer(r: Reader) -> BgpPeer:
         r.error("sourceAddress", f"{source} is not of the same family as address {address}")
     multihop = r.int_("ebgpMultihop", 1, 255)
     bfd = _bfd(r)
-    if multihop is not None and bfd is not None and source is None:
+    if multihop is not None and bfd is not None and not r.has("sourceAddress"):
         r.error(
             "sourceAddress",
             "is required when bfd is used with ebgpMultihop (multihop BFD "
@@ -773,15 +772,18 @@ def _ospf_peer(r: Reader) -> OspfPeer:
     r.unknown({"area", "interfaces", *_OSPF_IFACE, "bfd", "authSecretRef", "families"})
     area = r.convert("area", _area, "an area as a number or dotted quad such as 0.0.0.0")
     base = _ospf_iface_values(r)
+    hello, dead = base.get("helloInterval"), base.get("deadInterval")
+    if hello is not None and dead is not None and dead <= hello:
+        r.error("deadInterval", f"{dead} must be greater than helloInterval ({hello})")
     interfaces = []
     for ir, name in _interfaces(r, objects=True):
         ir.unknown({"name", *_OSPF_IFACE, "passive"})
         own = _ospf_iface_values(ir)
         merged = {**base, **own}
         hello, dead = merged.get("helloInterval"), merged.get("deadInterval")
-        if hello is not None and dead is not None and dead <= hello:
-            where = ir if {"helloInterval", "deadInterval"} & set(own) else r
-            where.error("deadInterval", f"{dead} must be greater than helloInterval ({hello})")
+        overridden = {"helloInterval", "deadInterval"} & set(own)
+        if overridden and hello is not None and dead is not None and dead <= hello:
+            ir.error("deadInterval", f"{dead} must be greater than helloInterval ({hello})")
         interfaces.append(
             OspfInterface(
                 name=name,

@@ -89,7 +89,9 @@ class Reader:
         for key in sorted(set(self.data) - known, key=str):
             if not isinstance(key, str):
                 self.error(
-                    "", f"field name {key!r} is not a string (quote it in YAML: '{key}')"
+                    "",
+                    f"field name {key!r} is not a string: YAML reads unquoted on/off/yes/no/"
+                    "true/false as booleans and digits as numbers; quote the key",
                 )
                 continue
             self.error(key, f"unknown field; valid fields here: {', '.join(sorted(known))}")

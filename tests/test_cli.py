@@ -1,0 +1,396 @@
+"""The ``lbroute render`` and ``lbroute validate`` commands, run with click's CliRunner.
+
+Covers exit codes (0 ok, 1 invalid input or configuration, 2 usage), that messages
+name the object and field (or file and line) without a traceback, that valid objects
+still render when others are invalid, that ``validate`` runs the real router parser
+(``bird -p``, ``vtysh --dryrun``) and shows its verdict, and that user templates are
+sandboxed: Jinja errors, sandbox escapes and values that would add statements are
+refused with the template's file and line.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from lbroute.cli import main
+
+NODE = """\
+apiVersion: v1
+kind: Node
+metadata: {name: n1, labels: {rack: a}}
+status: {addresses: [{type: InternalIP, address: 10.0.0.1}]}
+"""
+WEB = """\
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: web, namespace: lbroute}
+spec:
+  pools: [{cidr: 192.0.2.0/24}]
+"""
+TOR = """\
+apiVersion: lbroute.io/v1alpha1
+kind: Peer
+metadata: {name: tor, namespace: lbroute}
+spec:
+  bgp: {address: 10.0.0.254, asn: 65000}
+"""
+BROKEN_GROUP = """\
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: broken, namespace: lbroute}
+spec:
+  pools: [{cidr: 198.51.100.0/24}, {cidr: 198.51.101.1/24}]
+"""
+ISIS = """\
+apiVersion: lbroute.io/v1alpha1
+kind: Peer
+metadata: {name: core, namespace: lbroute}
+spec:
+  isis: {area: "49.0001", interfaces: [{name: eth1}]}
+"""
+VALID = [NODE, WEB, TOR]
+
+HAS_FRR_TEMPLATES = resources.files("templates.frr").joinpath("frr.conf.j2").is_file()
+needs_frr_templates = pytest.mark.skipif(
+    not HAS_FRR_TEMPLATES, reason="templates/frr/frr.conf.j2 does not exist yet"
+)
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI configures the root logger; give the next test the one it had."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def manifests(tmp_path: Path, *docs: str, name: str = "objects.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text("---\n".join(docs), encoding="utf-8")
+    return path
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], env=env)
+
+
+def assert_no_traceback(result: Result) -> None:
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exc_info
+    assert "Traceback" not in result.output
+
+
+def user_templates(tmp_path: Path, name: str, text: str) -> Path:
+    directory = tmp_path / "templates"
+    directory.mkdir(exist_ok=True)
+    (directory / name).write_text(text, encoding="utf-8")
+    return directory
+
+
+# -- render --------------------------------------------------------------------------------
+
+
+def test_render_prints_the_configuration(tmp_path: Path) -> None:
+    result = run("render", "-f", manifests(tmp_path, *VALID), "--node", "n1")
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "router id 10.0.0.1;" in result.stdout
+    assert "192.0.2.0/24{24,32}" in result.stdout
+    assert "neighbor 10.0.0.254 as 65000;" in result.stdout
+
+
+def test_render_reads_a_directory_of_manifests(tmp_path: Path) -> None:
+    for i, doc in enumerate(VALID):
+        manifests(tmp_path, doc, name=f"{i}.yaml")
+    (tmp_path / "notes.txt").write_text("not a manifest", encoding="utf-8")
+    result = run("render", "-f", tmp_path, "--node", "n1")
+    assert result.exit_code == 0, result.output
+    assert "neighbor 10.0.0.254 as 65000;" in result.stdout
+
+
+def test_render_is_deterministic(tmp_path: Path) -> None:
+    path = manifests(tmp_path, *VALID)
+    first = run("render", "-f", path, "--node", "n1")
+    assert run("render", "-f", path, "--node", "n1").stdout == first.stdout
+
+
+@needs_frr_templates
+def test_render_for_frr(tmp_path: Path) -> None:
+    result = run("render", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--router", "frr")
+    assert result.exit_code == 0, result.output
+    assert "neighbor 10.0.0.254 remote-as 65000" in result.stdout
+
+
+def test_invalid_object_is_reported_and_the_rest_still_renders(tmp_path: Path) -> None:
+    result = run("render", "-f", manifests(tmp_path, *VALID, BROKEN_GROUP), "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "error: ServiceGroup lbroute/broken: spec.pools[1].cidr: " in result.stderr
+    assert "no host bits set" in result.stderr
+    assert "192.0.2.0/24{24,32}" in result.stdout
+    assert "198.51.100" not in result.stdout
+
+
+def test_warnings_are_printed_but_do_not_fail(tmp_path: Path) -> None:
+    lonely = (
+        TOR.replace("name: tor", "name: lonely")
+        .replace("bgp:", "serviceGroupSelector: {matchLabels: {tier: db}}\n  bgp:")
+        .replace("10.0.0.254", "10.0.0.253")
+    )
+    result = run("render", "-f", manifests(tmp_path, *VALID, lonely), "--node", "n1")
+    assert result.exit_code == 0, result.output
+    assert "warning: Peer lbroute/lonely: spec.serviceGroupSelector: " in result.stderr
+
+
+def test_frr_only_peer_on_bird_is_reported_and_the_rest_renders(tmp_path: Path) -> None:
+    result = run(
+        "render", "-f", manifests(tmp_path, *VALID, ISIS), "--node", "n1", "--router", "bird"
+    )
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "error: Peer lbroute/core: spec.isis: IS-IS is available with FRR only" in result.stderr
+    assert "neighbor 10.0.0.254 as 65000;" in result.stdout
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    path = manifests(
+        tmp_path, WEB, "kind: Peer\nmetadata:\n  name: x\n   bad: [\n", name="bad.yaml"
+    )
+    result = run("render", "-f", path, "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert f"error: {path}:10: not valid YAML" in result.stderr
+    assert result.stdout == ""
+
+
+def test_missing_manifest_file(tmp_path: Path) -> None:
+    result = run("render", "-f", tmp_path / "nope.yaml", "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "nope.yaml: no such file or directory" in result.stderr
+
+
+def test_node_without_router_id_is_an_error(tmp_path: Path) -> None:
+    result = run("render", "-f", manifests(tmp_path, WEB, TOR), "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "no router id for node n1" in result.stderr
+    ok = run(
+        "render", "-f", manifests(tmp_path, WEB, TOR), "--node", "n1", "--router-id", "10.9.9.9"
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "router id 10.9.9.9;" in ok.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--router", "bird"], "Missing option '--node'"),
+        (["--node", "n1", "--router", "quagga"], "'quagga' is not one of 'bird', 'frr'"),
+        (["--node", "n1", "--mode", "owned"], "'owned' is not one of 'managed', 'include'"),
+        (["--node", "n1", "--router-id", "2001:db8::1"], "--router-id"),
+        (["--node", "n1", "--router-id", "10.0.0.256"], "is not an IPv4 address"),
+    ],
+    ids=["missing-node", "bad-router", "bad-mode", "router-id-ipv6", "router-id-garbage"],
+)
+@pytest.mark.parametrize("command", ["render", "validate"])
+def test_usage_errors_exit_2(tmp_path: Path, command: str, args: list[str], message: str) -> None:
+    result = run(command, "-f", manifests(tmp_path, *VALID), *args)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert_no_traceback(result)
+
+
+def test_missing_filename_is_a_usage_error() -> None:
+    result = run("render", "--node", "n1")
+    assert result.exit_code == 2
+    assert "Missing option '-f'" in result.stderr
+
+
+def test_options_from_the_environment(tmp_path: Path) -> None:
+    result = run(
+        "render",
+        "-f",
+        manifests(tmp_path, *VALID),
+        env={"LBROUTE_RENDER_NODE": "n1", "LBROUTE_RENDER_ROUTER_ID": "10.7.7.7"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "router id 10.7.7.7;" in result.stdout
+
+
+# -- validate ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["managed", "include"])
+def test_validate_bird(tmp_path: Path, mode: str) -> None:
+    result = run("validate", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--mode", mode)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"OK: bird accepts the {mode} configuration for node n1")
+
+
+@needs_frr_templates
+@pytest.mark.parametrize("extra", [[], [ISIS]], ids=["bgp", "bgp-and-isis"])
+def test_validate_frr(tmp_path: Path, extra: list[str]) -> None:
+    result = run(
+        "validate", "-f", manifests(tmp_path, *VALID, *extra), "--node", "n1", "--router", "frr"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("OK: frr accepts the managed configuration for node n1")
+
+
+def test_validate_with_invalid_objects_checks_the_rest_and_exits_1(tmp_path: Path) -> None:
+    result = run("validate", "-f", manifests(tmp_path, *VALID, BROKEN_GROUP), "--node", "n1")
+    assert result.exit_code == 1
+    assert result.stdout.startswith("OK: bird accepts")
+    assert "ServiceGroup lbroute/broken: spec.pools[1].cidr" in result.stderr
+
+
+BROKEN_BGP = """\
+{% for n in view.bgp %}
+protocol bgp {{ n.protocol_name }} {
+  neighbor {{ n.address }} as;
+}
+{% endfor %}
+"""
+
+
+@pytest.mark.parametrize("subdir", ["", "bird"], ids=["flat", "per-router-subdir"])
+def test_validate_shows_the_bird_parser_error_and_line(tmp_path: Path, subdir: str) -> None:
+    templates = user_templates(tmp_path, "bgp.j2", BROKEN_BGP)
+    if subdir:
+        (templates / subdir).mkdir()
+        (templates / "bgp.j2").rename(templates / subdir / "bgp.j2")
+    result = run(
+        "validate", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "bird rejected the configuration for node n1" in result.stderr
+    assert "syntax error" in result.stderr
+    assert "| " in result.stderr
+    (marked,) = [line for line in result.stderr.splitlines() if line.startswith(">")]
+    assert marked.endswith("|   neighbor 10.0.0.254 as;")
+    assert "OK" not in result.stdout
+
+
+def test_user_template_overrides_one_file(tmp_path: Path) -> None:
+    templates = user_templates(
+        tmp_path,
+        "bgp.j2",
+        "# site bgp policy\n{% for n in view.bgp %}# {{ n.address }}\n{% endfor %}",
+    )
+    rendered = run(
+        "render", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert rendered.exit_code == 0, rendered.output
+    assert "# site bgp policy\n# 10.0.0.254\n" in rendered.stdout
+    assert "protocol bgp" not in rendered.stdout
+    assert "192.0.2.0/24{24,32}" in rendered.stdout
+    validated = run(
+        "validate", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert validated.exit_code == 0, validated.output
+
+
+def test_missing_templates_directory(tmp_path: Path) -> None:
+    result = run(
+        "render",
+        "-f",
+        manifests(tmp_path, *VALID),
+        "--node",
+        "n1",
+        "--templates",
+        tmp_path / "nope",
+    )
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        pytest.param("# ok\n{{ nosuch }}\n", 2, "", id="undefined-printed"),
+        pytest.param("# ok\n{% for n in nosuch %}{% endfor %}\n", 2, "'nosuch' is undefined",
+                     id="undefined-iterated"),
+        pytest.param("# ok\n\n{{ view.bgp[0].nosuch.deeper }}\n", 3, "nosuch",
+                     id="undefined-attribute"),
+        pytest.param("# ok\n{% if %}\n", 2, "Expected an expression", id="syntax-error"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["render", "validate"])
+def test_jinja_error_names_the_user_template_and_line(
+    tmp_path: Path, command: str, text: str, line: int | None, words: str
+) -> None:
+    templates = user_templates(tmp_path, "bgp.j2", text)
+    result = run(
+        command, "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert f"error: {templates / 'bgp.j2'}:{line}: " in result.stderr
+    assert words in result.stderr
+    assert result.stdout == ""
+
+
+def test_printing_an_undefined_variable_names_it(tmp_path: Path) -> None:
+    templates = user_templates(tmp_path, "bgp.j2", "{{ nosuch }}\n")
+    result = run(
+        "render", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert "'nosuch' is undefined" in result.stderr
+
+
+def test_missing_include_names_the_including_template(tmp_path: Path) -> None:
+    templates = user_templates(tmp_path, "bgp.j2", "# ok\n{% include 'nosuch.j2' %}\n")
+    result = run(
+        "render", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert result.exit_code == 1
+    assert f"error: {templates / 'bgp.j2'}:2: " in result.stderr
+    assert "nosuch.j2" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        pytest.param("{{ ''.__class__.__mro__ }}\n", "unsafe", id="dunder-attribute"),
+        pytest.param("{{ view.__init__.__globals__ }}\n", "unsafe", id="function-globals"),
+        pytest.param("{{ cycler.__init__.__globals__.os }}\n", "unsafe", id="global-cycler"),
+        pytest.param("{{ lipsum.__globals__['os'] }}\n", "unsafe", id="global-lipsum"),
+        pytest.param("{{ range(10**9)|list }}\n", "Range too big", id="huge-range"),
+        pytest.param("{{ 'a;b' }}\n", "refusing to print 'a;b'", id="semicolon"),
+        pytest.param('{{ "a\\nb" }}\n', "refusing to print 'a\\nb'", id="newline"),
+        pytest.param("{{ 'x' ~ '}' }}\n", "refusing to print", id="brace-by-concat"),
+        pytest.param("{{ '\"quoted\"' }}\n", "refusing to print", id="quote"),
+        pytest.param("{{ view.groups }}\n", "refusing to print a tuple", id="container"),
+        pytest.param("{{ view.bgp[0].password }}\n", "refusing to print None", id="none"),
+    ],
+)  # fmt: skip
+def test_user_template_cannot_escape_the_sandbox(tmp_path: Path, text: str, words: str) -> None:
+    templates = user_templates(tmp_path, "bgp.j2", text)
+    result = run(
+        "validate", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--templates", templates
+    )
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert f"error: {templates / 'bgp.j2'}:1: " in result.stderr
+    assert words in result.stderr
+    assert result.stdout == ""
+
+
+def test_non_string_yaml_key_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    group = WEB.replace("spec:\n", "spec:\n  on: true\n  colour: blue\n")
+    result = run("render", "-f", manifests(tmp_path, NODE, group, TOR), "--node", "n1")
+    assert_no_traceback(result)
+    assert result.exit_code == 1
+    assert "error: ServiceGroup lbroute/web: spec: field name True is not a string" in result.stderr
+    assert "error: ServiceGroup lbroute/web: spec.colour: unknown field" in result.stderr
+    assert "neighbor 10.0.0.254" in result.stdout
