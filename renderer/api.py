@@ -1137,7 +1137,8 @@ def parse_object(obj: Mapping[str, Any]) -> Parsed | None:
             "Peer",
             "NodeAgent",
         ):
-            meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+            raw_meta = obj.get("metadata")
+            meta: Mapping[str, Any] = raw_meta if isinstance(raw_meta, Mapping) else {}
             ref = ObjectRef(
                 kind=str(kind),
                 namespace=str(meta.get("namespace") or "default"),
