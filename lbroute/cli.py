@@ -203,3 +203,148 @@ def validate(**kwargs: Any) -> None:
     )
     if errors:
         sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--source",
+    "source_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Directory of manifests to watch (Services, EndpointSlices, Nodes, "
+    "ServiceGroups, Peers, NodeAgents, Secrets).",
+)
+@click.option("--node", required=True, help="Name of the Node this agent runs on.")
+@click.option(
+    "--router",
+    type=click.Choice([r.value for r in api.Router]),
+    help="Override the NodeAgent's router.",
+)
+@click.option(
+    "--mode", type=click.Choice([m.value for m in api.Mode]), help="Override the NodeAgent's mode."
+)
+@click.option(
+    "--router-config",
+    type=click.Path(path_type=Path),
+    help="Router configuration file (default /etc/bird/bird.conf, /etc/frr/frr.conf).",
+)
+@click.option(
+    "--router-socket",
+    type=click.Path(path_type=Path),
+    help="BIRD control socket, or FRR vty socket directory.",
+)
+@click.option(
+    "--templates",
+    "templates_dir",
+    type=click.Path(path_type=Path),
+    help="Templates directory overriding the built-in ones (watched).",
+)
+@click.option(
+    "--default-class/--no-default-class",
+    default=False,
+    show_default=True,
+    help="Also announce LoadBalancer Services that set no loadBalancerClass.",
+)
+@click.option(
+    "--status-file",
+    type=click.Path(path_type=Path),
+    default=Path("/run/lbroute/status.json"),
+    show_default=True,
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9473,
+    show_default=True,
+    help="Port for /metrics, /healthz and /readyz; 0 turns them off.",
+)
+@click.option("--metrics-address", default="", help="Address to serve metrics on (default: all).")
+def agent(
+    source_dir: Path,
+    node: str,
+    router: str | None,
+    mode: str | None,
+    router_config: Path | None,
+    router_socket: Path | None,
+    templates_dir: Path | None,
+    default_class: bool,
+    status_file: Path,
+    metrics_port: int,
+    metrics_address: str,
+) -> None:
+    """Run the node agent: program kube-lb0 and drive the node's BIRD or FRR."""
+    import signal
+    import threading
+
+    from nodeagent.agent import Agent, AgentSettings
+    from nodeagent.source import DirectorySource
+    from nodeagent.status import Health, Metrics, serve
+
+    if not source_dir.is_dir():
+        raise click.BadParameter(f"{source_dir} is not a directory", param_hint="--source")
+    settings = AgentSettings(
+        node=node,
+        router=api.Router(router) if router else None,
+        mode=api.Mode(mode) if mode else None,
+        config_path=router_config,
+        socket_path=router_socket,
+        templates_dir=templates_dir,
+        default_class=default_class,
+        status_file=status_file,
+    )
+    extra = (templates_dir,) if templates_dir is not None else ()
+    metrics, health = Metrics(), Health()
+    if metrics_port:
+        serve(metrics_port, metrics, health, metrics_address)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        Agent(
+            settings, DirectorySource(source_dir, also_watch=extra), metrics=metrics, health=health
+        ).run(stop)
+    except LbrouteError as exc:
+        _fail(str(exc))
+
+
+@main.command()
+@click.option(
+    "--status-file",
+    type=click.Path(path_type=Path),
+    default=Path("/run/lbroute/status.json"),
+    show_default=True,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the status document as JSON.")
+def status(status_file: Path, as_json: bool) -> None:
+    """Show what the agent on this node announces and how its router is doing."""
+    from nodeagent.status import Status
+
+    try:
+        doc = Status.from_json(status_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        _fail(f"{status_file} not found: is the agent running on this node?")
+        return
+    except (OSError, ValueError, TypeError) as exc:
+        _fail(f"{status_file}: unreadable status: {exc}")
+        return
+    if as_json:
+        click.echo(doc.to_json())
+        return
+    la = doc.last_apply
+    click.echo(f"node:        {doc.node}")
+    click.echo(f"router:      {doc.router} ({doc.mode})")
+    click.echo(f"config hash: {doc.config_hash or '-'}")
+    click.echo(f"last apply:  {la.result or '-'} {la.time} ({la.duration:.3f}s)")
+    if la.error:
+        click.echo(f"  error: {la.error}")
+    click.echo(f"updated:     {doc.updated}")
+    click.echo(f"\nannounced ({len(doc.announced)}):")
+    for a in doc.announced:
+        click.echo(f"  {a['address']:<44} {a['group']:<28} {', '.join(a['services'])}")
+    click.echo(f"\nsessions ({len(doc.sessions)}):")
+    for s in doc.sessions:
+        click.echo(f"  {s['protocol']:<6} {s['name']:<32} {s['state']:<14} {s['since']}")
+    if doc.problems:
+        click.echo(f"\nproblems ({len(doc.problems)}):")
+        for p in doc.problems:
+            click.echo(f"  {p}")

@@ -230,6 +230,10 @@ class RipView:
     timers: RipTimers | None
     export: ExportView
     peers: tuple[ObjectRef, ...]
+    out_filter: str
+    """FRR ripngd cannot match prefix-lists in route-maps: its prefixes are filtered by a
+    distribute-list of this name instead (the union of the groups' entries)."""
+    out_entries: tuple[PrefixEntry, ...]
 
     @property
     def version(self) -> int:
@@ -384,22 +388,22 @@ class _Names:
     def __init__(self, router: Router) -> None:
         self.router = router
 
-    def _join(self, *parts: str) -> str:
+    def join(self, *parts: str) -> str:
         if self.router is Router.BIRD:
             return "_".join(("lbr", *parts))
         return "-".join(("lbr", *(p.replace("_", "-") for p in parts)))
 
     def group_set(self, group: str, family: Family) -> str:
-        return self._join("sg", group, _fam(family))
+        return self.join("sg", group, _fam(family))
 
     def bgp_export(self, peer: str, family: Family) -> str:
-        return self._join("bgp", peer, "out", _fam(family))
+        return self.join("bgp", peer, "out", _fam(family))
 
     def bgp_protocol(self, peer: str) -> str:
-        return self._join("bgp", peer)
+        return self.join("bgp", peer)
 
     def export(self, proto: str, family: Family) -> str:
-        return self._join(proto, "export", _fam(family))
+        return self.join(proto, "export", _fam(family))
 
 
 def _fam(family: Family) -> str:
@@ -905,6 +909,34 @@ def _rip_views(
         if timers is None and fast:
             timers = FAST.rip_timers
         groups = tuple(g for g in _union_groups(kept, carried) if g.has(family))
+        used: set[int] = set()
+        out_entries = tuple(
+            sorted(
+                (
+                    PrefixEntry(
+                        network=e.network,
+                        ge=e.ge,
+                        le=e.le,
+                        seq=stable_seq(f"{g.ident}/{e.network}/{e.ge}/{e.le}", used, 1, 999999),
+                    )
+                    for g in groups
+                    for e in g.prefixes[family]
+                ),
+                key=lambda e: e.seq,
+            )
+        )
+        if family is Family.IPV6 and names.router is Router.FRR:
+            for g in groups:
+                if g.rip.metric is not None:
+                    problems.append(
+                        _problem(
+                            g.ref,
+                            "spec.rip.metric",
+                            "FRR's RIPng cannot set a metric per ServiceGroup; its IPv6 "
+                            "prefixes are announced with the default metric",
+                            warning=True,
+                        )
+                    )
         views.append(
             RipView(
                 family=family,
@@ -917,6 +949,8 @@ def _rip_views(
                     groups=groups,
                 ),
                 peers=tuple(p.ref for p in kept),
+                out_filter=names.join("ripng", "out", _fam(family)),
+                out_entries=out_entries,
             )
         )
     return tuple(views)

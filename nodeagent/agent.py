@@ -1,0 +1,381 @@
+"""The node agent's loop: objects in, kube-lb0 addresses and router configuration out.
+
+One direction only::
+
+    source snapshot -> objects -> desired state for this node (pure)
+      -> netlink diff on kube-lb0 (at once, every change)
+      -> render; if the text changed: validate, write, reload (coalesced, see below)
+      -> status, metrics
+
+Per-Service churn only changes addresses; the router configuration changes only when
+a ServiceGroup, Peer, NodeAgent (or a template) does. Bursts of changes are coalesced:
+a new configuration is applied once no newer one arrived for ``settle`` seconds, and at
+the latest ``max_delay`` seconds after the first. A configuration the router rejects
+is not retried until the input changes or the router restarts; the last good one keeps
+running. When the router daemon restarts, the agent applies its configuration again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodeagent.desired import DesiredState, desired_state
+from nodeagent.netlink import Kubelb
+from nodeagent.objects import parse_service, ready_nodes, split_objects
+from nodeagent.routers import ApplyResult, RouterDriver, make_driver
+from nodeagent.source import Snapshot, Source
+from nodeagent.status import Health, LastApply, Metrics, Status, now, write_atomic
+from renderer import api
+from renderer.errors import LbrouteError, ObjectRef, Problem, Severity
+from renderer.render import render_view
+from renderer.templating import load_template_set
+from renderer.view import build_view, select_agent
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSettings:
+    """How one agent runs. Unset router fields come from the node's NodeAgent object."""
+
+    node: str
+    """Name of the Node this agent runs on."""
+    router: api.Router | None = None
+    """Overrides NodeAgent.spec.router."""
+    mode: api.Mode | None = None
+    """Overrides NodeAgent.spec.mode."""
+    config_path: Path | None = None
+    """Router configuration file (managed mode); default per router."""
+    socket_path: Path | None = None
+    """BIRD control socket, or FRR vty socket directory."""
+    templates_dir: Path | None = None
+    """Overrides NodeAgent.spec.templatesDir."""
+    default_class: bool = False
+    """Also announce LoadBalancer Services that set no loadBalancerClass."""
+    status_file: Path = Path("/run/lbroute/status.json")
+    hostname: str = field(default_factory=socket.gethostname)
+    settle: float = 0.2
+    max_delay: float = 2.0
+    check_interval: float = 1.0
+    sessions_every: int = 5
+    """Poll the router's sessions every this many checks."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterSettings:
+    """Everything that decides which router the agent drives, and how."""
+
+    router: api.Router
+    mode: api.Mode
+    config_path: Path
+    socket_path: Path
+    include_path: Path | None
+    reload_command: tuple[str, ...]
+    templates_dir: Path | None
+    interface: str
+
+
+DEFAULT_PATHS = {
+    api.Router.BIRD: (Path("/etc/bird/bird.conf"), Path("/run/bird/bird.ctl")),
+    api.Router.FRR: (Path("/etc/frr/frr.conf"), Path("/var/run/frr")),
+}
+
+
+def router_settings(settings: AgentSettings, agent: api.NodeAgent | None) -> RouterSettings:
+    spec = agent or api.NodeAgent(ref=ObjectRef(kind="NodeAgent", namespace="", name=""))
+    router = settings.router or spec.router
+    default_config, default_socket = DEFAULT_PATHS[router]
+    templates = settings.templates_dir or (Path(spec.templates_dir) if spec.templates_dir else None)
+    return RouterSettings(
+        router=router,
+        mode=settings.mode or spec.mode,
+        config_path=settings.config_path or Path(spec.config_path or default_config),
+        socket_path=settings.socket_path or Path(spec.socket_path or default_socket),
+        include_path=Path(spec.include_path) if spec.include_path else None,
+        reload_command=spec.reload_command,
+        templates_dir=templates,
+        interface=spec.interface,
+    )
+
+
+DriverFactory = Callable[[RouterSettings], RouterDriver]
+
+
+def _make_driver(rs: RouterSettings) -> RouterDriver:
+    return make_driver(
+        rs.router,
+        config_path=rs.config_path,
+        socket_path=rs.socket_path,
+        mode=rs.mode,
+        include_path=rs.include_path,
+        reload_command=rs.reload_command,
+    )
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        source: Source,
+        *,
+        driver_factory: DriverFactory = _make_driver,
+        metrics: Metrics | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.driver_factory = driver_factory
+        self.metrics = metrics or Metrics()
+        self.health = health or Health()
+        self.status = Status(node=settings.node)
+        self._kubelb: Kubelb | None = None
+        self._router: RouterSettings | None = None
+        self._driver: RouterDriver | None = None
+        self._applied: str | None = None
+        self._failed: str | None = None
+        self._pending: str | None = None
+        self._pending_since = 0.0
+        self._pending_last = 0.0
+        self._generation: str | None = None
+        self._checks = 0
+        self._router_down = False
+        self._problems: list[str] = []
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        snapshots: queue.Queue[Snapshot] = queue.Queue()
+        feeder = threading.Thread(
+            target=self._feed, args=(snapshots, stop), name="lbroute-source", daemon=True
+        )
+        feeder.start()
+        next_check = time.monotonic()
+        try:
+            while not stop.is_set():
+                timeout = max(0.0, min(self._apply_due(), next_check) - time.monotonic())
+                try:
+                    snapshot = snapshots.get(timeout=timeout)
+                    while not snapshots.empty():  # only the newest matters
+                        snapshot = snapshots.get_nowait()
+                    self.process(snapshot)
+                except queue.Empty:
+                    pass
+                if self._pending is not None and time.monotonic() >= self._apply_due():
+                    self.apply_pending()
+                if time.monotonic() >= next_check:
+                    self.check_router()
+                    next_check = time.monotonic() + self.settings.check_interval
+                self.health.beat()
+        finally:
+            stop.set()
+            if self._kubelb is not None:
+                self._kubelb.close()
+
+    def _feed(self, out: queue.Queue[Snapshot], stop: threading.Event) -> None:
+        try:
+            for snapshot in self.source.snapshots(stop):
+                out.put(snapshot)
+        except Exception:  # the loop must learn that its source died
+            log.exception("the object source failed")
+            stop.set()
+
+    def _apply_due(self) -> float:
+        if self._pending is None:
+            return float("inf")
+        return min(
+            self._pending_last + self.settings.settle, self._pending_since + self.settings.max_delay
+        )
+
+    # -- one pass ---------------------------------------------------------------------
+
+    def process(self, snapshot: Snapshot) -> None:
+        """Compute and program the node's addresses, and render its configuration."""
+        problems = [f"error: {e}" for e in snapshot.errors]
+        services_raw, slices_raw, rest = split_objects(snapshot.objects)
+        model = api.load(rest)
+        svc_problems: list[Problem] = []
+        services = [
+            s
+            for s in (
+                parse_service(o, default_class=self.settings.default_class, problems=svc_problems)
+                for o in services_raw
+            )
+            if s is not None
+        ]
+        node = model.node(self.settings.node) or api.Node(name=self.settings.node)
+        agent_spec, agent_problems = select_agent(model, node)
+        self._use_router(router_settings(self.settings, agent_spec))
+        assert self._router is not None
+        desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
+        self._program(desired)
+        problems += [
+            str(p) for p in (*model.problems, *agent_problems, *svc_problems, *desired.problems)
+        ]
+        self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
+        text, render_problems = self._render(model)
+        problems += render_problems
+        for problem in sorted(set(problems) - set(self._problems)):
+            log.warning("%s", problem)
+        self._problems = problems
+        self.status.problems = problems
+        if text is not None:
+            self._offer(text)
+        self._write_status()
+
+    def _use_router(self, rs: RouterSettings) -> None:
+        if rs == self._router:
+            return
+        if self._router is not None:
+            log.info("router settings changed: %s %s", rs.router, rs.mode)
+        self._router = rs
+        self._driver = self.driver_factory(rs)
+        self._applied = self._failed = self._pending = None
+        self._generation = None
+        self.status.router, self.status.mode = rs.router.value, rs.mode.value
+        if self._kubelb is None or self._kubelb.ifname != rs.interface:
+            if self._kubelb is not None:
+                self._kubelb.close()
+            self._kubelb = Kubelb(rs.interface)
+            self._kubelb.ensure()
+
+    def _program(self, desired: DesiredState) -> None:
+        assert self._kubelb is not None
+        changes = self._kubelb.reconcile(desired.interfaces)
+        if changes.failed:
+            self.metrics.netlink_errors.inc(len(changes.failed))
+        announced = self._kubelb.owned()
+        for family in api.Family:
+            version = 4 if family is api.Family.IPV4 else 6
+            self.metrics.addresses.labels(family.value).set(
+                sum(1 for a in announced if a.version == version)
+            )
+        self.status.announced = [
+            {
+                "address": str(a.interface),
+                "group": f"{a.group.namespace}/{a.group.name}",
+                "services": [f"{s.namespace}/{s.name}" for s in a.services],
+            }
+            for a in desired.announcements
+            if a.interface in announced
+        ]
+
+    def _render(self, model: api.Model) -> tuple[str | None, list[str]]:
+        assert self._router is not None
+        rs = self._router
+        started = time.monotonic()
+        try:
+            view = build_view(
+                model, rs.router, self.settings.node, mode=rs.mode, hostname=self.settings.hostname
+            )
+            text = render_view(view, load_template_set(rs.router, rs.templates_dir))
+        except LbrouteError as exc:
+            return None, [f"error: cannot render the {rs.router} configuration: {exc}"]
+        finally:
+            self.metrics.render_seconds.observe(time.monotonic() - started)
+        return text, [str(p) for p in view.problems]
+
+    def _offer(self, text: str) -> None:
+        if text == self._applied:
+            self._pending = None
+            return
+        if text == self._failed:
+            return  # rejected before; wait for a change
+        if self._applied is None and self._failed is None and self._pending is None:
+            assert self._driver is not None
+            if self._driver.is_current(text):
+                log.info("router already runs this configuration; nothing to apply")
+                self._record(text, ApplyResult(ok=True), result="Unchanged")
+                self._pending = None
+                return
+        now_ = time.monotonic()
+        if self._pending is None:
+            self._pending_since = now_
+        self._pending, self._pending_last = text, now_
+
+    def apply_pending(self) -> None:
+        assert self._driver is not None and self._pending is not None
+        text, self._pending = self._pending, None
+        result = self._driver.apply(text)
+        self.metrics.apply_seconds.observe(result.duration)
+        self._record(text, result, result="Applied" if result.ok else "Failed")
+        self._write_status()
+
+    def _record(self, text: str, outcome: ApplyResult, *, result: str) -> None:
+        self.status.last_apply = LastApply(
+            time=now(), result=result, error=outcome.error, duration=round(outcome.duration, 3)
+        )
+        if outcome.ok:
+            self._applied, self._failed = text, None
+            self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
+            self.health.ready = True
+            if result == "Applied":
+                self.metrics.applies.labels("applied").inc()
+        else:
+            self._failed = text
+            self.metrics.applies.labels("failed").inc()
+            log.error(
+                "router rejected the new configuration; the last good one keeps running: %s",
+                outcome.error,
+            )
+
+    # -- the router daemon ------------------------------------------------------------
+
+    def check_router(self) -> None:
+        """Notice a router restart (or its return after an outage) and apply again."""
+        if self._driver is None:
+            return
+        generation = self._driver.generation()
+        previous, self._generation = self._generation, generation
+        if generation is None:
+            if not self._router_down:
+                log.warning("router %s is not answering", self.status.router)
+            self._router_down = True
+            self.health.ready = False
+        else:
+            restarted = previous is not None and generation != previous
+            if restarted or self._router_down:
+                self._reapply()
+            self._router_down = False
+            self.health.ready = self._applied is not None
+        if self._checks % self.settings.sessions_every == 0 and generation is not None:
+            self._poll_sessions()
+        self._checks += 1
+
+    def _reapply(self) -> None:
+        text = self._pending or self._applied or self._failed
+        if text is None:
+            return
+        log.info("router %s (re)started; applying the configuration again", self.status.router)
+        self._applied = self._failed = None
+        self._pending, self._pending_since, self._pending_last = text, 0.0, 0.0
+        self.apply_pending()
+
+    def _poll_sessions(self) -> None:
+        assert self._driver is not None
+        sessions = self._driver.sessions()
+        self.status.sessions = [
+            {"name": s.name, "protocol": s.protocol, "state": s.state, "since": s.since}
+            for s in sessions
+        ]
+        self.metrics.sessions.clear()
+        counts: dict[tuple[str, str], int] = {}
+        for s in sessions:
+            counts[(s.protocol, s.state)] = counts.get((s.protocol, s.state), 0) + 1
+        for (proto, state), n in counts.items():
+            self.metrics.sessions.labels(proto, state).set(n)
+        self._write_status()
+
+    def _write_status(self) -> None:
+        self.status.updated = now()
+        try:
+            write_atomic(self.settings.status_file, self.status.to_json())
+        except OSError as exc:
+            log.warning("cannot write %s: %s", self.settings.status_file, exc)

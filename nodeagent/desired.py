@@ -1,0 +1,114 @@
+"""What one node should announce: a pure function of the objects.
+
+For each Service address lbroute announces, the ServiceGroup is the one whose pool
+holds the address (pools never overlap). The address goes on kube-lb0:
+
+- ETP Cluster: as ``IP/aggregation`` on every node the ServiceGroup selects, so the
+  kernel's connected route is the pool's aggregate;
+- ETP Local: only on nodes with a ready local endpoint, as a host prefix (/32, /128),
+  so an aggregate never attracts traffic to a node without endpoints.
+
+Services that share an address (allow-shared-ip) share one entry; if any of them
+wants the aggregate, the aggregate is used (it covers the host route as well).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from nodeagent.objects import Service
+from renderer.api import Announce, Model, Pool, ServiceGroup
+from renderer.errors import ObjectRef, Problem, Severity
+from renderer.fields import IPAddress
+
+Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+@dataclass(frozen=True, kw_only=True)
+class Announcement:
+    """One address on kube-lb0 and why it is there."""
+
+    interface: Interface
+    group: ObjectRef
+    services: tuple[ObjectRef, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class DesiredState:
+    announcements: tuple[Announcement, ...]
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def interfaces(self) -> frozenset[Interface]:
+        return frozenset(a.interface for a in self.announcements)
+
+
+def _pool_of(
+    address: IPAddress, groups: Iterable[ServiceGroup]
+) -> tuple[ServiceGroup, Pool] | None:
+    for group in groups:
+        for pool in group.pools:
+            if pool.family.value == f"ipv{address.version}" and int(pool.first) <= int(
+                address
+            ) <= int(pool.last):
+                return group, pool
+    return None
+
+
+def desired_state(
+    model: Model,
+    services: Iterable[Service],
+    ready: Mapping[ObjectRef, frozenset[str]],
+    node_name: str,
+) -> DesiredState:
+    """The addresses ``node_name`` puts on kube-lb0, with the reason for each."""
+    node = model.node(node_name)
+    labels = dict(node.labels) if node is not None else {}
+    wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
+    problems: list[Problem] = []
+    for service in sorted(services, key=lambda s: s.ref):
+        for address in service.addresses:
+            found = _pool_of(address, model.service_groups)
+            if found is None:
+                problems.append(
+                    Problem(
+                        severity=Severity.WARNING,
+                        ref=service.ref,
+                        path="status.loadBalancer.ingress",
+                        message=f"{address} is in no pool of a valid ServiceGroup; "
+                        "it is not announced",
+                    )
+                )
+                continue
+            group, pool = found
+            if group.announce is not Announce.ROUTED or not group.node_selector.matches(labels):
+                continue
+            prefixlen: int
+            if service.local:
+                if node_name not in ready.get(service.ref, frozenset()):
+                    continue
+                prefixlen = address.max_prefixlen
+            else:
+                prefixlen = pool.aggregation
+            if address in wanted:
+                old_len, old_group, refs = wanted[address]
+                refs.append(service.ref)
+                wanted[address] = (min(old_len, prefixlen), old_group, refs)
+            else:
+                wanted[address] = (prefixlen, group.ref, [service.ref])
+    announcements = tuple(
+        sorted(
+            (
+                Announcement(
+                    interface=ipaddress.ip_interface(f"{address}/{prefixlen}"),
+                    group=group_ref,
+                    services=tuple(sorted(refs)),
+                )
+                for address, (prefixlen, group_ref, refs) in wanted.items()
+            ),
+            key=lambda a: (a.interface.version, a.interface),
+        )
+    )
+    return DesiredState(announcements=announcements, problems=tuple(problems))

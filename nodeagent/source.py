@@ -1,0 +1,88 @@
+"""Where the agent's objects come from.
+
+A :class:`Source` yields complete snapshots of the objects the agent needs (Services,
+EndpointSlices, Nodes, Secrets and lbroute's own kinds), one per change. The agent
+neither knows nor cares whether they come from a directory or the Kubernetes API.
+
+:class:`DirectorySource` reads a directory of the same YAML objects the API would
+hold and watches it (and any extra paths, such as a templates directory) with
+watchfiles. A file that cannot be read or parsed is reported and skipped; the other
+files still count.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import watchfiles
+
+from lbroute.manifests import ManifestError, manifest_files, parse_manifest_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Snapshot:
+    objects: tuple[dict[str, Any], ...]
+    errors: tuple[str, ...] = ()
+    """Files that could not be read, with the reason."""
+    changed: frozenset[Path] = field(default_factory=frozenset)
+    """Paths that changed since the previous snapshot (empty for the first)."""
+
+
+class Source(Protocol):
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        """Yield the current objects at once, then again after every change, until
+        ``stop`` is set."""
+        ...
+
+
+class DirectorySource:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        also_watch: tuple[Path, ...] = (),
+        debounce_ms: int = 50,
+    ) -> None:
+        self.path = path
+        self.also_watch = tuple(p for p in also_watch if p is not None)
+        self.debounce_ms = debounce_ms
+
+    def load(self, changed: frozenset[Path] = frozenset()) -> Snapshot:
+        objects: list[dict[str, Any]] = []
+        errors: list[str] = []
+        try:
+            files = manifest_files([self.path])
+        except ManifestError as exc:
+            return Snapshot(objects=(), errors=(str(exc),), changed=changed)
+        for file in files:
+            try:
+                text = file.read_text(encoding="utf-8")
+                objects += parse_manifest_text(text, str(file))
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append(f"{file}: cannot read: {exc}")
+            except ManifestError as exc:
+                errors.append(str(exc))
+        return Snapshot(objects=tuple(objects), errors=tuple(errors), changed=changed)
+
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        yield self.load()
+        watched = [str(p) for p in (self.path, *self.also_watch) if p.exists()]
+        for changes in watchfiles.watch(
+            *watched,
+            stop_event=stop,
+            debounce=self.debounce_ms,
+            step=20,
+            rust_timeout=500,
+            yield_on_timeout=False,
+            raise_interrupt=False,
+        ):
+            changed = frozenset(Path(path) for _change, path in changes)
+            log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
+            yield self.load(changed)

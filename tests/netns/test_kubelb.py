@@ -1,0 +1,115 @@
+"""kube-lb0 through real netlink, in a throw-away namespace.
+
+The agent's netlink code runs inside the namespace (``ip netns exec``), exactly as the
+agent does on a node; the kernel's view is read back with ``ip``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+from tests.netns.lab import Netns
+
+RUN = textwrap.dedent(
+    """
+    import ipaddress, json, sys
+    from nodeagent.netlink import Kubelb, InterfaceError
+    want = [ipaddress.ip_interface(a) for a in json.loads(sys.argv[1])]
+    try:
+        with Kubelb("kube-lb0") as k:
+            k.ensure()
+            if sys.argv[2] == "reconcile":
+                c = k.reconcile(frozenset(want))
+                out = {"added": [str(a) for a in c.added], "removed": [str(a) for a in c.removed]}
+            else:
+                out = {}
+            out["owned"] = sorted(str(a) for a in k.owned())
+    except InterfaceError as exc:
+        out = {"error": str(exc)}
+    print(json.dumps(out))
+    """
+)
+
+
+def agent_netlink(
+    ns: Netns, addresses: list[str], action: str = "reconcile"
+) -> dict[str, list[str]]:
+    out = ns.exec(sys.executable, "-c", RUN, json.dumps(addresses), action).stdout
+    return dict(json.loads(out))
+
+
+def kernel_addresses(ns: Netns) -> set[str]:
+    data = json.loads(ns.ip("-j", "addr", "show", "dev", "kube-lb0"))
+    return {
+        f"{a['local']}/{a['prefixlen']}" for a in data[0]["addr_info"] if a.get("scope") != "link"
+    }
+
+
+def routes(ns: Netns) -> set[str]:
+    found = set()
+    for family in ("-4", "-6"):
+        for r in json.loads(ns.ip("-j", family, "route", "show", "dev", "kube-lb0")):
+            if not r["dst"].startswith("fe80"):
+                found.add(r["dst"])
+    return found
+
+
+def test_creating_where_the_kernel_cannot_says_what_to_do(netns: Netns) -> None:
+    out = agent_netlink(netns, [], "ensure")
+    if "error" not in out:  # this kernel has the dummy type after all
+        assert "kube-lb0" in json.loads(netns.ip("-j", "link", "show"))[1]["ifname"]
+        return
+    assert "cannot create kube-lb0 as a dummy interface" in out["error"]
+    assert "modprobe dummy" in out["error"] and "adopts an existing interface" in out["error"]
+
+
+def test_adopts_an_existing_interface_brings_it_up_and_promotes_secondaries(netns: Netns) -> None:
+    netns.ip("link", "add", "kube-lb0", "type", "ifb")
+    agent_netlink(netns, [], "ensure")
+    link = json.loads(netns.ip("-j", "link", "show", "kube-lb0"))[0]
+    assert "UP" in link["flags"]
+    sysctl = netns.exec("sysctl", "-n", "net.ipv4.conf.kube-lb0.promote_secondaries").stdout
+    assert sysctl.strip() == "1"
+
+
+def test_reconcile_is_a_diff_and_idempotent(netns: Netns) -> None:
+    netns.add_ifb("kube-lb0")
+    want = ["192.0.2.7/24", "192.0.2.8/24", "2001:db8::7/64", "198.51.100.5/32"]
+    first = agent_netlink(netns, want)
+    assert sorted(first["added"]) == sorted(want) and first["removed"] == []
+    assert kernel_addresses(netns) == set(want)
+    # Aggregates get the kernel's connected route; a host prefix gets none in the main
+    # table, the routers take it from the interface address itself.
+    assert {"192.0.2.0/24", "2001:db8::/64"} <= routes(netns)
+    again = agent_netlink(netns, want)
+    assert again["added"] == [] and again["removed"] == []
+    fewer = agent_netlink(netns, ["192.0.2.8/24", "2001:db8::7/64", "198.51.100.5/32"])
+    assert fewer["added"] == [] and fewer["removed"] == ["192.0.2.7/24"]
+
+
+def test_an_address_added_by_hand_is_never_touched(netns: Netns) -> None:
+    netns.add_ifb("kube-lb0")
+    netns.ip("addr", "add", "192.0.2.99/24", "dev", "kube-lb0")
+    out = agent_netlink(netns, ["192.0.2.7/24"])
+    assert out["owned"] == ["192.0.2.7/24"]
+    agent_netlink(netns, [])
+    assert kernel_addresses(netns) == {"192.0.2.99/24"}
+
+
+def test_removing_the_first_address_of_a_subnet_keeps_the_others(netns: Netns) -> None:
+    netns.add_ifb("kube-lb0")
+    agent_netlink(netns, ["192.0.2.7/24"])
+    agent_netlink(netns, ["192.0.2.7/24", "192.0.2.8/24", "192.0.2.9/24"])
+    agent_netlink(netns, ["192.0.2.8/24", "192.0.2.9/24"])  # 192.0.2.7 was the primary
+    assert kernel_addresses(netns) == {"192.0.2.8/24", "192.0.2.9/24"}
+    assert "192.0.2.0/24" in routes(netns)
+
+
+def test_prefix_change_of_one_address(netns: Netns) -> None:
+    netns.add_ifb("kube-lb0")
+    agent_netlink(netns, ["192.0.2.7/24"])
+    out = agent_netlink(netns, ["192.0.2.7/32"])
+    assert out["added"] == ["192.0.2.7/32"] and out["removed"] == ["192.0.2.7/24"]
+    assert kernel_addresses(netns) == {"192.0.2.7/32"}

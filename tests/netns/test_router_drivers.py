@@ -1,0 +1,268 @@
+"""The router drivers against real daemons.
+
+BIRD, managed mode: a golden becomes the running configuration; a configuration the
+parser rejects, and one that ``bird -p`` accepts but the running BIRD refuses at
+``configure`` time (a log file it cannot open), both fail with BIRD's message and the
+offending line, while BIRD keeps the previous protocols and the file on disk stays the
+previous one, so a restarted BIRD also comes up with the last good configuration.
+generation() is stable across applies and changes when BIRD restarts.
+(The ``configure undo`` path, taken when BIRD accepts a configuration but the confirm
+fails, is not provoked: no real failure between the two birdc calls could be found.)
+
+BIRD, include mode: the fragment is written next to a host configuration and loaded,
+by ``birdc configure`` or by a given reload command; a fragment that clashes with the
+host configuration (which the wrapper check cannot see) is refused and put back.
+
+FRR: two goldens one after the other each leave ``frr-reload.py --test`` clean; a
+configuration ``vtysh --dryrun`` rejects, and one it accepts but bgpd refuses (the
+neighbor is a local address), fail with FRR's message while the running configuration
+still equals the previous one. generation() changes when the daemons restart.
+
+Sessions: BIRD and FRR peer over a veth pair and both drivers report the BGP session as
+Established; FRR runs only zebra, bgpd and staticd, so sessions() also copes with the
+daemons that are not running.
+"""
+
+from __future__ import annotations
+
+import socket
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config
+from renderer.api import Mode, Router
+from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+BIRD_START = "router id 10.0.0.11;\nprotocol device lbr_device {\n}\n"
+TOR_FRR = """\
+frr version 8.4.4
+frr defaults traditional
+hostname {hostname}
+service integrated-vtysh-config
+!
+router bgp 65000
+ bgp router-id 10.0.0.1
+ no bgp ebgp-requires-policy
+ neighbor 10.0.0.11 remote-as 64512
+ neighbor 10.0.0.11 timers connect 1
+exit
+!
+end
+"""
+
+
+def _golden(name: str) -> str:
+    text = (GOLDEN / name).read_text(encoding="utf-8")
+    # FRR always prints the system hostname (docs/router-notes.md §1).
+    return text.replace("hostname node-a\n", f"hostname {socket.gethostname()}\n")
+
+
+def _links(ns: Netns, *, eth0: bool = True) -> None:
+    for name in ("eth0", "eth1", "eth2", "kube-lb0") if eth0 else ("eth1", "eth2", "kube-lb0"):
+        ns.add_ifb(name)
+
+
+def _protocols(bird: BirdInstance) -> set[str]:
+    out = bird.birdc("show", "protocols").stdout
+    return {line.split()[0] for line in out.splitlines() if line.startswith("lbr_")}
+
+
+def _frr_changes(frr: FrrInstance, config: Path) -> list[str]:
+    """What frr-reload.py --test would still change: [] when FRR runs ``config``."""
+    check = frr.reload_tool("--test", config)
+    assert check.returncode == 0, check.stderr
+    return [
+        line
+        for line in check.stdout.splitlines()
+        if line.strip() and " INFO: " not in line and not set(line) <= {"="}
+    ]
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def other_ns() -> Iterator[Netns]:
+    ns = Netns("peer").create()
+    try:
+        yield ns
+    finally:
+        ns.delete()
+
+
+def test_bird_managed_apply_rejects_and_keeps_the_last_good(
+    netns: Netns, bird: BirdInstance, tmp_path: Path
+) -> None:
+    _links(netns)
+    config = tmp_path / "bird.conf"
+    config.write_text(BIRD_START, encoding="utf-8")
+    config.chmod(0o600)
+    bird.start(config)
+    driver = BirdDriver(config, bird.socket)
+    generation = driver.generation()
+    assert generation
+
+    good = _golden("bgp-ipv4.bird.conf")
+    result = driver.apply(good)
+    assert result.ok, result.error
+    assert config.read_text(encoding="utf-8") == good
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    running = _protocols(bird)
+    assert {"lbr_device", "lbr_direct", "lbr_bgp_tor"} <= running
+    assert driver.is_current(good)
+
+    rejected = driver.apply(good.replace("connect retry time 5;", "connect retry 5 s;"))
+    assert not rejected.ok
+    assert "syntax error" in rejected.error
+    assert ">    31 |   connect retry 5 s;" in rejected.error
+
+    # bird -p does not open log files; the running BIRD does, at configure time.
+    late = good.replace("log stderr all;", f'log "{tmp_path}/missing/bird.log" all;')
+    assert check_config(Router.BIRD, late).ok
+    refused = driver.apply(late)
+    assert not refused.ok
+    assert "Unable to open log file" in refused.error
+    assert f'>     3 | log "{tmp_path}/missing/bird.log" all;' in refused.error
+
+    for failed in (rejected, refused):
+        assert failed.duration > 0
+    assert config.read_text(encoding="utf-8") == good
+    assert _protocols(bird) == running
+    assert driver.generation() == generation
+
+    bird.restart(config)
+    restarted = driver.generation()
+    assert restarted and restarted != generation
+    assert _protocols(bird) == running
+
+
+def test_bird_include_mode(netns: Netns, bird: BirdInstance, tmp_path: Path) -> None:
+    _links(netns)
+    fragment = tmp_path / "lbroute.conf"
+    fragment.write_text("", encoding="utf-8")
+    host = tmp_path / "bird.conf"
+    host_text = (
+        "router id 10.0.0.11;\nprotocol device {}\ndefine host_only = 1;\n"
+        f'include "{fragment}";\n'
+    )
+    host.write_text(host_text, encoding="utf-8")
+    bird.start(host)
+    driver = BirdDriver(host, bird.socket, mode=Mode.INCLUDE, include_path=fragment)
+
+    text = _golden("include.bird.conf")
+    result = driver.apply(text)
+    assert result.ok, result.error
+    assert fragment.read_text(encoding="utf-8") == text
+    assert host.read_text(encoding="utf-8") == host_text
+    assert "lbr_bgp_tor" in _protocols(bird)
+
+    clash = text + "define host_only = 2;\n"
+    refused = driver.apply(clash)
+    assert not refused.ok
+    assert "host_only" in refused.error
+    assert fragment.read_text(encoding="utf-8") == text
+
+    reloading = BirdDriver(
+        host,
+        bird.socket,
+        mode=Mode.INCLUDE,
+        include_path=fragment,
+        reload_command=("birdc", "-s", str(bird.socket), "configure"),
+    )
+    renamed = text.replace("lbr_bgp_tor", "lbr_bgp_tor2")
+    result = reloading.apply(renamed)
+    assert result.ok, result.error
+    assert {"lbr_bgp_tor2"} <= _protocols(bird)
+    assert "lbr_bgp_tor" not in _protocols(bird)
+    refused = reloading.apply(clash)
+    assert not refused.ok
+    assert "host_only" in refused.error
+    assert fragment.read_text(encoding="utf-8") == renamed
+
+
+def test_frr_apply_rejects_and_keeps_the_last_good(
+    netns: Netns, frr: FrrInstance, tmp_path: Path
+) -> None:
+    _links(netns)
+    netns.ip("addr", "add", "10.0.0.11/24", "dev", "eth0")
+    frr.start()
+    config = tmp_path / "frr.conf"
+    driver = FrrDriver(config, frr.dir)
+    generation = driver.generation()
+    assert generation
+
+    first, good = _golden("mixed.frr.conf"), _golden("bgp-ipv4.frr.conf")
+    for text in (first, good):
+        result = driver.apply(text)
+        assert result.ok, result.error
+        assert config.read_text(encoding="utf-8") == text
+        assert _frr_changes(frr, config) == []
+    assert driver.is_current(good)
+
+    rejected = driver.apply(good.replace("timers connect 5", "timers connect 0"))
+    assert not rejected.ok
+    assert "neighbor 10.0.0.1 timers connect 0" in rejected.error
+
+    # vtysh --dryrun accepts a local address as neighbor; bgpd refuses it.
+    local = good.replace("10.0.0.1 ", "10.0.0.11 ")
+    assert check_config(Router.FRR, local).ok
+    refused = driver.apply(local)
+    assert not refused.ok
+    assert "Can not configure the local system as neighbor" in refused.error
+    assert "previous configuration restored" in refused.error
+
+    assert config.read_text(encoding="utf-8") == good
+    assert _frr_changes(frr, config) == []
+    assert driver.generation() == generation
+
+    frr.restart()
+    restarted = driver.generation()
+    assert restarted and restarted != generation
+
+
+def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:
+    assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").generation() is None
+    assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").sessions() == []
+    assert FrrDriver(tmp_path / "frr.conf", tmp_path).generation() is None
+    assert FrrDriver(tmp_path / "frr.conf", tmp_path).sessions() == []
+
+
+def test_sessions_established_between_bird_and_frr(
+    netns: Netns, other_ns: Netns, bird: BirdInstance, tmp_path: Path
+) -> None:
+    _links(netns, eth0=False)
+    veth(netns, "eth0", other_ns, "eth0")
+    netns.ip("addr", "add", "10.0.0.11/24", "dev", "eth0")
+    other_ns.ip("addr", "add", "10.0.0.1/24", "dev", "eth0")
+    config = tmp_path / "bird.conf"
+    config.write_text(_golden("bgp-ipv4.bird.conf"), encoding="utf-8")
+    bird.start(config)
+    bird_driver = BirdDriver(config, bird.socket)
+
+    tor = FrrInstance(other_ns)
+    try:
+        tor.start(("zebra", "bgpd", "staticd"))
+        frr_driver = FrrDriver(tmp_path / "tor.conf", tor.dir)
+        result = frr_driver.apply(TOR_FRR.format(hostname=socket.gethostname()))
+        assert result.ok, result.error
+
+        def established(sessions: list[Session], name: str) -> bool:
+            return any(s.name == name and s.state == "Established" for s in sessions)
+
+        _eventually(lambda: established(bird_driver.sessions(), "lbr_bgp_tor"))
+        _eventually(lambda: established(frr_driver.sessions(), "10.0.0.11"))
+        (bird_bgp,) = bird_driver.sessions()
+        assert (bird_bgp.protocol, bird_bgp.since != "") == ("bgp", True)
+        (frr_bgp,) = frr_driver.sessions()
+        assert (frr_bgp.protocol, frr_bgp.since[:3]) == ("bgp", "00:")
+    finally:
+        tor.stop()
