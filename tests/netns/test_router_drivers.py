@@ -38,7 +38,7 @@ from renderer.api import Mode, Router
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth
 
 GOLDEN = Path(__file__).parent.parent / "golden"
-BIRD_START = "router id 10.0.0.11;\nprotocol device lbr_device {\n}\n"
+BIRD_START = "router id 10.0.0.11;\nprotocol device {\n}\n"
 TOR_FRR = """\
 frr version 8.4.4
 frr defaults traditional
@@ -117,13 +117,15 @@ def test_bird_managed_apply_rejects_and_keeps_the_last_good(
     assert config.read_text(encoding="utf-8") == good
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     running = _protocols(bird)
-    assert {"lbr_device", "lbr_direct", "lbr_bgp_tor"} <= running
+    assert {"lbr_direct", "lbr_bgp_tor"} <= running
     assert driver.is_current(good)
 
-    rejected = driver.apply(good.replace("connect retry time 5;", "connect retry 5 s;"))
+    broken = good.replace("connect retry time 5;", "connect retry 5 s;")
+    rejected = driver.apply(broken)
     assert not rejected.ok
     assert "syntax error" in rejected.error
-    assert ">    31 |   connect retry 5 s;" in rejected.error
+    line = broken.splitlines().index("  connect retry 5 s;") + 1
+    assert f">{line:6d} |   connect retry 5 s;" in rejected.error
 
     # bird -p does not open log files; the running BIRD does, at configure time.
     late = good.replace("log stderr all;", f'log "{tmp_path}/missing/bird.log" all;')
