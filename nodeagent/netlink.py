@@ -5,6 +5,17 @@ address protocol :data:`ADDRESS_PROTO` (``IFA_PROTO``), so after a restart the a
 knows exactly which addresses are its own and never touches one an operator added by
 hand. Reconciling is a diff: add what is missing, delete what is no longer wanted,
 nothing else; ``EEXIST`` on add and ``EADDRNOTAVAIL``/``ENOENT`` on delete count as done.
+
+Why a route of its own per prefix (see docs/shared-prefix-notes.md): Services share an
+aggregate (192.0.2.7/24 and 192.0.2.8/24). The kernel's prefix route, and BIRD's
+``protocol direct``, are tied to individual addresses, so removing one Service's
+address can withdraw (BIRD) or briefly replace (kernel) the route every other Service
+of that aggregate relies on. Instead, addresses are added with ``noprefixroute``, and
+lbroute keeps exactly one route per announced prefix in its own kernel table
+(:data:`ROUTE_TABLE`, protocol :data:`ROUTE_PROTO`): added before it is needed, deleted
+before the prefix's last address goes. BIRD learns these routes (``protocol kernel``);
+FRR announces the interface's connected prefixes, which zebra keeps stable as long as
+``promote_secondaries`` is on.
 """
 
 from __future__ import annotations
@@ -21,25 +32,33 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from nodeagent.desired import Interface
+from renderer.api import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 from renderer.errors import LbrouteError
 
 log = logging.getLogger(__name__)
 
 ADDRESS_PROTO = 0x4C
 """IFA_PROTO value that marks an address as lbroute's ('L')."""
+ROUTE_TABLE = ROUTE_TABLE_DEFAULT
 IFA_F_NODAD = 0x02
 """IPv6: usable at once, no duplicate address detection (the address is a VIP)."""
+IFA_F_NOPREFIXROUTE = 0x200
+"""The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
+RT_SCOPE_LINK = 253
 
 
 class InterfaceError(LbrouteError):
     """kube-lb0 could not be created, found or configured."""
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
 @dataclass(frozen=True, kw_only=True)
 class Changes:
     added: tuple[Interface, ...] = ()
     removed: tuple[Interface, ...] = ()
-    failed: tuple[tuple[Interface, str], ...] = ()
+    failed: tuple[tuple[Interface | Network, str], ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -49,8 +68,15 @@ class Changes:
 class Kubelb:
     """The dummy interface that carries Service addresses, in the current netns."""
 
-    def __init__(self, ifname: str, *, sysctl_root: Path = Path("/proc/sys")) -> None:
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        table: int = ROUTE_TABLE,
+        sysctl_root: Path = Path("/proc/sys"),
+    ) -> None:
         self.ifname = ifname
+        self.table = table
         self.sysctl_root = sysctl_root
         self._ipr = IPRoute()
         self._index: int | None = None
@@ -122,25 +148,36 @@ class Kubelb:
             found.add(ipaddress.ip_interface(f"{address}/{msg['prefixlen']}"))
         return frozenset(found)
 
+    def routes(self) -> frozenset[Network]:
+        """The prefixes lbroute keeps a route for in its table."""
+        found = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in self._ipr.get_routes(family=family, table=self.table):
+                if msg["proto"] != ROUTE_PROTO or msg.get_attr("RTA_OIF") != self.index:
+                    continue
+                dst = msg.get_attr("RTA_DST")
+                found.add(ipaddress.ip_network(f"{dst}/{msg['dst_len']}"))
+        return frozenset(found)
+
     def reconcile(self, desired: frozenset[Interface]) -> Changes:
-        """Make lbroute's addresses equal ``desired``: add first, then delete, so a
-        prefix-length change of one address never leaves a gap."""
+        """Make lbroute's addresses and routes match ``desired``.
+
+        Order: new addresses, new routes, then old routes, then old addresses; so a
+        prefix-length change never leaves a gap, and a route never outlives (nor is
+        silently dropped with) the last address of its prefix.
+        """
         current = self.owned()
         add = sorted(desired - current, key=_order)
         remove = sorted(current - desired, key=_order)
-        added, removed, failed = [], [], []
-        for iface in add:
-            error = self._add(iface)
-            if error is None:
-                added.append(iface)
-            else:
-                failed.append((iface, error))
-        for iface in remove:
-            error = self._delete(iface)
-            if error is None:
-                removed.append(iface)
-            else:
-                failed.append((iface, error))
+        want_routes = frozenset(i.network for i in desired)
+        have_routes = self.routes()
+        failed: list[tuple[Interface | Network, str]] = []
+        added = [i for i in add if not self._did(self._add(i), i, failed)]
+        for net in sorted(want_routes - have_routes, key=_net_order):
+            self._did(self._route("add", net), net, failed)
+        for net in sorted(have_routes - want_routes, key=_net_order):
+            self._did(self._route("del", net), net, failed)
+        removed = [i for i in remove if not self._did(self._delete(i), i, failed)]
         if added or removed:
             log.info(
                 "%s: added %d, removed %d addresses%s",
@@ -150,9 +187,39 @@ class Kubelb:
                 f" ({', '.join(map(str, (*added, *removed)[:5]))}"
                 f"{', ...' if len(added) + len(removed) > 5 else ''})",
             )
-        for iface, error in failed:
-            log.warning("%s: %s: %s", self.ifname, iface, error)
+        for item, error in failed:
+            log.warning("%s: %s: %s", self.ifname, item, error)
         return Changes(added=tuple(added), removed=tuple(removed), failed=tuple(failed))
+
+    @staticmethod
+    def _did(
+        error: str | None,
+        item: Interface | Network,
+        failed: list[tuple[Interface | Network, str]],
+    ) -> bool:
+        """Record ``error``; True when there was one."""
+        if error is not None:
+            failed.append((item, error))
+        return error is not None
+
+    def _route(self, command: str, net: Network) -> str | None:
+        try:
+            self._ipr.route(
+                command,
+                dst=str(net),
+                table=self.table,
+                proto=ROUTE_PROTO,
+                scope=RT_SCOPE_LINK,
+                oif=self.index,
+                family=socket.AF_INET6 if net.version == 6 else socket.AF_INET,
+            )
+        except NetlinkError as exc:
+            if command == "add" and exc.code == errno.EEXIST:
+                return None
+            if command == "del" and exc.code in (errno.ESRCH, errno.ENOENT):
+                return None
+            return f"cannot {command} route: {exc.args[-1]}"
+        return None
 
     def _add(self, iface: Interface) -> str | None:
         kwargs: dict[str, Any] = {
@@ -161,9 +228,10 @@ class Kubelb:
             "prefixlen": iface.network.prefixlen,
             "proto": ADDRESS_PROTO,
         }
+        kwargs["flags"] = IFA_F_NOPREFIXROUTE
         if iface.version == 6:
             kwargs["family"] = socket.AF_INET6
-            kwargs["flags"] = IFA_F_NODAD
+            kwargs["flags"] |= IFA_F_NODAD
         try:
             self._ipr.addr("add", **kwargs)
         except NetlinkError as exc:
@@ -191,3 +259,7 @@ class Kubelb:
 
 def _order(iface: Interface) -> tuple[int, int, int]:
     return (iface.version, int(iface.ip), iface.network.prefixlen)
+
+
+def _net_order(net: Network) -> tuple[int, int, int]:
+    return (net.version, int(net.network_address), net.prefixlen)

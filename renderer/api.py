@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -40,6 +42,10 @@ API_VERSION = f"{GROUP}/{VERSION}"
 LOADBALANCER_CLASS = "lbroute.io/lbroute"
 DEFAULT_INTERFACE = "kube-lb0"
 DEFAULT_LOCAL_ASN = 64512
+ROUTE_TABLE_DEFAULT = 4242
+"""Kernel routing table where the agent keeps one route per announced prefix."""
+ROUTE_PROTO = 0x4C
+"""Routing protocol number of those routes ('L')."""
 
 
 class Family(StrEnum):
@@ -292,6 +298,10 @@ class ServiceGroup:
     @property
     def name(self) -> str:
         return self.ref.name
+
+    @functools.cached_property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
 
     def families(self) -> tuple[Family, ...]:
         return tuple(f for f in Family if any(p.family is f for p in self.pools))
@@ -589,7 +599,7 @@ class Peer:
     def name(self) -> str:
         return self.ref.name
 
-    @property
+    @functools.cached_property
     def protocol(self) -> Protocol:
         for proto in Protocol:
             if getattr(self, proto.value) is not None:
@@ -602,7 +612,7 @@ class Peer:
         return spec.families
 
     def carries(self, group: ServiceGroup) -> bool:
-        if not self.service_group_selector.matches(dict(group.labels)):
+        if not self.service_group_selector.matches(group.label_map):
             return False
         return group.protocols is None or self.protocol in group.protocols
 
@@ -1272,19 +1282,23 @@ def _replace(obj: Any, **changes: Any) -> Any:
 
 
 def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) -> list[ServiceGroup]:
-    """A pool may belong to one ServiceGroup; the later group (by namespace/name) is skipped."""
+    """A pool may belong to one ServiceGroup; the later group (by namespace/name) is skipped.
+
+    Kept pools are held sorted per family, so each check is a binary search.
+    """
     kept: list[ServiceGroup] = []
+    spans: dict[Family, list[tuple[int, int, Pool, ServiceGroup]]] = {f: [] for f in Family}
     for group in groups:
-        clash = next(
-            (
-                (other, a, b)
-                for other in kept
-                for a in group.pools
-                for b in other.pools
-                if a.overlaps(b)
-            ),
-            None,
-        )
+        clash = None
+        for a in group.pools:
+            taken = spans[a.family]
+            i = bisect.bisect_left(taken, (int(a.first),))
+            for first, last, b, other in taken[max(0, i - 1) : i + 1]:
+                if first <= int(a.last) and int(a.first) <= last:
+                    clash = (other, a, b)
+                    break
+            if clash:
+                break
         if clash is not None:
             other, a, b = clash
             problems.append(
@@ -1298,6 +1312,10 @@ def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) ->
             )
             continue
         kept.append(group)
+        for a in group.pools:
+            bisect.insort(
+                spans[a.family], (int(a.first), int(a.last), a, group), key=lambda t: t[:2]
+            )
     return kept
 
 

@@ -45,6 +45,9 @@ class TemplateSet:
     """(template name, source text), sorted by name."""
     origins: tuple[tuple[str, str], ...]
     """(template name, file it came from) for error messages."""
+    trusted: bool = False
+    """Only lbroute's own templates: rendered without the sandbox (but with the same
+    checks on every printed value). Any user template makes the whole set sandboxed."""
 
     def origin(self, name: str) -> str:
         return dict(self.origins).get(name, name)
@@ -62,6 +65,7 @@ def builtin_template_set(router: Router) -> TemplateSet:
         router=router,
         sources=tuple(sorted(sources.items())),
         origins=tuple(sorted(origins.items())),
+        trusted=True,
     )
 
 
@@ -93,11 +97,28 @@ class _Rendered(str):
 
 
 class _Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
+    """For user templates: no code, no mutation, no private attributes."""
+
     def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         result = super().call(context, obj, *args, **kwargs)
         if isinstance(obj, jinja2.runtime.Macro) and isinstance(result, str):
             return _Rendered(result)
         return result
+
+
+class _TrustedContext(jinja2.runtime.Context):
+    def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        result = super().call(obj, *args, **kwargs)
+        if isinstance(obj, jinja2.runtime.Macro) and isinstance(result, str):
+            return _Rendered(result)
+        return result
+
+
+class _TrustedEnvironment(jinja2.Environment):
+    """For lbroute's own templates: the sandbox's attribute checks cost about half of
+    the render time, and these templates are part of the code."""
+
+    context_class = _TrustedContext
 
 
 def _finalize(value: Any) -> Any:
@@ -138,7 +159,8 @@ def _source(templates: TemplateSet, name: str) -> tuple[str, str, Any] | None:
 
 
 def _environment(templates: TemplateSet) -> jinja2.Environment:
-    env = _Environment(
+    cls = _TrustedEnvironment if templates.trusted else _Environment
+    env = cls(
         loader=jinja2.FunctionLoader(lambda name: _source(templates, name)),
         undefined=jinja2.StrictUndefined,
         finalize=_finalize,

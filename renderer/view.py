@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from renderer.api import (
+    ROUTE_PROTO,
+    ROUTE_TABLE_DEFAULT,
     Announce,
     Bfd,
     BgpPeer,
@@ -323,6 +325,10 @@ class NodeView:
     isis: IsisView | None
     bfd_profiles: tuple[BfdView, ...]
     problems: tuple[Problem, ...] = ()
+    kernel_table: int = ROUTE_TABLE_DEFAULT
+    """Kernel table where the agent keeps one route per announced prefix (BIRD learns it)."""
+    route_proto: int = ROUTE_PROTO
+    """Routing protocol number of those routes."""
 
     @property
     def families(self) -> tuple[Family, ...]:
@@ -641,6 +647,7 @@ def _check_groups(
     problems: list[Problem],
 ) -> None:
     seen: dict[str, ObjectRef] = {}
+    speaking = {p.protocol for p in peers}
     for g in sorted(groups, key=lambda g: g.ref):
         gid = ident(g.name)
         if gid in seen:
@@ -664,7 +671,6 @@ def _check_groups(
                     "so this group is not announced by IS-IS there",
                 )
             )
-        speaking = {p.protocol for p in peers}
         for proto in sorted(
             wanted - speaking - ({Protocol.ISIS} if router is Router.BIRD else set())
         ):

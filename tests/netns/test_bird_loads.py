@@ -24,7 +24,7 @@ def _protocols(bird: BirdInstance) -> dict[str, str]:
     out = bird.birdc("show", "protocols").stdout
     found = {}
     for line in out.splitlines():
-        m = re.match(r"(lbr_\S+)\s+(\S+)\s+\S+\s+(\S+)", line)
+        m = re.match(r"(lbr_\S+|device1)\s+(\S+)\s+\S+\s+(\S+)", line)
         if m:
             found[m.group(1)] = m.group(3)
     return found
@@ -49,7 +49,7 @@ def test_bird_runs_the_golden(
         config.write_text(golden, encoding="utf-8")
     bird.start(config)
     states = _protocols(bird)
-    expected = set(re.findall(r"^protocol \S+(?: v[23]| ng)? (lbr_\w+)", golden, re.M))
+    expected = set(re.findall(r"^protocol \S+(?: v[23]| ng)? (lbr_\w+|device1)", golden, re.M))
     assert expected, "no lbroute protocol found in the golden"
     assert expected <= set(states), (expected, states)
     assert not [p for p, s in states.items() if s in ("down", "failed")], states

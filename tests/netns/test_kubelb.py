@@ -10,7 +10,7 @@ import json
 import sys
 import textwrap
 
-from tests.netns.lab import Netns
+from tests.netns.lab import Netns, run
 
 RUN = textwrap.dedent(
     """
@@ -47,7 +47,19 @@ def kernel_addresses(ns: Netns) -> set[str]:
     }
 
 
-def routes(ns: Netns) -> set[str]:
+def routes(ns: Netns, table: str = "4242") -> set[str]:
+    """Routes on kube-lb0 in lbroute's table, as 'dst proto'."""
+    found = set()
+    for family in ("-4", "-6"):
+        # A family with no route in the table has no table at all: ip exits 2.
+        show = ("-j", family, "route", "show", "table", table, "dev", "kube-lb0")
+        done = run("ip", "-n", ns.name, *show, check=False)
+        for r in json.loads(done.stdout) if done.returncode == 0 else []:
+            found.add(f"{r['dst']} {r.get('protocol')}")
+    return found
+
+
+def main_table(ns: Netns) -> set[str]:
     found = set()
     for family in ("-4", "-6"):
         for r in json.loads(ns.ip("-j", family, "route", "show", "dev", "kube-lb0")):
@@ -80,13 +92,16 @@ def test_reconcile_is_a_diff_and_idempotent(netns: Netns) -> None:
     first = agent_netlink(netns, want)
     assert sorted(first["added"]) == sorted(want) and first["removed"] == []
     assert kernel_addresses(netns) == set(want)
-    # Aggregates get the kernel's connected route; a host prefix gets none in the main
-    # table, the routers take it from the interface address itself.
-    assert {"192.0.2.0/24", "2001:db8::/64"} <= routes(netns)
+    # One route per prefix in lbroute's table (protocol 76), none from the kernel.
+    assert routes(netns) == {"192.0.2.0/24 76", "2001:db8::/64 76", "198.51.100.5 76"}
+    assert main_table(netns) == set()
     again = agent_netlink(netns, want)
     assert again["added"] == [] and again["removed"] == []
     fewer = agent_netlink(netns, ["192.0.2.8/24", "2001:db8::7/64", "198.51.100.5/32"])
     assert fewer["added"] == [] and fewer["removed"] == ["192.0.2.7/24"]
+    assert "192.0.2.0/24 76" in routes(netns)
+    agent_netlink(netns, ["2001:db8::7/64"])
+    assert routes(netns) == {"2001:db8::/64 76"}
 
 
 def test_an_address_added_by_hand_is_never_touched(netns: Netns) -> None:
@@ -104,7 +119,7 @@ def test_removing_the_first_address_of_a_subnet_keeps_the_others(netns: Netns) -
     agent_netlink(netns, ["192.0.2.7/24", "192.0.2.8/24", "192.0.2.9/24"])
     agent_netlink(netns, ["192.0.2.8/24", "192.0.2.9/24"])  # 192.0.2.7 was the primary
     assert kernel_addresses(netns) == {"192.0.2.8/24", "192.0.2.9/24"}
-    assert "192.0.2.0/24" in routes(netns)
+    assert routes(netns) == {"192.0.2.0/24 76"}
 
 
 def test_prefix_change_of_one_address(netns: Netns) -> None:
@@ -113,3 +128,4 @@ def test_prefix_change_of_one_address(netns: Netns) -> None:
     out = agent_netlink(netns, ["192.0.2.7/32"])
     assert out["added"] == ["192.0.2.7/32"] and out["removed"] == ["192.0.2.7/24"]
     assert kernel_addresses(netns) == {"192.0.2.7/32"}
+    assert routes(netns) == {"192.0.2.7 76"}
