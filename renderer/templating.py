@@ -107,7 +107,7 @@ class _Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
 
 
 class _TrustedContext(jinja2.runtime.Context):
-    def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
         result = super().call(obj, *args, **kwargs)
         if isinstance(obj, jinja2.runtime.Macro) and isinstance(result, str):
             return _Rendered(result)
