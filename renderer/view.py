@@ -9,6 +9,7 @@ same model gives the same view, whatever order the objects came in.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import zlib
@@ -27,6 +28,7 @@ from renderer.api import (
     IsisInterface,
     IsisLevel,
     IsisPolicy,
+    LabelSelector,
     Mode,
     Model,
     Node,
@@ -126,8 +128,19 @@ class GroupView:
     isis: IsisPolicy
     rip: RipPolicy
 
+    bgp_function: str = ""
+    """BIRD function holding this group's BGP actions (called from every peer's filter)."""
+
     def __hash__(self) -> int:
         return hash(self.ref)
+
+    @property
+    def has_bgp_actions(self) -> bool:
+        b = self.bgp
+        return bool(
+            b.communities or b.large_communities or b.prepend
+            or b.local_pref is not None or b.med is not None
+        )  # fmt: skip
 
     @property
     def name(self) -> str:
@@ -145,6 +158,11 @@ class ExportView:
     name: str
     """Filter (BIRD) or route-map (FRR) name."""
     groups: tuple[GroupView, ...]
+
+    @functools.cached_property
+    def by_seq(self) -> tuple[GroupView, ...]:
+        """The groups in FRR's route-map order (by sequence number)."""
+        return tuple(sorted(self.groups, key=lambda g: g.seq))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -503,10 +521,16 @@ def build_view(
     peers = [p for p in model.peers if p.node_selector.matches(labels)]
     peers = _drop_unsupported(peers, router, problems)
     _check_groups(groups, peers, router, node_name, problems)
-    carried = {
-        p.ref: tuple(by_ref[g.ref] for g in groups if g.ref in by_ref and p.carries(g))
-        for p in peers
-    }
+    # Peers with the same selector and protocol carry the same groups: match once each.
+    carried_by: dict[tuple[LabelSelector, Protocol], tuple[GroupView, ...]] = {}
+    carried: dict[ObjectRef, tuple[GroupView, ...]] = {}
+    for p in peers:
+        key = (p.service_group_selector, p.protocol)
+        if key not in carried_by:
+            carried_by[key] = tuple(
+                by_ref[g.ref] for g in groups if g.ref in by_ref and p.carries(g)
+            )
+        carried[p.ref] = carried_by[key]
 
     bfd_views: dict[Bfd, BfdView] = {}
 
@@ -589,6 +613,7 @@ def _group_views(groups: list[ServiceGroup], names: _Names) -> list[GroupView]:
                 seq=stable_seq(gid, used_seqs, 10, 65000),
                 prefixes=prefixes,
                 set_names={f: names.group_set(gid, f) for f in prefixes},
+                bgp_function=names.join("sg", gid, "bgp"),
                 bgp=g.bgp,
                 ospf=g.ospf,
                 isis=g.isis,
