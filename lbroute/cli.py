@@ -348,3 +348,29 @@ def status(status_file: Path, as_json: bool) -> None:
         click.echo(f"\nproblems ({len(doc.problems)}):")
         for p in doc.problems:
             click.echo(f"  {p}")
+
+
+@main.command()
+@click.option("--example", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("examples/lab"), show_default=True,
+              help="Directory with cluster.yaml and services.yaml.")  # fmt: skip
+def demo(example: Path) -> None:
+    """Run the demo lab (needs root): two nodes, an upstream router, the example.
+
+    Builds network namespaces, runs BIRD, FRR and the agent, adds the example Services,
+    prints what the upstream router learned, and removes everything again.
+    """
+    import os
+    import shutil
+
+    from lbroute.demo import run_demo
+
+    if os.geteuid() != 0:
+        _fail("the demo creates network namespaces and needs root (sudo make demo)")
+    for tool in ("ip", "bird", "vtysh"):
+        if shutil.which(tool) is None:
+            _fail(f"{tool} is not installed; run make install (or make demo) first")
+    for name in ("cluster.yaml", "services.yaml"):
+        if not (example / name).is_file():
+            _fail(f"{example / name} not found; run from the repository root or pass --example")
+    sys.exit(run_demo(example))
