@@ -117,7 +117,7 @@ def test_bird_managed_apply_rejects_and_keeps_the_last_good(
     assert config.read_text(encoding="utf-8") == good
     assert stat.S_IMODE(config.stat().st_mode) == 0o600
     running = _protocols(bird)
-    assert {"lbr_direct", "lbr_bgp_tor"} <= running
+    assert {"lbr_kernel4", "lbr_bgp_tor"} <= running
     assert driver.is_current(good)
 
     broken = good.replace("connect retry time 5;", "connect retry 5 s;")
