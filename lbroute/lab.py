@@ -290,23 +290,36 @@ exit
 !
 router ospf
  ospf router-id {v4}
+ timers throttle spf 0 50 1000
+ timers throttle lsa all 0
+ timers lsa min-arrival 0
 exit
 !
 router ospf6
  ospf6 router-id {v4}
+ timers throttle spf 0 50 1000
 exit
 !
 router isis lab
  is-type level-2-only
  net 49.0001.0100.0000.0000.00
+ lsp-gen-interval 1
 exit
 !
 """
 
 UPSTREAM_BIRD = """router id {v4};
 protocol device {{ scan time 1; }}
-protocol kernel {{ ipv4 {{ import none; export all; }}; merge paths on; }}
-protocol kernel {{ ipv6 {{ import none; export all; }}; merge paths on; }}
+# BIRD cannot choose the kernel protocol of the routes it installs (all are
+# "proto bird"), so the kernel metric says which protocol a route came from.
+filter lab_kernel {{
+  if source = RTS_BGP then krt_metric = {bgp};
+  if source ~ [RTS_OSPF, RTS_OSPF_IA, RTS_OSPF_EXT1, RTS_OSPF_EXT2] then krt_metric = {ospf};
+  if source = RTS_RIP then krt_metric = {rip};
+  accept;
+}}
+protocol kernel {{ ipv4 {{ import none; export filter lab_kernel; }}; metric 0; merge paths on; }}
+protocol kernel {{ ipv6 {{ import none; export filter lab_kernel; }}; metric 0; merge paths on; }}
 protocol bgp nodes {{
   local {v4} as {asn};
   neighbor range 10.0.0.0/24 external;
@@ -319,11 +332,13 @@ protocol bgp nodes6 {{
 }}
 protocol ospf v2 {{
   ecmp yes;
+  merge external yes;
   ipv4 {{ import all; export none; }};
   area 0 {{ interface "br0" {{ hello 1; dead 4; }}; }};
 }}
 protocol ospf v3 {{
   ecmp yes;
+  merge external yes;
   ipv6 {{ import all; export none; }};
   area 0 {{ interface "br0" {{ hello 1; dead 4; }}; }};
 }}
@@ -338,6 +353,10 @@ protocol rip ng {{
   interface "br0" {{ update time 5; timeout time 30; garbage time 20; }};
 }}
 """
+
+BIRD_SOURCE_METRIC = {"bgp": 186, "ospf": 188, "rip": 189}
+"""Kernel metric the upstream BIRD gives the routes of each protocol (the rt_protos
+numbers FRR's zebra uses), so :meth:`Lab.routes` names the same protocols for both."""
 
 NODE_BIRD_BOOT = """router id {v4};
 protocol device {{ }}
@@ -398,6 +417,7 @@ class Lab:
     upstream_bird: BirdInstance | None = None
     upstream_frr: FrrInstance | None = None
     members: dict[str, LabNode] = field(default_factory=dict)
+    _owners: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     # -- building ---------------------------------------------------------------------
 
@@ -440,7 +460,11 @@ class Lab:
         else:
             self.upstream_bird = BirdInstance(up, self.workdir / "upstream-bird")
             conf = self.upstream_bird.dir / "bird.conf"
-            conf.write_text(UPSTREAM_BIRD.format(asn=UPSTREAM_ASN, v4=UPSTREAM_V4, v6=UPSTREAM_V6))
+            conf.write_text(
+                UPSTREAM_BIRD.format(
+                    asn=UPSTREAM_ASN, v4=UPSTREAM_V4, v6=UPSTREAM_V6, **BIRD_SOURCE_METRIC
+                )
+            )
             self.upstream_bird.start(conf)
 
     def _start_node_router(self, member: LabNode) -> None:
@@ -525,7 +549,9 @@ class Lab:
     # -- the upstream view ------------------------------------------------------------
 
     def routes(self) -> list[Route]:
-        """Routes the upstream router installed in its kernel (learned ones only)."""
+        """Routes the upstream router installed in its kernel (learned ones only), with
+        the protocol as iproute2 names FRR's (bgp, ospf, rip, ripng, isis) for either
+        upstream router."""
         assert self.upstream is not None
         found = []
         for family in ("-4", "-6"):
@@ -536,6 +562,10 @@ class Lab:
                     "fe80"
                 ):
                     continue
+                if proto == "bird":
+                    proto = _BIRD_PROTOCOLS.get(r.get("metric"), proto)
+                    if proto == "rip" and family == "-6":
+                        proto = "ripng"
                 hops = [h.get("gateway", "") for h in r.get("nexthops", [])] or [
                     r.get("gateway", "")
                 ]
@@ -546,6 +576,20 @@ class Lab:
 
     def route(self, prefix: str) -> Route | None:
         return next((r for r in self.routes() if r.prefix == prefix), None)
+
+    def via(self, route: Route) -> tuple[str, ...]:
+        """The nodes behind ``route``'s next hops, sorted (see :meth:`node_of`)."""
+        return tuple(sorted(self.node_of(hop) for hop in route.nexthops))
+
+    def node_of(self, address: str) -> str:
+        """The node with ``address`` on its eth0 (link-local ones included), or the
+        address itself when no node has it."""
+        if not self._owners:
+            for name, member in self.members.items():
+                for link in json.loads(member.ns.ip("-j", "addr", "show", "eth0") or "[]"):
+                    for info in link.get("addr_info", []):
+                        self._owners[str(info.get("local", ""))] = name
+        return self._owners.get(address, address)
 
     def wait_for(self, predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
         """Poll ``predicate`` until it returns something truthy; return it (or raise)."""
@@ -586,6 +630,9 @@ def _traversable(path: Path) -> None:
         mode = p.stat().st_mode
         if not mode & 0o001:
             p.chmod(mode | 0o001)
+
+
+_BIRD_PROTOCOLS = {metric: name for name, metric in BIRD_SOURCE_METRIC.items()}
 
 
 def _prefix(dst: str) -> str:

@@ -285,6 +285,10 @@ class Agent:
     def _offer(self, text: str) -> None:
         if text == self._applied:
             self._pending = None
+            if self.status.last_apply.result == "Failed":
+                # Back to the configuration the router runs (a broken input was fixed):
+                # nothing to apply, and the old failure no longer describes the node.
+                self._record(text, ApplyResult(ok=True), result="Unchanged")
             return
         if text == self._failed:
             return  # rejected before; wait for a change

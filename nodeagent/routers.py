@@ -13,12 +13,15 @@ configuration. A refusal is a returned :class:`ApplyResult`, never an exception.
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import tempfile
 import time
@@ -31,6 +34,9 @@ from renderer.api import Mode, Router
 from renderer.errors import LbrouteError, RouterError
 
 PARSE_TIMEOUT = 30.0
+BIRD_BOOT_JITTER = datetime.timedelta(milliseconds=500)
+_UCRED = struct.Struct("3i")
+"""struct ucred: pid, uid, gid (SO_PEERCRED)."""
 FRR_RELOAD = Path("/usr/lib/frr/frr-reload.py")
 
 log = logging.getLogger(__name__)
@@ -234,6 +240,8 @@ class BirdDriver:
         )
         self.reload_command = tuple(reload_command)
         self.timeout = timeout
+        self._booted: tuple[datetime.datetime, str] | None = None
+        """The boot time last seen, and the generation reported for it."""
 
     def apply(self, text: str) -> ApplyResult:
         started = time.monotonic()
@@ -262,9 +270,44 @@ class BirdDriver:
         return ApplyResult(ok=True, duration=time.monotonic() - started)
 
     def generation(self) -> str | None:
+        """The pid of the BIRD behind the control socket, when this process can see it;
+        otherwise BIRD's boot time from ``show status``."""
         out = self._birdc("show", "status")
         m = re.search(r"^\s*Last reboot on (.+?)\s*$", out.stdout, re.M)
-        return m.group(1) if out.returncode == 0 and m else None
+        if out.returncode != 0 or not m:
+            return None
+        pid = self._daemon_pid()
+        return f"pid {pid}" if pid else self._boot_generation(m.group(1))
+
+    def _daemon_pid(self) -> int | None:
+        """The socket peer's pid; None when BIRD runs in a pid namespace this process
+        cannot see (the kernel reports 0) or the socket does not answer."""
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(self.timeout)
+                sock.connect(str(self.socket_path))
+                creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        except OSError:
+            return None
+        pid = int(_UCRED.unpack(creds)[0])
+        return pid or None
+
+    def _boot_generation(self, printed: str) -> str:
+        """BIRD prints its boot time as the wall clock minus the monotonic time since
+        boot, so the printed value wanders by a millisecond now and then (and with every
+        clock adjustment): a boot time within :data:`BIRD_BOOT_JITTER` of the previous
+        one is the same daemon."""
+        try:
+            booted = datetime.datetime.fromisoformat(printed)
+        except ValueError:  # a "timeformat" lbroute cannot read: compare as text
+            return printed
+        if self._booted is not None:
+            previous, generation = self._booted
+            if abs(booted - previous) <= BIRD_BOOT_JITTER:
+                self._booted = (booted, generation)
+                return generation
+        self._booted = (booted, printed)
+        return printed
 
     def sessions(self) -> list[Session]:
         out = self._birdc("show", "protocols", "all", '"lbr_*"')

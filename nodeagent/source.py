@@ -6,8 +6,9 @@ neither knows nor cares whether they come from a directory or the Kubernetes API
 
 :class:`DirectorySource` reads a directory of the same YAML objects the API would
 hold and watches it (and any extra paths, such as a templates directory) with
-watchfiles. A file that cannot be read or parsed is reported and skipped; the other
-files still count.
+watchfiles. A file that cannot be read or parsed is reported; the objects it held when it
+was last read still count (a typo or a half-written file must not withdraw every Service
+in it), and so do the other files. A file that never parsed counts for nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ class DirectorySource:
         self.path = path
         self.also_watch = tuple(p for p in also_watch if p is not None)
         self.debounce_ms = debounce_ms
+        self._last: dict[Path, list[dict[str, Any]]] = {}
+        """Each file's objects as last read; a file that stops parsing keeps them."""
 
     def load(self, changed: frozenset[Path] = frozenset()) -> Snapshot:
         objects: list[dict[str, Any]] = []
@@ -64,12 +67,18 @@ class DirectorySource:
         for file in files:
             try:
                 text = file.read_text(encoding="utf-8")
-                objects += parse_manifest_text(text, str(file))
+                self._last[file] = parse_manifest_text(text, str(file))
             except (OSError, UnicodeDecodeError) as exc:
-                errors.append(f"{file}: cannot read: {exc}")
+                errors.append(f"{file}: cannot read: {exc}{self._kept(file)}")
             except ManifestError as exc:
-                errors.append(str(exc))
+                errors.append(f"{exc}{self._kept(file)}")
+            objects += self._last.get(file, [])
+        for gone in self._last.keys() - set(files):
+            del self._last[gone]
         return Snapshot(objects=tuple(objects), errors=tuple(errors), changed=changed)
+
+    def _kept(self, file: Path) -> str:
+        return "; the objects it held before are kept" if file in self._last else ""
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         yield self.load()
