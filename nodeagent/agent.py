@@ -146,8 +146,6 @@ class Agent:
         self._pending_last = 0.0
         self._generation: str | None = None
         self._checks = 0
-        self._last_snapshot: Snapshot | None = None
-        self._templates_seen: tuple[tuple[str, int, int], ...] = ()
         self._router_down = False
         self._problems: list[str] = []
 
@@ -200,7 +198,6 @@ class Agent:
 
     def process(self, snapshot: Snapshot) -> None:
         """Compute and program the node's addresses, and render its configuration."""
-        self._last_snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
         services_raw, slices_raw, rest = split_objects(snapshot.objects)
         model = api.load(rest)
@@ -217,7 +214,6 @@ class Agent:
         agent_spec, agent_problems = select_agent(model, node)
         self._use_router(router_settings(self.settings, agent_spec))
         assert self._router is not None
-        self._templates_seen = templates_fingerprint(self._router.templates_dir)
         desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
         self._program(desired)
         problems += [
@@ -336,18 +332,8 @@ class Agent:
 
     # -- the router daemon ------------------------------------------------------------
 
-    def check_templates(self) -> None:
-        """Re-render when the templates directory changed. The source watches a directory
-        given on the command line; one named by the NodeAgent is noticed here."""
-        if self._router is None or self._last_snapshot is None:
-            return
-        if templates_fingerprint(self._router.templates_dir) != self._templates_seen:
-            log.info("templates in %s changed", self._router.templates_dir)
-            self.process(self._last_snapshot)
-
     def check_router(self) -> None:
         """Notice a router restart (or its return after an outage) and apply again."""
-        self.check_templates()
         if self._driver is None:
             return
         generation = self._driver.generation()
@@ -397,18 +383,3 @@ class Agent:
             write_atomic(self.settings.status_file, self.status.to_json())
         except OSError as exc:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
-
-
-def templates_fingerprint(directory: Path | None) -> tuple[tuple[str, int, int], ...]:
-    """(path, mtime, size) of every template file under ``directory``: cheap to take
-    every second, and changes whenever a template is written, added or removed."""
-    if directory is None or not directory.is_dir():
-        return ()
-    found = []
-    for path in sorted(directory.rglob("*.j2")):
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        found.append((str(path), st.st_mtime_ns, st.st_size))
-    return tuple(found)
