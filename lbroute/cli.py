@@ -23,7 +23,7 @@ from renderer import api
 from renderer.errors import LbrouteError, Problem, Severity
 from renderer.render import render_view
 from renderer.templating import load_template_set
-from renderer.view import NodeView, build_view
+from renderer.view import NodeView, build_view, select_agent
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -144,7 +144,7 @@ def _render(
             router_id=rid,
         )
         user_dir = templates_dir
-        if user_dir is None and view.mode is not None:
+        if user_dir is None:
             agent_dir = _agent_templates(model, node)
             user_dir = Path(agent_dir) if agent_dir else None
         text = render_view(view, load_template_set(view.router, user_dir))
@@ -156,8 +156,6 @@ def _render(
 
 
 def _agent_templates(model: api.Model, node: str) -> str | None:
-    from renderer.view import select_agent
-
     found = model.node(node)
     agent, _ = select_agent(model, found or api.Node(name=node))
     return agent.templates_dir if agent is not None else None

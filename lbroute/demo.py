@@ -8,7 +8,6 @@ next hops), removes a Service to show the withdrawal, and cleans everything up.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import tempfile
@@ -19,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from lbroute.lab import Lab, NodeSpec, Route, run
+from lbroute.lab import Lab, NodeSpec, run
 
 NODES = [
     NodeSpec(name="node-a", router="bird", v4="10.0.0.11", v6="fd00::11"),
@@ -122,26 +121,12 @@ def _complete(lab: Lab) -> bool:
     )
 
 
-def _node_names(lab: Lab) -> dict[str, str]:
-    """Next-hop address -> node name (global and link-local addresses of eth0)."""
-    names = {}
-    for name, member in lab.members.items():
-        info = json.loads(member.ns.ip("-j", "addr", "show", "dev", "eth0"))
-        for a in info[0]["addr_info"]:
-            names[a["local"]] = name
-    return names
-
-
 def _print_view(lab: Lab, say: Callable[[str], None]) -> None:
-    names = _node_names(lab)
     say("== The upstream router's view (its kernel table; learned routes only)")
     say(f"   {'PREFIX':<20} {'PROTOCOL':<9} NEXT HOPS")
     for route in lab.routes():
-        say(f"   {route.prefix:<20} {route.proto:<9} {_hops(route, names)}")
-
-
-def _hops(route: Route, names: dict[str, str]) -> str:
-    return ", ".join(f"{names.get(h, '?')} ({h})" for h in route.nexthops)
+        hops = ", ".join(f"{lab.node_of(h)} ({h})" for h in route.nexthops)
+        say(f"   {route.prefix:<20} {route.proto:<9} {hops}")
 
 
 def _status_text(lab: Lab, node: str) -> str:

@@ -10,9 +10,6 @@ refused with the template's file and line.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -55,21 +52,6 @@ spec:
   isis: {area: "49.0001", interfaces: [{name: eth1}]}
 """
 VALID = [NODE, WEB, TOR]
-
-HAS_FRR_TEMPLATES = resources.files("templates.frr").joinpath("frr.conf.j2").is_file()
-needs_frr_templates = pytest.mark.skipif(
-    not HAS_FRR_TEMPLATES, reason="templates/frr/frr.conf.j2 does not exist yet"
-)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; give the next test the one it had."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def manifests(tmp_path: Path, *docs: str, name: str = "objects.yaml") -> Path:
@@ -121,7 +103,6 @@ def test_render_is_deterministic(tmp_path: Path) -> None:
     assert run("render", "-f", path, "--node", "n1").stdout == first.stdout
 
 
-@needs_frr_templates
 def test_render_for_frr(tmp_path: Path) -> None:
     result = run("render", "-f", manifests(tmp_path, *VALID), "--node", "n1", "--router", "frr")
     assert result.exit_code == 0, result.output
@@ -235,7 +216,6 @@ def test_validate_bird(tmp_path: Path, mode: str) -> None:
     assert result.stdout.startswith(f"OK: bird accepts the {mode} configuration for node n1")
 
 
-@needs_frr_templates
 @pytest.mark.parametrize("extra", [[], [ISIS]], ids=["bgp", "bgp-and-isis"])
 def test_validate_frr(tmp_path: Path, extra: list[str]) -> None:
     result = run(

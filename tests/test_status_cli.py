@@ -10,10 +10,8 @@ the Prometheus text format with lbroute's metrics, /healthz 200 while the loop b
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +19,6 @@ from click.testing import CliRunner, Result
 
 from lbroute.cli import main
 from nodeagent.status import Health, LastApply, Metrics, Status, serve, write_atomic
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI configures the root logger; give the next test the one it had."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _status() -> Status:

@@ -55,3 +55,12 @@ def bird(netns: Netns) -> Iterator[BirdInstance]:
         yield instance
     finally:
         instance.stop()
+
+
+@pytest.fixture
+def golden_links(netns: Netns) -> Netns:
+    """The interfaces the golden cases name (eth0-2, kube-lb0), eth0 with the node's IP."""
+    for name in ("eth0", "eth1", "eth2", "kube-lb0"):
+        netns.add_ifb(name)
+    netns.ip("addr", "add", "10.0.0.11/24", "dev", "eth0")
+    return netns

@@ -32,11 +32,8 @@ def _protocols(bird: BirdInstance) -> dict[str, str]:
 
 @pytest.mark.parametrize("case", BIRD_CASES, ids=lambda c: c.id)
 def test_bird_runs_the_golden(
-    case: object, netns: Netns, bird: BirdInstance, tmp_path: Path
+    case: object, golden_links: Netns, bird: BirdInstance, tmp_path: Path
 ) -> None:
-    for name in ("eth0", "eth1", "eth2", "kube-lb0"):
-        netns.add_ifb(name)
-    netns.ip("addr", "add", "10.0.0.11/24", "dev", "eth0")
     golden = case.golden.read_text(encoding="utf-8")  # type: ignore[attr-defined]
     config = tmp_path / "bird.conf"
     if "(include mode)" in golden:

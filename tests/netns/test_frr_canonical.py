@@ -43,11 +43,8 @@ def _changes(output: str) -> list[str]:
 
 @pytest.mark.parametrize("case", FRR_CASES, ids=lambda c: c.id)
 def test_running_config_equals_rendered(
-    case: object, netns: Netns, frr: FrrInstance, tmp_path: Path
+    case: object, golden_links: Netns, frr: FrrInstance, tmp_path: Path
 ) -> None:
-    for name in ("eth0", "eth1", "eth2", "kube-lb0"):
-        netns.add_ifb(name)
-    netns.ip("addr", "add", "10.0.0.11/24", "dev", "eth0")
     frr.start()
     config = tmp_path / "frr.conf"
     config.write_text(_render(case.name, case.node), encoding="utf-8")  # type: ignore[attr-defined]
