@@ -290,7 +290,6 @@ def agent(
         default_class=default_class,
         status_file=status_file,
     )
-    extra = (templates_dir,) if templates_dir is not None else ()
     metrics, health = Metrics(), Health()
     if metrics_port:
         serve(metrics_port, metrics, health, metrics_address)
@@ -298,9 +297,7 @@ def agent(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Agent(
-            settings, DirectorySource(source_dir, also_watch=extra), metrics=metrics, health=health
-        ).run(stop)
+        Agent(settings, DirectorySource(source_dir), metrics=metrics, health=health).run(stop)
     except LbrouteError as exc:
         _fail(str(exc))
 

@@ -8,11 +8,15 @@ One direction only::
       -> status, metrics
 
 Per-Service churn only changes addresses; the router configuration changes only when
-a ServiceGroup, Peer, NodeAgent (or a template) does. Bursts of changes are coalesced:
-a new configuration is applied once no newer one arrived for ``settle`` seconds, and at
-the latest ``max_delay`` seconds after the first. A configuration the router rejects
-is not retried until the input changes or the router restarts; the last good one keeps
-running. When the router daemon restarts, the agent applies its configuration again.
+a ServiceGroup, Peer, NodeAgent or a template in the templates directory does (that
+directory is watched, wherever it was named). Bursts of changes are coalesced: a new
+configuration is applied once no newer one arrived for ``settle`` seconds, and at the
+latest ``max_delay`` seconds after the first.
+
+A configuration the router's parser rejects is not retried until the input changes or
+the router restarts; the last good one keeps running. Any other failed apply (the
+router not answering, a reload that did not take) is retried with exponential backoff,
+a few times. When the router daemon restarts, the agent applies its configuration again.
 """
 
 from __future__ import annotations
@@ -31,12 +35,12 @@ from nodeagent.desired import DesiredState, desired_state
 from nodeagent.netlink import Kubelb
 from nodeagent.objects import parse_service, ready_nodes, split_objects
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
-from nodeagent.source import Snapshot, Source
+from nodeagent.source import DirectoryWatcher, Snapshot, Source
 from nodeagent.status import Health, LastApply, Metrics, Status, now, write_atomic
 from renderer import api
 from renderer.errors import LbrouteError, ObjectRef, Problem, Severity
 from renderer.render import render_view
-from renderer.templating import load_template_set
+from renderer.templating import TemplateSet, load_template_set
 from renderer.view import build_view, select_agent
 
 log = logging.getLogger(__name__)
@@ -67,6 +71,9 @@ class AgentSettings:
     check_interval: float = 1.0
     sessions_every: int = 5
     """Poll the router's sessions every this many checks."""
+    retry_backoff: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
+    """Seconds before each retry of an apply that failed for another reason than the
+    router's parser rejecting the configuration; after the last, wait for a change."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -148,41 +155,66 @@ class Agent:
         self._checks = 0
         self._router_down = False
         self._problems: list[str] = []
+        self._events: queue.Queue[Snapshot | None] = queue.Queue()
+        """Snapshots from the source; None when a template changed."""
+        self._snapshot: Snapshot | None = None
+        self._templates: TemplateSet | None = None
+        """The router's templates as last loaded; dropped when a template changes."""
+        self._watcher: DirectoryWatcher | None = None
+        self._retry_at = float("inf")
+        self._retries = 0
 
     # -- the loop ---------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
-        snapshots: queue.Queue[Snapshot] = queue.Queue()
         feeder = threading.Thread(
-            target=self._feed, args=(snapshots, stop), name="lbroute-source", daemon=True
+            target=self._feed, args=(stop,), name="lbroute-source", daemon=True
         )
         feeder.start()
         next_check = time.monotonic()
         try:
             while not stop.is_set():
-                timeout = max(0.0, min(self._apply_due(), next_check) - time.monotonic())
+                due = min(self._apply_due(), self._retry_at, next_check)
                 try:
-                    snapshot = snapshots.get(timeout=timeout)
-                    while not snapshots.empty():  # only the newest matters
-                        snapshot = snapshots.get_nowait()
-                    self.process(snapshot)
+                    first = self._events.get(timeout=max(0.0, due - time.monotonic()))
+                    self._handle([first, *self._drain()])
                 except queue.Empty:
                     pass
                 if self._pending is not None and time.monotonic() >= self._apply_due():
                     self.apply_pending()
+                if time.monotonic() >= self._retry_at:
+                    self._retry()
                 if time.monotonic() >= next_check:
                     self.check_router()
                     next_check = time.monotonic() + self.settings.check_interval
                 self.health.beat()
         finally:
             stop.set()
+            if self._watcher is not None:
+                self._watcher.stop()
             if self._kubelb is not None:
                 self._kubelb.close()
 
-    def _feed(self, out: queue.Queue[Snapshot], stop: threading.Event) -> None:
+    def _drain(self) -> list[Snapshot | None]:
+        events: list[Snapshot | None] = []
+        while not self._events.empty():
+            events.append(self._events.get_nowait())
+        return events
+
+    def _handle(self, events: list[Snapshot | None]) -> None:
+        """Process the newest snapshot; a template change alone re-renders the last."""
+        snapshots = [e for e in events if e is not None]
+        if len(snapshots) < len(events):
+            log.info("templates in %s changed", self._router and self._router.templates_dir)
+            self._templates = None
+        snapshot = snapshots[-1] if snapshots else self._snapshot
+        if snapshot is not None:
+            self.process(snapshot)
+
+    def _feed(self, stop: threading.Event) -> None:
         try:
             for snapshot in self.source.snapshots(stop):
-                out.put(snapshot)
+                self._events.put(snapshot)
         except Exception:  # the loop must learn that its source died
             log.exception("the object source failed")
             stop.set()
@@ -198,6 +230,7 @@ class Agent:
 
     def process(self, snapshot: Snapshot) -> None:
         """Compute and program the node's addresses, and render its configuration."""
+        self._snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
         services_raw, slices_raw, rest = split_objects(snapshot.objects)
         model = api.load(rest)
@@ -239,6 +272,9 @@ class Agent:
         self._driver = self.driver_factory(rs)
         self._applied = self._failed = self._pending = None
         self._generation = None
+        self._templates = None
+        self._not_retrying()
+        self._watch_templates(rs.templates_dir)
         self.status.router, self.status.mode = rs.router.value, rs.mode.value
         if self._kubelb is None or self._kubelb.ifname != rs.interface:
             if self._kubelb is not None:
@@ -246,12 +282,21 @@ class Agent:
             self._kubelb = Kubelb(rs.interface)
             self._kubelb.ensure()
 
+    def _watch_templates(self, directory: Path | None) -> None:
+        if self._watcher is not None:
+            if self._watcher.path == directory:
+                return
+            self._watcher.stop()
+            self._watcher = None
+        if directory is not None:
+            self._watcher = DirectoryWatcher(directory, lambda: self._events.put(None)).start()
+
     def _program(self, desired: DesiredState) -> None:
         assert self._kubelb is not None
         changes = self._kubelb.reconcile(desired.interfaces)
         if changes.failed:
             self.metrics.netlink_errors.inc(len(changes.failed))
-        announced = self._kubelb.owned()
+        announced = changes.owned
         for family in api.Family:
             version = 4 if family is api.Family.IPV4 else 6
             self.metrics.addresses.labels(family.value).set(
@@ -275,7 +320,9 @@ class Agent:
             view = build_view(
                 model, rs.router, self.settings.node, mode=rs.mode, hostname=self.settings.hostname
             )
-            text = render_view(view, load_template_set(rs.router, rs.templates_dir))
+            if self._templates is None:
+                self._templates = load_template_set(rs.router, rs.templates_dir)
+            text = render_view(view, self._templates)
         except LbrouteError as exc:
             return None, [f"error: cannot render the {rs.router} configuration: {exc}"]
         finally:
@@ -283,6 +330,8 @@ class Agent:
         return text, [str(p) for p in view.problems]
 
     def _offer(self, text: str) -> None:
+        if text != self._failed:
+            self._not_retrying()
         if text == self._applied:
             self._pending = None
             if self.status.last_apply.result == "Failed":
@@ -310,7 +359,26 @@ class Agent:
         result = self._driver.apply(text)
         self.metrics.apply_seconds.observe(result.duration)
         self._record(text, result, result="Applied" if result.ok else "Failed")
+        if result.ok or result.rejected:
+            self._not_retrying()
+        elif self._retries < len(self.settings.retry_backoff):
+            delay = self.settings.retry_backoff[self._retries]
+            self._retries += 1
+            self._retry_at = time.monotonic() + delay
+            log.warning("applying again in %g s (attempt %d)", delay, self._retries + 1)
+        else:
+            self._retry_at = float("inf")
+            log.error("giving up after %d attempts; waiting for a change", self._retries + 1)
         self._write_status()
+
+    def _retry(self) -> None:
+        self._retry_at = float("inf")
+        if self._failed is not None and self._pending is None:
+            self._pending, self._failed = self._failed, None
+            self.apply_pending()
+
+    def _not_retrying(self) -> None:
+        self._retry_at, self._retries = float("inf"), 0
 
     def _record(self, text: str, outcome: ApplyResult, *, result: str) -> None:
         self.status.last_apply = LastApply(
@@ -359,6 +427,7 @@ class Agent:
             return
         log.info("router %s (re)started; applying the configuration again", self.status.router)
         self._applied = self._failed = None
+        self._not_retrying()
         self._pending, self._pending_since, self._pending_last = text, 0.0, 0.0
         self.apply_pending()
 

@@ -59,6 +59,8 @@ class Changes:
     added: tuple[Interface, ...] = ()
     removed: tuple[Interface, ...] = ()
     failed: tuple[tuple[Interface | Network, str], ...] = ()
+    owned: frozenset[Interface] = frozenset()
+    """lbroute's addresses on the interface afterwards."""
 
     @property
     def changed(self) -> bool:
@@ -189,7 +191,12 @@ class Kubelb:
             )
         for item, error in failed:
             log.warning("%s: %s: %s", self.ifname, item, error)
-        return Changes(added=tuple(added), removed=tuple(removed), failed=tuple(failed))
+        return Changes(
+            added=tuple(added),
+            removed=tuple(removed),
+            failed=tuple(failed),
+            owned=(current | frozenset(added)) - frozenset(removed),
+        )
 
     @staticmethod
     def _did(

@@ -150,6 +150,8 @@ class ApplyResult:
     """The router's own message, with the offending lines when it names them."""
     duration: float = 0.0
     """Seconds the whole apply took."""
+    rejected: bool = False
+    """The router's parser refused the text itself: applying it again cannot help."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,7 +251,7 @@ class BirdDriver:
         parsed = check_config(Router.BIRD, text, self.mode)
         if not parsed.ok:
             log.info("bird -p rejected the configuration for %s; nothing changed", self.target)
-            return _failed(parsed.describe(), started)
+            return _failed(parsed.describe(), started, rejected=True)
         try:
             previous = _replace_file(self.target, text)
         except OSError as exc:
@@ -388,7 +390,7 @@ class FrrDriver:
                 "vtysh --dryrun rejected the configuration for %s; nothing changed",
                 self.config_path,
             )
-            return _failed(parsed.describe(), started)
+            return _failed(parsed.describe(), started, rejected=True)
         try:
             previous = _replace_file(self.config_path, text)
         except OSError as exc:
@@ -522,8 +524,10 @@ def _call(args: Sequence[str], timeout: float) -> _Output:
     return _Output(proc.returncode, proc.stdout, proc.stderr)
 
 
-def _failed(error: str, started: float) -> ApplyResult:
-    return ApplyResult(ok=False, error=redact(error), duration=time.monotonic() - started)
+def _failed(error: str, started: float, *, rejected: bool = False) -> ApplyResult:
+    return ApplyResult(
+        ok=False, error=redact(error), duration=time.monotonic() - started, rejected=rejected
+    )
 
 
 _SECRETS = re.compile(

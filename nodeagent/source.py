@@ -5,17 +5,17 @@ EndpointSlices, Nodes, Secrets and lbroute's own kinds), one per change. The age
 neither knows nor cares whether they come from a directory or the Kubernetes API.
 
 :class:`DirectorySource` reads a directory of the same YAML objects the API would
-hold and watches it (and any extra paths, such as a templates directory) with
-watchfiles. A file that cannot be read or parsed is reported; the objects it held when it
-was last read still count (a typo or a half-written file must not withdraw every Service
-in it), and so do the other files. A file that never parsed counts for nothing.
+hold and watches it with watchfiles. A file that cannot be read or parsed is reported;
+the objects it held when it was last read still count (a typo or a half-written file
+must not withdraw every Service in it), and so do the other files. A file that never
+parsed counts for nothing. :class:`DirectoryWatcher` watches any other directory.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,15 +44,8 @@ class Source(Protocol):
 
 
 class DirectorySource:
-    def __init__(
-        self,
-        path: Path,
-        *,
-        also_watch: tuple[Path, ...] = (),
-        debounce_ms: int = 50,
-    ) -> None:
+    def __init__(self, path: Path, *, debounce_ms: int = 50) -> None:
         self.path = path
-        self.also_watch = tuple(p for p in also_watch if p is not None)
         self.debounce_ms = debounce_ms
         self._last: dict[Path, list[dict[str, Any]]] = {}
         """Each file's objects as last read; a file that stops parsing keeps them."""
@@ -82,9 +75,8 @@ class DirectorySource:
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         yield self.load()
-        watched = [str(p) for p in (self.path, *self.also_watch) if p.exists()]
         for changes in watchfiles.watch(
-            *watched,
+            self.path,
             stop_event=stop,
             debounce=self.debounce_ms,
             step=20,
@@ -95,3 +87,76 @@ class DirectorySource:
             changed = frozenset(Path(path) for _change, path in changes)
             log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
             yield self.load(changed)
+
+
+class DirectoryWatcher:
+    """Calls ``on_change`` from a thread of its own whenever a file under ``path``
+    changes, and when ``path`` appears or goes away, until :meth:`stop`.
+
+    For directories that are not objects but still decide the configuration (a
+    NodeAgent's templates directory, kept in Git or mounted from a ConfigMap, whose
+    atomic ``..data`` symlink swap counts as a change like any other).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        on_change: Callable[[], None],
+        *,
+        debounce_ms: int = 50,
+        poll: float = 1.0,
+    ) -> None:
+        self.path = path
+        self.on_change = on_change
+        self.debounce_ms = debounce_ms
+        self.poll = poll
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lbroute-watch {path}", daemon=True)
+
+    def start(self) -> DirectoryWatcher:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        existed = self.path.is_dir()
+        while not self._stop.is_set():
+            exists = self.path.is_dir()
+            if exists != existed:
+                existed = exists
+                self._changed(frozenset({self.path}))
+            if not exists:
+                self._stop.wait(self.poll)
+                continue
+            try:
+                self._watch()
+            except Exception:  # a watch that broke (directory removed, inotify limits)
+                log.warning("watching %s failed; trying again", self.path, exc_info=True)
+                self._stop.wait(self.poll)
+
+    def _watch(self) -> None:
+        """Report changes until the directory goes away or the watcher is stopped."""
+        for changes in watchfiles.watch(
+            self.path,
+            stop_event=self._stop,
+            debounce=self.debounce_ms,
+            step=20,
+            rust_timeout=int(self.poll * 1000),
+            yield_on_timeout=True,
+            raise_interrupt=False,
+        ):
+            if changes:
+                self._changed(frozenset(Path(path) for _change, path in changes))
+            if not self.path.is_dir():
+                return
+
+    def _changed(self, paths: frozenset[Path]) -> None:
+        log.debug("changed: %s", ", ".join(sorted(map(str, paths))))
+        try:
+            self.on_change()
+        except Exception:
+            log.exception("handling a change in %s failed", self.path)

@@ -20,6 +20,8 @@ the next hops; and, where it matters, its RIB, its BGP attributes and message co
   BGP session or moving a route.
 - A broken user template, an invalid ServiceGroup and a manifest file that stops
   parsing keep the routes, are reported in ``lbroute status``, and fixing them recovers.
+- A templates directory named on the NodeAgent (a mounted ConfigMap, a Git checkout) is
+  watched: a change is applied, a broken template keeps the last good configuration.
 - The node's router daemon killed and restarted: the routes come back, the agent keeps
   running.
 
@@ -793,6 +795,78 @@ def test_invalid_objects_and_files_keep_the_routes_are_reported_and_recover(env:
     assert all(env.kube_lb0(node) == ADDRESSES[node] for node in BOTH)
     env.write("services.yaml", services)
     env.wait(lambda: all(problems(n) == [] for n in BOTH), what="problems cleared")
+
+
+def _configmap(directory: Path, files: dict[str, str], version: int) -> None:
+    """Lay ``files`` out as the kubelet mounts a ConfigMap: every name a symlink into
+    ``..data``, itself a symlink swapped atomically to a new timestamped directory."""
+    data = directory / f"..{version}"
+    data.mkdir()
+    for name, text in files.items():
+        (data / name).write_text(text)
+    link = directory / "..data_tmp"
+    link.symlink_to(data.name)
+    link.rename(directory / "..data")
+    for path in directory.iterdir():
+        if not path.name.startswith(".."):
+            path.unlink()
+    for name in files:
+        (directory / name).symlink_to(Path("..data") / name)
+
+
+def test_a_templates_directory_named_on_the_nodeagent_is_watched(env: Env) -> None:
+    """GitOps without a flag: the NodeAgent names the templates directory; the BIRD
+    nodes' is laid out like a mounted ConfigMap, the FRR nodes' like a Git checkout
+    with a directory per router. Every change there is rendered, validated and applied;
+    a broken template keeps the last good configuration; the routes never move."""
+    sessions = env.bgp_sessions()
+    started = time.monotonic()
+    configmap, checkout = env.templates.parent / "configmap", env.templates.parent / "checkout"
+    shutil.rmtree(configmap, ignore_errors=True)
+    shutil.rmtree(checkout, ignore_errors=True)
+    configmap.mkdir()
+    (checkout / "frr").mkdir(parents=True)
+    named = {"bird-nodes": configmap, "frr-nodes": checkout}
+    try:
+        for node in BOTH:  # agents that take the templates directory from the NodeAgent
+            env.lab.stop_agent(node)
+            env.lab.start_agent(node, env.source)
+        for agent, directory in named.items():
+            env.edit(
+                "cluster.yaml",
+                "NodeAgent",
+                agent,
+                lambda o, d=directory: o["spec"].update(templatesDir=str(d)),
+            )
+        samples = env.sample(until=env.at_baseline, settle=1.0)
+
+        _configmap(configmap, {"bgp.j2": BAD_BIRD_BGP}, 1)
+        write_atomic(checkout / "frr" / "bgp.j2", BAD_FRR_BGP)
+        samples += env.sample(
+            until=lambda: all(env.result(n) == "Failed" for n in BOTH), settle=1.0
+        )
+        for node in BOTH:
+            assert env.status(node)["config_hash"] == env.hashes[node]
+
+        header = "# Reviewed in Git for {{ view.node }}\n"
+        _configmap(configmap, {"header.j2": header}, 2)
+        (checkout / "frr" / "bgp.j2").unlink()
+        write_atomic(checkout / "frr" / "header.j2", header.replace("#", "!"))
+
+        def reviewed(node: str) -> bool:
+            status = env.status(node)
+            return env.result(node) == "Applied" and status["config_hash"] != env.hashes[node]
+
+        samples += env.sample(until=lambda: all(reviewed(n) for n in BOTH), settle=1.0)
+        for node in BOTH:
+            config = env.lab.members[node].config_path.read_text()
+            assert f"Reviewed in Git for {node}" in config
+            assert not env.status(node)["problems"]
+        assert moved(samples, env.baseline) == []
+        assert_sessions_kept(sessions, env.bgp_sessions(), time.monotonic() - started)
+    finally:
+        for node in BOTH:  # the fixture starts them again, with the module's flags
+            env.lab.stop_agent(node)
 
 
 # -- 7. router daemon crash ------------------------------------------------------------

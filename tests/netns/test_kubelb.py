@@ -23,6 +23,7 @@ RUN = textwrap.dedent(
             if sys.argv[2] == "reconcile":
                 c = k.reconcile(frozenset(want))
                 out = {"added": [str(a) for a in c.added], "removed": [str(a) for a in c.removed]}
+                out["after"] = sorted(str(a) for a in c.owned)
             else:
                 out = {}
             out["owned"] = sorted(str(a) for a in k.owned())
@@ -99,6 +100,7 @@ def test_reconcile_is_a_diff_and_idempotent(netns: Netns) -> None:
     assert again["added"] == [] and again["removed"] == []
     fewer = agent_netlink(netns, ["192.0.2.8/24", "2001:db8::7/64", "198.51.100.5/32"])
     assert fewer["added"] == [] and fewer["removed"] == ["192.0.2.7/24"]
+    assert fewer["after"] == fewer["owned"], "what reconcile reports is the kernel's view"
     assert "192.0.2.0/24 76" in routes(netns)
     agent_netlink(netns, ["2001:db8::7/64"])
     assert routes(netns) == {"2001:db8::/64 76"}
@@ -108,7 +110,7 @@ def test_an_address_added_by_hand_is_never_touched(netns: Netns) -> None:
     netns.add_ifb("kube-lb0")
     netns.ip("addr", "add", "192.0.2.99/24", "dev", "kube-lb0")
     out = agent_netlink(netns, ["192.0.2.7/24"])
-    assert out["owned"] == ["192.0.2.7/24"]
+    assert out["owned"] == out["after"] == ["192.0.2.7/24"]
     agent_netlink(netns, [])
     assert kernel_addresses(netns) == {"192.0.2.99/24"}
 

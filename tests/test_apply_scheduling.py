@@ -1,0 +1,153 @@
+"""When the agent applies a router configuration.
+
+Bursts of configuration changes are coalesced: the agent applies a new router
+configuration once no newer one arrived for ``settle`` seconds, and at the latest
+``max_delay`` seconds after the first of the burst; only the newest text is applied.
+
+An apply that failed for another reason than the parser rejecting the text (the router
+not answering yet, a reload that did not take) is retried with backoff, a bounded number
+of times; a rejected text is not retried until the input changes.
+
+The router here is a recorder of what it was asked to apply: these tests are about the
+agent's scheduling, which no daemon can observe directly (the namespace tests cover
+the real daemons).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from nodeagent.agent import Agent, AgentSettings
+from nodeagent.routers import ApplyResult, Session
+from nodeagent.source import Snapshot
+
+
+class RecordingRouter:
+    def __init__(self, *outcomes: ApplyResult) -> None:
+        self.applied: list[str] = []
+        self.outcomes = list(outcomes)
+        """What the next applies return, in order; then success."""
+
+    def apply(self, text: str) -> ApplyResult:
+        self.applied.append(text)
+        return self.outcomes.pop(0) if self.outcomes else ApplyResult(ok=True)
+
+    def is_current(self, text: str) -> bool:
+        return False
+
+    def generation(self) -> str | None:
+        return "1"
+
+    def sessions(self) -> list[Session]:
+        return []
+
+
+class NoSource:
+    def snapshots(self, stop: object) -> list[Snapshot]:
+        return []
+
+
+def agent(
+    tmp_path: Path, settle: float = 0.2, max_delay: float = 2.0, *outcomes: ApplyResult
+) -> tuple[Agent, RecordingRouter]:
+    settings = AgentSettings(
+        node="node-a",
+        settle=settle,
+        max_delay=max_delay,
+        status_file=tmp_path / "s.json",
+        retry_backoff=(1.0, 2.0, 4.0),
+    )
+    a = Agent(settings, NoSource())
+    router = RecordingRouter(*outcomes)
+    a._driver = router
+    return a, router
+
+
+def test_a_burst_of_1000_changes_is_one_apply_of_the_newest(tmp_path: Path) -> None:
+    a, router = agent(tmp_path, settle=0.2, max_delay=2.0)
+    for i in range(1000):
+        a._offer(f"config {i}\n")
+    assert router.applied == []
+    assert a._apply_due() > time.monotonic()  # still settling
+    a.apply_pending()
+    assert router.applied == ["config 999\n"]
+    a._offer("config 999\n")  # the same text again: nothing pending
+    assert a._apply_due() == float("inf")
+
+
+def test_a_steady_stream_is_applied_no_later_than_max_delay(tmp_path: Path) -> None:
+    a, _router = agent(tmp_path, settle=10.0, max_delay=0.5)
+    first = time.monotonic()
+    a._offer("config 0\n")
+    a._offer("config 1\n")
+    assert a._apply_due() <= first + 0.5 + 0.05
+
+
+def test_a_quiet_change_is_applied_after_settle(tmp_path: Path) -> None:
+    a, _router = agent(tmp_path, settle=0.2, max_delay=2.0)
+    before = time.monotonic()
+    a._offer("config\n")
+    assert before + 0.2 <= a._apply_due() <= time.monotonic() + 0.2
+
+
+DOWN = ApplyResult(ok=False, error="birdc: Unable to connect to server control socket")
+REJECTED = ApplyResult(ok=False, error="bird -p: syntax error, line 3", rejected=True)
+
+
+def retry_in(a: Agent) -> float:
+    return a._retry_at - time.monotonic()
+
+
+def test_an_apply_the_router_could_not_take_is_retried_with_backoff(tmp_path: Path) -> None:
+    a, router = agent(tmp_path, 0.2, 2.0, DOWN, DOWN)
+    a._offer("config\n")
+    a.apply_pending()
+    assert a.status.last_apply.result == "Failed"
+    assert 0.9 < retry_in(a) <= 1.0
+    a._retry()
+    assert router.applied == ["config\n"] * 2
+    assert 1.9 < retry_in(a) <= 2.0, "the second wait is longer"
+    a._retry()
+    assert router.applied == ["config\n"] * 3
+    assert a.status.last_apply.result == "Applied"
+    assert a._retry_at == float("inf")
+    assert a.status.config_hash, "the configuration now runs"
+
+
+def test_retries_stop_after_the_last_backoff_step(tmp_path: Path) -> None:
+    a, router = agent(tmp_path, 0.2, 2.0, *[DOWN] * 10)
+    a._offer("config\n")
+    a.apply_pending()
+    for _ in range(3):
+        assert retry_in(a) < float("inf")
+        a._retry()
+    assert len(router.applied) == 4
+    assert a._retry_at == float("inf"), "gave up: waits for a change or a router restart"
+    a._offer("config\n")  # the same input again changes nothing
+    assert a._pending is None and a._retry_at == float("inf")
+    a._offer("config 2\n")  # a new one is applied as usual
+    a.apply_pending()
+    assert router.applied[-1] == "config 2\n"
+
+
+def test_a_rejected_configuration_is_not_retried(tmp_path: Path) -> None:
+    a, router = agent(tmp_path, 0.2, 2.0, REJECTED)
+    a._offer("broken\n")
+    a.apply_pending()
+    assert a.status.last_apply.result == "Failed"
+    assert a._retry_at == float("inf")
+    a._offer("broken\n")
+    assert a._pending is None, "the same rejected text is not tried again"
+    assert router.applied == ["broken\n"]
+
+
+def test_new_input_replaces_a_pending_retry(tmp_path: Path) -> None:
+    a, router = agent(tmp_path, 0.2, 2.0, DOWN)
+    a._offer("old\n")
+    a.apply_pending()
+    assert retry_in(a) < float("inf")
+    a._offer("new\n")
+    assert a._retry_at == float("inf"), "no retry of the old text"
+    a.apply_pending()
+    assert router.applied == ["old\n", "new\n"]
