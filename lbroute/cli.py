@@ -207,12 +207,32 @@ def validate(**kwargs: Any) -> None:
 @click.option(
     "--source",
     "source_dir",
-    required=True,
     type=click.Path(path_type=Path),
     help="Directory of manifests to watch (Services, EndpointSlices, Nodes, "
     "ServiceGroups, Peers, NodeAgents, Secrets).",
 )
-@click.option("--node", required=True, help="Name of the Node this agent runs on.")
+@click.option(
+    "--kubernetes",
+    is_flag=True,
+    help="Watch the Kubernetes API instead (in-cluster, or --kubeconfig) and publish "
+    "NodeState, Events and conditions.",
+)
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Kubeconfig file for --kubernetes (default: the in-cluster service account).",
+)
+@click.option("--context", "kube_context", help="Kubeconfig context (default: the current one).")
+@click.option(
+    "--namespace",
+    envvar="POD_NAMESPACE",
+    default="lbroute",
+    show_default=True,
+    help="Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates.",
+)
+@click.option(
+    "--node", required=True, envvar="NODE_NAME", help="Name of the Node this agent runs on."
+)
 @click.option(
     "--router",
     type=click.Choice([r.value for r in api.Router]),
@@ -258,7 +278,11 @@ def validate(**kwargs: Any) -> None:
 )
 @click.option("--metrics-address", default="", help="Address to serve metrics on (default: all).")
 def agent(
-    source_dir: Path,
+    source_dir: Path | None,
+    kubernetes: bool,
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str,
     node: str,
     router: str | None,
     mode: str | None,
@@ -275,11 +299,32 @@ def agent(
     import threading
 
     from nodeagent.agent import Agent, AgentSettings
-    from nodeagent.source import DirectorySource
-    from nodeagent.status import Health, Metrics, serve
+    from nodeagent.source import DirectorySource, Source
+    from nodeagent.status import Health, Metrics, Reporter, serve
 
-    if not source_dir.is_dir():
+    if (source_dir is None) == (not kubernetes):
+        raise click.UsageError("give either --source DIR or --kubernetes")
+    if source_dir is not None and not source_dir.is_dir():
         raise click.BadParameter(f"{source_dir} is not a directory", param_hint="--source")
+    source: Source
+    reporter: Reporter | None = None
+    on_exit: list[Callable[[], None]] = []
+    if source_dir is not None:
+        source = DirectorySource(source_dir)
+    else:
+        from nodeagent.kube import KubernetesSource, api_client
+        from nodeagent.kubestatus import KubeReporter
+
+        try:
+            client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
+        except Exception as exc:  # the client raises ConfigException, OSError, ...
+            where = kubeconfig or "the in-cluster service account"
+            _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
+            return
+        source = KubernetesSource(client, node=node, namespace=namespace)
+        kube_reporter = KubeReporter(client, node=node, namespace=namespace).start()
+        reporter = kube_reporter
+        on_exit.append(kube_reporter.stop)
     settings = AgentSettings(
         node=node,
         router=api.Router(router) if router else None,
@@ -297,9 +342,12 @@ def agent(
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     try:
-        Agent(settings, DirectorySource(source_dir), metrics=metrics, health=health).run(stop)
+        Agent(settings, source, metrics=metrics, health=health, reporter=reporter).run(stop)
     except LbrouteError as exc:
         _fail(str(exc))
+    finally:
+        for stop_publishing in on_exit:
+            stop_publishing()
 
 
 @main.command()

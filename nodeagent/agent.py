@@ -21,6 +21,7 @@ a few times. When the router daemon restarts, the agent applies its configuratio
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import queue
@@ -36,7 +37,16 @@ from nodeagent.netlink import Kubelb
 from nodeagent.objects import parse_service, ready_nodes, split_objects
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
 from nodeagent.source import DirectoryWatcher, Snapshot, Source
-from nodeagent.status import Health, LastApply, Metrics, Status, now, write_atomic
+from nodeagent.status import (
+    Health,
+    LastApply,
+    Metrics,
+    Report,
+    Reporter,
+    Status,
+    now,
+    write_atomic,
+)
 from renderer import api
 from renderer.errors import LbrouteError, ObjectRef, Problem, Severity
 from renderer.render import render_view
@@ -136,6 +146,7 @@ class Agent:
         driver_factory: DriverFactory = _make_driver,
         metrics: Metrics | None = None,
         health: Health | None = None,
+        reporter: Reporter | None = None,
     ) -> None:
         self.settings = settings
         self.source = source
@@ -143,6 +154,8 @@ class Agent:
         self.metrics = metrics or Metrics()
         self.health = health or Health()
         self.status = Status(node=settings.node)
+        self.reporter = reporter
+        self._report: Report | None = None
         self._kubelb: Kubelb | None = None
         self._router: RouterSettings | None = None
         self._driver: RouterDriver | None = None
@@ -249,18 +262,30 @@ class Agent:
         assert self._router is not None
         desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
         self._program(desired)
-        problems += [
-            str(p) for p in (*model.problems, *agent_problems, *svc_problems, *desired.problems)
-        ]
         self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
-        text, render_problems = self._render(model)
-        problems += render_problems
+        text, render_problems = self._render(model, agent_spec.ref if agent_spec else None)
+        node_problems = (*agent_problems, *svc_problems, *desired.problems, *render_problems)
+        problems += [str(p) for p in (*model.problems, *node_problems)]
         for problem in sorted(set(problems) - set(self._problems)):
             log.warning("%s", problem)
         self._problems = problems
         self.status.problems = problems
         if text is not None:
             self._offer(text)
+        local = {s.ref for s in services if s.local}
+        announced = {
+            service: tuple(str(a.interface) for a in desired.announcements if service in a.services)
+            for service in {s for a in desired.announcements for s in a.services}
+        }
+        self._report = Report(
+            status=self.status,
+            announced=announced,
+            local=frozenset(local & announced.keys()),
+            object_problems=tuple(model.problems),
+            node_problems=tuple(node_problems),
+            objects=snapshot.objects,
+            agent=agent_spec.ref if agent_spec else None,
+        )
         self._write_status()
 
     def _use_router(self, rs: RouterSettings) -> None:
@@ -312,7 +337,9 @@ class Agent:
             if a.interface in announced
         ]
 
-    def _render(self, model: api.Model) -> tuple[str | None, list[str]]:
+    def _render(
+        self, model: api.Model, agent: ObjectRef | None
+    ) -> tuple[str | None, list[Problem]]:
         assert self._router is not None
         rs = self._router
         started = time.monotonic()
@@ -324,10 +351,12 @@ class Agent:
                 self._templates = load_template_set(rs.router, rs.templates_dir)
             text = render_view(view, self._templates)
         except LbrouteError as exc:
-            return None, [f"error: cannot render the {rs.router} configuration: {exc}"]
+            ref = agent or ObjectRef(kind="Node", namespace="", name=self.settings.node)
+            message = f"cannot render the {rs.router} configuration: {exc}"
+            return None, [Problem(severity=Severity.ERROR, ref=ref, path="", message=message)]
         finally:
             self.metrics.render_seconds.observe(time.monotonic() - started)
-        return text, [str(p) for p in view.problems]
+        return text, list(view.problems)
 
     def _offer(self, text: str) -> None:
         if text != self._failed:
@@ -448,7 +477,12 @@ class Agent:
 
     def _write_status(self) -> None:
         self.status.updated = now()
+        document = self.status.to_json()
         try:
-            write_atomic(self.settings.status_file, self.status.to_json())
+            write_atomic(self.settings.status_file, document)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
+        if self.reporter is not None and self._report is not None:
+            self.reporter.publish(
+                dataclasses.replace(self._report, status=Status.from_json(document))
+            )

@@ -15,10 +15,12 @@ import time
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from renderer.errors import ObjectRef, Problem
 
 
 @dataclass(kw_only=True)
@@ -51,6 +53,32 @@ class Status:
         data = json.loads(text)
         data["last_apply"] = LastApply(**data.get("last_apply", {}))
         return cls(**data)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Report:
+    """Everything a reporter may publish after a pass, an apply or a session poll."""
+
+    status: Status
+    """A copy of the agent's status document."""
+    announced: dict[ObjectRef, tuple[str, ...]]
+    """Services announced from this node -> their addresses on kube-lb0."""
+    local: frozenset[ObjectRef]
+    """The ETP Local Services among them."""
+    object_problems: tuple[Problem, ...]
+    """What is wrong with an object whatever the node (the same on every node)."""
+    node_problems: tuple[Problem, ...]
+    """What is wrong only here (a Peer this node's router cannot run, a Service...)."""
+    objects: tuple[dict[str, Any], ...]
+    """The source's objects the pass used, as they are (with their status)."""
+    agent: ObjectRef | None = None
+    """The NodeAgent that configures this node."""
+
+
+class Reporter(Protocol):
+    def publish(self, report: Report) -> None:
+        """Take the newest report; must return at once (publishing happens elsewhere)."""
+        ...
 
 
 def now() -> str:

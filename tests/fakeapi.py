@@ -808,6 +808,12 @@ class FakeAPI:
             meta["resourceVersion"] = _meta(cur)["resourceVersion"]
             return self._update(res, cur, obj, subresource="all")
 
+    def put_all(self, objects: Iterable[JSON]) -> None:
+        """``put`` each object (of any kind the fake serves) in its own namespace."""
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            self.put(obj["kind"], obj, meta.get("namespace") or "default")
+
     def remove(self, resource: str, name: str, namespace: str = "default") -> None:
         res = self.resource(resource)
         with self._lock:

@@ -1,0 +1,462 @@
+"""Status where operators look: NodeState, Events, conditions and one annotation.
+
+The agent hands a :class:`~nodeagent.status.Report` to :meth:`KubeReporter.publish`
+after every pass; a thread of the reporter's own publishes the newest one, so a slow
+or absent API never holds up the agent. What is published only when it changed:
+
+- the node's ``NodeState`` (created when missing; the status subresource carries the
+  router, mode, configuration hash, last apply, sessions, announced addresses and a
+  Ready condition);
+- Events (events.k8s.io/v1) on Services: ``Announced`` and ``Withdrawn`` from this
+  node, ``ApplyFailed`` when the router refused a configuration (also on the NodeState
+  and the NodeAgent); ``InvalidOnNode`` on an object that cannot be used on this node;
+- a ``Valid`` condition on every ServiceGroup, Peer and NodeAgent, with the same
+  messages as ``lbroute validate``. Every agent computes the same value; each writes
+  only when the object does not already say it (read, change only that condition,
+  write with the resourceVersion read: a 409 means read again), so agents and other
+  writers of the status never undo each other, and only the agent whose write changed
+  the condition sends the ``Invalid`` Event;
+- ``lbroute.io/announcing`` on ETP Local Services: the nodes that announce the address,
+  each agent adding or removing only its own name, by the same read-change-write.
+
+Events are rate limited (a token bucket, as Kubernetes' own recorders do); what does
+not fit is logged and counted, not sent. The first report after a start only records
+what is announced, so restarting an agent sends no Event storm.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from nodeagent.status import Report
+from renderer.errors import ObjectRef, Problem, Severity
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+GROUP, VERSION = "lbroute.io", "v1alpha1"
+ANNOUNCING = "lbroute.io/announcing"
+CONTROLLER = "lbroute.io/agent"
+PLURALS = {"ServiceGroup": "servicegroups", "Peer": "peers", "NodeAgent": "nodeagents"}
+MAX_MESSAGE = 32768
+MAX_NOTE = 1024  # events.k8s.io/v1 rejects longer notes
+CONFLICT_RETRIES = 5
+
+
+def _micro(now: datetime.datetime | None = None) -> str:
+    now = now or datetime.datetime.now(datetime.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _seconds() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+_SESSION_PROTOCOLS = {"bgp": "bgp", "ospf": "ospf", "ospf6": "ospf", "ospfv3": "ospf"}
+_SESSION_PROTOCOLS |= {"rip": "rip", "ripng": "rip", "isis": "isis"}
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?Z?$")
+
+
+def node_state_status(report: Report, previous: JSON | None) -> JSON:
+    """The NodeState status for ``report`` (as the CRD's schema allows)."""
+    st = report.status
+    out: JSON = {
+        "router": st.router or None,
+        "mode": st.mode or None,
+        "configHash": st.config_hash[:64],
+        "announcedAddresses": len(st.announced),
+    }
+    out = {k: v for k, v in out.items() if v is not None}
+    if st.last_apply.result:
+        last: JSON = {"result": st.last_apply.result, "error": st.last_apply.error[:MAX_MESSAGE]}
+        if st.last_apply.time:
+            last["time"] = st.last_apply.time
+        out["lastApply"] = last
+    peers: dict[str, JSON] = {}
+    for s in st.sessions:
+        protocol = _SESSION_PROTOCOLS.get(str(s.get("protocol")))
+        if protocol is None:  # BFD: a property of the sessions above, not a peer
+            continue
+        peer: JSON = {"name": str(s["name"]), "protocol": protocol, "state": str(s["state"])}
+        m = _ISO.match(str(s.get("since") or ""))
+        if m:
+            peer["since"] = f"{m.group(1)}T{m.group(2)}Z"
+        peers.setdefault(peer["name"], peer)
+    out["peers"] = [peers[k] for k in sorted(peers)]
+    failed = st.last_apply.result == "Failed"
+    errors = [p for p in st.problems if p.startswith("error:")]
+    if failed:
+        status, reason, message = "False", "ApplyFailed", st.last_apply.error
+    elif not st.last_apply.result:
+        status, reason, message = "Unknown", "Pending", "no configuration applied yet"
+    elif errors:
+        status, reason, message = "True", "AppliedWithProblems", "\n".join(errors)
+    else:
+        status, reason, message = "True", "Applied", "the router runs the rendered configuration"
+    out["conditions"] = [_condition("Ready", status, reason, message, previous)]
+    return out
+
+
+def _condition(kind: str, status: str, reason: str, message: str, previous: JSON | None) -> JSON:
+    """A condition; its lastTransitionTime kept from ``previous`` when the status is."""
+    old = next((c for c in (previous or {}).get("conditions") or () if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else _seconds()
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "lastTransitionTime": since,
+    }
+
+
+def _valid_condition(problems: list[Problem]) -> tuple[str, str, str]:
+    errors = [str(p) for p in problems if p.severity is Severity.ERROR]
+    if errors:
+        return "False", "Invalid", "\n".join(errors)
+    warnings = [str(p) for p in problems]
+    return "True", "Valid", "\n".join(warnings) or "valid"
+
+
+def _ref_of(obj: Mapping[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(
+        kind=str(obj.get("kind")),
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta.get("name")),
+    )
+
+
+class KubeReporter:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        node: str,
+        namespace: str,
+        events_per_second: float = 10.0,
+        event_burst: int = 100,
+        retry: float = 5.0,
+        on_dropped_event: Callable[[], None] | None = None,
+    ) -> None:
+        self.node = node
+        self.namespace = namespace
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.events = client.EventsV1Api(api)
+        self.bucket = TokenBucket(events_per_second, event_burst)
+        self.retry = retry
+        self.on_dropped_event = on_dropped_event
+        self._cond = threading.Condition()
+        self._latest: Report | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="lbroute-report", daemon=True)
+        # What was published (so only changes are sent).
+        self._node_status: JSON | None = None
+        self._announced: dict[ObjectRef, tuple[str, ...]] | None = None
+        self._failure: tuple[str, str] | None = None
+        self._node_problems: set[tuple[ObjectRef, str]] = set()
+        self._uids: dict[ObjectRef, str] = {}
+
+    # -- the thread -----------------------------------------------------------------
+
+    def start(self) -> KubeReporter:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def publish(self, report: Report) -> None:
+        with self._cond:
+            self._latest = report
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                while self._latest is None and not self._stop.is_set():
+                    self._cond.wait()
+                report, self._latest = self._latest, None
+            if report is None:
+                continue
+            try:
+                self.sync(report)
+            except Exception as exc:  # the API away, or refusing: try again later
+                log.warning("cannot publish the node's status: %s", _say(exc))
+                with self._cond:
+                    if self._latest is None:
+                        self._latest = report
+                self._stop.wait(self.retry)
+
+    # -- one report -----------------------------------------------------------------
+
+    def sync(self, report: Report) -> None:
+        """Publish what changed since the last successful sync (in this thread or a
+        test's)."""
+        self._uids = {
+            _ref_of(o): str((o.get("metadata") or {}).get("uid") or "") for o in report.objects
+        }
+        self._node_state(report)
+        self._service_events(report)
+        self._apply_failure(report)
+        self._validity(report)
+        self._node_problem_events(report)
+        self._announcing(report)
+
+    def _node_state(self, report: Report) -> None:
+        status = node_state_status(report, self._node_status)
+        if status == self._node_status:
+            return
+        name = self.node
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, "nodestates", name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            body = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "NodeState",
+                "metadata": {"name": name, "namespace": self.namespace},
+                "spec": {"nodeName": self.node},
+            }
+            self.custom.create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "nodestates", body
+            )
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, "nodestates", name, {"status": status}
+            )
+        self._node_status = status
+
+    def _service_events(self, report: Report) -> None:
+        previous, self._announced = self._announced, dict(report.announced)
+        if previous is None:
+            return  # just started: what is announced is not news
+        for ref in sorted(report.announced.keys() - previous.keys()):
+            addresses = ", ".join(report.announced[ref])
+            self._event(ref, "Normal", "Announced", f"{addresses} announced from {self.node}")
+        for ref in sorted(previous.keys() - report.announced.keys()):
+            self._event(ref, "Normal", "Withdrawn", f"no longer announced from {self.node}")
+
+    def _apply_failure(self, report: Report) -> None:
+        last = report.status.last_apply
+        failure = (last.time, last.error) if last.result == "Failed" else None
+        if failure is None or failure == self._failure:
+            self._failure = failure
+            return
+        note = f"the {report.status.router} on {self.node} refused a new configuration "
+        note += f"(the last good one keeps running): {last.error}"
+        targets = [ObjectRef(kind="NodeState", namespace=self.namespace, name=self.node)]
+        if report.agent is not None:
+            targets.append(report.agent)
+        targets += sorted(report.announced)
+        for ref in targets:
+            self._event(ref, "Warning", "ApplyFailed", note)
+        self._failure = failure
+
+    def _validity(self, report: Report) -> None:
+        by_ref: dict[ObjectRef, list[Problem]] = {}
+        for p in report.object_problems:
+            by_ref.setdefault(p.ref, []).append(p)
+        for obj in report.objects:
+            ref = _ref_of(obj)
+            if ref.kind not in PLURALS or obj.get("apiVersion") != f"{GROUP}/{VERSION}":
+                continue
+            want = _valid_condition(by_ref.get(ref, []))
+            if _current_valid(obj) != want:
+                self._set_valid(ref, want)
+
+    def _set_valid(self, ref: ObjectRef, want: tuple[str, str, str]) -> None:
+        plural = PLURALS[ref.kind]
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                current = _json(
+                    self.custom.get_namespaced_custom_object_status(
+                        GROUP, VERSION, ref.namespace, plural, ref.name, _preload_content=False
+                    )
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return  # deleted meanwhile
+                raise
+            if _current_valid(current) == want:
+                return  # another agent said it already
+            status = dict(current.get("status") or {})
+            condition = _condition("Valid", *want, status)
+            condition["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
+            status["conditions"] = [
+                *(c for c in status.get("conditions") or () if c.get("type") != "Valid"),
+                condition,
+            ]
+            body = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "status": status,
+            }
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ref.namespace, plural, ref.name, body
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status == 404:
+                    return
+                raise
+            if want[0] == "False":
+                self._event(ref, "Warning", "Invalid", want[2])
+            else:
+                self._event(ref, "Normal", "Valid", "the problems reported before are fixed")
+            return
+        log.warning("%s: status kept changing under us; will try again", ref)
+
+    def _node_problem_events(self, report: Report) -> None:
+        now = {(p.ref, str(p)) for p in report.node_problems if p.ref.kind != "Node"}
+        for ref, text in sorted(now - self._node_problems):
+            self._event(ref, "Warning", "InvalidOnNode", f"on node {self.node}: {text}")
+        self._node_problems = now
+
+    def _announcing(self, report: Report) -> None:
+        for obj in report.objects:
+            if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
+                continue
+            ref = _ref_of(obj)
+            nodes = _nodes(obj)
+            want = ref in report.local
+            if (self.node in nodes) != want:
+                self._set_announcing(ref, want)
+
+    def _set_announcing(self, ref: ObjectRef, here: bool) -> None:
+        for _ in range(CONFLICT_RETRIES):
+            try:
+                current = self.core.read_namespaced_service(
+                    ref.name, ref.namespace, _preload_content=False
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            obj = _json(current)
+            nodes = _nodes(obj)
+            if (self.node in nodes) == here:
+                return
+            nodes = (nodes | {self.node}) if here else (nodes - {self.node})
+            value = ",".join(sorted(nodes)) or None
+            body = {
+                "metadata": {
+                    "resourceVersion": obj["metadata"]["resourceVersion"],
+                    "annotations": {ANNOUNCING: value},
+                }
+            }
+            try:
+                self.core.patch_namespaced_service(ref.name, ref.namespace, body)
+                return
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status == 404:
+                    return
+                raise
+
+    # -- Events ---------------------------------------------------------------------
+
+    def _event(self, ref: ObjectRef, kind: str, reason: str, note: str) -> None:
+        if not self.bucket.take():
+            log.info("event not sent (rate limit): %s %s %s", ref, reason, note)
+            if self.on_dropped_event:
+                self.on_dropped_event()
+            return
+        note = note if len(note) <= MAX_NOTE else note[: MAX_NOTE - 3] + "..."
+        namespace = ref.namespace or self.namespace
+        digest = hashlib.sha256(f"{reason}\0{self.node}\0{note}".encode()).hexdigest()[:10]
+        name = f"{ref.name}.{digest}"[-253:].lstrip(".-")
+        now = _micro()
+        regarding: JSON = {
+            "kind": ref.kind,
+            "namespace": namespace,
+            "name": ref.name,
+            "apiVersion": "v1" if ref.kind == "Service" else f"{GROUP}/{VERSION}",
+        }
+        uid = self._uids.get(ref)
+        if uid:
+            regarding["uid"] = uid
+        body: Any = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": name, "namespace": namespace},
+            "eventTime": now,
+            "reportingController": CONTROLLER,
+            "reportingInstance": f"lbroute-agent-{self.node}"[:128],
+            "action": reason,
+            "reason": reason,
+            "type": kind,
+            "note": note,
+            "regarding": regarding,
+        }
+        try:
+            self.events.create_namespaced_event(namespace, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            self._repeat(namespace, name, now)
+
+    def _repeat(self, namespace: str, name: str, now: str) -> None:
+        """The same Event again: count it in its series."""
+        current = self.events.read_namespaced_event(name, namespace, _preload_content=False)
+        series = _json(current).get("series") or {"count": 1}
+        patch = {"series": {"count": int(series["count"]) + 1, "lastObservedTime": now}}
+        self.events.patch_namespaced_event(name, namespace, patch)
+
+
+def _current_valid(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    for c in (obj.get("status") or {}).get("conditions") or ():
+        if c.get("type") == "Valid":
+            return str(c.get("status")), str(c.get("reason")), str(c.get("message"))
+    return None
+
+
+def _nodes(obj: Mapping[str, Any]) -> set[str]:
+    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOUNCING) or ""
+    return {n for n in str(value).split(",") if n}
+
+
+def _json(response: Any) -> JSON:
+    data = json.loads(response.data)
+    return data if isinstance(data, dict) else {}
+
+
+def _say(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"API said {exc.status} {exc.reason}: {str(exc.body)[:300]}"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,445 @@
+"""The Kubernetes source and reporter through the real ``kubernetes`` client, against
+the protocol-level fake API server (tests/fakeapi.py) over HTTP.
+
+Source: the first snapshot comes only once every kind (and every Secret a Peer names)
+has been listed; changes arrive as new snapshots; only the agent's own Node and only the
+Secrets Peers reference are read; a 410 relists without a snapshot that lacks anything;
+the API going away yields nothing (the agent keeps what it has) and changes made
+meanwhile arrive once it is back.
+
+Reporter: NodeState created and kept current (valid against its CRD schema), Events on
+Services and invalid objects, the Valid condition written once whoever else writes the
+status, the announcing annotation written by read-change-write with 409 retries.
+"""
+
+from __future__ import annotations
+
+import copy
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from nodeagent.kube import KubernetesSource, Reflector, Timing, api_client, trim_endpoint_slice
+from nodeagent.kubestatus import ANNOUNCING, KubeReporter
+from nodeagent.source import Snapshot
+from nodeagent.status import LastApply, Report, Status
+from renderer import api as model_api
+from renderer.errors import ObjectRef
+from tests.fakeapi import FakeAPI
+
+ROOT = Path(__file__).resolve().parents[1]
+NS = "lbroute"
+FAST = Timing(watch_seconds=(30, 40), backoff=(0.05, 0.2), connect_timeout=2)
+
+
+def example() -> list[dict[str, Any]]:
+    docs = []
+    for name in ("cluster.yaml", "services.yaml"):
+        docs += [d for d in yaml.safe_load_all((ROOT / "examples/lab" / name).read_text()) if d]
+    return docs
+
+
+PASSWORD_PEER = {
+    "apiVersion": "lbroute.io/v1alpha1",
+    "kind": "Peer",
+    "metadata": {"name": "secured", "namespace": NS},
+    "spec": {
+        "bgp": {
+            "address": "10.0.0.9",
+            "asn": 65009,
+            "passwordSecretRef": {"name": "bgp-password"},
+        }
+    },
+}
+
+
+def secret(name: str, value: bytes = b"c2VjcmV0") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "namespace": NS},
+        "data": {"password": value.decode()},
+    }
+
+
+@pytest.fixture
+def fake(tmp_path: Path) -> Iterator[FakeAPI]:
+    with FakeAPI(namespaces=("default", NS)) as api:
+        api.put_all(example())
+        api.put_all([PASSWORD_PEER, secret("bgp-password"), secret("unrelated")])
+        yield api
+
+
+class Running:
+    """A KubernetesSource running in a thread; snapshots collected in a queue."""
+
+    def __init__(self, fake: FakeAPI, tmp_path: Path, node: str = "node-a") -> None:
+        client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
+        self.source = KubernetesSource(client, node=node, namespace=NS, timing=FAST)
+        self.stop = threading.Event()
+        self.snapshots: queue.Queue[Snapshot] = queue.Queue()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        for snapshot in self.source.snapshots(self.stop):
+            self.snapshots.put(snapshot)
+
+    def next(self, timeout: float = 5.0) -> Snapshot:
+        return self.snapshots.get(timeout=timeout)
+
+    def until(self, check: Any, timeout: float = 5.0) -> Snapshot:
+        deadline = time.monotonic() + timeout
+        while True:
+            snapshot = self.next(max(0.01, deadline - time.monotonic()))
+            if check(snapshot):
+                return snapshot
+
+    def quiet(self, seconds: float = 0.5) -> list[Snapshot]:
+        time.sleep(seconds)
+        found = []
+        while not self.snapshots.empty():
+            found.append(self.snapshots.get_nowait())
+        return found
+
+
+@pytest.fixture
+def running(fake: FakeAPI, tmp_path: Path) -> Iterator[Running]:
+    r = Running(fake, tmp_path)
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.stop.set()
+        r.thread.join(timeout=5)
+
+
+def names(snapshot: Snapshot, kind: str) -> set[str]:
+    return {o["metadata"]["name"] for o in snapshot.objects if o["kind"] == kind}
+
+
+def test_the_first_snapshot_has_every_kind_and_only_what_the_agent_may_read(
+    running: Running, fake: FakeAPI
+) -> None:
+    first = running.next()
+    assert names(first, "Service") == {o["metadata"]["name"] for o in fake.objects("services")}
+    assert names(first, "Node") == {"node-a"}, "only the agent's own Node"
+    assert names(first, "Secret") == {"bgp-password"}, "only Secrets a Peer names"
+    assert names(first, "ServiceGroup") == {"web", "campus", "legacy", "core"}
+    assert names(first, "Peer") >= {"secured"}
+    assert names(first, "NodeAgent") == {"bird-nodes", "frr-nodes"}
+    assert names(first, "EndpointSlice")
+    # The snapshot is what the model and the agent read: the example loads cleanly.
+    model = model_api.load([o for o in first.objects if o["kind"] not in ("Service",)])
+    assert model.node("node-a") is not None
+    secret_reads = [r for r in fake.requests if r.resource == "secrets"]
+    assert secret_reads and all(
+        r.query.get("fieldSelector") == "metadata.name=bgp-password" for r in secret_reads
+    )
+    node_reads = [r for r in fake.requests if r.resource == "nodes"]
+    assert all(r.query.get("fieldSelector") == "metadata.name=node-a" for r in node_reads)
+
+
+def test_changes_arrive_as_new_snapshots(running: Running, fake: FakeAPI) -> None:
+    running.next()
+    svc = copy.deepcopy(fake.get("services", "web-1"))
+    assert svc is not None
+    svc["metadata"]["name"] = "web-3"
+    svc["metadata"].pop("resourceVersion")
+    svc["metadata"].pop("uid")
+    fake.put("services", svc)
+    running.until(lambda s: "web-3" in names(s, "Service"))
+    fake.remove("services", "web-1")
+    running.until(lambda s: "web-1" not in names(s, "Service"))
+
+
+def test_a_peer_naming_another_secret_moves_the_watch(running: Running, fake: FakeAPI) -> None:
+    running.next()
+    fake.put("secrets", secret("other-password"), NS)
+    peer = copy.deepcopy(PASSWORD_PEER)
+    peer["spec"]["bgp"]["passwordSecretRef"]["name"] = "other-password"
+    fake.put("peers", peer, NS)
+    got = running.until(lambda s: "other-password" in names(s, "Secret"))
+    assert names(got, "Secret") == {"other-password"}
+
+
+def test_a_410_relists_and_no_snapshot_misses_anything(running: Running, fake: FakeAPI) -> None:
+    first = running.next()
+    fake.wait_watches(1, "services")
+    before = {r.kind.name: r.lists for r in running.source.reflectors.values()}
+    fake.compact()
+    svc = copy.deepcopy(fake.get("services", "web-2"))
+    assert svc is not None
+    svc["metadata"]["annotations"] = {"lbroute.io/note": "after compaction"}
+    fake.put("services", svc)
+    running.until(
+        lambda s: any(o["metadata"].get("annotations") for o in s.objects if o["kind"] == "Service")
+    )
+    relisted = {r.kind.name: r.lists for r in running.source.reflectors.values()}
+    assert relisted["services"] == before["services"] + 1
+    for snapshot in running.quiet(0.3):
+        assert names(snapshot, "Service") == names(first, "Service")
+
+
+def test_bookmarks_move_the_resource_version(running: Running, fake: FakeAPI) -> None:
+    running.next()
+    fake.wait_watches(1, "services")
+    fake.put("configmaps", {"metadata": {"name": "unrelated"}})  # bumps the global rv
+    fake.bookmark()
+    services: Reflector = running.source.reflectors["services"]
+    deadline = time.monotonic() + 5
+    while services.resource_version != str(fake.resource_version):
+        assert time.monotonic() < deadline, "bookmark not taken"
+        time.sleep(0.02)
+    assert running.quiet(0.2) == [], "a bookmark is not a change"
+
+
+def test_the_api_away_yields_nothing_and_changes_arrive_when_it_is_back(
+    running: Running, fake: FakeAPI
+) -> None:
+    first = running.next()
+    fake.wait_watches(1, "services")
+    fake.stop_serving()
+    assert running.quiet(1.0) == [], "nothing withdrawn while the API is away"
+    assert not running.source.healthy
+    fake.remove("services", "web-2")  # happened while the agent could not see
+    fake.resume()
+    got = running.until(lambda s: "web-2" not in names(s, "Service"), timeout=10)
+    assert names(got, "Service") == names(first, "Service") - {"web-2"}
+    deadline = time.monotonic() + 5
+    while not running.source.healthy:  # every watch back (each one backs off on its own)
+        assert time.monotonic() < deadline, "not every watch came back"
+        time.sleep(0.05)
+
+
+def test_endpoint_slices_keep_one_entry_per_node_and_readiness() -> None:
+    many = {
+        "metadata": {
+            "name": "s",
+            "namespace": "default",
+            "labels": {"kubernetes.io/service-name": "web", "other": "x"},
+        },
+        "endpoints": [
+            {"addresses": [f"10.1.0.{i}"], "nodeName": f"n{i % 3}", "conditions": {"ready": i > 1}}
+            for i in range(100)
+        ],
+    }
+    trimmed = trim_endpoint_slice(many)
+    assert sorted((e["nodeName"], e["conditions"]["ready"]) for e in trimmed["endpoints"]) == [
+        ("n0", False),
+        ("n0", True),
+        ("n1", False),
+        ("n1", True),
+        ("n2", True),
+    ]
+    assert trimmed["metadata"]["labels"] == {"kubernetes.io/service-name": "web"}
+
+
+# -- the reporter ------------------------------------------------------------------------
+
+
+def report(
+    fake: FakeAPI,
+    *,
+    result: str = "Applied",
+    error: str = "",
+    announced: dict[ObjectRef, tuple[str, ...]] | None = None,
+    local: frozenset[ObjectRef] = frozenset(),
+) -> Report:
+    objects = (
+        *fake.objects("services"),
+        *(
+            {**o, "kind": kind, "apiVersion": "lbroute.io/v1alpha1"}
+            for plural, kind in (
+                ("servicegroups", "ServiceGroup"),
+                ("peers", "Peer"),
+                ("nodeagents", "NodeAgent"),
+            )
+            for o in fake.objects(plural)
+        ),
+        *({**o, "kind": "Secret", "apiVersion": "v1"} for o in fake.objects("secrets")),
+        *({**o, "kind": "Node", "apiVersion": "v1"} for o in fake.objects("nodes")),
+    )
+    services = [{**o, "kind": "Service", "apiVersion": "v1"} for o in fake.objects("services")]
+    model = model_api.load([o for o in objects if o["kind"] != "Service"])
+    status = Status(
+        node="node-a",
+        router="bird",
+        mode="managed",
+        config_hash="0123456789abcdef",
+        last_apply=LastApply(time="2026-11-28T03:00:00Z", result=result, error=error),
+        sessions=[
+            {"name": "lbr_bgp_upstream", "protocol": "bgp", "state": "Established",
+             "since": "2026-11-28 02:59:01"},
+            {"name": "10.0.0.1", "protocol": "bfd", "state": "Up", "since": ""},
+        ],
+    )  # fmt: skip
+    return Report(
+        status=status,
+        announced=announced or {},
+        local=local,
+        object_problems=tuple(model.problems),
+        node_problems=(),
+        objects=(*services, *(o for o in objects if o["kind"] != "Service")),
+        agent=ObjectRef(kind="NodeAgent", namespace=NS, name="bird-nodes"),
+    )
+
+
+@pytest.fixture
+def reporter(fake: FakeAPI, tmp_path: Path) -> KubeReporter:
+    client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
+    return KubeReporter(client, node="node-a", namespace=NS)
+
+
+def crd_schema(plural: str) -> dict[str, Any]:
+    crd = yaml.safe_load((ROOT / "deploy/crds" / f"{plural}.yaml").read_text())
+    return dict(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
+
+
+def test_node_state_is_created_then_updated_and_fits_its_schema(
+    fake: FakeAPI, reporter: KubeReporter
+) -> None:
+    reporter.sync(report(fake))
+    state = fake.get("nodestates", "node-a", NS)
+    assert state is not None
+    jsonschema.validate(state, crd_schema("nodestates"))
+    st = state["status"]
+    assert st["router"] == "bird" and st["configHash"] == "0123456789abcdef"
+    assert st["lastApply"] == {"result": "Applied", "error": "", "time": "2026-11-28T03:00:00Z"}
+    assert st["peers"] == [
+        {"name": "lbr_bgp_upstream", "protocol": "bgp", "state": "Established",
+         "since": "2026-11-28T02:59:01Z"},
+    ]  # fmt: skip
+    assert st["conditions"][0]["type"] == "Ready" and st["conditions"][0]["status"] == "True"
+    writes = len([r for r in fake.requests if r.resource == "nodestates"])
+    reporter.sync(report(fake))
+    assert len([r for r in fake.requests if r.resource == "nodestates"]) == writes, "no change"
+    reporter.sync(report(fake, result="Failed", error="bird: syntax error"))
+    state = fake.get("nodestates", "node-a", NS)
+    assert state is not None
+    jsonschema.validate(state, crd_schema("nodestates"))
+    assert state["status"]["conditions"][0]["status"] == "False"
+    assert state["status"]["lastApply"]["error"] == "bird: syntax error"
+
+
+def events(fake: FakeAPI, reason: str) -> list[dict[str, Any]]:
+    return [e for e in fake.objects("events.events.k8s.io") if e["reason"] == reason]
+
+
+def test_service_events_announced_withdrawn_and_apply_failed(
+    fake: FakeAPI, reporter: KubeReporter
+) -> None:
+    web1 = ObjectRef(kind="Service", namespace="default", name="web-1")
+    web2 = ObjectRef(kind="Service", namespace="default", name="web-2")
+    reporter.sync(report(fake, announced={web1: ("192.0.2.10/24",)}))
+    assert events(fake, "Announced") == [], "the first report after a start is not news"
+    reporter.sync(report(fake, announced={web1: ("192.0.2.10/24",), web2: ("192.0.2.11/24",)}))
+    (announced,) = events(fake, "Announced")
+    assert announced["regarding"]["name"] == "web-2"
+    assert announced["note"] == "192.0.2.11/24 announced from node-a"
+    assert announced["reportingController"] == "lbroute.io/agent"
+    reporter.sync(report(fake, announced={web2: ("192.0.2.11/24",)}))
+    (withdrawn,) = events(fake, "Withdrawn")
+    assert withdrawn["regarding"]["name"] == "web-1"
+    reporter.sync(report(fake, result="Failed", error="no-such-option", announced={web2: ()}))
+    failed = {
+        e["regarding"]["kind"] + "/" + e["regarding"]["name"] for e in events(fake, "ApplyFailed")
+    }
+    assert failed == {"NodeState/node-a", "NodeAgent/bird-nodes", "Service/web-2"}
+    reporter.sync(report(fake, result="Failed", error="no-such-option", announced={web2: ()}))
+    assert len(events(fake, "ApplyFailed")) == 3, "the same failure is reported once"
+
+
+BROKEN = {
+    "apiVersion": "lbroute.io/v1alpha1",
+    "kind": "ServiceGroup",
+    "metadata": {"name": "broken", "namespace": NS},
+    "spec": {"protocols": ["bgp"], "pools": [{"cidr": "198.18.1.1/24"}]},
+}
+
+
+def valid(fake: FakeAPI, plural: str, name: str) -> dict[str, Any]:
+    obj = fake.get(plural, name, NS)
+    assert obj is not None
+    (condition,) = [c for c in obj["status"]["conditions"] if c["type"] == "Valid"]
+    return dict(condition)
+
+
+def test_valid_conditions_are_written_once_without_undoing_other_writers(
+    fake: FakeAPI, reporter: KubeReporter
+) -> None:
+    broken = fake.put("servicegroups", {**BROKEN, "status": {"allocated": {"ipv4": 3}}}, NS)
+    reporter.sync(report(fake))
+    condition = valid(fake, "servicegroups", "broken")
+    assert condition["status"] == "False" and condition["reason"] == "Invalid"
+    assert "ServiceGroup lbroute/broken: spec.pools[0].cidr" in condition["message"]
+    jsonschema.validate(fake.get("servicegroups", "broken", NS), crd_schema("servicegroups"))
+    got = fake.get("servicegroups", "broken", NS)
+    assert got is not None and got["status"]["allocated"] == {"ipv4": 3}, "others' status kept"
+    assert valid(fake, "servicegroups", "web")["status"] == "True"
+    (invalid,) = events(fake, "Invalid")
+    assert invalid["regarding"]["name"] == "broken" and invalid["type"] == "Warning"
+    # A second agent with the same view writes nothing: the objects already say it.
+    writes = [r for r in fake.requests if r.verb == "patch"]
+    reporter.sync(report(fake))
+    assert [r for r in fake.requests if r.verb == "patch"] == writes
+    del broken
+
+
+def test_a_conflicting_status_write_is_read_again_not_overwritten(
+    fake: FakeAPI, reporter: KubeReporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.put("servicegroups", BROKEN, NS)
+    original = reporter.custom.get_namespaced_custom_object_status
+    raced = []
+
+    def racing_get(*args: Any, **kwargs: Any) -> Any:
+        response = original(*args, **kwargs)
+        if not raced:  # another writer gets in between our read and our write
+            raced.append(True)
+            obj = fake.get("servicegroups", "broken", NS)
+            assert obj is not None
+            obj.setdefault("status", {})["allocated"] = {"ipv4": 7}
+            fake.put("servicegroups", obj, NS)
+        return response
+
+    monkeypatch.setattr(reporter.custom, "get_namespaced_custom_object_status", racing_get)
+    reporter.sync(report(fake))
+    assert any(r.code == 409 for r in fake.requests if r.resource == "servicegroups")
+    obj = fake.get("servicegroups", "broken", NS)
+    assert obj is not None
+    assert obj["status"]["allocated"] == {"ipv4": 7}, "the other writer's change survives"
+    assert valid(fake, "servicegroups", "broken")["status"] == "False"
+
+
+def test_the_announcing_annotation_lists_each_node_once(
+    fake: FakeAPI, reporter: KubeReporter, tmp_path: Path
+) -> None:
+    local = ObjectRef(kind="Service", namespace="default", name="web-local")
+    other = KubeReporter(
+        api_client(str(fake.kubeconfig(tmp_path / "kc2"))), node="node-b", namespace=NS
+    )
+    here = {local: ("192.0.2.20/32",)}
+    reporter.sync(report(fake, announced=here, local=frozenset({local})))
+    other.sync(report(fake, announced=here, local=frozenset({local})))
+
+    def annotation() -> str | None:
+        svc = fake.get("services", "web-local")
+        assert svc is not None
+        return (svc["metadata"].get("annotations") or {}).get(ANNOUNCING)
+
+    assert annotation() == "node-a,node-b"
+    reporter.sync(report(fake))  # node-a no longer announces it
+    assert annotation() == "node-b"
+    other.sync(report(fake))
+    assert annotation() is None
+    svc = fake.get("services", "web-local")
+    assert svc is not None and svc["spec"]["externalTrafficPolicy"] == "Local", (
+        "only the annotation"
+    )
