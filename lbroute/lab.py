@@ -493,7 +493,9 @@ class Lab:
 
     # -- agents -----------------------------------------------------------------------
 
-    def start_agent(self, name: str, source: Path, *extra: str) -> None:
+    def start_agent(self, name: str, source: Path | None, *extra: str) -> None:
+        """Run the agent in the node's namespace on a manifest directory, or (source
+        None) on what ``extra`` says, such as ``--kubernetes --kubeconfig FILE``."""
         member = self.members[name]
         member.agent_log = member.dir / "agent.log"
         log = member.agent_log.open("ab")
@@ -508,8 +510,7 @@ class Lab:
                 "lbroute",
                 "-v",
                 "agent",
-                "--source",
-                str(source),
+                *(("--source", str(source)) if source is not None else ()),
                 "--node",
                 name,
                 "--router",

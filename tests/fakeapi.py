@@ -49,8 +49,10 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import ctypes
 import datetime
 import json
+import os
 import queue
 import random
 import re
@@ -60,11 +62,11 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
@@ -584,11 +586,11 @@ class _Server(ThreadingHTTPServer):
     block_on_close = True
     allow_reuse_address = True
 
-    def __init__(self, port: int, api: FakeAPI) -> None:
+    def __init__(self, host: str, port: int, api: FakeAPI) -> None:
         self.api = api
         self.conns: set[socket.socket] = set()
         self.conns_lock = threading.Lock()
-        super().__init__(("127.0.0.1", port), _Handler)
+        super().__init__((host, port), _Handler)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conns_lock:
@@ -641,6 +643,39 @@ class _Handler(BaseHTTPRequestHandler):
             return True
 
 
+CLONE_NEWNET = 0x40000000
+_T = TypeVar("_T")
+
+
+def _in_netns(netns: str | None, make: Callable[[], _T]) -> _T:
+    """``make()`` in a thread that entered network namespace ``netns`` first: a socket
+    it creates stays in that namespace, whichever thread uses it later."""
+    if netns is None:
+        return make()
+    made: list[_T] = []
+    failed: list[BaseException] = []
+
+    def enter_and_make() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {netns} failed")
+            finally:
+                os.close(fd)
+            made.append(make())
+        except BaseException as exc:
+            failed.append(exc)
+
+    thread = threading.Thread(target=enter_and_make)  # it ends inside the namespace
+    thread.start()
+    thread.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
 # -- the fake ----------------------------------------------------------------------------
 
 
@@ -655,8 +690,13 @@ class FakeAPI:
         bookmark_interval: float | None = 60.0,
         resources: Iterable[Resource] = RESOURCES,
         namespaces: Iterable[str] = ("default", "kube-system"),
+        host: str = "127.0.0.1",
+        netns: str | None = None,
     ) -> None:
         self.token = token
+        self.host = host
+        self.netns = netns
+        """Listen inside this network namespace (root only): for clients running there."""
         self.bookmark_interval = bookmark_interval
         self.resources = tuple(resources)
         self._lock = threading.Condition()
@@ -683,7 +723,8 @@ class FakeAPI:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def serving(self) -> bool:
@@ -693,7 +734,7 @@ class FakeAPI:
         """Listen (again, on the same port once one was chosen)."""
         if self._server is not None:
             return
-        self._server = _Server(self.port, self)
+        self._server = _in_netns(self.netns, lambda: _Server(self.host, self.port, self))
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
