@@ -374,3 +374,31 @@ def test_non_string_yaml_key_is_an_error_not_a_traceback(tmp_path: Path) -> None
     assert "error: ServiceGroup lbroute/web: spec: field name True is not a string" in result.stderr
     assert "error: ServiceGroup lbroute/web: spec.colour: unknown field" in result.stderr
     assert "neighbor 10.0.0.254" in result.stdout
+
+
+# -- lbroute agent: where the objects come from -----------------------------------------
+
+
+def test_agent_needs_exactly_one_source(tmp_path: Path) -> None:
+    for args in ([], ["--source", str(tmp_path), "--kubernetes"]):
+        result = CliRunner().invoke(main, ["agent", "--node", "node-a", *args])
+        assert result.exit_code == 2, result.output
+        assert "give either --source DIR or --kubernetes" in result.output
+
+
+def test_agent_with_an_unreadable_kubeconfig_says_which_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    result = CliRunner().invoke(
+        main, ["agent", "--node", "node-a", "--kubernetes", "--kubeconfig", str(missing)]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"cannot load the Kubernetes configuration from {missing}" in result.output
+
+
+def test_agent_outside_a_cluster_without_kubeconfig_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    result = CliRunner().invoke(main, ["agent", "--node", "node-a", "--kubernetes"])
+    assert result.exit_code == 1, result.output
+    assert "the in-cluster service account" in result.output
