@@ -175,6 +175,8 @@ class Reflector:
         self.on_change = on_change
         self.timing = timing
         self.items: dict[tuple[str, str], JSON] = {}
+        """Changed in place under ``lock``; read with :meth:`objects`."""
+        self.lock = threading.Lock()
         self.synced = threading.Event()
         self.healthy = True
         self.resource_version: str | None = None
@@ -196,8 +198,9 @@ class Reflector:
             with contextlib.suppress(Exception):  # already closed
                 response.shutdown()  # unblocks a read in the watch thread
 
-    def join(self, timeout: float = 5.0) -> None:
-        self._thread.join(timeout)
+    def objects(self) -> list[JSON]:
+        with self.lock:
+            return list(self.items.values())
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -246,8 +249,9 @@ class Reflector:
             token = meta.get("continue")
             if not token:
                 break
-        changed = items != self.items
-        self.items = items
+        with self.lock:
+            changed = items != self.items
+            self.items = items
         self.resource_version = str(meta.get("resourceVersion") or "0")
         self.lists += 1
         self.synced.set()
@@ -285,13 +289,16 @@ class Reflector:
         if kind in ("ADDED", "MODIFIED"):
             trimmed = self.kind.trim(obj)
             key = _key(trimmed)
-            if self.items.get(key) != trimmed:
-                self.items = {**self.items, key: trimmed}
+            with self.lock:
+                changed = self.items.get(key) != trimmed
+                self.items[key] = trimmed
+            if changed:
                 self.on_change()
         elif kind == "DELETED":
             key = _key(obj)
-            if key in self.items:
-                self.items = {k: v for k, v in self.items.items() if k != key}
+            with self.lock:
+                changed = self.items.pop(key, None) is not None
+            if changed:
                 self.on_change()
         if rv:
             self.resource_version = str(rv)
@@ -395,7 +402,7 @@ class KubernetesSource:
 
     def _follow_secrets(self) -> None:
         """One watch per Secret that a Peer names; none for the others."""
-        wanted = secret_names(list(self.reflectors["peers"].items.values()))
+        wanted = secret_names(self.reflectors["peers"].objects())
         for name in set(self._secrets) - wanted:
             self._secrets.pop(name).stop()
         for name in sorted(wanted - set(self._secrets)):
@@ -409,7 +416,7 @@ class KubernetesSource:
     def snapshot(self) -> Snapshot:
         objects: list[JSON] = []
         for reflector in self._all():
-            objects += reflector.items.values()
+            objects += reflector.objects()
         return Snapshot(objects=tuple(objects))
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
