@@ -14,7 +14,9 @@ wants the aggregate, the aggregate is used (it covers the host route as well).
 
 from __future__ import annotations
 
+import bisect
 import ipaddress
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -45,16 +47,35 @@ class DesiredState:
         return frozenset(a.interface for a in self.announcements)
 
 
-def _pool_of(
-    address: IPAddress, groups: Iterable[ServiceGroup]
-) -> tuple[ServiceGroup, Pool] | None:
-    for group in groups:
-        for pool in group.pools:
-            if pool.family.value == f"ipv{address.version}" and int(pool.first) <= int(
-                address
-            ) <= int(pool.last):
-                return group, pool
-    return None
+class _PoolIndex:
+    """Finds the pool that holds an address by binary search over the pools sorted by
+    their first address (pools never overlap; when a hand-made model has overlapping
+    pools, the first in the model's order wins, as a scan would find it)."""
+
+    def __init__(self, groups: Iterable[ServiceGroup]) -> None:
+        entries: dict[int, list[tuple[int, int, int, ServiceGroup, Pool]]] = {4: [], 6: []}
+        order = 0
+        for group in groups:
+            for pool in group.pools:
+                version = 4 if pool.family.value == "ipv4" else 6
+                entries[version].append((int(pool.first), int(pool.last), order, group, pool))
+                order += 1
+        self._pools = {v: sorted(e, key=lambda t: (t[0], t[2])) for v, e in entries.items()}
+        self._firsts = {v: [e[0] for e in pools] for v, pools in self._pools.items()}
+        self._overlap = any(
+            a[1] >= b[0] for pools in self._pools.values() for a, b in itertools.pairwise(pools)
+        )
+
+    def find(self, address: IPAddress) -> tuple[ServiceGroup, Pool] | None:
+        value, pools = int(address), self._pools[address.version]
+        if self._overlap:
+            found = [e for e in pools if e[0] <= value <= e[1]]
+            best = min(found, key=lambda e: e[2], default=None)
+            return None if best is None else (best[3], best[4])
+        i = bisect.bisect_right(self._firsts[address.version], value) - 1
+        if i >= 0 and value <= pools[i][1]:
+            return pools[i][3], pools[i][4]
+        return None
 
 
 def desired_state(
@@ -68,9 +89,10 @@ def desired_state(
     labels = dict(node.labels) if node is not None else {}
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
     problems: list[Problem] = []
+    pools = _PoolIndex(model.service_groups)
     for service in sorted(services, key=lambda s: s.ref):
         for address in service.addresses:
-            found = _pool_of(address, model.service_groups)
+            found = pools.find(address)
             if found is None:
                 problems.append(
                     Problem(
