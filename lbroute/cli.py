@@ -306,6 +306,7 @@ def agent(
         raise click.UsageError("give either --source DIR or --kubernetes")
     if source_dir is not None and not source_dir.is_dir():
         raise click.BadParameter(f"{source_dir} is not a directory", param_hint="--source")
+    metrics, health = Metrics(), Health()
     source: Source
     reporter: Reporter | None = None
     on_exit: list[Callable[[], None]] = []
@@ -322,7 +323,9 @@ def agent(
             _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
             return
         source = KubernetesSource(client, node=node, namespace=namespace)
-        kube_reporter = KubeReporter(client, node=node, namespace=namespace).start()
+        kube_reporter = KubeReporter(
+            client, node=node, namespace=namespace, on_dropped_event=metrics.events_dropped.inc
+        ).start()
         reporter = kube_reporter
         on_exit.append(kube_reporter.stop)
     settings = AgentSettings(
@@ -335,7 +338,6 @@ def agent(
         default_class=default_class,
         status_file=status_file,
     )
-    metrics, health = Metrics(), Health()
     if metrics_port:
         serve(metrics_port, metrics, health, metrics_address)
     stop = threading.Event()

@@ -52,6 +52,7 @@ PLURALS = {"ServiceGroup": "servicegroups", "Peer": "peers", "NodeAgent": "nodea
 MAX_MESSAGE = 32768
 MAX_NOTE = 1024  # events.k8s.io/v1 rejects longer notes
 CONFLICT_RETRIES = 5
+CORE_KINDS = {"Service": "v1", "Secret": "v1", "Node": "v1"}
 
 
 def _micro(now: datetime.datetime | None = None) -> str:
@@ -311,7 +312,8 @@ class KubeReporter:
                 if exc.status == 404:
                     return  # deleted meanwhile
                 raise
-            if _current_valid(current) == want:
+            before = _current_valid(current)
+            if before == want:
                 return  # another agent said it already
             status = dict(current.get("status") or {})
             condition = _condition("Valid", *want, status)
@@ -336,7 +338,7 @@ class KubeReporter:
                 raise
             if want[0] == "False":
                 self._event(ref, "Warning", "Invalid", want[2])
-            else:
+            elif before is not None and before[0] == "False":
                 self._event(ref, "Normal", "Valid", "the problems reported before are fixed")
             return
         log.warning("%s: status kept changing under us; will try again", ref)
@@ -406,7 +408,7 @@ class KubeReporter:
             "kind": ref.kind,
             "namespace": namespace,
             "name": ref.name,
-            "apiVersion": "v1" if ref.kind == "Service" else f"{GROUP}/{VERSION}",
+            "apiVersion": CORE_KINDS.get(ref.kind, f"{GROUP}/{VERSION}"),
         }
         uid = self._uids.get(ref)
         if uid:

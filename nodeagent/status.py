@@ -141,6 +141,11 @@ class Metrics:
             "Addresses that could not be added or removed.",
             registry=self.registry,
         )
+        self.events_dropped = Counter(
+            "lbroute_events_dropped",
+            "Kubernetes Events not sent because of the rate limit.",
+            registry=self.registry,
+        )
 
 
 class Health:

@@ -389,6 +389,16 @@ def test_valid_conditions_are_written_once_without_undoing_other_writers(
     writes = [r for r in fake.requests if r.verb == "patch"]
     reporter.sync(report(fake))
     assert [r for r in fake.requests if r.verb == "patch"] == writes
+    assert events(fake, "Valid") == [], "a first Valid condition is not news"
+    # Fixed: the condition turns, and that is news.
+    fixed = fake.get("servicegroups", "broken", NS)
+    assert fixed is not None
+    fixed["spec"]["pools"] = [{"cidr": "198.18.1.0/24"}]
+    fake.put("servicegroups", fixed, NS)
+    reporter.sync(report(fake))
+    assert valid(fake, "servicegroups", "broken")["status"] == "True"
+    (news,) = events(fake, "Valid")
+    assert news["regarding"]["name"] == "broken"
     del broken
 
 
@@ -443,3 +453,23 @@ def test_the_announcing_annotation_lists_each_node_once(
     assert svc is not None and svc["spec"]["externalTrafficPolicy"] == "Local", (
         "only the annotation"
     )
+
+
+def test_events_beyond_the_rate_limit_are_counted_not_sent(fake: FakeAPI, tmp_path: Path) -> None:
+    dropped: list[int] = []
+    limited = KubeReporter(
+        api_client(str(fake.kubeconfig(tmp_path / "kubeconfig"))),
+        node="node-a",
+        namespace=NS,
+        events_per_second=0.001,
+        event_burst=2,
+        on_dropped_event=lambda: dropped.append(1),
+    )
+    limited.sync(report(fake))
+    many = {
+        ObjectRef(kind="Service", namespace="default", name=f"svc-{i}"): (f"192.0.2.{i}/24",)
+        for i in range(5)
+    }
+    limited.sync(report(fake, announced=many))
+    assert len(events(fake, "Announced")) == 2
+    assert len(dropped) == 3
