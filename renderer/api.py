@@ -207,6 +207,25 @@ class Pool:
     subnet: IPNetwork | None
     aggregation: int
     """Prefix length a Service address gets on kube-lb0 with ETP Cluster."""
+    allow_network_and_broadcast: bool = False
+    """Hand out the network and broadcast addresses of an IPv4 pool wider than /31 too."""
+
+    @property
+    def network(self) -> IPNetwork | None:
+        """The network the pool lives in: its subnet, else its cidr (a plain range: None)."""
+        return self.subnet or self.cidr
+
+    @property
+    def reserved(self) -> tuple[IPAddress, ...]:
+        """Addresses the allocator never hands out: the network and broadcast addresses of
+        an IPv4 pool network wider than /31 that fall inside the pool, unless allowed."""
+        net = self.network
+        if self.allow_network_and_broadcast or net is None or net.version != 4:
+            return ()
+        if net.prefixlen >= 31:
+            return ()
+        ends = (net.network_address, net.broadcast_address)
+        return tuple(a for a in ends if int(self.first) <= int(a) <= int(self.last))
 
     @property
     def export_prefixes(self) -> tuple[ExportPrefix, ...]:
@@ -337,7 +356,7 @@ def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: 
 
 
 def _pool(r: Reader) -> Pool | None:
-    r.unknown({"cidr", "range", "subnet", "aggregation"})
+    r.unknown({"cidr", "range", "subnet", "aggregation", "allowNetworkAndBroadcast"})
     before = len(r.problems)
     has_cidr, has_range = r.has("cidr"), r.has("range")
     if has_cidr == has_range:
@@ -368,10 +387,17 @@ def _pool(r: Reader) -> Pool | None:
     elif cidr is not None:
         subnet = None
     aggregation = _aggregation(r, family, subnet or cidr, cidr is None)
+    allow = r.bool_("allowNetworkAndBroadcast", False)
     if len(r.problems) > before:
         return None
     return Pool(
-        family=family, cidr=cidr, first=first, last=last, subnet=subnet, aggregation=aggregation
+        family=family,
+        cidr=cidr,
+        first=first,
+        last=last,
+        subnet=subnet,
+        aggregation=aggregation,
+        allow_network_and_broadcast=allow,
     )
 
 

@@ -727,7 +727,8 @@ MAXIMAL: dict[str, list[Obj]] = {
     "ServiceGroup": [
         _obj("ServiceGroup", "all-fields", {
             "pools": [
-                {"cidr": "192.0.2.0/25", "subnet": "192.0.2.0/24", "aggregation": "/25"},
+                {"cidr": "192.0.2.0/25", "subnet": "192.0.2.0/24", "aggregation": "/25",
+                 "allowNetworkAndBroadcast": True},
                 {"range": "2001:db8::10-2001:db8::20", "subnet": "2001:db8::/64",
                  "aggregation": "default"},
             ],
@@ -1158,7 +1159,8 @@ OLD_SHORTHANDS = [
     ("Peer", 3, ("spec", "rip", "interfaces", 0), {"name": "eth0", "cost": 5},
      "must be an interface name such as eth0"),
     ("ServiceGroup", 0, ("spec", "pools", 0, "avoidBuggyIPs"), True,
-     "unknown field; valid fields here: aggregation, cidr, range, subnet"),
+     "unknown field; valid fields here: aggregation, allowNetworkAndBroadcast, cidr, range, "
+     "subnet"),
     ("NodeAgent", 0, ("spec", "routerID"), 167772171, "expected an IPv4 address such as 10.0.0.1"),
 ]  # fmt: skip
 
