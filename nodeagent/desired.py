@@ -90,6 +90,8 @@ def desired_state(
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
     problems: list[Problem] = []
     pools = _PoolIndex(model.service_groups)
+    selected: dict[ObjectRef, bool] = {}
+    """ServiceGroup -> announced from this node (routed, and its selector takes it)."""
     for service in sorted(services, key=lambda s: s.ref):
         for address in service.addresses:
             found = pools.find(address)
@@ -105,7 +107,12 @@ def desired_state(
                 )
                 continue
             group, pool = found
-            if group.announce is not Announce.ROUTED or not group.node_selector.matches(labels):
+            here = selected.get(group.ref)
+            if here is None:
+                here = selected[group.ref] = (
+                    group.announce is Announce.ROUTED and group.node_selector.matches(labels)
+                )
+            if not here:
                 continue
             prefixlen: int
             if service.local:
@@ -124,13 +131,26 @@ def desired_state(
         sorted(
             (
                 Announcement(
-                    interface=ipaddress.ip_interface(f"{address}/{prefixlen}"),
+                    interface=_interface(address, prefixlen),
                     group=group_ref,
                     services=tuple(sorted(refs)),
                 )
                 for address, (prefixlen, group_ref, refs) in wanted.items()
             ),
-            key=lambda a: (a.interface.version, a.interface),
+            key=lambda a: _interface_order(a.interface),
         )
     )
     return DesiredState(announcements=announcements, problems=tuple(problems))
+
+
+def _interface(address: IPAddress, prefixlen: int) -> Interface:
+    if address.version == 4:
+        return ipaddress.IPv4Interface((int(address), prefixlen))
+    return ipaddress.IPv6Interface((int(address), prefixlen))
+
+
+def _interface_order(iface: Interface) -> tuple[int, int, int, int]:
+    """The order of ``(iface.version, iface)`` (network first, then the address), as
+    integers: comparing ``ipaddress`` objects is slow."""
+    network = iface.network
+    return (iface.version, int(network.network_address), network.prefixlen, int(iface.ip))

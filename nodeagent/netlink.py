@@ -284,7 +284,7 @@ _RTATTR = struct.Struct("=HH")
 _IFADDRMSG = struct.Struct("=BBBBI")
 _RTMSG = struct.Struct("=BBBBBBBBI")
 _U32 = struct.Struct("=I")
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
+_NLMSG_NOOP, _NLMSG_ERROR, _NLMSG_DONE = 1, 2, 3
 _RTM_NEWADDR, _RTM_DELADDR, _RTM_GETADDR = 20, 21, 22
 _RTM_NEWROUTE, _RTM_DELROUTE, _RTM_GETROUTE = 24, 25, 26
 _NLM_F_REQUEST, _NLM_F_MULTI, _NLM_F_ACK, _NLM_F_DUMP = 0x1, 0x2, 0x4, 0x300
@@ -344,7 +344,7 @@ class _Rtnl:
     """A plain rtnetlink socket for bulk work, in the current network namespace.
 
     :meth:`requests` sends up to :attr:`CHUNK` requests in one datagram and then
-    reads their acknowledgements, so the kernel never waits for Python between two
+    reads the kernel's replies, so the kernel never waits for Python between two
     requests; the result is the error code of each request (0: done). :meth:`addresses`
     and :meth:`routes` are dumps the kernel filters (strict checking).
     """
@@ -374,24 +374,36 @@ class _Rtnl:
     def requests(self, requests: Sequence[_Request]) -> list[int]:
         codes: list[int] = []
         for start in range(0, len(requests), self.CHUNK):
-            chunk = requests[start : start + self.CHUNK]
-            seqs: dict[int, int] = {}
-            data = bytearray()
-            for i, (kind, flags, body) in enumerate(chunk):
-                seq, header = self._message(kind, flags, body)
-                seqs[seq] = i
-                data += header
-                data += body
-            self._sock.send(data)
-            results = [-1] * len(chunk)
-            pending = len(chunk)
-            while pending:
-                for kind, seq, payload in self._receive():
-                    if kind == _NLMSG_ERROR and seq in seqs and results[seqs[seq]] < 0:
-                        results[seqs[seq]] = -_NLMSGERR.unpack_from(payload)[0]
-                        pending -= 1
-            codes += results
+            codes += self._chunk(requests[start : start + self.CHUNK])
         return codes
+
+    def _chunk(self, chunk: Sequence[_Request]) -> list[int]:
+        """The kernel reports only the requests that fail (no NLM_F_ACK); a no-op that
+        asks for an acknowledgement closes the datagram, and since the kernel handles
+        a datagram's requests in order, its acknowledgement means all are done."""
+        seqs: dict[int, int] = {}
+        data = bytearray()
+        for i, (kind, flags, body) in enumerate(chunk):
+            seq, header = self._message(kind, flags & ~_NLM_F_ACK, body)
+            seqs[seq] = i
+            data += header
+            data += body
+        barrier, header = self._message(_NLMSG_NOOP, _NLM_F_REQUEST | _NLM_F_ACK, b"")
+        data += header
+        self._sock.send(data)
+        results = [0] * len(chunk)
+        while True:
+            try:
+                replies = list(self._receive())
+            except OSError as exc:  # ENOBUFS: failures were reported but lost
+                return [exc.errno or errno.ENOBUFS] * len(chunk)
+            for kind, seq, payload in replies:
+                if kind != _NLMSG_ERROR:
+                    continue
+                if seq == barrier:
+                    return results
+                if seq in seqs:
+                    results[seqs[seq]] = -_NLMSGERR.unpack_from(payload)[0]
 
     def _receive(self) -> Iterator[tuple[int, int, bytes]]:
         """The messages of one datagram: (type, sequence number, payload)."""

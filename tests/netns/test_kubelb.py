@@ -131,3 +131,15 @@ def test_prefix_change_of_one_address(netns: Netns) -> None:
     assert out["added"] == ["192.0.2.7/32"] and out["removed"] == ["192.0.2.7/24"]
     assert kernel_addresses(netns) == {"192.0.2.7/32"}
     assert routes(netns) == {"192.0.2.7 76"}
+
+
+def test_a_request_the_kernel_refuses_is_reported_and_the_rest_is_done(netns: Netns) -> None:
+    """Requests go to the kernel in batches: one refused address (IPv6 is off on the
+    interface) is reported as failed, and every other address and route is in place."""
+    netns.add_ifb("kube-lb0")
+    netns.sysctl("net.ipv6.conf.kube-lb0.disable_ipv6", "1")
+    want = ["192.0.2.7/24", "2001:db8::7/64", "192.0.2.8/24"]
+    out = agent_netlink(netns, want)
+    assert sorted(out["added"]) == ["192.0.2.7/24", "192.0.2.8/24"]
+    assert kernel_addresses(netns) == {"192.0.2.7/24", "192.0.2.8/24"}
+    assert "192.0.2.0/24 76" in routes(netns)
