@@ -217,14 +217,18 @@ class Pool:
 
     @property
     def reserved(self) -> tuple[IPAddress, ...]:
-        """Addresses the allocator never hands out: the network and broadcast addresses of
-        an IPv4 pool network wider than /31 that fall inside the pool, unless allowed."""
+        """Addresses the allocator never hands out unless allowed: the network and
+        broadcast addresses of an IPv4 pool network wider than /31, and the Subnet-Router
+        anycast address (the network address) of an IPv6 one wider than /127, where they
+        fall inside the pool."""
         net = self.network
-        if self.allow_network_and_broadcast or net is None or net.version != 4:
+        if self.allow_network_and_broadcast or net is None:
             return ()
-        if net.prefixlen >= 31:
+        if net.prefixlen >= net.max_prefixlen - 1:
             return ()
-        ends = (net.network_address, net.broadcast_address)
+        ends: tuple[IPAddress, ...] = (net.network_address,)
+        if net.version == 4:
+            ends += (net.broadcast_address,)
         return tuple(a for a in ends if int(self.first) <= int(a) <= int(self.last))
 
     @property
