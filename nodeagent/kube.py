@@ -330,18 +330,24 @@ def secret_names(peers: Iterator[Mapping[str, Any]] | list[JSON]) -> set[str]:
 
 
 class KubernetesSource:
-    """Snapshots of the objects the agent needs, from the Kubernetes API."""
+    """Snapshots of the objects the agent needs, from the Kubernetes API.
+
+    ``kinds`` replaces the agent's set of kinds (another controller's, such as the
+    allocator's); Secrets are followed only when one of them is ``peers``.
+    """
 
     def __init__(
         self,
         api: client.ApiClient,
         *,
-        node: str,
+        node: str = "",
         namespace: str,
         timing: Timing | None = None,
         debounce: float = 0.05,
+        kinds: list[Kind] | None = None,
     ) -> None:
         self.api = api
+        self.kinds = kinds
         self.node = node
         self.namespace = namespace
         self.timing = timing or Timing()
@@ -420,7 +426,8 @@ class KubernetesSource:
         return Snapshot(objects=tuple(objects))
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
-        self.reflectors = {k.name: Reflector(k, self._notify, self.timing) for k in self._kinds()}
+        kinds = self.kinds if self.kinds is not None else self._kinds()
+        self.reflectors = {k.name: Reflector(k, self._notify, self.timing) for k in kinds}
         for reflector in self.reflectors.values():
             reflector.start()
         waker = threading.Thread(target=self._wake_on, args=(stop,), daemon=True)
@@ -447,7 +454,8 @@ class KubernetesSource:
             stop.wait(self.debounce)  # let a burst of events land
             with self._changed:
                 self._dirty = False
-            if self.reflectors["peers"].synced.is_set():
+            peers = self.reflectors.get("peers")
+            if peers is not None and peers.synced.is_set():
                 self._follow_secrets()
             waiting = [r.kind.name for r in self._all() if not r.synced.is_set()]
             if waiting:

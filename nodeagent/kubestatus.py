@@ -121,11 +121,11 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
         status, reason, message = "True", "AppliedWithProblems", "\n".join(errors)
     else:
         status, reason, message = "True", "Applied", "the router runs the rendered configuration"
-    out["conditions"] = [_condition("Ready", status, reason, message, previous)]
+    out["conditions"] = [condition("Ready", status, reason, message, previous)]
     return out
 
 
-def _condition(kind: str, status: str, reason: str, message: str, previous: JSON | None) -> JSON:
+def condition(kind: str, status: str, reason: str, message: str, previous: JSON | None) -> JSON:
     """A condition; its lastTransitionTime kept from ``previous`` when the status is."""
     old = next((c for c in (previous or {}).get("conditions") or () if c.get("type") == kind), None)
     since = old["lastTransitionTime"] if old and old.get("status") == status else _seconds()
@@ -171,10 +171,17 @@ class KubeReporter:
         self.namespace = namespace
         self.core = client.CoreV1Api(api)
         self.custom = client.CustomObjectsApi(api)
-        self.events = client.EventsV1Api(api)
-        self.bucket = TokenBucket(events_per_second, event_burst)
+        self.recorder = EventRecorder(
+            api,
+            controller=CONTROLLER,
+            instance=f"lbroute-agent-{node}",
+            source=node,
+            namespace=namespace,
+            events_per_second=events_per_second,
+            event_burst=event_burst,
+            on_dropped_event=on_dropped_event,
+        )
         self.retry = retry
-        self.on_dropped_event = on_dropped_event
         self._cond = threading.Condition()
         self._latest: Report | None = None
         self._stop = threading.Event()
@@ -316,11 +323,11 @@ class KubeReporter:
             if before == want:
                 return  # another agent said it already
             status = dict(current.get("status") or {})
-            condition = _condition("Valid", *want, status)
-            condition["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
+            valid = condition("Valid", *want, status)
+            valid["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
             status["conditions"] = [
                 *(c for c in status.get("conditions") or () if c.get("type") != "Valid"),
-                condition,
+                valid,
             ]
             body = {
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
@@ -394,6 +401,42 @@ class KubeReporter:
     # -- Events ---------------------------------------------------------------------
 
     def _event(self, ref: ObjectRef, kind: str, reason: str, note: str) -> None:
+        self.recorder.emit(ref, kind, reason, note, uid=self._uids.get(ref))
+
+
+class EventRecorder:
+    """Events (events.k8s.io/v1) about objects, as one controller instance reports them.
+
+    Rate limited by a token bucket (what does not fit is logged and counted, not sent).
+    The same Event again (same object, reason, source and note) is counted in the
+    existing Event's series instead of creating another.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        controller: str,
+        instance: str,
+        source: str,
+        namespace: str,
+        events_per_second: float = 10.0,
+        event_burst: int = 100,
+        on_dropped_event: Callable[[], None] | None = None,
+    ) -> None:
+        self.events = client.EventsV1Api(api)
+        self.controller = controller
+        self.instance = instance[:128]
+        self.source = source
+        """Part of an Event's name: the same Event from another source is another one."""
+        self.namespace = namespace
+        """For objects without a namespace."""
+        self.bucket = TokenBucket(events_per_second, event_burst)
+        self.on_dropped_event = on_dropped_event
+
+    def emit(
+        self, ref: ObjectRef, kind: str, reason: str, note: str, *, uid: str | None = None
+    ) -> None:
         if not self.bucket.take():
             log.info("event not sent (rate limit): %s %s %s", ref, reason, note)
             if self.on_dropped_event:
@@ -401,7 +444,7 @@ class KubeReporter:
             return
         note = note if len(note) <= MAX_NOTE else note[: MAX_NOTE - 3] + "..."
         namespace = ref.namespace or self.namespace
-        digest = hashlib.sha256(f"{reason}\0{self.node}\0{note}".encode()).hexdigest()[:10]
+        digest = hashlib.sha256(f"{reason}\0{self.source}\0{note}".encode()).hexdigest()[:10]
         name = f"{ref.name}.{digest}"[-253:].lstrip(".-")
         now = _micro()
         regarding: JSON = {
@@ -410,7 +453,6 @@ class KubeReporter:
             "name": ref.name,
             "apiVersion": CORE_KINDS.get(ref.kind, f"{GROUP}/{VERSION}"),
         }
-        uid = self._uids.get(ref)
         if uid:
             regarding["uid"] = uid
         body: Any = {
@@ -418,8 +460,8 @@ class KubeReporter:
             "kind": "Event",
             "metadata": {"name": name, "namespace": namespace},
             "eventTime": now,
-            "reportingController": CONTROLLER,
-            "reportingInstance": f"lbroute-agent-{self.node}"[:128],
+            "reportingController": self.controller,
+            "reportingInstance": self.instance,
             "action": reason,
             "reason": reason,
             "type": kind,
