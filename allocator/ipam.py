@@ -13,7 +13,8 @@ One pass, :func:`allocate`:
    its status no longer shows them: an address is never handed to a second Service
    before the first has let go of it;
 2. requested addresses (``lbroute.io/addresses``, ``spec.loadBalancerIP``) of every
-   Service, so a request is never lost to a free allocation in the same pass;
+   Service, so a request is never lost to a free allocation in the same pass (older
+   Services first: of two asking for one address, the older gets it);
 3. the rest: an address of a Service with the same ``lbroute.io/allow-shared-ip`` key
    (same namespace, no clashing port, same traffic policy) if there is one, else the
    lowest free address of the group's pools, pool by pool in the order the group lists
@@ -340,13 +341,15 @@ def allocate(
     book = _Book(groups)
     failures: list[Failure] = []
     services = sorted(services, key=lambda s: s.ref)
-    plans = {s.ref: _Plan(svc=s) for s in services if s.ours}
+    # Older Services first (then by name): an older request wins over a younger one.
+    by_age = sorted(services, key=lambda s: (s.created, s.ref))
+    plans = {s.ref: _Plan(svc=s) for s in by_age if s.ours}
 
     def fail(svc: LBService, reason: Reason, path: str, message: str) -> None:
         failures.append(Failure(ref=svc.ref, reason=reason, path=path, message=message))
 
     # 1. What every Service holds now; the older of two claimants keeps an address.
-    for svc in sorted(services, key=lambda s: (s.created, s.ref)):
+    for svc in by_age:
         for address in svc.current:
             holding = book.holding(address)
             if holding is None:

@@ -168,7 +168,13 @@ class Health:
             return time.monotonic() - self._beat < self.stale_after
 
 
-def serve(port: int, metrics: Metrics, health: Health, host: str = "") -> ThreadingHTTPServer:
+class Registered(Protocol):
+    """Anything with a Prometheus registry: the agent's or the allocator's metrics."""
+
+    registry: CollectorRegistry
+
+
+def serve(port: int, metrics: Registered, health: Health, host: str = "") -> ThreadingHTTPServer:
     """Serve /metrics, /healthz and /readyz on ``port`` in a daemon thread."""
 
     class Handler(BaseHTTPRequestHandler):

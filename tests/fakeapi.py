@@ -295,6 +295,8 @@ class LoggedRequest:
     name: str | None = None
     content_type: str | None = None
     code: int = 0
+    user_agent: str | None = None
+    """The client's User-Agent header: tells apart clients sharing one server."""
 
 
 @dataclass(frozen=True)
@@ -1070,7 +1072,10 @@ class FakeAPI:
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         body = h.rfile.read(int(h.headers.get("Content-Length") or 0))
         ctype = (h.headers.get("Content-Type") or "").split(";")[0].strip()
-        record = LoggedRequest(method=h.command, path=url.path, query=query, verb=h.command)
+        agent = h.headers.get("User-Agent")
+        record = LoggedRequest(
+            method=h.command, path=url.path, query=query, verb=h.command, user_agent=agent
+        )
         try:
             if self.token and h.headers.get("Authorization") != f"Bearer {self.token}":
                 raise APIError(401, "Unauthorized", "Unauthorized")
@@ -1098,6 +1103,7 @@ class FakeAPI:
                     namespace=ns or None,
                     name=name,
                     content_type=ctype or None,
+                    user_agent=agent,
                 )
                 if verb == "watch":
                     self._watch(h, res, self._filter(res, ns, query), query, record)

@@ -1,0 +1,778 @@
+"""The allocator from the Kubernetes API: leader election, status, annotations, Events.
+
+Every replica lists and watches Services (all namespaces) and the ServiceGroups of the
+install namespace (nodeagent.kube's reflectors: bookmarks, relist on 410, backoff with
+jitter). Only the holder of a ``coordination.k8s.io/v1`` Lease writes:
+
+- the lease is acquired and renewed by read, change, write with the resourceVersion
+  read (a 409 means someone else wrote it first). A lease held by another replica is
+  taken over only once it has not changed for its whole duration, measured on this
+  replica's own clock from when it saw the change (as client-go does: no trust in the
+  other clocks). A leader counts as one only until ``renew_deadline`` after its last
+  successful renew, shorter than the lease's duration: a replica that cannot renew
+  stops writing before anyone else may start, and one that sees another holder stops
+  at once. On a clean stop the lease is handed back (holder cleared);
+- each pass computes every Service's addresses with allocator.ipam from the current
+  objects, then writes what changed: ``status.loadBalancer.ingress`` through the
+  status subresource, then the ``lbroute.io/allocated-from`` annotation, each by read,
+  change, write with the resourceVersion read. A 409, or a Service that changed since
+  the pass read it, is read again; when what the pass decided on no longer holds, the
+  write is left to the next pass, which recomputes from the new objects;
+- Events on Services: ``AddressAssigned``, ``AddressReleased`` (after the write landed),
+  ``AllocationFailed`` and ``AddressOutsidePool`` (once each, while they last);
+- on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
+  ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
+  condition is never touched);
+- metrics: pool size and addresses in use per pool, allocation failures by reason,
+  leadership.
+
+Passes run only while every watch is connected, so a new leader decides from what the
+API says now; even so, two Services that claim one address are found and the younger
+one moves (allocator.ipam).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from allocator.ipam import Allocation, Assignment, Failure, GroupStats, allocate, invalid_groups
+from allocator.service import ALLOCATED_FROM, LBService, ingress, parse_service
+from nodeagent.kube import LBROUTE_GROUP, LBROUTE_VERSION, Kind, KubernetesSource, Timing
+from nodeagent.kubestatus import EventRecorder, condition
+from nodeagent.source import Snapshot
+from nodeagent.status import Health
+from renderer import api
+from renderer.errors import ObjectRef
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+CONTROLLER = "lbroute.io/allocator"
+CONDITION = "Allocatable"
+MERGE = "application/merge-patch+json"
+CONFLICT_RETRIES = 5
+MAX_MESSAGE = 32768
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    identity: str
+    """This replica's name in the Lease (the pod name, made unique)."""
+    namespace: str = "lbroute"
+    """Where the ServiceGroups and the Lease live."""
+    default_class: bool = False
+    """Also serve LoadBalancer Services that set no loadBalancerClass."""
+    lease_name: str = "lbroute-allocator"
+    lease_duration: float = 15.0
+    """Seconds a lease lasts without renewal before another replica may take it."""
+    renew_deadline: float = 10.0
+    """Seconds after its last renewal that a leader stops writing (< lease_duration)."""
+    retry_period: float = 2.0
+    """Seconds between attempts to acquire or renew."""
+    timing: Timing = field(default_factory=Timing)
+    debounce: float = 0.05
+    """Seconds a pass waits for a burst of changes to land."""
+    retry: float = 2.0
+    """Seconds before a failed pass is tried again."""
+
+
+class AllocatorMetrics:
+    """The allocator's Prometheus metrics, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["group", "pool", "family"]
+        self.pool_size = Gauge(
+            "lbroute_allocator_pool_addresses",
+            "Addresses a pool may hand out (network, broadcast and anycast left out).",
+            labels,
+            registry=self.registry,
+        )
+        self.pool_in_use = Gauge(
+            "lbroute_allocator_pool_in_use",
+            "Addresses of a pool held by Services.",
+            labels,
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "lbroute_allocator_allocation_failures",
+            "Services that could not get (all) their addresses, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.assigned = Counter(
+            "lbroute_allocator_addresses_assigned",
+            "Addresses written to Services.",
+            registry=self.registry,
+        )
+        self.released = Counter(
+            "lbroute_allocator_addresses_released",
+            "Addresses taken back from Services.",
+            registry=self.registry,
+        )
+        self.leader = Gauge(
+            "lbroute_allocator_leader",
+            "1 while this replica holds the lease and writes.",
+            registry=self.registry,
+        )
+        self.pass_seconds = Gauge(
+            "lbroute_allocator_pass_seconds",
+            "Time the last pass took to compute every Service's addresses.",
+            registry=self.registry,
+        )
+        self.events_dropped = Counter(
+            "lbroute_allocator_events_dropped",
+            "Events not sent because of the rate limit.",
+            registry=self.registry,
+        )
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _any(body: JSON) -> Any:
+    """A plain dict where the client's signature names a model: it sends either."""
+    return body
+
+
+def _body(response: Any) -> JSON:
+    data = json.loads(response.data)
+    return data if isinstance(data, dict) else {}
+
+
+# -- leader election ------------------------------------------------------------------------
+
+
+class LeaderElector:
+    """Holds a coordination.k8s.io/v1 Lease; :meth:`is_leader` says whether to write."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        settings: Settings,
+        on_change: Callable[[bool], None] = lambda leader: None,
+    ) -> None:
+        self.leases = client.CoordinationV1Api(api_client)
+        self.settings = settings
+        self.on_change = on_change
+        self._renewed: float | None = None
+        """Monotonic time the last successful acquire or renew was sent."""
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
+        self._was = False
+        self._lock = threading.Lock()
+
+    def is_leader(self) -> bool:
+        with self._lock:
+            renewed = self._renewed
+        return renewed is not None and time.monotonic() - renewed < self.settings.renew_deadline
+
+    def run(self, stop: threading.Event) -> None:
+        """Acquire and renew until ``stop``; then hand the lease back if held."""
+        period = self.settings.retry_period
+        while not stop.is_set():
+            try:
+                self.try_once()
+            except Exception as exc:  # the API away: the deadline ends leadership
+                log.warning("lease %s: %s", self.settings.lease_name, _say(exc))
+            self._notice()
+            stop.wait(period * random.uniform(0.8, 1.0) if self.is_leader() else period)
+        self.release()
+
+    def _notice(self) -> None:
+        now = self.is_leader()
+        if now != self._was:
+            self._was = now
+            log.info(
+                "%s the lease %s/%s as %s",
+                "holding" if now else "lost",
+                self.settings.namespace,
+                self.settings.lease_name,
+                self.settings.identity,
+            )
+            self.on_change(now)
+
+    def _lost(self) -> None:
+        with self._lock:
+            self._renewed = None
+
+    def try_once(self) -> bool:
+        """One acquire-or-renew; True when this replica holds the lease afterwards."""
+        s = self.settings
+        sent = time.monotonic()
+        try:
+            lease = _body(
+                self.leases.read_namespaced_lease(s.lease_name, s.namespace, _preload_content=False)
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            return self._create(sent)
+        spec = dict(lease.get("spec") or {})
+        record = tuple(
+            spec.get(k) for k in ("holderIdentity", "renewTime", "acquireTime", "leaseTransitions")
+        )
+        if record != self._observed:
+            self._observed, self._observed_at = record, sent
+        holder = spec.get("holderIdentity")
+        duration = float(spec.get("leaseDurationSeconds") or s.lease_duration)
+        if holder and holder != s.identity and sent < self._observed_at + duration:
+            self._lost()
+            self._notice()
+            return False
+        now = _now()
+        if holder != s.identity:
+            spec["acquireTime"] = now
+            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
+        spec.update(
+            holderIdentity=s.identity,
+            leaseDurationSeconds=max(1, round(s.lease_duration)),
+            renewTime=now,
+        )
+        lease["spec"] = spec
+        try:
+            self.leases.replace_namespaced_lease(s.lease_name, s.namespace, _any(lease))
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                self._lost()
+                return False
+            raise
+        with self._lock:
+            self._renewed = sent
+        return True
+
+    def _create(self, sent: float) -> bool:
+        s = self.settings
+        now = _now()
+        body = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": s.lease_name, "namespace": s.namespace},
+            "spec": {
+                "holderIdentity": s.identity,
+                "leaseDurationSeconds": max(1, round(s.lease_duration)),
+                "acquireTime": now,
+                "renewTime": now,
+                "leaseTransitions": 0,
+            },
+        }
+        try:
+            self.leases.create_namespaced_lease(s.namespace, _any(body))
+        except ApiException as exc:
+            if exc.status == 409:
+                return False
+            raise
+        with self._lock:
+            self._renewed = sent
+        return True
+
+    def release(self) -> None:
+        """Hand the lease back so another replica takes over without waiting."""
+        if not self.is_leader():
+            return
+        self._lost()
+        s = self.settings
+        try:
+            lease = _body(
+                self.leases.read_namespaced_lease(s.lease_name, s.namespace, _preload_content=False)
+            )
+            spec = dict(lease.get("spec") or {})
+            if spec.get("holderIdentity") != s.identity:
+                return
+            spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_now())
+            lease["spec"] = spec
+            self.leases.replace_namespaced_lease(s.lease_name, s.namespace, _any(lease))
+            log.info("handed the lease %s/%s back", s.namespace, s.lease_name)
+        except Exception as exc:  # it expires by itself
+            log.warning("could not hand the lease back: %s", _say(exc))
+        self._notice()
+
+
+# -- what the reflectors keep -----------------------------------------------------------------
+
+
+def trim_service(obj: Mapping[str, Any]) -> JSON:
+    """What allocator.service.parse_service reads, and nothing else."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    out_meta = {
+        k: meta[k]
+        for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+        if k in meta
+    }
+    annotations = {
+        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("lbroute.io/")
+    }
+    if annotations:
+        out_meta["annotations"] = annotations
+    keep = (
+        "type",
+        "loadBalancerClass",
+        "externalTrafficPolicy",
+        "ipFamilies",
+        "ipFamilyPolicy",
+        "loadBalancerIP",
+    )
+    out_spec = {k: spec[k] for k in keep if k in spec}
+    if spec.get("type") == "LoadBalancer":
+        out_spec["ports"] = [
+            {"protocol": p.get("protocol") or "TCP", "port": p.get("port")}
+            for p in spec.get("ports") or ()
+            if isinstance(p, Mapping)
+        ]
+        if spec.get("externalTrafficPolicy") == "Local" and spec.get("selector"):
+            out_spec["selector"] = spec["selector"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": out_meta,
+        "spec": out_spec,
+        "status": {"loadBalancer": (obj.get("status") or {}).get("loadBalancer") or {}},
+    }
+
+
+def trim_service_group(obj: Mapping[str, Any]) -> JSON:
+    """The whole object but its status and resourceVersion: writing the status (ours or
+    the agents') is not a change that needs a pass."""
+    meta = {
+        k: v
+        for k, v in (obj.get("metadata") or {}).items()
+        if k not in ("managedFields", "resourceVersion", "generation")
+    }
+    out = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    return {**out, "apiVersion": api.API_VERSION, "kind": "ServiceGroup", "metadata": meta}
+
+
+# -- the controller ---------------------------------------------------------------------------
+
+
+class Allocator:
+    """Runs the passes of one replica; only the leader's passes write."""
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        settings: Settings,
+        *,
+        metrics: AllocatorMetrics | None = None,
+        health: Health | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or AllocatorMetrics()
+        self.health = health or Health()
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        custom = self.custom
+        ns = settings.namespace
+
+        def groups(**kwargs: Any) -> Any:
+            return custom.list_namespaced_custom_object(
+                LBROUTE_GROUP, LBROUTE_VERSION, ns, "servicegroups", **kwargs
+            )
+
+        self.source = KubernetesSource(
+            api_client,
+            namespace=ns,
+            timing=settings.timing,
+            debounce=settings.debounce,
+            kinds=[
+                Kind(
+                    name="services",
+                    call=self.core.list_service_for_all_namespaces,
+                    trim=trim_service,
+                ),
+                Kind(name="servicegroups", call=groups, trim=trim_service_group),
+            ],
+        )
+        self.elector = LeaderElector(api_client, settings, self._leadership)
+        self.recorder = EventRecorder(
+            api_client,
+            controller=CONTROLLER,
+            instance=f"lbroute-allocator-{settings.identity}",
+            source="allocator",
+            namespace=ns,
+            on_dropped_event=self.metrics.events_dropped.inc,
+        )
+        self._cond = threading.Condition()
+        self._latest: Snapshot | None = None
+        self._dirty = False
+        self._parsed: dict[tuple[str, str], tuple[str, LBService | None]] = {}
+        self._reported: set[tuple[ObjectRef, str, str]] = set()
+        self.passes = 0
+        """Passes that ran to the end (as leader)."""
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        elector = threading.Thread(
+            target=self.elector.run, args=(stop,), name="lbroute-lease", daemon=True
+        )
+        feeder = threading.Thread(
+            target=self._feed, args=(stop,), name="lbroute-watch", daemon=True
+        )
+        elector.start()
+        feeder.start()
+        waker = threading.Thread(target=self._wake_on, args=(stop,), daemon=True)
+        waker.start()
+        try:
+            self._loop(stop)
+        finally:
+            elector.join(timeout=10)
+            feeder.join(timeout=10)
+
+    def _feed(self, stop: threading.Event) -> None:
+        for snapshot in self.source.snapshots(stop):
+            with self._cond:
+                self._latest = snapshot
+                self._dirty = True
+                self._cond.notify_all()
+
+    def _wake_on(self, stop: threading.Event) -> None:
+        stop.wait()
+        with self._cond:
+            self._cond.notify_all()
+
+    def _leadership(self, leader: bool) -> None:
+        self.metrics.leader.set(1 if leader else 0)
+        with self._cond:
+            self._dirty = self._dirty or leader
+            self._reported.clear()
+            self._cond.notify_all()
+
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: self._dirty or stop.is_set(), timeout=5.0)
+                snapshot, dirty = self._latest, self._dirty
+                self._dirty = False
+            self.health.beat()
+            if stop.is_set() or not dirty or snapshot is None:
+                continue
+            self.health.ready = True
+            if not self.elector.is_leader():
+                continue
+            if not self.source.healthy:
+                self._again(stop, "a watch is not connected")
+                continue
+            try:
+                self.reconcile(snapshot)
+            except Exception as exc:
+                log.warning("allocation pass failed, trying again: %s", _say(exc))
+                self._again(stop, "")
+
+    def _again(self, stop: threading.Event, why: str) -> None:
+        if why:
+            log.debug("pass postponed: %s", why)
+        stop.wait(self.settings.retry)
+        with self._cond:
+            self._dirty = True
+
+    # -- one pass ----------------------------------------------------------------------------
+
+    def compute(self, snapshot: Snapshot) -> tuple[Allocation, api.Model, dict[str, str]]:
+        """Every Service's addresses from the objects of ``snapshot`` (no writes)."""
+        groups = [o for o in snapshot.objects if o.get("kind") == "ServiceGroup"]
+        model = api.load(groups)
+        invalid = invalid_groups(model.problems)
+        services = []
+        for obj in snapshot.objects:
+            if obj.get("kind") == "Service":
+                parsed = self._parse(obj)
+                if parsed is not None:
+                    services.append(parsed)
+        result = allocate(
+            model.service_groups,
+            services,
+            invalid_groups=invalid,
+            namespace=self.settings.namespace,
+        )
+        return result, model, invalid
+
+    def _parse(self, obj: Mapping[str, Any]) -> LBService | None:
+        meta = obj.get("metadata") or {}
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        rv = str(meta.get("resourceVersion") or "")
+        cached = self._parsed.get(key)
+        if cached is not None and cached[0] == rv and rv:
+            return cached[1]
+        parsed = parse_service(obj, default_class=self.settings.default_class)
+        self._parsed[key] = (rv, parsed)
+        return parsed
+
+    def reconcile(self, snapshot: Snapshot) -> None:
+        start = time.perf_counter()
+        result, model, invalid = self.compute(snapshot)
+        self.metrics.pass_seconds.set(time.perf_counter() - start)
+        present = {
+            (str((o.get("metadata") or {}).get("namespace")), str(o["metadata"].get("name")))
+            for o in snapshot.objects
+            if o.get("kind") == "Service"
+        }
+        self._parsed = {k: v for k, v in self._parsed.items() if k in present}
+        expected = {
+            key: parsed for key, (_rv, parsed) in self._parsed.items() if parsed is not None
+        }
+        for assignment in result.changes():
+            if not self.elector.is_leader():
+                return
+            svc = expected.get((assignment.ref.namespace, assignment.ref.name))
+            if svc is not None:
+                self._write_service(assignment, svc)
+        if not self.elector.is_leader():
+            return
+        self._report(result)
+        refs = {g.ref: g for g in result.groups}
+        for g in model.service_groups:
+            self._write_group(g.ref, refs.get(g.ref), None)
+        for name, why in sorted(invalid.items()):
+            ref = ObjectRef(kind="ServiceGroup", namespace=self.settings.namespace, name=name)
+            self._write_group(ref, None, why)
+        self._pool_metrics(result)
+        self.passes += 1
+
+    # -- Services ----------------------------------------------------------------------------
+
+    def _write_service(self, a: Assignment, expected: LBService) -> None:
+        ref = a.ref
+        for _ in range(CONFLICT_RETRIES):
+            if not self.elector.is_leader():
+                return
+            try:
+                fresh = _body(
+                    self.core.read_namespaced_service(
+                        ref.name, ref.namespace, _preload_content=False
+                    )
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return  # deleted meanwhile
+                raise
+            if parse_service(fresh, default_class=self.settings.default_class) != expected:
+                log.debug("%s changed since the pass read it; the next pass decides", ref)
+                return
+            rv = str(fresh["metadata"]["resourceVersion"])
+            if not self.elector.is_leader():
+                return
+            if a.addresses != expected.current:
+                lb = dict((fresh.get("status") or {}).get("loadBalancer") or {})
+                lb["ingress"] = ingress(fresh, a.addresses)
+                body = {"metadata": {"resourceVersion": rv}, "status": {"loadBalancer": lb}}
+                try:
+                    written = _body(
+                        self.core.patch_namespaced_service_status(
+                            ref.name,
+                            ref.namespace,
+                            body,
+                            _content_type=MERGE,
+                            _preload_content=False,
+                        )
+                    )
+                except ApiException as exc:
+                    if exc.status == 409:
+                        continue
+                    if exc.status == 404:
+                        return
+                    raise
+                rv = str(written["metadata"]["resourceVersion"])
+                expected = parse_service(written, default_class=self.settings.default_class) or (
+                    expected
+                )
+                self._announce(a)
+            if a.allocated_from != a.allocated_before:
+                if not self.elector.is_leader():
+                    return
+                body = {
+                    "metadata": {
+                        "resourceVersion": rv,
+                        "annotations": {ALLOCATED_FROM: a.allocated_from},
+                    }
+                }
+                try:
+                    self.core.patch_namespaced_service(
+                        ref.name, ref.namespace, body, _content_type=MERGE, _preload_content=False
+                    )
+                except ApiException as exc:
+                    if exc.status == 409:
+                        continue  # read again: the status is written, only this is left
+                    if exc.status == 404:
+                        return
+                    raise
+            return
+        log.warning("%s kept changing under us; the next pass tries again", ref)
+
+    def _announce(self, a: Assignment) -> None:
+        group = f" from {a.group}" if a.group else ""
+        if a.assigned:
+            text = ", ".join(map(str, a.assigned))
+            log.info("%s: assigned %s%s", a.ref, text, group)
+            self._emit(a.ref, "Normal", "AddressAssigned", f"{text} assigned{group}", uid=a.uid)
+            self.metrics.assigned.inc(len(a.assigned))
+        if a.released:
+            text = ", ".join(map(str, a.released))
+            log.info("%s: released %s", a.ref, text)
+            self._emit(a.ref, "Normal", "AddressReleased", f"{text} released", uid=a.uid)
+            self.metrics.released.inc(len(a.released))
+
+    def _emit(
+        self, ref: ObjectRef, kind: str, reason: str, note: str, *, uid: str | None = None
+    ) -> None:
+        if self.elector.is_leader():
+            self.recorder.emit(ref, kind, reason, note, uid=uid)
+
+    def _report(self, result: Allocation) -> None:
+        uids = {a.ref: a.uid for a in result.assignments}
+        now: set[tuple[ObjectRef, str, str]] = set()
+        failure: Failure
+        for failure in result.failures:
+            key = (failure.ref, str(failure.reason), str(failure))
+            now.add(key)
+            if key in self._reported:
+                continue
+            self.metrics.failures.labels(reason=str(failure.reason)).inc()
+            note = f"{failure.reason}: " + (
+                f"{failure.path}: {failure.message}" if failure.path else failure.message
+            )
+            log.info("%s: allocation failed: %s", failure.ref, note)
+            self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
+        for outside in result.outside:
+            key = (outside.ref, "AddressOutsidePool", str(outside))
+            now.add(key)
+            if key not in self._reported:
+                self._emit(
+                    outside.ref,
+                    "Warning",
+                    "AddressOutsidePool",
+                    str(outside).split(": ", 1)[1],
+                    uid=uids.get(outside.ref),
+                )
+        self._reported = now
+
+    # -- ServiceGroups -----------------------------------------------------------------------
+
+    def _write_group(self, ref: ObjectRef, stats: GroupStats | None, invalid: str | None) -> None:
+        want = _group_status(stats, invalid)
+        for _ in range(CONFLICT_RETRIES):
+            if not self.elector.is_leader():
+                return
+            try:
+                current = _body(
+                    self.custom.get_namespaced_custom_object_status(
+                        LBROUTE_GROUP,
+                        LBROUTE_VERSION,
+                        ref.namespace,
+                        "servicegroups",
+                        ref.name,
+                        _preload_content=False,
+                    )
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return
+                raise
+            status = dict(current.get("status") or {})
+            if _group_status_is(status, want):
+                return
+            state, reason, message = want["condition"]
+            mine = condition(CONDITION, state, reason, message, status)
+            mine["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
+            status["conditions"] = [
+                *(c for c in status.get("conditions") or () if c.get("type") != CONDITION),
+                mine,
+            ]
+            for key in ("allocated", "available"):
+                if want[key] is None:
+                    status.pop(key, None)
+                else:
+                    status[key] = want[key]
+            body = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "status": status,
+            }
+            if not self.elector.is_leader():
+                return
+            try:
+                self.custom.patch_namespaced_custom_object_status(
+                    LBROUTE_GROUP,
+                    LBROUTE_VERSION,
+                    ref.namespace,
+                    "servicegroups",
+                    ref.name,
+                    body,
+                    _content_type=MERGE,
+                )
+            except ApiException as exc:
+                if exc.status == 409:
+                    continue
+                if exc.status == 404:
+                    return
+                raise
+            return
+        log.warning("%s: status kept changing under us; the next pass tries again", ref)
+
+    def _pool_metrics(self, result: Allocation) -> None:
+        self.metrics.pool_size.clear()
+        self.metrics.pool_in_use.clear()
+        for p in result.pools:
+            labels = {"group": p.group.name, "pool": p.pool, "family": str(p.family)}
+            self.metrics.pool_size.labels(**labels).set(p.size)
+            self.metrics.pool_in_use.labels(**labels).set(p.in_use)
+
+
+def _count(n: int) -> int | str:
+    """The CRD takes a decimal string where an integer would not fit in 64 bits."""
+    return n if n < 2**63 else str(n)
+
+
+def _group_status(stats: GroupStats | None, invalid: str | None) -> dict[str, Any]:
+    if stats is None:
+        message = f"not used for allocation until it is valid: {invalid or 'invalid'}"
+        return {
+            "allocated": None,
+            "available": None,
+            "condition": ("False", "Invalid", message[:MAX_MESSAGE]),
+        }
+    parts = [
+        f"{f}: {stats.allocated[f]} allocated, {stats.available[f]} free" for f in stats.allocated
+    ]
+    if stats.exhausted:
+        families = " and ".join(str(f) for f in stats.exhausted)
+        state = ("False", "Exhausted", f"no free {families} address left; add a pool")
+    else:
+        state = ("True", "Allocatable", "; ".join(parts))
+    if stats.outside:
+        message = f"{state[2]}; {stats.outside} Services keep addresses outside every pool"
+        state = (state[0], state[1], message)
+    return {
+        "allocated": {str(f): n for f, n in stats.allocated.items()},
+        "available": {str(f): _count(n) for f, n in stats.available.items()},
+        "condition": state,
+    }
+
+
+def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    mine = next((c for c in status.get("conditions") or () if c.get("type") == CONDITION), None)
+    have = None if mine is None else (mine.get("status"), mine.get("reason"), mine.get("message"))
+    return bool(
+        have == want["condition"]
+        and status.get("allocated") == want["allocated"]
+        and status.get("available") == want["available"]
+    )
+
+
+def _say(exc: BaseException) -> str:
+    if isinstance(exc, ApiException):
+        return f"API said {exc.status} {exc.reason}: {str(exc.body)[:300]}"
+    return f"{type(exc).__name__}: {exc}"
