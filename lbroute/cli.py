@@ -419,3 +419,138 @@ def demo(example: Path) -> None:
         if not (example / name).is_file():
             _fail(f"{example / name} not found; run from the repository root or pass --example")
     sys.exit(run_demo(example))
+
+
+@main.command()
+@click.option(
+    "--kubeconfig",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Kubeconfig file (default: the in-cluster service account).",
+)
+@click.option("--context", "kube_context", help="Kubeconfig context (default: the current one).")
+@click.option(
+    "--namespace",
+    envvar="POD_NAMESPACE",
+    default="lbroute",
+    show_default=True,
+    help="Namespace of the ServiceGroups and of the Lease.",
+)
+@click.option(
+    "--default-class/--no-default-class",
+    default=False,
+    show_default=True,
+    help="Also serve LoadBalancer Services that set no loadBalancerClass.",
+)
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=9474,
+    show_default=True,
+    help="Port for /metrics, /healthz and /readyz; 0 turns them off.",
+)
+@click.option("--metrics-address", default="", help="Address to serve metrics on (default: all).")
+@click.option(
+    "--lease-name", default="lbroute-allocator", show_default=True, help="Name of the Lease."
+)
+@click.option(
+    "--identity",
+    envvar="POD_NAME",
+    help="This replica's name in the Lease (default: the host name); a random suffix is added.",
+)
+def allocator(
+    kubeconfig: Path | None,
+    kube_context: str | None,
+    namespace: str,
+    default_class: bool,
+    metrics_port: int,
+    metrics_address: str,
+    lease_name: str,
+    identity: str | None,
+) -> None:
+    """Run the allocator: give LoadBalancer Services addresses from ServiceGroup pools.
+
+    Replicas elect a leader with a Lease; only the leader writes the Services' status,
+    the allocated-from annotation, Events and the ServiceGroups' status.
+    """
+    import signal
+    import socket
+    import threading
+    import uuid
+
+    from allocator.controller import Allocator, AllocatorMetrics, Settings
+    from nodeagent.kube import api_client
+    from nodeagent.status import Health, serve
+
+    try:
+        client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
+    except Exception as exc:  # the client raises ConfigException, OSError, ...
+        where = kubeconfig or "the in-cluster service account"
+        _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
+        return
+    client.user_agent = f"lbroute-allocator/{__version__}"
+    name = f"{identity or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        identity=name, namespace=namespace, default_class=default_class, lease_name=lease_name
+    )
+    metrics, health = AllocatorMetrics(), Health()
+    if metrics_port:
+        serve(metrics_port, metrics, health, metrics_address)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    Allocator(client, settings, metrics=metrics, health=health).run(stop)
+
+
+@main.command()
+@click.option(
+    "-f",
+    "--filename",
+    "paths",
+    multiple=True,
+    required=True,
+    type=click.Path(path_type=Path),
+    help="YAML file or directory of manifests (repeatable): ServiceGroups and Services.",
+)
+@click.option(
+    "--default-class/--no-default-class",
+    default=False,
+    show_default=True,
+    help="Also serve LoadBalancer Services that set no loadBalancerClass.",
+)
+@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
+def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> None:
+    """Fill in status.loadBalancer.ingress of the Service manifests, in place.
+
+    One allocation pass as the allocator makes it in a cluster: addresses already in a
+    Service's status stay; Services without one get one from their ServiceGroup. Only
+    the documents of changed Services are rewritten. Exits 1 when a Service could not
+    get its addresses.
+    """
+    from allocator.manifests import allocate_manifests
+
+    try:
+        result = allocate_manifests(list(paths), default_class=default_class, dry_run=dry_run)
+    except LbrouteError as exc:
+        _fail(str(exc))
+        return
+    for problem in result.problems:
+        click.echo(problem, err=True)
+    verb = "would assign" if dry_run else "assigned"
+    for a in result.allocation.changes():
+        where = f"{a.ref.namespace}/{a.ref.name}"
+        if a.assigned:
+            group = f" from {a.group.name}" if a.group else ""
+            click.echo(f"{where}: {verb} {', '.join(map(str, a.assigned))}{group}")
+        if a.released:
+            released = "would release" if dry_run else "released"
+            click.echo(f"{where}: {released} {', '.join(map(str, a.released))}")
+        if not a.assigned and not a.released:
+            click.echo(f"{where}: keeps {', '.join(map(str, a.addresses))} ({a.allocated_from})")
+    for outside in result.allocation.outside:
+        click.echo(f"warning: {outside}", err=True)
+    for failure in result.allocation.failures:
+        click.echo(f"error: {failure}", err=True)
+    for path in result.written:
+        click.echo(f"{'would write' if dry_run else 'wrote'} {path}")
+    if result.allocation.failures:
+        sys.exit(1)

@@ -1,0 +1,160 @@
+"""``lbroute allocate -f DIR`` (manifest-directory mode) and ``lbroute allocator``'s start-up
+errors, run with click's CliRunner.
+
+Allocate fills in status.loadBalancer.ingress and lbroute.io/allocated-from of the
+Service manifests in place: only the documents of changed Services are rewritten (the
+others byte for byte, comments included), a second run changes nothing, Lists are
+handled, --dry-run writes nothing, and failures name the Service and field and exit 1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from lbroute.cli import main
+
+GROUPS = """\
+# the pools
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: public, namespace: lbroute}
+spec:
+  default: true
+  pools: [{cidr: 192.0.2.0/24}, {cidr: "2001:db8::/64"}]
+"""
+KEEP = """\
+# already addressed: this document must stay exactly as it is
+apiVersion: v1
+kind: Service
+metadata:
+  name: keep
+  namespace: default
+  annotations: {lbroute.io/allocated-from: "public:192.0.2.0/24"}  # written before
+spec: {type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}
+status: {loadBalancer: {ingress: [{ip: 192.0.2.1}]}}
+"""
+WEB = """\
+# the web front end
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  type: LoadBalancer
+  loadBalancerClass: lbroute.io/lbroute
+  ipFamilyPolicy: RequireDualStack
+  ipFamilies: [IPv4, IPv6]
+  ports: [{port: 443}]
+"""
+OTHER = """\
+apiVersion: v1
+kind: Service
+metadata: {name: other, namespace: default}
+spec: {type: LoadBalancer, loadBalancerClass: example.com/other}
+"""
+LIST = """\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: listed, namespace: team}
+    spec: {type: LoadBalancer}
+"""
+LOST = """\
+apiVersion: v1
+kind: Service
+metadata: {name: lost, namespace: default, annotations: {lbroute.io/service-group: nope}}
+spec: {type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}
+"""
+
+
+def tree(tmp_path: Path, *services: str) -> Path:
+    (tmp_path / "groups.yaml").write_text(GROUPS)
+    (tmp_path / "services.yaml").write_text("---\n".join(services))
+    return tmp_path
+
+
+def ingress(path: Path) -> dict[str, list[str]]:
+    found = {}
+    for doc in yaml.safe_load_all(path.read_text()):
+        for obj in doc.get("items", [doc]):
+            lb = (obj.get("status") or {}).get("loadBalancer") or {}
+            found[obj["metadata"]["name"]] = [i["ip"] for i in lb.get("ingress") or ()]
+    return found
+
+
+def test_allocate_fills_in_the_services_and_keeps_the_rest_of_the_files(tmp_path: Path) -> None:
+    d = tree(tmp_path, KEEP, WEB, OTHER)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "default/web: assigned 192.0.2.2, 2001:db8::1 from public",
+        f"wrote {d / 'services.yaml'}",
+    ]
+    text = (d / "services.yaml").read_text()
+    assert text.startswith(KEEP + "---\n# the web front end\n"), "unchanged documents stay as is"
+    assert text.endswith("---\n" + OTHER)
+    assert ingress(d / "services.yaml") == {
+        "keep": ["192.0.2.1"],
+        "web": ["192.0.2.2", "2001:db8::1"],
+        "other": [],
+    }
+    web = list(yaml.safe_load_all(text))[1]
+    assert web["metadata"]["annotations"] == {
+        "lbroute.io/allocated-from": "public:192.0.2.0/24,2001:db8::/64"
+    }
+    assert web["spec"]["ports"] == [{"port": 443}]
+    assert (d / "groups.yaml").read_text() == GROUPS
+    again = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert again.exit_code == 0 and again.stdout == "", "a second run changes nothing"
+    assert (d / "services.yaml").read_text() == text
+
+
+def test_dry_run_prints_and_writes_nothing(tmp_path: Path) -> None:
+    d = tree(tmp_path, WEB)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d), "--dry-run"])
+    assert result.exit_code == 0
+    assert "default/web: would assign 192.0.2.1, 2001:db8::1 from public" in result.stdout
+    assert (d / "services.yaml").read_text() == WEB
+
+
+def test_services_in_lists_and_of_no_class_with_default_class(tmp_path: Path) -> None:
+    d = tree(tmp_path, LIST)
+    assert CliRunner().invoke(main, ["allocate", "-f", str(d)]).stdout == ""
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d), "--default-class"])
+    assert result.exit_code == 0, result.output
+    assert ingress(d / "services.yaml") == {"listed": ["192.0.2.1"]}
+
+
+def test_failures_name_the_service_and_field_and_exit_1(tmp_path: Path) -> None:
+    d = tree(tmp_path, WEB, LOST)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: Service default/lost: metadata.annotations[lbroute.io/service-group]: "
+        "ServiceGroup 'nope' not found in namespace lbroute; valid: public\n"
+    )
+    assert ingress(d / "services.yaml")["web"] == ["192.0.2.1", "2001:db8::1"], "others still"
+    assert "Traceback" not in result.output
+
+
+def test_unreadable_input_is_an_error_without_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("kind: [unclosed\n")
+    result = CliRunner().invoke(main, ["allocate", "-f", str(tmp_path)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {tmp_path / 'bad.yaml'}:")
+    missing = CliRunner().invoke(main, ["allocate", "-f", str(tmp_path / "nope")])
+    assert missing.exit_code == 1 and "no such file or directory" in missing.stderr
+
+
+def test_the_allocator_says_when_it_cannot_load_its_configuration(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("not: [a kubeconfig\n")
+    result = CliRunner().invoke(main, ["allocator", "--kubeconfig", str(kubeconfig)])
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        f"error: cannot load the Kubernetes configuration from {kubeconfig}"
+    )
