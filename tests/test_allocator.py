@@ -17,6 +17,7 @@ import copy
 import datetime
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ import yaml
 from allocator.controller import Allocator, Settings
 from nodeagent.kube import Timing, api_client
 from tests.fakeapi import FakeAPI, LoggedRequest
+from tests.rbac import Permissions, load_objects, request_attributes
 from tests.test_ipam import group, service
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -438,3 +440,50 @@ def test_a_conflicting_service_group_status_write_is_retried_keeping_the_other_w
     wait(both, "both conditions")
     codes = [q.code for q in fake.requests if q.resource == "servicegroups" and q.verb == "patch"]
     assert 409 in codes
+
+
+def test_deploy_rbac_allows_every_request_the_allocator_makes_and_no_rule_is_unused(
+    fake: FakeAPI, replicas: Callable[..., Running]
+) -> None:
+    perms = Permissions.load(ROOT / "deploy" / "allocator.yaml", namespace=NS,
+                             name="lbroute-allocator")  # fmt: skip
+    fake.put_all([service("a"), service("gone", type_="ClusterIP", ingress=["192.0.2.9"],
+                                        allocated_from="public:192.0.2.0/24"),
+                  service("lost", group="nowhere")])  # fmt: skip
+    first = replicas("first")
+    wait(lambda: ips(fake, "a") and not ips(fake, "gone"), "assigned and released")
+    wait(lambda: annotation(fake, "a") and annotation(fake, "gone") is None, "annotations")
+    wait(lambda: events(fake, "AllocationFailed"), "a failure reported")
+    wait(lambda: (fake.get("servicegroups", "public", NS) or {}).get("status"), "group status")
+    first.end()  # hands the lease back
+    second = replicas("second")  # reports the same failure again: counted in its series
+    wait(lambda: (events(fake, "AllocationFailed") or [{}])[0].get("series"), "series")
+    second.end()
+    requests = [
+        request_attributes(r.method, r.path, urllib.parse.urlencode(r.query))
+        for r in fake.requests
+        if r.user_agent in (first.agent, second.agent)
+    ]
+    denied = [str(r) for r in requests if not perms.allows_request(r)]
+    assert denied == []
+    rules = [
+        (role["kind"], rule)
+        for role in load_objects(ROOT / "deploy" / "allocator.yaml")
+        if role["kind"] in ("Role", "ClusterRole")
+        for rule in role["rules"]
+    ]
+    for kind, rule in rules:
+        for verb in rule["verbs"]:
+            single = Permissions.from_objects(
+                [
+                    {**role, "rules": [{**rule, "verbs": [verb]}]}
+                    if role["kind"] == kind
+                    else {**role, "rules": []}
+                    if role["kind"] in ("Role", "ClusterRole")
+                    else role
+                    for role in load_objects(ROOT / "deploy" / "allocator.yaml")
+                ],
+                namespace=NS,
+                name="lbroute-allocator",
+            )
+            assert any(single.allows_request(r) for r in requests), (kind, verb, rule)
