@@ -9,6 +9,7 @@ neither serves nor once served and that hold no address are dropped here.
 from __future__ import annotations
 
 import copy
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -67,13 +68,25 @@ class AllocatedFrom:
     @staticmethod
     def spans(spec: str, address: IPAddress) -> bool:
         """Whether one pool entry (a network, a range or an address) holds ``address``."""
-        try:
-            if "-" in spec:
-                a, b = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
-                return a.version == address.version and int(a) <= int(address) <= int(b)
-            return address in ipaddress.ip_network(spec, strict=False)
-        except ValueError:
-            return False
+        bounds = _bounds(spec)
+        return (
+            bounds is not None
+            and bounds[0] == address.version
+            and (bounds[1] <= int(address) <= bounds[2])
+        )
+
+
+@functools.lru_cache(maxsize=4096)
+def _bounds(spec: str) -> tuple[int, int, int] | None:
+    """(IP version, first, last) of a pool entry; None when it is not one."""
+    try:
+        if "-" in spec:
+            a, b = (ipaddress.ip_address(x.strip()) for x in spec.split("-", 1))
+            return (a.version, int(a), int(b)) if a.version == b.version else None
+        net = ipaddress.ip_network(spec, strict=False)
+    except ValueError:
+        return None
+    return net.version, int(net.network_address), int(net.broadcast_address)
 
 
 @dataclass(frozen=True, kw_only=True)
