@@ -207,8 +207,12 @@ class _Holding:
         self.holders = [h for h in self.holders if h.ref != svc.ref]
         self.ports = {p for h in self.holders for p in h.ports}
 
-    def names(self) -> str:
-        return ", ".join(f"Service {h.ref.namespace}/{h.ref.name}" for h in self.holders)
+    def names(self, clashing_with: LBService | None = None) -> str:
+        """The holders (those whose ports clash with ``clashing_with``'s, when given)."""
+        holders = self.holders
+        if clashing_with is not None:
+            holders = [h for h in holders if h.ports & clashing_with.ports]
+        return ", ".join(f"Service {h.ref.namespace}/{h.ref.name}" for h in holders)
 
 
 def _ports(ports: Iterable[tuple[str, int]]) -> str:
@@ -361,7 +365,7 @@ def allocate(
                         svc,
                         Reason.SHARE_CLASH,
                         "spec.ports",
-                        f"{_ports(clash)} also used by {holding.names()} on the shared "
+                        f"{_ports(clash)} also used by {holding.names(svc)} on the shared "
                         f"address {address}; the Service keeps the address, but only one of "
                         "them receives that traffic: change the ports or the sharing key",
                     )
@@ -410,7 +414,7 @@ def allocate(
         for f in plan.wanted:
             if f in plan.keep or f in plan.new or f in requested:
                 continue
-            got = _shared(plan, f, book)
+            got = _shared(plan, f, book, fail)
             if got is None:
                 got = book.free(plan.group, f)
             if got is None:
@@ -608,27 +612,38 @@ def _take_requested(plan: _Plan, address: IPAddress, book: _Book, fail: _Fail) -
                 svc,
                 Reason.SHARE_CLASH,
                 "spec.ports",
-                f"cannot share {address} with {holding.names()}: {_ports(clash)} used by both",
+                f"cannot share {address} with {holding.names(svc)}: {_ports(clash)} used by both",
             )
             return False
     book.hold(address, svc)
     return True
 
 
-def _shared(plan: _Plan, family: Family, book: _Book) -> IPAddress | None:
+def _shared(plan: _Plan, family: Family, book: _Book, fail: _Fail) -> IPAddress | None:
+    """The lowest address of the Service's sharing key it may join, if any; when every
+    one clashes, that is reported and the Service gets an address of its own."""
     svc, group = plan.svc, plan.group
     if svc.share is None or group is None:
         return None
+    clashes = []
     for n in sorted(book.shares.get((*svc.share, family), ())):
         address = _address(family, n)
         holding = book.holding(address)
-        if (
-            holding is not None
-            and holding.joinable(svc)
-            and not holding.clash(svc)
-            and book.in_group(address, group) is not None
-        ):
+        if holding is None or not holding.joinable(svc) or book.in_group(address, group) is None:
+            continue
+        clash = holding.clash(svc)
+        if not clash:
             return address
+        clashes.append(f"{_ports(clash)} with {holding.names(svc)} on {address}")
+    if clashes:
+        fail(
+            svc,
+            Reason.SHARE_CLASH,
+            "spec.ports",
+            f"cannot share an address of key {svc.share_key!r}: "
+            + "; ".join(clashes)
+            + f"; it gets an {family} address of its own",
+        )
     return None
 
 

@@ -387,20 +387,26 @@ def test_a_new_request_moves_the_service_and_the_old_address_is_not_reused_at_on
 
 
 def test_services_with_one_key_share_an_address_when_their_ports_differ() -> None:
-    result = run(
-        [V4],
-        [
-            service("dns-tcp", share="dns", ports=[("TCP", 53)]),
-            service("dns-udp", share="dns", ports=[("UDP", 53)]),
-            service("web", share="dns", ports=[("TCP", 53)]),
-            service("other-ns", namespace="team", share="dns", ports=[("TCP", 80)]),
-            service("no-key", ports=[("TCP", 8080)]),
-        ],
-    )
+    services_ = [
+        service("dns-tcp", share="dns", ports=[("TCP", 53)]),
+        service("dns-udp", share="dns", ports=[("UDP", 53)]),
+        service("web", share="dns", ports=[("TCP", 53)]),
+        service("other-ns", namespace="team", share="dns", ports=[("TCP", 80)]),
+        service("no-key", ports=[("TCP", 8080)]),
+    ]
+    result = run([V4], services_)
     assert got(result, "dns-tcp") == got(result, "dns-udp") == ["192.0.2.1"]
     assert got(result, "no-key") == ["192.0.2.2"]
     assert got(result, "web") == ["192.0.2.3"], "TCP/53 clashes: an address of its own"
     assert got(result, "other-ns", "team") == ["192.0.2.4"], "keys are per namespace"
+    (clash,) = result.failures
+    assert (clash.ref.name, clash.reason, clash.path) == ("web", Reason.SHARE_CLASH, "spec.ports")
+    assert clash.message == (
+        "cannot share an address of key 'dns': TCP/53 with Service default/dns-tcp on "
+        "192.0.2.1; it gets an ipv4 address of its own"
+    )
+    again = run([V4], applied(services_, result))
+    assert again.failures == () and again.changes() == [], "reported once, when it happens"
     assert result.groups[0].allocated == {api.Family.IPV4: 4}
 
 
