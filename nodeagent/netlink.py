@@ -133,16 +133,34 @@ class Kubelb:
         return index
 
     def _promote_secondaries(self) -> None:
-        # Without it, deleting the first IPv4 address of a subnet deletes every other
-        # address of that subnet too: one Service leaving would take others with it.
+        """Without it, deleting the first IPv4 address of a subnet deletes every other
+        address of that subnet too: one Service leaving would take others with it.
+
+        Set through netlink (needs only CAP_NET_ADMIN; in a container ``/proc/sys`` is
+        mounted read-only), with the sysctl file as the fallback."""
         path = self.sysctl_root / "net/ipv4/conf" / self.ifname / "promote_secondaries"
         try:
-            if path.read_text().strip() != "1":
+            if path.read_text().strip() == "1":
+                return
+        except OSError:
+            pass
+        try:
+            set_promote_secondaries(self._link_index())
+            return
+        except OSError as netlink_error:
+            try:
                 path.write_text("1\n")
-        except OSError as exc:
-            raise InterfaceError(
-                f"cannot enable promote_secondaries on {self.ifname}: {exc}"
-            ) from exc
+            except OSError as exc:
+                raise InterfaceError(
+                    f"cannot enable promote_secondaries on {self.ifname}: netlink said "
+                    f"{netlink_error}; {path}: {exc}"
+                ) from exc
+
+    def _link_index(self) -> int:
+        found = self._ipr.link_lookup(ifname=self.ifname)
+        if not found:
+            raise InterfaceError(f"{self.ifname} does not exist")
+        return int(found[0])
 
     @property
     def index(self) -> int:
@@ -474,3 +492,33 @@ def _order(iface: Interface) -> tuple[int, int, int]:
 
 def _net_order(net: Network) -> tuple[int, int, int]:
     return (net.version, int(net.network_address), net.prefixlen)
+
+
+_RTM_SETLINK, _NLMSG_ERROR = 19, 2
+_NLM_F_REQUEST, _NLM_F_ACK = 0x1, 0x4
+_IFLA_AF_SPEC, _IFLA_INET_CONF = 26, 1
+_IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
+
+
+def _nla(kind: int, payload: bytes) -> bytes:
+    data = struct.pack("=HH", 4 + len(payload), kind) + payload
+    return data + b"\0" * (-len(data) % 4)
+
+
+def set_promote_secondaries(index: int) -> None:
+    """net.ipv4.conf.<link>.promote_secondaries = 1 by RTM_SETLINK (IFLA_AF_SPEC ->
+    AF_INET -> IFLA_INET_CONF -> PROMOTE_SECONDARIES); OSError when refused."""
+    conf = _nla(_IPV4_DEVCONF_PROMOTE_SECONDARIES, struct.pack("=I", 1))
+    spec = _nla(_IFLA_AF_SPEC, _nla(socket.AF_INET, _nla(_IFLA_INET_CONF, conf)))
+    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, index, 0, 0) + spec
+    header = struct.pack("=IHHII", 16 + len(body), _RTM_SETLINK, _NLM_F_REQUEST | _NLM_F_ACK, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+        sock.settimeout(5)
+        sock.sendto(header + body, (0, 0))
+        reply = sock.recv(65536)
+    _length, kind = struct.unpack_from("=IH", reply)
+    if kind != _NLMSG_ERROR:
+        raise OSError(errno.EPROTO, f"unexpected netlink reply type {kind}")
+    (error,) = struct.unpack_from("=i", reply, 16)
+    if error:
+        raise OSError(-error, os.strerror(-error))

@@ -143,3 +143,20 @@ def test_a_request_the_kernel_refuses_is_reported_and_the_rest_is_done(netns: Ne
     assert sorted(out["added"]) == ["192.0.2.7/24", "192.0.2.8/24"]
     assert kernel_addresses(netns) == {"192.0.2.7/24", "192.0.2.8/24"}
     assert "192.0.2.0/24 76" in routes(netns)
+
+
+def test_promote_secondaries_is_set_through_netlink_where_proc_sys_is_read_only(
+    netns: Netns,
+) -> None:
+    """In a container /proc/sys is mounted read-only: netlink (CAP_NET_ADMIN) is enough."""
+    netns.ip("link", "add", "kube-lb0", "type", "ifb")
+    netns.exec("sysctl", "-w", "net.ipv4.conf.kube-lb0.promote_secondaries=0")
+    script = (
+        "from pathlib import Path\n"
+        "from nodeagent.netlink import Kubelb\n"
+        "with Kubelb('kube-lb0', sysctl_root=Path('/nonexistent/proc/sys')) as k:\n"
+        "    k.ensure()\n"
+    )
+    netns.exec(sys.executable, "-c", script)
+    sysctl = netns.exec("sysctl", "-n", "net.ipv4.conf.kube-lb0.promote_secondaries").stdout
+    assert sysctl.strip() == "1"
