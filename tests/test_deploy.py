@@ -198,6 +198,7 @@ KIND_MODELS: dict[tuple[str, str], str] = {
     ("rbac.authorization.k8s.io/v1", "Role"): "V1Role",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "V1RoleBinding",
     ("apps/v1", "DaemonSet"): "V1DaemonSet",
+    ("apps/v1", "Deployment"): "V1Deployment",
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): "V1CustomResourceDefinition",
 }
 CLUSTER_SCOPED = frozenset({"Namespace", "ClusterRole", "ClusterRoleBinding"}) | {
@@ -1448,7 +1449,7 @@ EXPECTED_GRANTS: dict[tuple[str, str, str], frozenset[str]] = {
     ("cluster", "", "services"): frozenset({"get", "list", "watch", "patch"}),
     ("cluster", "", "nodes"): frozenset({"get", "list", "watch"}),
     ("cluster", "discovery.k8s.io", "endpointslices"): frozenset({"list", "watch"}),
-    ("cluster", "events.k8s.io", "events"): frozenset({"create", "patch"}),
+    ("cluster", "events.k8s.io", "events"): frozenset({"create", "get", "patch"}),
     (NAMESPACE, "", "secrets"): frozenset({"get", "list", "watch"}),
     (NAMESPACE, "lbroute.io", "servicegroups"): frozenset({"get", "list", "watch"}),
     (NAMESPACE, "lbroute.io", "peers"): frozenset({"get", "list", "watch"}),
@@ -1546,7 +1547,11 @@ def test_deploy_rbac_rules_name_no_wildcard() -> None:
 def test_deploy_rbac_checks_can_fail() -> None:
     """A rule one step broader than the list is caught by the checks above."""
     objects = load_objects(DEPLOY)
-    (cluster_role,) = [o for o in objects if o["kind"] == "ClusterRole"]
+    (cluster_role,) = [
+        o
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == SERVICE_ACCOUNT
+    ]
     cluster_role["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]})
     perms = Permissions.from_objects(objects, namespace=NAMESPACE, name=SERVICE_ACCOUNT)
     assert perms.allows("get", "", "secrets", namespace="default")
