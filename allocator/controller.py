@@ -50,7 +50,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from allocator.ipam import Allocation, Assignment, Failure, GroupStats, allocate, invalid_groups
 from allocator.service import ALLOCATED_FROM, LBService, ingress, parse_service
 from nodeagent.kube import LBROUTE_GROUP, LBROUTE_VERSION, Kind, KubernetesSource, Timing
-from nodeagent.kubestatus import EventRecorder, condition
+from nodeagent.kubestatus import EventRecorder, read_change_write, with_condition
 from nodeagent.source import Snapshot
 from nodeagent.status import Health
 from renderer import api
@@ -664,63 +664,45 @@ class Allocator:
 
     def _write_group(self, ref: ObjectRef, stats: GroupStats | None, invalid: str | None) -> None:
         want = _group_status(stats, invalid)
-        for _ in range(CONFLICT_RETRIES):
-            if not self.elector.is_leader():
-                return
-            try:
-                current = _body(
-                    self.custom.get_namespaced_custom_object_status(
-                        LBROUTE_GROUP,
-                        LBROUTE_VERSION,
-                        ref.namespace,
-                        "servicegroups",
-                        ref.name,
-                        _preload_content=False,
-                    )
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                raise
-            status = dict(current.get("status") or {})
-            if _group_status_is(status, want):
-                return
-            state, reason, message = want["condition"]
-            mine = condition(CONDITION, state, reason, message, status)
-            mine["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
-            status["conditions"] = [
-                *(c for c in status.get("conditions") or () if c.get("type") != CONDITION),
-                mine,
-            ]
+
+        def change(current: JSON) -> JSON | None:
+            if _group_status_is(dict(current.get("status") or {}), want):
+                return None
+            status = with_condition(current, CONDITION, want["condition"])
             for key in ("allocated", "available"):
                 if want[key] is None:
                     status.pop(key, None)
                 else:
                     status[key] = want[key]
-            body = {
-                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "status": status,
-            }
-            if not self.elector.is_leader():
-                return
-            try:
-                self.custom.patch_namespaced_custom_object_status(
+            return {"status": status}
+
+        def read() -> JSON:
+            return _body(
+                self.custom.get_namespaced_custom_object_status(
                     LBROUTE_GROUP,
                     LBROUTE_VERSION,
                     ref.namespace,
                     "servicegroups",
                     ref.name,
-                    body,
-                    _content_type=MERGE,
+                    _preload_content=False,
                 )
-            except ApiException as exc:
-                if exc.status == 409:
-                    continue
-                if exc.status == 404:
-                    return
-                raise
-            return
-        log.warning("%s: status kept changing under us; the next pass tries again", ref)
+            )
+
+        read_change_write(
+            ref,
+            read,
+            change,
+            lambda body: self.custom.patch_namespaced_custom_object_status(
+                LBROUTE_GROUP,
+                LBROUTE_VERSION,
+                ref.namespace,
+                "servicegroups",
+                ref.name,
+                body,
+                _content_type=MERGE,
+            ),
+            allowed=self.elector.is_leader,
+        )
 
     def _pool_metrics(self, result: Allocation) -> None:
         self.metrics.pool_size.clear()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nodeagent.objects import list_at, mapping_at
 from renderer.api import LOADBALANCER_CLASS, Family
 from renderer.errors import ObjectRef, Problem, Severity
 from renderer.fields import IPAddress, parse_ip
@@ -124,18 +125,8 @@ class LBService:
         return (self.ref.namespace, self.share_key) if self.share_key else None
 
 
-def _map(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
-    value = obj.get(key)
-    return value if isinstance(value, Mapping) else {}
-
-
-def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
-    value = obj.get(key)
-    return value if isinstance(value, list) else []
-
-
 def is_ours(obj: Mapping[str, Any], *, default_class: bool) -> bool:
-    spec = _map(obj, "spec")
+    spec = mapping_at(obj, "spec")
     if spec.get("type") != "LoadBalancer":
         return False
     cls = spec.get("loadBalancerClass")
@@ -146,7 +137,7 @@ def ingress_ips(obj: Mapping[str, Any]) -> tuple[IPAddress, ...]:
     """The IPs of status.loadBalancer.ingress, each once; entries that are not IPs are
     left out (the caller that needs to report them reads them itself)."""
     found: list[IPAddress] = []
-    for item in _list(_map(_map(obj, "status"), "loadBalancer"), "ingress"):
+    for item in list_at(mapping_at(mapping_at(obj, "status"), "loadBalancer"), "ingress"):
         ip = item.get("ip") if isinstance(item, Mapping) else None
         if ip is None:
             continue
@@ -161,8 +152,8 @@ def ingress_ips(obj: Mapping[str, Any]) -> tuple[IPAddress, ...]:
 
 def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService | None:
     """The Service as the allocator needs it, or None when it does not concern it."""
-    meta = _map(obj, "metadata")
-    annotations = _map(meta, "annotations")
+    meta = mapping_at(obj, "metadata")
+    annotations = mapping_at(meta, "annotations")
     ours = is_ours(obj, default_class=default_class)
     allocated_text = annotations.get(ALLOCATED_FROM)
     allocated = AllocatedFrom.parse(str(allocated_text)) if allocated_text else None
@@ -189,9 +180,9 @@ def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService |
     def error(path: str, message: str) -> None:
         problems.append(Problem(severity=Severity.ERROR, ref=ref, path=path, message=message))
 
-    spec = _map(obj, "spec")
+    spec = mapping_at(obj, "spec")
     families: list[Family] = []
-    for i, value in enumerate(_list(spec, "ipFamilies")):
+    for i, value in enumerate(list_at(spec, "ipFamilies")):
         family = _FAMILIES.get(str(value))
         if family is None:
             error(f"spec.ipFamilies[{i}]", f"{value!r} is not valid; expected IPv4 or IPv6")
@@ -214,13 +205,13 @@ def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService |
         else _annotation_path(ADDRESSES)
     )
     ports: set[tuple[str, int]] = set()
-    for item in _list(spec, "ports"):
+    for item in list_at(spec, "ports"):
         if isinstance(item, Mapping) and isinstance(item.get("port"), int):
             ports.add((str(item.get("protocol") or "TCP"), int(item["port"])))
     share_key = annotations.get(SHARED)
     scope: tuple[str, ...] = ("Cluster",)
     if spec.get("externalTrafficPolicy") == "Local":
-        selector = _map(spec, "selector")
+        selector = mapping_at(spec, "selector")
         scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
     group = annotations.get(SERVICE_GROUP)
     return LBService(
@@ -285,7 +276,7 @@ def ingress(obj: Mapping[str, Any], addresses: tuple[IPAddress, ...]) -> list[di
     """status.loadBalancer.ingress for ``addresses``, in their order; the other fields of
     an entry that already named one of them (ipMode, ports) are kept."""
     old: dict[str, Mapping[str, Any]] = {}
-    for item in _list(_map(_map(obj, "status"), "loadBalancer"), "ingress"):
+    for item in list_at(mapping_at(mapping_at(obj, "status"), "loadBalancer"), "ingress"):
         if isinstance(item, Mapping) and isinstance(item.get("ip"), str):
             old.setdefault(item["ip"], item)
     return [{**old.get(str(a), {}), "ip": str(a)} for a in addresses]

@@ -28,6 +28,38 @@ from renderer.view import NodeView, build_view, select_agent
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _kube_options(kubeconfig_help: str, namespace_help: str) -> Callable[[F], F]:
+    """--kubeconfig, --context and --namespace, as every command that talks to the API
+    takes them."""
+
+    def decorate(command: F) -> F:
+        for option in reversed(
+            (
+                click.option(
+                    "--kubeconfig",
+                    type=click.Path(path_type=Path, dir_okay=False),
+                    help=kubeconfig_help,
+                ),
+                click.option(
+                    "--context",
+                    "kube_context",
+                    help="Kubeconfig context (default: the current one).",
+                ),
+                click.option(
+                    "--namespace",
+                    envvar="POD_NAMESPACE",
+                    default="lbroute",
+                    show_default=True,
+                    help=namespace_help,
+                ),
+            )
+        ):
+            command = option(command)
+        return command
+
+    return decorate
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         return json.dumps(
@@ -217,18 +249,9 @@ def validate(**kwargs: Any) -> None:
     help="Watch the Kubernetes API instead (in-cluster, or --kubeconfig) and publish "
     "NodeState, Events and conditions.",
 )
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Kubeconfig file for --kubernetes (default: the in-cluster service account).",
-)
-@click.option("--context", "kube_context", help="Kubeconfig context (default: the current one).")
-@click.option(
-    "--namespace",
-    envvar="POD_NAMESPACE",
-    default="lbroute",
-    show_default=True,
-    help="Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates.",
+@_kube_options(
+    "Kubeconfig file for --kubernetes (default: the in-cluster service account).",
+    "Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates.",
 )
 @click.option(
     "--node", required=True, envvar="NODE_NAME", help="Name of the Node this agent runs on."
@@ -422,18 +445,9 @@ def demo(example: Path) -> None:
 
 
 @main.command()
-@click.option(
-    "--kubeconfig",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Kubeconfig file (default: the in-cluster service account).",
-)
-@click.option("--context", "kube_context", help="Kubeconfig context (default: the current one).")
-@click.option(
-    "--namespace",
-    envvar="POD_NAMESPACE",
-    default="lbroute",
-    show_default=True,
-    help="Namespace of the ServiceGroups and of the Lease.",
+@_kube_options(
+    "Kubeconfig file (default: the in-cluster service account).",
+    "Namespace of the ServiceGroups and of the Lease.",
 )
 @click.option(
     "--default-class/--no-default-class",

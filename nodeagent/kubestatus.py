@@ -52,6 +52,7 @@ PLURALS = {"ServiceGroup": "servicegroups", "Peer": "peers", "NodeAgent": "nodea
 MAX_MESSAGE = 32768
 MAX_NOTE = 1024  # events.k8s.io/v1 rejects longer notes
 CONFLICT_RETRIES = 5
+MERGE = "application/merge-patch+json"
 CORE_KINDS = {"Service": "v1", "Secret": "v1", "Node": "v1"}
 
 
@@ -249,7 +250,13 @@ class KubeReporter:
         name = self.node
         try:
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, "nodestates", name, {"status": status}
+                GROUP,
+                VERSION,
+                self.namespace,
+                "nodestates",
+                name,
+                {"status": status},
+                _content_type=MERGE,
             )
         except ApiException as exc:
             if exc.status != 404:
@@ -264,7 +271,13 @@ class KubeReporter:
                 GROUP, VERSION, self.namespace, "nodestates", body
             )
             self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, "nodestates", name, {"status": status}
+                GROUP,
+                VERSION,
+                self.namespace,
+                "nodestates",
+                name,
+                {"status": status},
+                _content_type=MERGE,
             )
         self._node_status = status
 
@@ -308,47 +321,32 @@ class KubeReporter:
 
     def _set_valid(self, ref: ObjectRef, want: tuple[str, str, str]) -> None:
         plural = PLURALS[ref.kind]
-        for _ in range(CONFLICT_RETRIES):
-            try:
-                current = _json(
-                    self.custom.get_namespaced_custom_object_status(
-                        GROUP, VERSION, ref.namespace, plural, ref.name, _preload_content=False
-                    )
+        before: list[tuple[str, str, str] | None] = []
+
+        def change(current: JSON) -> JSON | None:
+            before[:] = [_current_valid(current)]
+            if before[0] == want:
+                return None  # another agent said it already
+            return {"status": with_condition(current, "Valid", want)}
+
+        written = read_change_write(
+            ref,
+            lambda: _json(
+                self.custom.get_namespaced_custom_object_status(
+                    GROUP, VERSION, ref.namespace, plural, ref.name, _preload_content=False
                 )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return  # deleted meanwhile
-                raise
-            before = _current_valid(current)
-            if before == want:
-                return  # another agent said it already
-            status = dict(current.get("status") or {})
-            valid = condition("Valid", *want, status)
-            valid["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
-            status["conditions"] = [
-                *(c for c in status.get("conditions") or () if c.get("type") != "Valid"),
-                valid,
-            ]
-            body = {
-                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "status": status,
-            }
-            try:
-                self.custom.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, ref.namespace, plural, ref.name, body
-                )
-            except ApiException as exc:
-                if exc.status == 409:
-                    continue
-                if exc.status == 404:
-                    return
-                raise
-            if want[0] == "False":
-                self._event(ref, "Warning", "Invalid", want[2])
-            elif before is not None and before[0] == "False":
-                self._event(ref, "Normal", "Valid", "the problems reported before are fixed")
+            ),
+            change,
+            lambda body: self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, ref.namespace, plural, ref.name, body, _content_type=MERGE
+            ),
+        )
+        if not written:
             return
-        log.warning("%s: status kept changing under us; will try again", ref)
+        if want[0] == "False":
+            self._event(ref, "Warning", "Invalid", want[2])
+        elif before[0] is not None and before[0][0] == "False":
+            self._event(ref, "Normal", "Valid", "the problems reported before are fixed")
 
     def _node_problem_events(self, report: Report) -> None:
         now = {(p.ref, str(p)) for p in report.node_problems if p.ref.kind != "Node"}
@@ -367,36 +365,23 @@ class KubeReporter:
                 self._set_announcing(ref, want)
 
     def _set_announcing(self, ref: ObjectRef, here: bool) -> None:
-        for _ in range(CONFLICT_RETRIES):
-            try:
-                current = self.core.read_namespaced_service(
-                    ref.name, ref.namespace, _preload_content=False
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return
-                raise
-            obj = _json(current)
-            nodes = _nodes(obj)
+        def change(current: JSON) -> JSON | None:
+            nodes = _nodes(current)
             if (self.node in nodes) == here:
-                return
+                return None
             nodes = (nodes | {self.node}) if here else (nodes - {self.node})
-            value = ",".join(sorted(nodes)) or None
-            body = {
-                "metadata": {
-                    "resourceVersion": obj["metadata"]["resourceVersion"],
-                    "annotations": {ANNOUNCING: value},
-                }
-            }
-            try:
-                self.core.patch_namespaced_service(ref.name, ref.namespace, body)
-                return
-            except ApiException as exc:
-                if exc.status == 409:
-                    continue
-                if exc.status == 404:
-                    return
-                raise
+            return {"metadata": {"annotations": {ANNOUNCING: ",".join(sorted(nodes)) or None}}}
+
+        read_change_write(
+            ref,
+            lambda: _json(
+                self.core.read_namespaced_service(ref.name, ref.namespace, _preload_content=False)
+            ),
+            change,
+            lambda body: self.core.patch_namespaced_service(
+                ref.name, ref.namespace, body, _content_type=MERGE
+            ),
+        )
 
     # -- Events ---------------------------------------------------------------------
 
@@ -480,7 +465,59 @@ class EventRecorder:
         current = self.events.read_namespaced_event(name, namespace, _preload_content=False)
         series = _json(current).get("series") or {"count": 1}
         patch = {"series": {"count": int(series["count"]) + 1, "lastObservedTime": now}}
-        self.events.patch_namespaced_event(name, namespace, patch)
+        self.events.patch_namespaced_event(name, namespace, patch, _content_type=MERGE)
+
+
+def read_change_write(
+    ref: ObjectRef,
+    read: Callable[[], JSON],
+    change: Callable[[JSON], JSON | None],
+    write: Callable[[JSON], Any],
+    *,
+    allowed: Callable[[], bool] = lambda: True,
+) -> bool:
+    """Change an object without undoing anyone else's change to it: read it, let
+    ``change`` compute a merge patch from what was read (None: nothing to do), and write
+    it with the resourceVersion read, so that a write in between fails with 409 and
+    the whole is done again (:data:`CONFLICT_RETRIES` times). An object that is gone
+    (404) needs nothing. ``allowed`` is asked before each write (a leader that lost its
+    lease stops). True when the patch was written."""
+    for _ in range(CONFLICT_RETRIES):
+        try:
+            current = read()
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        patch = change(current)
+        if patch is None or not allowed():
+            return False
+        meta = patch.setdefault("metadata", {})
+        meta["resourceVersion"] = (current.get("metadata") or {})["resourceVersion"]
+        try:
+            write(patch)
+        except ApiException as exc:
+            if exc.status == 409:
+                continue
+            if exc.status == 404:
+                return False
+            raise
+        return True
+    log.warning("%s: kept changing under us; the next pass tries again", ref)
+    return False
+
+
+def with_condition(current: Mapping[str, Any], kind: str, want: tuple[str, str, str]) -> JSON:
+    """``current``'s status with condition ``kind`` set to (status, reason, message) and
+    every other condition as it was."""
+    status = dict(current.get("status") or {})
+    mine = condition(kind, *want, status)
+    mine["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
+    status["conditions"] = [
+        *(c for c in status.get("conditions") or () if c.get("type") != kind),
+        mine,
+    ]
+    return status
 
 
 def _current_valid(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:

@@ -39,18 +39,18 @@ class Endpoints:
     ready_nodes: frozenset[str]
 
 
-def _map(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+def mapping_at(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     value = obj.get(key)
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(obj: Mapping[str, Any], key: str) -> list[Any]:
+def list_at(obj: Mapping[str, Any], key: str) -> list[Any]:
     value = obj.get(key)
     return value if isinstance(value, list) else []
 
 
 def _ref(obj: Mapping[str, Any], kind: str) -> ObjectRef:
-    meta = _map(obj, "metadata")
+    meta = mapping_at(obj, "metadata")
     return ObjectRef(
         kind=kind,
         namespace=str(meta.get("namespace") or "default"),
@@ -66,16 +66,16 @@ def parse_service(
     Ours: type LoadBalancer with loadBalancerClass ``lbroute.io/lbroute``, or with no
     class when this agent is the cluster's default LoadBalancer implementation.
     """
-    spec = _map(obj, "spec")
+    spec = mapping_at(obj, "spec")
     if spec.get("type") != "LoadBalancer":
         return None
     cls = spec.get("loadBalancerClass")
     if cls != LOADBALANCER_CLASS and not (cls is None and default_class):
         return None
     ref = _ref(obj, "Service")
-    status = _map(obj, "status")
-    lb = _map(status, "loadBalancer")
-    ingress = _list(lb, "ingress")
+    status = mapping_at(obj, "status")
+    lb = mapping_at(status, "loadBalancer")
+    ingress = list_at(lb, "ingress")
     addresses: list[IPAddress] = []
     for i, item in enumerate(ingress):
         ip = item.get("ip") if isinstance(item, Mapping) else None
@@ -95,8 +95,8 @@ def parse_service(
             continue
         if address not in addresses:
             addresses.append(address)
-    meta = _map(obj, "metadata")
-    annotations = _map(meta, "annotations")
+    meta = mapping_at(obj, "metadata")
+    annotations = mapping_at(meta, "annotations")
     group = annotations.get("lbroute.io/service-group")
     return Service(
         ref=ref,
@@ -114,8 +114,8 @@ def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozense
     """
     found: dict[ObjectRef, set[str]] = {}
     for obj in slices:
-        meta = _map(obj, "metadata")
-        labels = _map(meta, "labels")
+        meta = mapping_at(obj, "metadata")
+        labels = mapping_at(meta, "labels")
         service = labels.get(SERVICE_NAME_LABEL)
         if not service:
             continue
@@ -123,10 +123,10 @@ def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozense
             kind="Service", namespace=str(meta.get("namespace") or "default"), name=str(service)
         )
         nodes = found.setdefault(ref, set())
-        for ep in _list(obj, "endpoints"):
+        for ep in list_at(obj, "endpoints"):
             if not isinstance(ep, Mapping):
                 continue
-            conditions = _map(ep, "conditions")
+            conditions = mapping_at(ep, "conditions")
             if conditions.get("ready") is False:
                 continue
             node = ep.get("nodeName")
