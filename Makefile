@@ -20,7 +20,7 @@ golden: install
 	$(VENV)/bin/pytest -q tests/test_golden.py --update-golden
 
 bench: install
-	$(PY) bench/render_bench.py
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis *.egg-info

@@ -1,0 +1,384 @@
+#!/usr/bin/env python3
+"""The benchmark suite (``make bench``): every benchmark in turn, then bench/RESULTS.md.
+
+Each benchmark runs as a child process with ``--json`` (so each one starts and removes
+its own namespaces and daemons, and a SIGTERM here is passed on and waited for); this
+script only collects their documents, writes them to ``bench/results.json`` and turns
+them into ``bench/RESULTS.md``: a summary table (figure, floor measured in the same
+run, ratio, target), then each benchmark with the command that produced it.
+
+    .venv/bin/python bench/run_all.py [--quick] [--only kubelb,lab,apply,memory,render]
+
+``--quick`` runs every benchmark at small counts and writes its report to the system's
+temporary directory instead (never over the committed results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchlib import ROOT, Json, Stopped, log, machine, need_root, stop_on_signals
+
+BENCH = ROOT / "bench"
+PY = ".venv/bin/python"
+SUITE: dict[str, tuple[list[str], list[str], float]] = {
+    # name: (arguments, extra arguments for --quick, seconds allowed)
+    "kubelb": (["bench/kubelb_bench.py"], ["--quick"], 600),
+    "lab": (["bench/lab_bench.py"], ["--quick"], 1800),
+    "apply": (["bench/apply_bench.py"], ["--quick"], 1200),
+    "memory": (["bench/memory_bench.py"], ["--quick"], 900),
+    "render": (
+        ["bench/render_bench.py", "--runs", "3", "--scale", "", "--parse-budget", "30"],
+        ["--groups", "100", "--peers", "50"],
+        600,
+    ),
+}
+
+# Why a target is missed, where the reason is known (printed only when it is missed).
+WHY: dict[str, str] = {}
+
+
+# -- running ------------------------------------------------------------------------------
+
+
+def run_child(name: str, quick: bool, out: Path) -> Json:
+    args, quick_args, allowed = SUITE[name]
+    command = [PY, *args, *(quick_args if quick else []), "--json", str(out)]
+    shown = " ".join(a if a else "''" for a in command[:-2])
+    log(f"== {name}: {shown}")
+    started = time.monotonic()
+    proc = subprocess.Popen(command, cwd=ROOT)
+    try:
+        code = proc.wait(timeout=allowed)
+    except (Stopped, subprocess.TimeoutExpired) as exc:
+        proc.send_signal(signal.SIGTERM)  # it cleans up, then exits
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if isinstance(exc, Stopped):
+            raise
+        return {"error": f"stopped after {allowed:g} s", "command": shown}
+    if code != 0 or not out.exists():
+        return {"error": f"exit status {code}", "command": shown}
+    data: Json = json.loads(out.read_text(encoding="utf-8"))
+    data["command"] = shown
+    data["wall_seconds"] = time.monotonic() - started
+    return data
+
+
+# -- formatting ---------------------------------------------------------------------------
+
+
+def secs(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if value < 1:
+        return f"{value * 1000:.1f} ms" if value < 0.1 else f"{value * 1000:.0f} ms"
+    return f"{value:.2f} s"
+
+
+def spread(s: Json | None) -> str:
+    """median [min-max] (n runs)."""
+    if not s or s.get("median") is None:
+        return "n/a"
+    return f"{secs(s['median'])} [{secs(s['min'])}-{secs(s['max'])}] ({s['n']} runs)"
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def verdict(ok: bool | None) -> str:
+    return "n/a" if ok is None else ("yes" if ok else "**no**")
+
+
+Row = tuple[str, str, str, str, str, str]
+"""measurement, figure, floor, ratio, target, met."""
+
+
+def kubelb_rows(data: Json) -> list[Row]:
+    rows: list[Row] = []
+    for r in data.get("results", []):
+        n = f"{r['addresses']:,}"
+        floor = spread(r["floor_ip_batch"])
+        for key, what in (("reconcile", "Kubelb.reconcile"), ("pass", "desired_state + reconcile")):
+            got = r[f"ratio_{key}"]
+            rows.append(
+                (
+                    f"1. kube-lb0, {n} addresses, cold: {what}",
+                    spread(r[key]),
+                    f"`ip -batch`: {floor}",
+                    f"{got:.2f}x",
+                    f"<= {r['target_ratio']}x",
+                    verdict(got <= r["target_ratio"]),
+                )
+            )
+    return rows
+
+
+def _p(d: Json, key: str) -> float | None:
+    value = d.get(key)
+    return float(value) if value is not None else None
+
+
+def latency_rows(data: Json, phase: str, number: str) -> list[Row]:
+    rows: list[Row] = []
+    for r in data.get("latency", []):
+        dist = r[phase]
+        floor = r.get("floor", {}).get(phase, {})
+        target = r.get("target_p99")
+        missing = r[f"missing_{phase}"]
+        p99 = _p(dist, "p99")
+        figure = f"p50 {secs(_p(dist, 'p50'))}, p99 {secs(p99)} (n={dist['n']})"
+        if missing:
+            figure += f", **{missing} never seen**"
+        ok = None
+        if target is not None and phase == "announce":
+            ok = p99 is not None and p99 < target and not missing
+        rows.append(
+            (
+                f"{number}. {r['row']}",
+                figure,
+                f"p50 {secs(_p(floor, 'p50'))}, p99 {secs(_p(floor, 'p99'))}" if floor else "n/a",
+                f"p50 {ratio(_p(dist, 'p50'), _p(floor, 'p50'))}, "
+                f"p99 {ratio(p99, _p(floor, 'p99'))}"
+                if floor
+                else "n/a",
+                f"p99 < {secs(target)}" if target and phase == "announce" else "reported",
+                verdict(ok),
+            )
+        )
+    return rows
+
+
+def apply_rows(data: Json) -> list[Row]:
+    rows: list[Row] = []
+    base: dict[str, float] = {}
+    for r in data.get("results", []):
+        what = f"4. {r['router'].upper()} apply, {r['groups']:,} groups / {r['peers']:,} peers"
+        if "driver" not in r:
+            rows.append(
+                (
+                    what,
+                    f"first load > {r['budget']:g} s: not measured",
+                    f"{r['config_lines']:,} config lines",
+                    "n/a",
+                    "reported",
+                    "n/a",
+                )
+            )
+            continue
+        median = r["driver"]["median"]
+        base.setdefault(r["router"], median)
+        growth = median / base[r["router"]]
+        rows.append(
+            (
+                what,
+                f"{spread(r['driver'])}; {growth:.0f}x the smallest point",
+                f"{'`birdc configure`' if r['router'] == 'bird' else '`frr-reload.py`'}: "
+                f"{spread(r['floor'])}",
+                f"{r['ratio']:.2f}x",
+                "reported",
+                "n/a",
+            )
+        )
+    return rows
+
+
+def lab_rows(data: Json) -> list[Row]:
+    rows: list[Row] = []
+    rows += latency_rows(data, "announce", "2")
+    rows += latency_rows(data, "withdraw", "3")
+    b = data.get("bursts")
+    if b:
+        per = ", ".join(
+            f"{n} ({'BIRD' if n == 'node-a' else 'FRR'}): max {int(s['max'])}"
+            for n, s in b["applies"].items()
+        )
+        rows.append(
+            (
+                f"5. Bursts: {b['changes']:,} changes in 1 s, {b['bursts']} bursts",
+                f"applies per burst: {per}; newest config running "
+                f"{secs(b['settle']['median'])} after the last change",
+                "n/a",
+                "n/a",
+                f"<= {b['target_max_applies']} applies",
+                verdict(b["max_applies"] <= b["target_max_applies"]),
+            )
+        )
+    h = data.get("hitless")
+    if h:
+        applied = ", ".join(f"{n}: {c}" for n, c in h["applies"].items())
+        bad = h["bgp_session_resets"] + h["untouched_route_deletions"]
+        rows.append(
+            (
+                f"6. Hitless: {h['toggles']} applies on each node",
+                f"{h['bgp_session_resets']} BGP session resets of {h['bgp_sessions']}, "
+                f"{h['untouched_route_deletions']} deletions "
+                f"({h['untouched_route_events']} events) of untouched routes; applies {applied}",
+                "n/a",
+                "n/a",
+                "0 resets, 0 deletions",
+                verdict(bad == 0 and min(h["applies"].values()) >= h["toggles"]),
+            )
+        )
+    for f in data.get("failover", []):
+        median = f["seconds"]["median"]
+        rows.append(
+            (
+                f"8. BFD failover, {f['router'].upper()} node frozen",
+                spread(f["seconds"]),
+                f"BFD detection time {secs(f['floor_bfd_detect'])}",
+                ratio(median, f["floor_bfd_detect"]),
+                f"< {secs(f['target'])}",
+                verdict(f["seconds"]["max"] < f["target"]),
+            )
+        )
+    return rows
+
+
+def memory_rows(data: Json) -> list[Row]:
+    if "first_pass" not in data:
+        return []
+    first, after = data["first_pass"], data["after_update"]
+    peak = max(first["VmHWM"], after["VmHWM"]) / 1024
+    return [
+        (
+            f"7. Agent memory, {data['services']:,} Services, {data['endpoints']:,} endpoints",
+            f"VmRSS {first['VmRSS'] / 1024:.0f} MiB after the first pass, "
+            f"{after['VmRSS'] / 1024:.0f} MiB after an update; VmHWM {peak:.0f} MiB",
+            "n/a",
+            "n/a",
+            f"< {data['target_mib']} MB",
+            verdict(peak < data["target_mib"] * 1e6 / 2**20),
+        )
+    ]
+
+
+def render_rows(data: Json) -> list[Row]:
+    rows: list[Row] = []
+    for r in data.get("main", []):
+        total, parse = r["seconds"]["total"], r["seconds"]["parse"]
+        rows.append(
+            (
+                f"0. Render, {r['groups']:,} groups / {r['peers']:,} peers, {r['router'].upper()}",
+                spread({**total, "n": data["runs"]}),
+                f"router's parser: {spread({**parse, 'n': r['parse_runs']}) if parse else 'n/a'}",
+                f"{r['total_over_parse']:.2f}x" if r["total_over_parse"] else "n/a",
+                f"< {secs(data['target_seconds'])}",
+                verdict(total["median"] < data["target_seconds"]),
+            )
+        )
+    return rows
+
+
+ROWS: dict[str, Callable[[Json], list[Row]]] = {
+    "render": render_rows,
+    "kubelb": kubelb_rows,
+    "lab": lab_rows,
+    "apply": apply_rows,
+    "memory": memory_rows,
+}
+
+
+def table(rows: list[Row]) -> list[str]:
+    lines = [
+        "| measurement | figure: median [min-max] or percentiles | floor, same run | ratio "
+        "| target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def report(results: dict[str, Json], env: Json, quick: bool, seconds: float) -> str:
+    rows: list[Row] = []
+    for name in ("render", "kubelb", "lab", "apply", "memory"):
+        if name in results and "error" not in results[name]:
+            rows += ROWS[name](results[name])
+    rows.sort(key=lambda r: int(r[0].split(".")[0]))
+    lines = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (`bench/run_all.py`); how each figure is measured is in "
+        "[README.md](README.md), the raw numbers in [results.json](results.json).",
+        "",
+        f"- Machine: {env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB memory, "
+        f"Linux {env['kernel']}; BIRD {env['bird']}, FRR {env['frr']}, "
+        f"iproute2 {env['iproute2']}, Python {env['python']}",
+        f"- Run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+        f"{'**quick mode** (small counts), ' if quick else ''}"
+        f"{seconds / 60:.1f} minutes in all",
+        "- Spread: median [min-max] over the runs; latencies as nearest-rank percentiles of "
+        "every sample. Each floor was measured in the same run, on the same machine.",
+        "",
+        "## Summary",
+        "",
+        *table(rows),
+        "",
+    ]
+    missed = [r for r in rows if r[5] == "**no**"]
+    lines += ["## Targets missed", ""]
+    if not missed:
+        lines += ["None.", ""]
+    for r in missed:
+        lines.append(f"- {r[0]}: {r[1]} against a target of {r[4]}.")
+        key = r[0].split(".")[0]
+        if key in WHY:
+            lines.append(f"  {WHY[key]}")
+    lines.append("")
+    lines += ["## Commands", ""]
+    for name, data in results.items():
+        took = data.get("wall_seconds")
+        lines.append(
+            f"- {name}: `{data.get('command', '?')}`"
+            + (f" ({took / 60:.1f} min)" if took else "")
+            + (f": **failed: {data['error']}**" if "error" in data else "")
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--quick", action="store_true", help="small counts, for development")
+    parser.add_argument("--only", default=",".join(SUITE), help="comma-separated benchmarks")
+    parser.add_argument("--output", type=Path, help="the report (default: bench/RESULTS.md)")
+    args = parser.parse_args()
+    need_root()
+    stop_on_signals()
+    names = [n for n in SUITE if n in args.only.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="lbroute-bench-results-"))
+    output = args.output or (tmp / "RESULTS.md" if args.quick else BENCH / "RESULTS.md")
+    raw = output.with_name("results.json")
+    started = time.monotonic()
+    results: dict[str, Json] = {}
+    for name in names:
+        results[name] = run_child(name, args.quick, tmp / f"{name}.json")
+        if "error" in results[name]:
+            log(f"{name} failed: {results[name]['error']}")
+    seconds = time.monotonic() - started
+    env = machine()
+    document: dict[str, Any] = {"machine": env, "quick": args.quick, "seconds": seconds}
+    raw.write_text(json.dumps(document | {"results": results}, indent=2) + "\n")
+    output.write_text(report(results, env, args.quick, seconds), encoding="utf-8")
+    log(f"wrote {output} and {raw} ({seconds / 60:.1f} minutes)")
+    return 1 if any("error" in r for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
