@@ -7,18 +7,19 @@ the render benchmark's objects, ``bench/render_bench.py``), a fresh network name
 gets ``kube-lb0`` and ``eth0`` and the router daemon(s), and the node's configuration is
 loaded once with the daemon's own reload (reported apart; a point whose first load
 takes more than ``--budget`` seconds is reported as such and has no runs). Then the
-driver takes the file over, and each run changes one ServiceGroup's BGP
-communities (the first group they reach the configuration of; two values in turn, so
-every apply has work to do) and measures:
+driver takes the file over, and each run changes one ServiceGroup's BGP communities
+(the first group whose communities reach the configuration) and measures, in turn:
 
-- **driver**: ``BirdDriver.apply`` / ``FrrDriver.apply`` (``nodeagent.routers``), the
-  whole of what the agent does: the router's parser, an atomic write, the reload, and
-  for BIRD ``configure confirm``, for FRR ``frr-reload.py --test`` afterwards.
-- **floor**: the daemon's own reload of the same file: ``birdc configure "FILE"``, or
-  ``frr-reload.py --reload FILE``, after writing the file.
+- **driver**: from value A to B, ``BirdDriver.apply`` / ``FrrDriver.apply``
+  (``nodeagent.routers``), the whole of what the agent does: the router's parser, an
+  atomic write, the reload, and for BIRD ``configure confirm``, for FRR
+  ``frr-reload.py --test`` afterwards.
+- **floor**: from B back to A, the daemon's own reload of the same kind of file:
+  ``birdc configure "FILE"``, or ``frr-reload.py --reload FILE``, after writing it.
 
-Runs alternate driver and floor. Every driver apply must succeed, and every floor
-reload must exit 0.
+Every driver apply must succeed; after every floor reload, BIRD must say it
+reconfigured and FRR's running configuration must match the file (``frr-reload.py
+--test``, outside the timing).
 
     .venv/bin/python bench/apply_bench.py [--quick] [--runs 3] [--groups 10,100,1000]
 """
@@ -180,8 +181,8 @@ def measure(router: Router, groups: int, runs: int, workdir: Path, budget: float
         driver: list[float] = []
         floor: list[float] = []
         for run_ in range(runs):
-            driver.append(node.apply(texts[(run_ + 1) % 2]))
-            seconds = node.floor(texts[run_ % 2])
+            driver.append(node.apply(texts[1]))  # each a change: 0 -> 1, then 1 -> 0
+            seconds = node.floor(texts[0])
             assert seconds is not None
             floor.append(seconds)
             log(f"  run {run_ + 1}/{runs}: driver {driver[-1]:.3f} s, floor {floor[-1]:.3f} s")
@@ -198,7 +199,7 @@ def main() -> int:
     parser.add_argument("--groups", default="10,100,1000", help="comma-separated counts")
     parser.add_argument("--router", choices=("bird", "frr", "all"), default="all")
     parser.add_argument(
-        "--budget", type=float, default=120.0, help="seconds the first load of a point may take"
+        "--budget", type=float, default=60.0, help="seconds the first load of a point may take"
     )
     parser.add_argument("--json", type=Path, help="write the results here (default: stdout)")
     args = parser.parse_args()

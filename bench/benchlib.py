@@ -128,7 +128,7 @@ def machine() -> Json:
         "python": platform.python_version(),
         "bird": _version(["bird", "--version"], r"version (\S+)"),
         "frr": _version(["vtysh", "--help"], r"version (\S+?)\)"),
-        "iproute2": _version(["ip", "-V"], r"iproute2-(\S+)"),
+        "iproute2": _version(["ip", "-V"], r"iproute2-([\d.]*\d)"),
     }
 
 

@@ -18,7 +18,9 @@ this script adds BFD (100 ms x 3) for the BGP sessions. Every clock is
   deletions are timed. The **floor** is the same run without the agent: the address
   and the table-4242 route the agent would add are added (removed) by ``ip -batch`` in
   the node, the clock starting before ``ip`` starts; the node's router and the
-  protocol are all that is left.
+  protocol are all that is left. With all Services of a row present, the time one
+  ``DirectorySource.load()`` of the manifests takes (what each agent does on every
+  change) is measured in this process too.
 - **bursts**: ``--burst-changes`` ServiceGroup changes (50 groups, one file each,
   rewritten with a new BGP community, evenly over 0.95 s); the applies are counted from
   both agents' ``lbroute_router_applies_total`` on /metrics, until the newest values run.
@@ -72,6 +74,7 @@ from benchlib import (
 )
 
 from lbroute.lab import Lab, LabNode, NodeSpec
+from nodeagent.source import DirectorySource
 
 EXAMPLE = ROOT / "bench" / "examples" / "lab"
 NODES = [
@@ -308,6 +311,7 @@ class Bench:
             for e in self.monitor.snapshot()
             if e.prefix in set(prefixes) and not e.deleted and f"proto {row.protocol}" not in e.text
         ]
+        reading = [] if by_hand else [self._time_source_load() for _ in range(3)]
         removed = self._paced(
             count,
             spacing,
@@ -327,7 +331,18 @@ class Bench:
             "missing_announce": count - len(up),
             "missing_withdraw": count - len(down),
             "other_protocol": len(set(wrong)),
+            **({} if by_hand else {"source_load": summary(reading)}),
         }
+
+    def _time_source_load(self) -> float:
+        """What reading the manifests costs each agent on every change: one
+        ``DirectorySource.load()`` of the same directory, in this process."""
+        started = time.perf_counter()
+        snapshot = DirectorySource(self.source).load()
+        seconds = time.perf_counter() - started
+        if snapshot.errors:
+            raise RuntimeError(f"the manifests do not read: {snapshot.errors[0]}")
+        return seconds
 
     @staticmethod
     def _paced(count: int, spacing: float, action: Callable[[int], object]) -> list[float]:

@@ -9,7 +9,10 @@ zone, targetRef: what the API holds), 100 objects to a file. Measured:
 
 - after the first pass (every address on kube-lb0, the status file lists them all):
   the agent process's VmRSS and VmHWM (``/proc/PID/status``) and the time it took;
-- after one more Service is added (the agent reads the directory again): the same.
+- after one more Service is added (the agent reads the directory again): the same;
+- for reference, what the manifests take parsed, as PyYAML's dicts (the objects the
+  directory source keeps) and nothing else: the RSS growth of a fresh Python process
+  that parses them (with libyaml, to be quick).
 
     .venv/bin/python bench/memory_bench.py [--quick] [--services 10000 --endpoints 100000]
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -119,6 +123,39 @@ def write_manifests(source: Path, services: int, endpoints: int) -> None:
         (source / f"services-{start // PER_FILE:04d}.yaml").write_text(text, encoding="utf-8")
 
 
+PARSE_CHILD = """
+import gc, os, sys, time
+from pathlib import Path
+import yaml
+texts = [p.read_text() for p in sorted(Path(sys.argv[1]).glob("*.yaml"))]
+def rss():
+    for line in open(f"/proc/{os.getpid()}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+gc.collect()
+before = rss()
+started = time.perf_counter()
+objects = [d for t in texts for d in yaml.load_all(t, Loader=yaml.CSafeLoader)]
+seconds = time.perf_counter() - started
+gc.collect()
+print(rss() - before, seconds, len(objects))
+"""
+
+
+def parsed_size(source: Path) -> dict[str, float]:
+    """What the manifests take as the parsed objects alone (PyYAML's dicts, the same
+    objects the directory source keeps), in a fresh process: RSS growth in KiB."""
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE_CHILD, str(source)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
+    kib, seconds, count = proc.stdout.split()
+    return {"rss_kib": int(kib), "csafeloader_seconds": float(seconds), "objects": int(count)}
+
+
 def announced(lab: Lab) -> int:
     """Addresses of the memory ServiceGroup the agent reports on kube-lb0."""
     entries = lab.status(NODE.name).get("announced", [])
@@ -148,6 +185,8 @@ def main() -> int:
         log(f"writing {args.services} Services and {args.endpoints} endpoints")
         write_manifests(source, args.services, args.endpoints)
         size = sum(p.stat().st_size for p in source.iterdir())
+        parsed = parsed_size(source)
+        log(f"the manifests parsed: {parsed}")
         lab.start()
         t0 = time.monotonic()
         lab.start_agent(NODE.name, source)
@@ -178,6 +217,7 @@ def main() -> int:
             "services": args.services,
             "endpoints": args.endpoints,
             "manifest_bytes": size,
+            "parsed_objects": parsed,
             "kube_lb0_addresses": on_kube_lb0,
             "first_pass": {"seconds": first_pass, **first},
             "after_update": {"seconds": update, **second},
