@@ -192,7 +192,9 @@ class KubeReporter:
         self._announced: dict[ObjectRef, tuple[str, ...]] | None = None
         self._failure: tuple[str, str] | None = None
         self._node_problems: set[tuple[ObjectRef, str]] = set()
-        self._uids: dict[ObjectRef, str] = {}
+        self._objects: tuple[dict[str, Any], ...] = ()
+        self._uids: dict[ObjectRef, str] | None = None
+        """uid by object, built from ``_objects`` when the first Event of a sync needs it."""
 
     # -- the thread -----------------------------------------------------------------
 
@@ -233,9 +235,7 @@ class KubeReporter:
     def sync(self, report: Report) -> None:
         """Publish what changed since the last successful sync (in this thread or a
         test's)."""
-        self._uids = {
-            _ref_of(o): str((o.get("metadata") or {}).get("uid") or "") for o in report.objects
-        }
+        self._objects, self._uids = report.objects, None
         self._node_state(report)
         self._service_events(report)
         self._apply_failure(report)
@@ -247,38 +247,33 @@ class KubeReporter:
         status = node_state_status(report, self._node_status)
         if status == self._node_status:
             return
-        name = self.node
-        try:
+
+        def write() -> None:
             self.custom.patch_namespaced_custom_object_status(
                 GROUP,
                 VERSION,
                 self.namespace,
                 "nodestates",
-                name,
+                self.node,
                 {"status": status},
                 _content_type=MERGE,
             )
+
+        try:
+            write()
         except ApiException as exc:
             if exc.status != 404:
                 raise
             body = {
                 "apiVersion": f"{GROUP}/{VERSION}",
                 "kind": "NodeState",
-                "metadata": {"name": name, "namespace": self.namespace},
+                "metadata": {"name": self.node, "namespace": self.namespace},
                 "spec": {"nodeName": self.node},
             }
             self.custom.create_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, "nodestates", body
             )
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                self.namespace,
-                "nodestates",
-                name,
-                {"status": status},
-                _content_type=MERGE,
-            )
+            write()
         self._node_status = status
 
     def _service_events(self, report: Report) -> None:
@@ -386,6 +381,10 @@ class KubeReporter:
     # -- Events ---------------------------------------------------------------------
 
     def _event(self, ref: ObjectRef, kind: str, reason: str, note: str) -> None:
+        if self._uids is None:
+            self._uids = {
+                _ref_of(o): str((o.get("metadata") or {}).get("uid") or "") for o in self._objects
+            }
         self.recorder.emit(ref, kind, reason, note, uid=self._uids.get(ref))
 
 
