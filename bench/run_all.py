@@ -189,7 +189,7 @@ def latency_rows(data: Json, phase: str, number: str) -> list[Row]:
         p99 = _p(dist, "p99")
         figure = f"p50 {secs(_p(dist, 'p50'))}, p99 {secs(p99)} (n={dist['n']})"
         if phase == "announce" and r.get("source_load"):
-            figure += f"; reading the manifests: {secs(r['source_load']['median'])}"
+            figure += f"; reading a changed manifest: {secs(r['source_load']['median'])}"
         if missing:
             figure += f", **{missing} never seen**"
         ok = None
@@ -308,7 +308,7 @@ def memory_rows(data: Json) -> list[Row]:
             f"VmRSS {first['VmRSS'] / 1024:.0f} MiB after the first pass "
             f"({secs(first['seconds'])}), {after['VmRSS'] / 1024:.0f} MiB after one more "
             f"Service ({secs(after['seconds'])}); VmHWM {peak:.0f} MiB",
-            f"the parsed manifests alone: {parsed['rss_kib'] / 1024:.0f} MiB",
+            f"the manifests as plain parsed dicts: {parsed['rss_kib'] / 1024:.0f} MiB",
             f"{first['VmRSS'] / parsed['rss_kib']:.2f}x",
             f"< {data['target_mib']} MB",
             verdict(peak < data["target_mib"] * 1e6 / 2**20),

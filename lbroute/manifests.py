@@ -1,13 +1,13 @@
 """Reading Kubernetes-style YAML manifests from files and directories.
 
-Directories are read recursively (``*.yaml``, ``*.yml``, ``*.json``) in sorted order;
-multi-document files and ``kind: List`` are flattened. A file that is not valid YAML is
-an error naming the file and line.
+Directories are read recursively (``*.yaml``, ``*.yml``, ``*.json``; hidden files and
+directories left out) in sorted order; multi-document files and ``kind: List`` are
+flattened. A file that is not valid YAML is an error naming the file and line.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,11 @@ import yaml
 from renderer.errors import LbrouteError
 
 SUFFIXES = (".yaml", ".yml", ".json")
+
+
+Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML was built with it (about six times faster); the
+same safe subset of YAML either way."""
 
 
 class ManifestError(LbrouteError):
@@ -29,13 +34,19 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
             files += sorted(
                 p
                 for p in path.rglob("*")
-                if p.suffix in SUFFIXES and p.is_file() and not p.name.startswith(".")
+                if p.suffix in SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
             )
         elif path.is_file():
             files.append(path)
         else:
             raise ManifestError(f"{path}: no such file or directory")
     return files
+
+
+def _hidden(relative: Path) -> bool:
+    """Under a hidden directory or hidden itself: a ConfigMap volume's ``..data`` and
+    ``..2026_11_28_...`` directories hold the same files as its visible symlinks."""
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def read_manifests(paths: Iterable[Path]) -> list[dict[str, Any]]:
@@ -53,15 +64,23 @@ def _read(file: Path) -> str:
         raise ManifestError(f"{file}: cannot read: {exc}") from exc
 
 
-def parse_manifest_text(text: str, origin: str) -> list[dict[str, Any]]:
+def parse_manifest_text(
+    text: str,
+    origin: str,
+    *,
+    each: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The objects in one file's text; ``each`` (if given) is applied to every object as
+    its document is parsed, so a caller that keeps only part of each object never holds
+    the whole file's dicts at once."""
+    keep = each or (lambda obj: obj)
     try:
-        docs = list(yaml.safe_load_all(text))
+        return [keep(obj) for obj in _flatten(yaml.load_all(text, Loader=Loader))]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{origin}:{mark.line + 1}" if mark is not None else origin
         problem = getattr(exc, "problem", None) or str(exc)
         raise ManifestError(f"{where}: not valid YAML: {problem}") from exc
-    return list(_flatten(docs))
 
 
 def _flatten(docs: Iterable[Any]) -> Iterator[dict[str, Any]]:

@@ -274,8 +274,8 @@ class Agent:
             self._offer(text)
         local = {s.ref for s in services if s.local}
         announced = {
-            service: tuple(str(a.interface) for a in desired.announcements if service in a.services)
-            for service in {s for a in desired.announcements for s in a.services}
+            service: tuple(map(str, interfaces))
+            for service, interfaces in desired.by_service().items()
         }
         self._report = Report(
             status=self.status,

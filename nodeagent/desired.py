@@ -46,6 +46,15 @@ class DesiredState:
     def interfaces(self) -> frozenset[Interface]:
         return frozenset(a.interface for a in self.announcements)
 
+    def by_service(self) -> dict[ObjectRef, tuple[Interface, ...]]:
+        """Service -> the addresses announced for it, in announcement order (one pass:
+        a Service per address at 10,000 Services must not mean 10,000 scans)."""
+        found: dict[ObjectRef, list[Interface]] = {}
+        for a in self.announcements:
+            for service in a.services:
+                found.setdefault(service, []).append(a.interface)
+        return {service: tuple(interfaces) for service, interfaces in found.items()}
+
 
 class _PoolIndex:
     """Finds the pool that holds an address by binary search over the pools sorted by

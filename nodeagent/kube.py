@@ -35,14 +35,18 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
 
-from nodeagent.objects import SERVICE_NAME_LABEL
 from nodeagent.source import Snapshot
+from nodeagent.trim import (
+    JSON,
+    keep_as,
+    trim_endpoint_slice,
+    trim_node,
+    trim_service,
+)
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
 LBROUTE_GROUP, LBROUTE_VERSION = "lbroute.io", "v1alpha1"
-ANNOTATION_PREFIX = "lbroute.io/"
 
 
 def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> client.ApiClient:
@@ -59,86 +63,6 @@ def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> 
     cfg.connection_pool_maxsize = 32  # a watch per kind holds a connection each
     cfg.retries = 0  # the reflectors back off with jitter themselves
     return client.ApiClient(cfg)
-
-
-# -- trimming: keep only what the agent and its reporter read ---------------------------
-
-
-def _meta(obj: Mapping[str, Any], *, labels: bool = False) -> JSON:
-    meta = obj.get("metadata") or {}
-    out: JSON = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}
-    if labels and meta.get("labels"):
-        out["labels"] = meta["labels"]
-    annotations = {
-        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION_PREFIX)
-    }
-    if annotations:
-        out["annotations"] = annotations
-    return out
-
-
-def trim_service(obj: Mapping[str, Any]) -> JSON:
-    spec = obj.get("spec") or {}
-    keep = ("type", "loadBalancerClass", "externalTrafficPolicy", "ipFamilies")
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _meta(obj),
-        "spec": {k: spec[k] for k in keep if k in spec},
-        "status": {"loadBalancer": (obj.get("status") or {}).get("loadBalancer") or {}},
-    }
-
-
-_NAMES: dict[str, str] = {}
-
-
-def _intern(name: str) -> str:
-    """Node names repeat in every EndpointSlice: keep one copy of each."""
-    return _NAMES.setdefault(name, name)
-
-
-def trim_endpoint_slice(obj: Mapping[str, Any]) -> JSON:
-    """Only which nodes hold an endpoint and whether it is ready: one entry per
-    (node, ready), whatever the number of endpoints (see objects.ready_nodes)."""
-    meta = obj.get("metadata") or {}
-    labels = meta.get("labels") or {}
-    seen: dict[tuple[str, bool], JSON] = {}
-    for ep in obj.get("endpoints") or ():
-        node = ep.get("nodeName")
-        if not isinstance(node, str):
-            continue
-        ready = (ep.get("conditions") or {}).get("ready") is not False
-        seen.setdefault((node, ready), {"nodeName": _intern(node), "conditions": {"ready": ready}})
-    out_meta: JSON = {"name": meta.get("name"), "namespace": meta.get("namespace")}
-    if SERVICE_NAME_LABEL in labels:
-        out_meta["labels"] = {SERVICE_NAME_LABEL: labels[SERVICE_NAME_LABEL]}
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": out_meta,
-        "endpoints": list(seen.values()),
-    }
-
-
-def trim_node(obj: Mapping[str, Any]) -> JSON:
-    status = obj.get("status") or {}
-    return {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": _meta(obj, labels=True),
-        "status": {"addresses": status.get("addresses") or []},
-    }
-
-
-def keep_as(kind: str, api_version: str) -> Callable[[Mapping[str, Any]], JSON]:
-    """Whole objects (lbroute's kinds, Secrets), with the kind that list items lack."""
-
-    def trim(obj: Mapping[str, Any]) -> JSON:
-        out = {k: v for k, v in obj.items() if k != "metadata"}
-        meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "managedFields"}
-        return {**out, "apiVersion": api_version, "kind": kind, "metadata": meta}
-
-    return trim
 
 
 # -- one kind -----------------------------------------------------------------------------

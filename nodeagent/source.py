@@ -8,12 +8,17 @@ neither knows nor cares whether they come from a directory or the Kubernetes API
 hold and watches it with watchfiles. A file that cannot be read or parsed is reported;
 the objects it held when it was last read still count (a typo or a half-written file
 must not withdraw every Service in it), and so do the other files. A file that never
-parsed counts for nothing. :class:`DirectoryWatcher` watches any other directory.
+parsed counts for nothing. After the first snapshot only the files that changed are
+read again (named by watchfiles, or with a different inode, size or mtime: a
+ConfigMap's symlink swap), and each object is trimmed as it is parsed to what the
+agent reads (:mod:`nodeagent.trim`), as the Kubernetes source does.
+:class:`DirectoryWatcher` watches any other directory.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +28,7 @@ from typing import Any, Protocol
 import watchfiles
 
 from lbroute.manifests import ManifestError, manifest_files, parse_manifest_text
+from nodeagent.trim import trim_object
 
 log = logging.getLogger(__name__)
 
@@ -43,35 +49,62 @@ class Source(Protocol):
         ...
 
 
+@dataclass
+class _File:
+    """One manifest file as last read."""
+
+    stat: tuple[int, int, int, int] | None = None
+    """(device, inode, size, mtime in ns) when it was read: a file whose stat is the
+    same and that watchfiles did not name is not read again."""
+    objects: list[dict[str, Any]] = field(default_factory=list)
+    """Its objects when it last parsed (trimmed); a file that stops parsing keeps them."""
+    error: str | None = None
+    """Why it could not be read or parsed, reported with every snapshot until fixed."""
+
+
 class DirectorySource:
     def __init__(self, path: Path, *, debounce_ms: int = 50) -> None:
         self.path = path
         self.debounce_ms = debounce_ms
-        self._last: dict[Path, list[dict[str, Any]]] = {}
-        """Each file's objects as last read; a file that stops parsing keeps them."""
+        self._files: dict[Path, _File] = {}
+        self.reads = 0
+        """Files read and parsed so far (all of them for the first snapshot, then only
+        the ones that changed)."""
 
     def load(self, changed: frozenset[Path] = frozenset()) -> Snapshot:
-        objects: list[dict[str, Any]] = []
-        errors: list[str] = []
+        """The objects of every file, reading again only the files that changed."""
         try:
             files = manifest_files([self.path])
         except ManifestError as exc:
             return Snapshot(objects=(), errors=(str(exc),), changed=changed)
+        named = {Path(os.path.abspath(p)) for p in changed}
+        objects: list[dict[str, Any]] = []
+        errors: list[str] = []
         for file in files:
-            try:
-                text = file.read_text(encoding="utf-8")
-                self._last[file] = parse_manifest_text(text, str(file))
-            except (OSError, UnicodeDecodeError) as exc:
-                errors.append(f"{file}: cannot read: {exc}{self._kept(file)}")
-            except ManifestError as exc:
-                errors.append(f"{exc}{self._kept(file)}")
-            objects += self._last.get(file, [])
-        for gone in self._last.keys() - set(files):
-            del self._last[gone]
+            known = self._files.setdefault(file, _File())
+            stat = _stat(file)
+            if stat is None or stat != known.stat or Path(os.path.abspath(file)) in named:
+                self._read(file, known, stat)
+            if known.error is not None:
+                errors.append(known.error)
+            objects += known.objects
+        for gone in self._files.keys() - set(files):
+            del self._files[gone]
         return Snapshot(objects=tuple(objects), errors=tuple(errors), changed=changed)
 
-    def _kept(self, file: Path) -> str:
-        return "; the objects it held before are kept" if file in self._last else ""
+    def _read(self, file: Path, known: _File, stat: tuple[int, int, int, int] | None) -> None:
+        self.reads += 1
+        kept = "; the objects it held before are kept" if known.stat is not None else ""
+        try:
+            text = file.read_text(encoding="utf-8")
+            known.objects = parse_manifest_text(text, str(file), each=trim_object)
+        except (OSError, UnicodeDecodeError) as exc:
+            known.error = f"{file}: cannot read: {exc}{kept}"
+            return
+        except ManifestError as exc:
+            known.error = f"{exc}{kept}"
+            return
+        known.stat, known.error = stat, None
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         yield self.load()
@@ -87,6 +120,14 @@ class DirectorySource:
             changed = frozenset(Path(path) for _change, path in changes)
             log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
             yield self.load(changed)
+
+
+def _stat(file: Path) -> tuple[int, int, int, int] | None:
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 class DirectoryWatcher:
@@ -142,7 +183,7 @@ class DirectoryWatcher:
         """Report changes until the directory goes away or the watcher is stopped."""
         for changes in watchfiles.watch(
             self.path,
-            stop_event=self._stop,
+            stop_event=_Until(self._stop, self.path),
             debounce=self.debounce_ms,
             step=20,
             rust_timeout=int(self.poll * 1000),
@@ -160,3 +201,16 @@ class DirectoryWatcher:
             self.on_change()
         except Exception:
             log.exception("handling a change in %s failed", self.path)
+
+
+class _Until:
+    """The stop event watchfiles polls (every ``step``): set when the watcher is stopped
+    or its directory is gone. Once the watched directory is removed, watchfiles has been
+    seen to neither report it nor return at its timeout; asking here ends the watch."""
+
+    def __init__(self, stop: threading.Event, path: Path) -> None:
+        self.stop = stop
+        self.path = path
+
+    def is_set(self) -> bool:
+        return self.stop.is_set() or not self.path.is_dir()

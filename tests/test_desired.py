@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nodeagent.desired import desired_state
+from nodeagent.desired import DesiredState, desired_state
 from nodeagent.objects import parse_service, ready_nodes, split_objects
 from renderer import api
 from renderer.errors import Problem
@@ -82,6 +82,12 @@ BASE = [
 def addresses(
     objects: list[dict[str, Any]], node_name: str, *, default_class: bool = False
 ) -> list[str]:
+    return [str(a.interface) for a in state_of(objects, node_name, default_class).announcements]
+
+
+def state_of(
+    objects: list[dict[str, Any]], node_name: str, default_class: bool = False
+) -> DesiredState:
     services_raw, slices, rest = split_objects(objects)
     model = api.load(rest)
     problems: list[Problem] = []
@@ -92,8 +98,7 @@ def addresses(
         )
         if s
     ]
-    state = desired_state(model, services, ready_nodes(slices), node_name)
-    return [str(a.interface) for a in state.announcements]
+    return desired_state(model, services, ready_nodes(slices), node_name)
 
 
 CASES = [
@@ -188,6 +193,24 @@ def test_default_class_takes_services_without_a_class() -> None:
 def test_order_of_objects_does_not_matter() -> None:
     objects = [service("b", "192.0.2.9"), service("a", "192.0.2.8", "2001:db8::8"), *BASE]
     assert addresses(objects, "node-a") == addresses(list(reversed(objects)), "node-a")
+
+
+def test_addresses_by_service_list_every_address_of_a_service_once() -> None:
+    state = state_of(
+        [
+            *BASE,
+            service("dual", "192.0.2.7", "2001:db8::7"),
+            service("shared", "192.0.2.7"),
+            service("other", "192.0.2.9"),
+        ],
+        "node-a",
+    )
+    got = {ref.name: [str(i) for i in ifaces] for ref, ifaces in state.by_service().items()}
+    assert got == {
+        "dual": ["192.0.2.7/24", "2001:db8::7/64"],
+        "shared": ["192.0.2.7/24"],
+        "other": ["192.0.2.9/24"],
+    }
 
 
 def test_bad_ingress_ip_is_a_problem_naming_the_service() -> None:

@@ -1,0 +1,128 @@
+"""Objects trimmed to the fields the agent and its reporter read.
+
+Both sources keep objects this way: the Kubernetes source as they arrive from the API,
+the directory source as each document is parsed. Most of what the API holds is never
+read here (an EndpointSlice's addresses, ports and targetRefs; a Service's ports and
+selector; managedFields), and at 10,000 Services with 100,000 endpoints keeping it
+would cost hundreds of megabytes. An EndpointSlice keeps one entry per (node, ready),
+whatever its number of endpoints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from nodeagent.objects import SERVICE_NAME_LABEL, list_at, mapping_at
+
+JSON = dict[str, Any]
+ANNOTATION_PREFIX = "lbroute.io/"
+
+
+def _meta(obj: Mapping[str, Any], *, labels: bool = False) -> JSON:
+    meta = mapping_at(obj, "metadata")
+    out: JSON = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}
+    if labels and mapping_at(meta, "labels"):
+        out["labels"] = meta["labels"]
+    annotations = {
+        k: v
+        for k, v in mapping_at(meta, "annotations").items()
+        if isinstance(k, str) and k.startswith(ANNOTATION_PREFIX)
+    }
+    if annotations:
+        out["annotations"] = annotations
+    return out
+
+
+def trim_service(obj: Mapping[str, Any]) -> JSON:
+    spec = mapping_at(obj, "spec")
+    keep = ("type", "loadBalancerClass", "externalTrafficPolicy", "ipFamilies")
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(obj),
+        "spec": _shared_spec({k: spec[k] for k in keep if k in spec}),
+        "status": {"loadBalancer": mapping_at(mapping_at(obj, "status"), "loadBalancer")},
+    }
+
+
+_ENTRIES: dict[tuple[str, bool], JSON] = {}
+_SPECS: dict[tuple[tuple[str, Any], ...], JSON] = {}
+
+
+def _entry(node: str, ready: bool) -> JSON:
+    """An EndpointSlice entry: one shared dict per (node, ready), since the same few
+    repeat in every slice. Shared, like every trimmed object: read, never changed."""
+    key = (node, ready)
+    found = _ENTRIES.get(key)
+    if found is None:
+        found = _ENTRIES[key] = {"nodeName": node, "conditions": {"ready": ready}}
+    return found
+
+
+def _shared_spec(spec: JSON) -> JSON:
+    """A Service's trimmed spec, one dict per distinct content (most Services of a
+    cluster have one of a handful)."""
+    try:
+        key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items())
+        return _SPECS.setdefault(key, spec)
+    except TypeError:  # a value that cannot be a key (a mapping where a string belongs)
+        return spec
+
+
+def trim_endpoint_slice(obj: Mapping[str, Any]) -> JSON:
+    """Only which nodes hold an endpoint and whether it is ready: one entry per
+    (node, ready), whatever the number of endpoints (see objects.ready_nodes)."""
+    meta = mapping_at(obj, "metadata")
+    labels = mapping_at(meta, "labels")
+    seen: dict[tuple[str, bool], JSON] = {}
+    for ep in list_at(obj, "endpoints"):
+        node = ep.get("nodeName") if isinstance(ep, Mapping) else None
+        if not isinstance(node, str):
+            continue
+        ready = mapping_at(ep, "conditions").get("ready") is not False
+        if (node, ready) not in seen:
+            seen[node, ready] = _entry(node, ready)
+    out_meta: JSON = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    if SERVICE_NAME_LABEL in labels:
+        out_meta["labels"] = {SERVICE_NAME_LABEL: labels[SERVICE_NAME_LABEL]}
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": out_meta,
+        "endpoints": list(seen.values()),
+    }
+
+
+def trim_node(obj: Mapping[str, Any]) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": _meta(obj, labels=True),
+        "status": {"addresses": list_at(mapping_at(obj, "status"), "addresses")},
+    }
+
+
+def keep_as(kind: str, api_version: str) -> Callable[[Mapping[str, Any]], JSON]:
+    """Whole objects (lbroute's kinds, Secrets), with the kind that list items lack."""
+
+    def trim(obj: Mapping[str, Any]) -> JSON:
+        out = {k: v for k, v in obj.items() if k != "metadata"}
+        meta = {k: v for k, v in mapping_at(obj, "metadata").items() if k != "managedFields"}
+        return {**out, "apiVersion": api_version, "kind": kind, "metadata": meta}
+
+    return trim
+
+
+def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
+    """Any object from a manifest: the core kinds the agent reads trimmed as the API
+    source trims them, every other object (lbroute's kinds, Secrets, what the agent
+    does not know) as it is."""
+    kind, version = obj.get("kind"), obj.get("apiVersion")
+    if kind == "Service" and version == "v1":
+        return trim_service(obj)
+    if kind == "EndpointSlice" and str(version).startswith("discovery.k8s.io/"):
+        return trim_endpoint_slice(obj)
+    if kind == "Node" and version == "v1":
+        return trim_node(obj)
+    return obj

@@ -1,0 +1,220 @@
+"""The directory source (nodeagent.source.DirectorySource) on real files: after the first
+snapshot only changed files are read again, a broken file keeps its objects and its
+error until fixed, and objects are kept trimmed to what the agent reads."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nodeagent.objects import ready_nodes
+from nodeagent.source import DirectorySource
+from renderer.errors import ObjectRef
+
+
+def service(name: str, ip: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": "web", "uid": f"uid-{name}"},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "lbroute.io/lbroute",
+            "ports": [{"port": 80, "protocol": "TCP", "targetPort": 8080}],
+            "selector": {"app": name},
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": ip}]}},
+    }
+
+
+def write(path: Path, *objects: dict[str, Any]) -> None:
+    path.write_text(yaml.safe_dump_all(objects))
+
+
+def names(objects: tuple[dict[str, Any], ...]) -> list[str]:
+    return [o["metadata"]["name"] for o in objects]
+
+
+def test_only_files_that_changed_are_read_again(tmp_path: Path) -> None:
+    for i in range(5):
+        write(tmp_path / f"svc-{i}.yaml", service(f"svc-{i}", f"192.0.2.{i + 1}"))
+    source = DirectorySource(tmp_path)
+    first = source.load()
+    assert names(first.objects) == [f"svc-{i}" for i in range(5)]
+    assert source.reads == 5
+
+    again = source.load()
+    assert source.reads == 5, "nothing changed: nothing is read"
+    assert again.objects == first.objects
+
+    write(tmp_path / "svc-3.yaml", service("svc-3", "192.0.2.99"))
+    changed = source.load(frozenset({tmp_path / "svc-3.yaml"}))
+    assert source.reads == 6
+    ips = [o["status"]["loadBalancer"]["ingress"][0]["ip"] for o in changed.objects]
+    assert ips == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.99", "192.0.2.5"]
+
+
+def test_a_rewrite_that_keeps_size_and_mtime_is_read_when_watchfiles_names_it(
+    tmp_path: Path,
+) -> None:
+    file = tmp_path / "svc.yaml"
+    write(file, service("svc", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    source.load()
+    before = os.stat(file)
+    write(file, service("svc", "192.0.2.2"))  # same length
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(file).st_size == before.st_size
+
+    unnamed = source.load()
+    assert unnamed.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.1"
+    named = source.load(frozenset({Path(os.path.relpath(file))}))
+    assert named.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.2"
+
+
+def test_a_changed_file_not_named_is_found_by_its_stat(tmp_path: Path) -> None:
+    file = tmp_path / "svc.yaml"
+    write(file, service("svc", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    source.load()
+    write(file, service("svc", "192.0.2.222"))
+    assert source.load().objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.222"
+
+
+def test_a_configmap_symlink_swap_is_read_without_being_named(tmp_path: Path) -> None:
+    (tmp_path / "..v1").mkdir()
+    write(tmp_path / "..v1" / "svc.yaml", service("svc", "192.0.2.1"))
+    (tmp_path / "..data").symlink_to("..v1")
+    (tmp_path / "svc.yaml").symlink_to("..data/svc.yaml")
+    source = DirectorySource(tmp_path)
+    assert [o["metadata"]["name"] for o in source.load().objects if "uid" in o["metadata"]]
+    (tmp_path / "..v2").mkdir()
+    write(tmp_path / "..v2" / "svc.yaml", service("svc", "192.0.2.7"))
+    (tmp_path / "..tmp").symlink_to("..v2")
+    (tmp_path / "..tmp").rename(tmp_path / "..data")
+    ips = {
+        o["status"]["loadBalancer"]["ingress"][0]["ip"]
+        for o in source.load().objects
+        if o["metadata"]["name"] == "svc"
+    }
+    assert "192.0.2.7" in ips and "192.0.2.1" not in ips
+
+
+def test_a_broken_file_keeps_its_objects_and_its_error_until_fixed(tmp_path: Path) -> None:
+    good = tmp_path / "a.yaml"
+    write(good, service("a", "192.0.2.1"))
+    never = tmp_path / "never.yaml"
+    never.write_text("kind: Service\nmetadata: {name: [\n")
+    source = DirectorySource(tmp_path)
+    first = source.load()
+    assert names(first.objects) == ["a"], "a file that never parsed counts for nothing"
+    assert len(first.errors) == 1 and "never.yaml:" in first.errors[0]
+    assert "kept" not in first.errors[0]
+
+    good.write_text("kind: Service\nmetadata: {name: [\n")
+    for _ in range(2):  # reported with every snapshot, not only the first after the change
+        broken = source.load()
+        assert names(broken.objects) == ["a"]
+        assert any(
+            "a.yaml:" in e and "the objects it held before are kept" in e for e in broken.errors
+        )
+        assert len(broken.errors) == 2
+
+    write(good, service("a", "192.0.2.9"))
+    never.unlink()
+    fixed = source.load()
+    assert fixed.errors == ()
+    assert fixed.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.9"
+
+
+def test_a_removed_file_takes_its_objects_with_it(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    write(tmp_path / "b.yaml", service("b", "192.0.2.2"))
+    source = DirectorySource(tmp_path)
+    assert names(source.load().objects) == ["a", "b"]
+    (tmp_path / "a.yaml").unlink()
+    assert names(source.load().objects) == ["b"]
+
+
+def test_objects_are_kept_trimmed_to_what_the_agent_reads(tmp_path: Path) -> None:
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "web-abcde",
+            "namespace": "web",
+            "labels": {"kubernetes.io/service-name": "web", "app": "web"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"port": 8080}],
+        "endpoints": [
+            {
+                "addresses": [f"10.1.{i // 250}.{i % 250}"],
+                "conditions": {"ready": i % 7 != 0, "serving": True},
+                "nodeName": f"node-{i % 3}",
+                "targetRef": {"kind": "Pod", "name": f"web-{i}"},
+            }
+            for i in range(1000)
+        ],
+    }
+    group = {
+        "apiVersion": "lbroute.io/v1alpha1",
+        "kind": "ServiceGroup",
+        "metadata": {"name": "g", "namespace": "lbroute-system"},
+        "spec": {"pools": [{"cidr": "192.0.2.0/24"}], "anything": {"kept": True}},
+    }
+    write(tmp_path / "all.yaml", service("web", "192.0.2.1"), slice_, group)
+    objects = DirectorySource(tmp_path).load().objects
+    svc, kept_slice, kept_group = objects
+    assert "ports" not in svc["spec"] and "selector" not in svc["spec"]
+    assert svc["metadata"]["uid"] == "uid-web", "the reporter finds Services by uid"
+    assert len(kept_slice["endpoints"]) == 6, "one entry per (node, ready)"
+    assert ready_nodes([kept_slice]) == ready_nodes([slice_])
+    assert ready_nodes([kept_slice])[
+        ObjectRef(kind="Service", namespace="web", name="web")
+    ] == frozenset({"node-0", "node-1", "node-2"})
+    assert kept_group == group, "lbroute's own kinds are kept whole"
+
+
+def test_malformed_core_objects_are_trimmed_without_failing(tmp_path: Path) -> None:
+    (tmp_path / "odd.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: just-a-string\nspec: [1]\nstatus: 3\n"
+        "---\napiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata: {}\n"
+        "endpoints: [7, {nodeName: n1, conditions: oops}]\n"
+        "---\napiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: [x]}\nstatus: {}\n"
+    )
+    snapshot = DirectorySource(tmp_path).load()
+    assert snapshot.errors == ()
+    kinds = [o["kind"] for o in snapshot.objects]
+    assert kinds == ["Service", "EndpointSlice", "Node"]
+    assert snapshot.objects[1]["endpoints"] == [{"nodeName": "n1", "conditions": {"ready": True}}]
+
+
+def test_the_watched_source_yields_a_change(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    source = DirectorySource(tmp_path, debounce_ms=20)
+    stop = threading.Event()
+    got: list[list[str]] = []
+    seen = threading.Event()
+
+    def follow() -> None:
+        for snapshot in source.snapshots(stop):
+            got.append(names(snapshot.objects))
+            if len(got) == 2:
+                seen.set()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        threading.Event().wait(0.3)  # inotify registration is not synchronous
+        write(tmp_path / "b.yaml", service("b", "192.0.2.2"))
+        assert seen.wait(5), "the new file was not picked up"
+        assert got[:2] == [["a"], ["a", "b"]]
+        assert source.reads == 2, "the unchanged file was not read again"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
