@@ -304,6 +304,7 @@ router isis lab
  is-type level-2-only
  net 49.0001.0100.0000.0000.00
  lsp-gen-interval 1
+ spf-delay-ietf init-delay 0 short-delay 50 long-delay 1000 holddown 500 time-to-learn 500
 exit
 !
 """

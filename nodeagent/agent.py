@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nodeagent.desired import DesiredState, desired_state
+from nodeagent.desired import DesiredState, Interface, desired_state
 from nodeagent.netlink import Kubelb
 from nodeagent.objects import parse_service, ready_nodes, split_objects
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
@@ -84,6 +84,50 @@ class AgentSettings:
     retry_backoff: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 16.0)
     """Seconds before each retry of an apply that failed for another reason than the
     router's parser rejecting the configuration; after the last, wait for a change."""
+    isis_pace: float = 0.25
+    """Addresses that only IS-IS announces are programmed at most this often (see
+    :class:`Pacer`)."""
+
+
+@dataclass
+class Pacer:
+    """When the addresses that only IS-IS announces reach kube-lb0.
+
+    FRR's isisd postpones regenerating its LSP while redistributed routes keep changing
+    less than 100 ms apart, so under a steady stream of Services (one every 50 ms) it
+    would announce none of them until the stream stops. The first change of such an
+    address is programmed at once; further ones wait until ``interval`` has passed since,
+    then all go together, leaving isisd the quiet gap it waits for. Every other address
+    is programmed at once, always.
+    """
+
+    interval: float
+    on: frozenset[Interface] = frozenset()
+    """The paced addresses as last programmed."""
+    until: float = 0.0
+    """No paced change before this time (monotonic)."""
+
+    def target(
+        self, wanted: frozenset[Interface], paced: frozenset[Interface], now: float
+    ) -> tuple[frozenset[Interface], float]:
+        """The addresses to program now, and when to program again (inf: no need)."""
+        paced_wanted = wanted & paced
+        if paced_wanted == self.on:
+            return wanted, float("inf")
+        if now < self.until:  # hold paced addresses as they are, added or removed
+            return (wanted - paced) | self.on, self.until
+        self.on, self.until = paced_wanted, now + self.interval
+        return wanted, float("inf")
+
+
+def isis_only(model: api.Model, desired: DesiredState) -> frozenset[Interface]:
+    """The addresses that only ServiceGroups carried by IS-IS alone announce."""
+    isis = {g.ref for g in model.service_groups if g.protocols == frozenset({api.Protocol.ISIS})}
+    only: set[Interface] = set()
+    other: set[Interface] = set()
+    for a in desired.announcements:
+        (only if a.group in isis else other).add(a.interface)
+    return frozenset(only - other)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -176,6 +220,11 @@ class Agent:
         self._watcher: DirectoryWatcher | None = None
         self._retry_at = float("inf")
         self._retries = 0
+        self._pacer = Pacer(settings.isis_pace)
+        self._program_at = float("inf")
+        """When addresses held back by the pacer are due."""
+        self._programmed: tuple[DesiredState, frozenset[Interface]] | None = None
+        """The newest desired state and its paced addresses, for a held-back program."""
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -187,12 +236,15 @@ class Agent:
         next_check = time.monotonic()
         try:
             while not stop.is_set():
-                due = min(self._apply_due(), self._retry_at, next_check)
+                due = min(self._apply_due(), self._retry_at, self._program_at, next_check)
                 try:
                     first = self._events.get(timeout=max(0.0, due - time.monotonic()))
                     self._handle([first, *self._drain()])
                 except queue.Empty:
                     pass
+                if time.monotonic() >= self._program_at and self._programmed is not None:
+                    self._program(*self._programmed)
+                    self._write_status()
                 if self._pending is not None and time.monotonic() >= self._apply_due():
                     self.apply_pending()
                 if time.monotonic() >= self._retry_at:
@@ -261,7 +313,7 @@ class Agent:
         self._use_router(router_settings(self.settings, agent_spec))
         assert self._router is not None
         desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
-        self._program(desired)
+        self._program(desired, isis_only(model, desired))
         self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
         text, render_problems = self._render(model, agent_spec.ref if agent_spec else None)
         node_problems = (*agent_problems, *svc_problems, *desired.problems, *render_problems)
@@ -316,9 +368,11 @@ class Agent:
         if directory is not None:
             self._watcher = DirectoryWatcher(directory, lambda: self._events.put(None)).start()
 
-    def _program(self, desired: DesiredState) -> None:
+    def _program(self, desired: DesiredState, paced: frozenset[Interface]) -> None:
         assert self._kubelb is not None
-        changes = self._kubelb.reconcile(desired.interfaces)
+        self._programmed = (desired, paced)
+        target, self._program_at = self._pacer.target(desired.interfaces, paced, time.monotonic())
+        changes = self._kubelb.reconcile(target)
         if changes.failed:
             self.metrics.netlink_errors.inc(len(changes.failed))
         announced = changes.owned

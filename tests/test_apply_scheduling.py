@@ -11,16 +11,23 @@ of times; a rejected text is not retried until the input changes.
 The router here is a recorder of what it was asked to apply: these tests are about the
 agent's scheduling, which no daemon can observe directly (the namespace tests cover
 the real daemons).
+
+Addresses that only IS-IS announces reach kube-lb0 at most every ``isis_pace`` seconds
+(the first change at once), every other address at once.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from pathlib import Path
 
-from nodeagent.agent import Agent, AgentSettings
+from nodeagent.agent import Agent, AgentSettings, Pacer, isis_only
+from nodeagent.desired import Announcement, DesiredState
 from nodeagent.routers import ApplyResult, Session
 from nodeagent.source import Snapshot
+from renderer import api
+from renderer.errors import ObjectRef
 
 
 class RecordingRouter:
@@ -151,3 +158,78 @@ def test_new_input_replaces_a_pending_retry(tmp_path: Path) -> None:
     assert a._retry_at == float("inf"), "no retry of the old text"
     a.apply_pending()
     assert router.applied == ["old\n", "new\n"]
+
+
+# -- pacing the addresses only IS-IS announces ------------------------------------------
+
+A, B, C, D = (ipaddress.ip_interface(f"192.0.2.{i}/32") for i in (1, 2, 3, 4))
+INF = float("inf")
+
+
+def test_the_first_isis_change_is_programmed_at_once_and_the_next_waits() -> None:
+    pacer = Pacer(0.25)
+    paced = frozenset({A, B, C})
+    assert pacer.target(frozenset({A, D}), paced, now=10.0) == (frozenset({A, D}), INF)
+    # 50 ms later: B arrives (held back) and D goes (never held: not paced)
+    assert pacer.target(frozenset({A, B}), paced, now=10.05) == (frozenset({A}), 10.25)
+    # and then A goes too: still held as it was
+    assert pacer.target(frozenset({B}), paced, now=10.1) == (frozenset({A}), 10.25)
+    # due: everything as wanted, and a new window starts
+    assert pacer.target(frozenset({B}), paced, now=10.25) == (frozenset({B}), INF)
+    assert pacer.target(frozenset({B, C}), paced, now=10.3) == (frozenset({B}), 10.5)
+
+
+def test_addresses_not_paced_are_never_held() -> None:
+    pacer = Pacer(0.25)
+    paced = frozenset({A})
+    pacer.target(frozenset({A}), paced, now=0.0)
+    for i, wanted in enumerate(({A, B}, {A, B, C}, {A}, {A, D})):
+        assert pacer.target(frozenset(wanted), paced, now=0.01 * (i + 1)) == (
+            frozenset(wanted),
+            INF,
+        )
+
+
+def test_a_quiet_isis_change_is_programmed_at_once() -> None:
+    pacer = Pacer(0.25)
+    paced = frozenset({A, B})
+    pacer.target(frozenset({A}), paced, now=0.0)
+    assert pacer.target(frozenset({A, B}), paced, now=5.0) == (frozenset({A, B}), INF)
+
+
+def group_obj(name: str, protocols: list[str], cidr: str) -> dict[str, object]:
+    return {
+        "apiVersion": api.API_VERSION,
+        "kind": "ServiceGroup",
+        "metadata": {"name": name, "namespace": "lbroute"},
+        "spec": {"protocols": protocols, "pools": [{"cidr": cidr}]},
+    }
+
+
+def test_only_addresses_that_only_isis_carries_are_paced() -> None:
+    model = api.load(
+        [
+            group_obj("isis", ["isis"], "192.0.2.0/28"),
+            group_obj("both", ["isis", "bgp"], "192.0.2.16/28"),
+            group_obj("bgp", ["bgp"], "192.0.2.32/28"),
+        ]
+    )
+    assert not model.problems
+
+    def ann(group: str, address: str) -> Announcement:
+        return Announcement(
+            interface=ipaddress.ip_interface(address),
+            group=ObjectRef(kind="ServiceGroup", namespace="lbroute", name=group),
+            services=(),
+        )
+
+    desired = DesiredState(
+        announcements=(
+            ann("isis", "192.0.2.1/32"),
+            ann("both", "192.0.2.17/32"),
+            ann("bgp", "192.0.2.33/32"),
+            ann("isis", "192.0.2.40/32"),  # shared with a BGP-only group
+            ann("bgp", "192.0.2.40/32"),
+        )
+    )
+    assert isis_only(model, desired) == {ipaddress.ip_interface("192.0.2.1/32")}
