@@ -327,9 +327,9 @@ def agent_metrics(netns: str, port: int) -> dict[str, float]:
     return found
 
 
-def applies(metrics: dict[str, float]) -> int:
-    """``lbroute_router_applies_total{result="applied"}``."""
-    return int(metrics.get('lbroute_router_applies_total{result="applied"}', 0))
+def applies(metrics: dict[str, float], result: str = "applied") -> int:
+    """``lbroute_router_applies_total{result="applied"}`` (or ``"failed"``)."""
+    return int(metrics.get(f'lbroute_router_applies_total{{result="{result}"}}', 0))
 
 
 def wait_for(

@@ -247,9 +247,9 @@ class Bench:
             if isinstance(n, dict) and "bgpState" in n
         }
 
-    def applies(self) -> dict[str, int]:
+    def applies(self, result: str = "applied") -> dict[str, int]:
         return {
-            node: applies(agent_metrics(self.member(node).ns.name, METRICS_PORT))
+            node: applies(agent_metrics(self.member(node).ns.name, METRICS_PORT), result)
             for node in self.lab.members
         }
 
@@ -462,9 +462,10 @@ class Bench:
     def hitless(self, toggles: int) -> Json:
         assert self.monitor is not None
         self.wait_steady(timeout=60)
+        logs = {n: self._log_size(n) for n in self.lab.members}  # a retry due later shows
         before_applies = self.quiet()
+        before_failed = self.applies("failed")
         sessions = self.bgp_counters()
-        logs = {n: self._log_size(n) for n in self.lab.members}
         started = time.monotonic()
         durations: list[float] = []
         for i in range(toggles):
@@ -480,6 +481,7 @@ class Bench:
         elapsed = time.monotonic() - started
         time.sleep(2)
         after_applies = self.applies()
+        after_failed = self.applies("failed")
         events = [e for e in self.monitor.snapshot() if e.at >= started]
         untouched = [e for e in events if e.prefix in STEADY]
         after = self.bgp_counters()
@@ -501,6 +503,7 @@ class Bench:
                 n: text.count("applying the configuration again") for n, text in said.items()
             },
             "retries": {n: text.count("applying again in") for n, text in said.items()},
+            "failed_applies": {n: after_failed[n] - before_failed[n] for n in after_failed},
             "seconds_per_toggle": summary(durations),
             "bgp_session_resets": resets,
             "bgp_sessions": len(sessions),
