@@ -396,6 +396,16 @@ class NodeView:
         )
 
     @property
+    def bgp_export_maps(self) -> tuple[tuple[BgpNeighborView, ExportView], ...]:
+        """FRR: every distinct outbound route-map once (neighbors may share one), with
+        a neighbor that uses it (for its local ASN), in neighbor order."""
+        found: dict[str, tuple[BgpNeighborView, ExportView]] = {}
+        for n in self.bgp:
+            for e in n.exports:
+                found.setdefault(e.name, (n, e))
+        return tuple(found.values())
+
+    @property
     def table(self) -> dict[Family, str]:
         """BIRD routing tables that hold lbroute's routes, apart from the host's."""
         return {Family.IPV4: "lbroute4", Family.IPV6: "lbroute6"}
@@ -724,7 +734,7 @@ def _bgp_views(
     bfd_view: BfdOf,
     problems: list[Problem],
 ) -> tuple[BgpNeighborView, ...]:
-    views: list[BgpNeighborView] = []
+    accepted: list[tuple[Peer, BgpPeer, str, int]] = []
     seen: dict[str, ObjectRef] = {}
     ids: dict[str, ObjectRef] = {}
     for p in peers:
@@ -748,13 +758,39 @@ def _bgp_views(
             )
             continue
         seen[key], ids[pid] = p.ref, p.ref
-        local_asn = spec.local_asn or agent.local_asn
+        accepted.append((p, spec, pid, spec.local_asn or agent.local_asn))
+    owners = _export_owners(accepted, carried, names)
+    views: list[BgpNeighborView] = []
+    for p, spec, pid, local_asn in accepted:
         exports = tuple(
-            ExportView(family=f, name=names.bgp_export(pid, f), groups=gs)
+            ExportView(
+                family=f,
+                name=names.bgp_export(owners.get((f, local_asn, gs), pid), f),
+                groups=gs,
+            )
             for f, gs in _family_groups(carried[p.ref], spec.families)
         )
         views.append(_bgp_neighbor(p, spec, pid, local_asn, agent, names, fast, exports, bfd_view))
     return tuple(sorted(views, key=_neighbor_order))
+
+
+def _export_owners(
+    accepted: list[tuple[Peer, BgpPeer, str, int]],
+    carried: dict[ObjectRef, tuple[GroupView, ...]],
+    names: _Names,
+) -> dict[tuple[Family, int, tuple[GroupView, ...]], str]:
+    """FRR: neighbors whose outbound route-maps would be identical (same family, same
+    groups, same local ASN for ``set as-path prepend``) share one, named after the
+    first of them by router name; otherwise every neighbor's route-map would repeat one
+    entry per group, and FRR's load time grows with the square of the entries. BIRD
+    keeps one filter per protocol (empty result)."""
+    if names.router is not Router.FRR:
+        return {}
+    owners: dict[tuple[Family, int, tuple[GroupView, ...]], str] = {}
+    for p, spec, pid, local_asn in sorted(accepted, key=lambda a: a[2]):
+        for f, gs in _family_groups(carried[p.ref], spec.families):
+            owners.setdefault((f, local_asn, gs), pid)
+    return owners
 
 
 def _neighbor_order(n: BgpNeighborView) -> tuple[int, int, str]:

@@ -256,6 +256,41 @@ def test_selectors_and_protocols_decide_what_is_exported() -> None:
     assert v.problems == ()
 
 
+def _out_maps(v: NodeView) -> dict[str, str]:
+    return {f"{n.ref.name} {e.family}": e.name for n in v.bgp for e in n.exports}
+
+
+def test_frr_neighbors_with_the_same_exports_share_one_route_map() -> None:
+    objects = [
+        N1,
+        WEB,
+        group("db", "198.51.100.0/24", labels={"tier": "db"}),
+        bgp("tor-b", "10.0.0.2"),
+        bgp("tor-a", "10.0.0.1"),
+        bgp("tor-c", "10.0.0.3", serviceGroupSelector={"matchLabels": {"tier": "web"}}),
+        bgp("tor-d", "10.0.0.4", bgp={"localASN": 64999}),
+    ]
+    v = view(objects, router=Router.FRR)
+    assert _out_maps(v) == {
+        "tor-a ipv4": "lbr-bgp-tor-a-out-v4",
+        "tor-b ipv4": "lbr-bgp-tor-a-out-v4",  # same groups: the first by name owns it
+        "tor-c ipv4": "lbr-bgp-tor-c-out-v4",  # other groups
+        "tor-d ipv4": "lbr-bgp-tor-d-out-v4",  # prepends another local ASN
+    }
+    assert [e.name for _, e in v.bgp_export_maps] == [
+        "lbr-bgp-tor-a-out-v4",
+        "lbr-bgp-tor-c-out-v4",
+        "lbr-bgp-tor-d-out-v4",
+    ]
+    # BIRD has one filter per protocol anyway.
+    assert set(_out_maps(view(objects, router=Router.BIRD)).values()) == {
+        "lbr_bgp_tor_a_out_v4",
+        "lbr_bgp_tor_b_out_v4",
+        "lbr_bgp_tor_c_out_v4",
+        "lbr_bgp_tor_d_out_v4",
+    }
+
+
 def test_group_exported_by_nobody_is_left_out() -> None:
     v = view([N1, WEB, group("quiet", "198.51.100.0/24", protocols=[]), bgp("tor", "10.0.0.254")])
     assert groups(v) == ["web"]
