@@ -13,7 +13,9 @@ driver takes the file over, and each run changes one ServiceGroup's BGP communit
 - **driver**: from value A to B, ``BirdDriver.apply`` / ``FrrDriver.apply``
   (``nodeagent.routers``), the whole of what the agent does: the router's parser, an
   atomic write, the reload, and for BIRD ``configure confirm``, for FRR
-  ``frr-reload.py --test`` afterwards.
+  ``frr-reload.py --test`` afterwards. The change touches only route-maps, so FRR gets
+  it as the driver's delta through ``vtysh -f`` (the driver knows FRR runs A: it checked
+  so after the previous floor reload).
 - **floor**: from B back to A, the daemon's own reload of the same kind of file:
   ``birdc configure "FILE"``, or ``frr-reload.py --reload FILE``, after writing it.
 

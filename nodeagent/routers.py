@@ -380,6 +380,9 @@ class FrrDriver:
         self.vty_socket_dir = Path(vty_socket_dir)
         self.frr_reload = str(frr_reload)
         self.timeout = timeout
+        self._running: tuple[str, str] | None = None
+        """The text FRR was last seen running (checked by ``frr-reload.py --test``), and
+        the daemons' generation then."""
 
     def apply(self, text: str) -> ApplyResult:
         started = time.monotonic()
@@ -395,8 +398,12 @@ class FrrDriver:
             previous = _replace_file(self.config_path, text)
         except OSError as exc:
             return _failed(f"cannot write {self.config_path}: {exc}", started)
+        if self._apply_delta(previous, text):
+            log.info("FRR configuration %s applied (policy changes only)", self.config_path)
+            return ApplyResult(ok=True, duration=time.monotonic() - started)
         reload, pending = self._reload()
         if pending.clean:
+            self._seen_running(text)
             log.info("FRR configuration %s applied", self.config_path)
             return ApplyResult(ok=True, duration=time.monotonic() - started)
         error = _frr_error(reload, pending)
@@ -430,7 +437,57 @@ class FrrDriver:
 
     def is_current(self, text: str) -> bool:
         """The file holds ``text`` and the running configuration matches it."""
-        return _read(self.config_path) == text and self._pending().clean
+        if _read(self.config_path) == text and self._pending().clean:
+            self._seen_running(text)
+            return True
+        return False
+
+    def _seen_running(self, text: str) -> None:
+        generation = self.generation()
+        self._running = (text, generation) if generation else None
+
+    def _apply_delta(self, previous: str | None, text: str) -> bool:
+        """When FRR runs ``previous`` and ``text`` differs from it only in prefix-lists
+        and route-maps, send just those changes through one ``vtysh -f`` (what
+        frr-reload.py would send, without reading the running configuration twice and
+        without one vtysh per deleted line). True when ``frr-reload.py --test`` then
+        finds nothing to change; otherwise the caller reloads the whole file."""
+        generation = self.generation()
+        if self._running is None or previous is None or not generation:
+            return False
+        if self._running != (previous, generation):
+            return False
+        commands = frr_policy_delta(previous, text)
+        if commands is None:
+            return False
+        self._running = None  # FRR runs neither text until checked below
+        said = self._vtysh_file(commands) if commands else ""
+        pending = self._pending()
+        if not pending.clean:
+            log.info(
+                "FRR still differs from %s after the policy changes; reloading the whole "
+                "file\n%s%s",
+                self.config_path,
+                redact(pending.describe()),
+                f"\nvtysh said:\n{redact(said)}" if said else "",
+            )
+            return False
+        self._seen_running(text)
+        return True
+
+    def _vtysh_file(self, commands: str) -> str:
+        """Run ``commands`` through ``vtysh -f``; what vtysh said."""
+        vtysh = tool("vtysh", "/usr/bin/vtysh")
+        with tempfile.NamedTemporaryFile(
+            "w", encoding="utf-8", prefix="lbroute-delta-", suffix=".conf"
+        ) as delta:
+            delta.write(commands)
+            delta.flush()
+            out = _call(
+                [vtysh, "--vty_socket", str(self.vty_socket_dir), "-f", delta.name],
+                self.timeout,
+            )
+        return _strip_ansi(out.output).strip()
 
     def _vtysh(self, command: str) -> _Output:
         vtysh = tool("vtysh", "/usr/bin/vtysh")
@@ -492,8 +549,85 @@ class FrrDriver:
             return "no previous configuration to restore"
         _, pending = self._reload()
         if pending.clean:
+            self._seen_running(previous)
             return "previous configuration restored"
         return f"restoring the previous configuration left differences:\n{pending.describe()}"
+
+
+# --- FRR policy delta ---------------------------------------------------------------
+
+_POLICY = ("route-map ", "ip prefix-list ", "ipv6 prefix-list ")
+"""Top-level statements :func:`frr_policy_delta` changes by itself: a prefix-list
+entry (one line) or a route-map entry (a header and its match/set lines)."""
+
+
+def frr_stanzas(text: str) -> dict[str, tuple[str, ...]]:
+    """A configuration in FRR's canonical form (what lbroute renders) as its top-level
+    statements: the first line of each, with its indented lines. ``!``, ``exit`` and
+    ``end`` only close statements."""
+    stanzas: dict[str, list[str]] = {}
+    body: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("!") or line in ("exit", "end"):
+            body = None
+        elif line[0].isspace():
+            if body is None:
+                raise ValueError(f"indented line outside a statement: {line!r}")
+            body.append(line)
+        else:
+            if line in stanzas:
+                raise ValueError(f"statement twice: {line!r}")
+            body = stanzas[line] = []
+    return {head: tuple(lines) for head, lines in stanzas.items()}
+
+
+def frr_policy_delta(old: str, new: str) -> str | None:
+    """The vtysh commands that turn FRR running ``old`` into FRR running ``new``, when
+    the two differ only in prefix-list and route-map entries; ``None`` for any other
+    difference (a neighbor, an interface, a router block): then frr-reload.py decides.
+
+    Order: new prefix-list entries, then route-map entries, then removed route-map
+    entries, then removed prefix-list entries, so a route-map never refers to a
+    prefix-list entry that is not there yet. Inside a route-map entry a changed line is
+    simply set again (FRR keeps one rule per ``match``/``set`` kind and replaces it);
+    only a kind that is gone is removed with ``no``. No ``exit`` lines: vtysh leaves a
+    statement by itself when the next one starts, and FRR's daemons then commit the
+    whole file at once instead of once per ``exit`` (each commit costs time in
+    proportion to the whole configuration).
+    """
+    try:
+        before, after = frr_stanzas(old), frr_stanzas(new)
+    except ValueError:
+        return None
+    changed = {h for h in after.keys() | before.keys() if before.get(h) != after.get(h)}
+    if any(not h.startswith(_POLICY) for h in changed):
+        return None
+    heads = [h for h in after if h in changed] + [h for h in before if h not in after]
+    out: list[str] = []
+    for head in heads:
+        if head.startswith("route-map ") or head not in after:
+            continue
+        out.append(head)
+    for head in heads:
+        if not head.startswith("route-map ") or head not in after:
+            continue
+        had, has = before.get(head, ()), after[head]
+        rules = {_rule(line) for line in has}
+        out.append(head)
+        out += [line for line in has if line not in had]
+        out += [f" no {line.strip()}" for line in had if _rule(line) not in rules]
+    removed = [h for h in heads if h not in after]
+    out += [f"no {h}" for h in removed if h.startswith("route-map ")]
+    out += [f"no {h}" for h in removed if not h.startswith("route-map ")]
+    return "".join(f"{line}\n" for line in out)
+
+
+def _rule(line: str) -> str:
+    """The kind of a route-map line, without its values: ``set community``,
+    ``match ip address prefix-list``, ``set as-path prepend``."""
+    words = line.split()
+    size = 4 if words[1:2] in (["ip"], ["ipv6"]) else 3 if words[1:2] == ["as-path"] else 2
+    return " ".join(words[:size])
 
 
 # --- Helpers ------------------------------------------------------------------------

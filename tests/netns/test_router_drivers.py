@@ -16,7 +16,11 @@ host configuration (which the wrapper check cannot see) is refused and put back.
 FRR: two goldens one after the other each leave ``frr-reload.py --test`` clean; a
 configuration ``vtysh --dryrun`` rejects, and one it accepts but bgpd refuses (the
 neighbor is a local address), fail with FRR's message while the running configuration
-still equals the previous one. generation() changes when the daemons restart.
+still equals the previous one. generation() changes when the daemons restart. A change
+only in route-maps and prefix-lists goes as a delta through vtysh; when the delta leaves
+a difference (the running configuration was changed behind the driver's back), or the
+daemons restarted, the whole file is reloaded, and either way ``frr-reload.py --test``
+finds nothing left.
 
 Sessions: BIRD and FRR peer over a veth pair and both drivers report the BGP session as
 Established; FRR runs only zebra, bgpd and staticd, so sessions() also copes with the
@@ -25,6 +29,7 @@ daemons that are not running.
 
 from __future__ import annotations
 
+import logging
 import socket
 import stat
 import time
@@ -33,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config
+from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config, frr_policy_delta
 from renderer.api import Mode, Router
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth
 
@@ -229,6 +234,49 @@ def test_frr_apply_rejects_and_keeps_the_last_good(
     frr.restart()
     restarted = driver.generation()
     assert restarted and restarted != generation
+
+
+def test_frr_policy_changes_go_as_a_delta(
+    netns: Netns, frr: FrrInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    _links(netns)
+    frr.start()
+    config = tmp_path / "frr.conf"
+    driver = FrrDriver(config, frr.dir)
+    policy = _golden("bgp-policy.frr.conf")
+    gold = "route-map lbr-bgp-gold-only-out-v4 permit 61917\n"
+    head, tail = policy.split(gold)
+    edited = tail.replace(" set community 65000:100 65000:200\n", "").replace(
+        "metric 10", "metric 20"
+    )
+    changed = head + gold + edited
+    assert (
+        frr_policy_delta(policy, changed)
+        == f"{gold} set metric 20\n no set community 65000:100 65000:200\n"
+    )
+    caplog.set_level(logging.INFO, logger="nodeagent.routers")
+
+    def applied(text: str) -> str:
+        caplog.clear()
+        result = driver.apply(text)
+        assert result.ok, result.error
+        assert _frr_changes(frr, config) == []
+        return caplog.text
+
+    assert "policy changes only" not in applied(policy)  # FRR ran something else
+    assert "policy changes only" in applied(changed)
+    assert "policy changes only" in applied(policy)
+
+    # Changed behind lbroute's back: the delta leaves a difference, the whole file fixes it.
+    frr.vtysh("configure terminal", gold.strip(), "set tag 77")
+    said = applied(changed)
+    assert "reloading the whole file" in said
+    assert "set tag 77" in said
+
+    # Restarted daemons run nothing: the whole file again.
+    frr.restart()
+    assert "policy changes only" not in applied(policy)
+    assert "policy changes only" in applied(changed)
 
 
 def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:

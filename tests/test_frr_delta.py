@@ -1,0 +1,113 @@
+"""``frr_policy_delta``: the vtysh commands FrrDriver sends instead of a whole
+``frr-reload.py --reload`` when a configuration changes only in prefix-lists and
+route-maps, and ``frr_stanzas``, which splits FRR's canonical form into statements.
+
+Table-driven: each case is an edit of a golden FRR configuration and the exact commands
+expected (``None``: frr-reload.py must decide). The netns tests check that FRR ends up
+running the new text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nodeagent.routers import frr_policy_delta, frr_stanzas
+
+GOLDEN = Path(__file__).parent / "golden"
+POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
+
+BRONZE_V4 = "ip prefix-list lbr-sg-bronze-v4 seq 992499 permit 192.0.2.128/25 le 32"
+GOLD_OUT = "route-map lbr-bgp-gold-only-out-v4 permit 61917"
+GOLD_COMMUNITIES = " set community 65000:100 65000:200"
+
+
+def _entry(head: str, text: str = POLICY) -> tuple[str, ...]:
+    return frr_stanzas(text)[head]
+
+
+def test_golden_splits_into_its_statements() -> None:
+    stanzas = frr_stanzas(POLICY)
+    assert stanzas[BRONZE_V4] == ()
+    assert stanzas["route-map lbr-import-none deny 10"] == ()
+    assert GOLD_COMMUNITIES in stanzas[GOLD_OUT]
+    assert " address-family ipv4 unicast" in stanzas["router bgp 64512"]
+    assert not any(head.startswith(("!", "exit", "end")) for head in stanzas)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["router bgp 1\n neighbor a\n neighbor a\nexit\nrouter bgp 1\n", " stray\n"],
+    ids=["statement twice", "indented line first"],
+)
+def test_what_is_not_canonical_form_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        frr_stanzas(text)
+    assert frr_policy_delta(text, POLICY) is None
+    assert frr_policy_delta(POLICY, text) is None
+
+
+def _with(old: str, new: str, text: str = POLICY) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def _in_gold_out(old: str, new: str) -> str:
+    """Edit the route-map entry GOLD_OUT, the last statement of the golden."""
+    head, tail = POLICY.split(GOLD_OUT)
+    assert tail.count(old) == 1, old
+    return head + GOLD_OUT + tail.replace(old, new)
+
+
+CASES: list[tuple[str, str, str | None]] = [
+    ("nothing changed", POLICY, ""),
+    (
+        "a route-map line changes: set again, no 'no'",
+        _in_gold_out(GOLD_COMMUNITIES, " set community 64512:999"),
+        f"{GOLD_OUT}\n set community 64512:999\n",
+    ),
+    (
+        "a kind of line goes away: removed with 'no'",
+        _in_gold_out(GOLD_COMMUNITIES + "\n", ""),
+        f"{GOLD_OUT}\n no set community 65000:100 65000:200\n",
+    ),
+    (
+        "a prefix-list entry and a route-map entry come",
+        _with(
+            "route-map lbr-import-none deny 10\n",
+            "route-map lbr-import-none deny 10\nexit\n!\n"
+            "route-map lbr-new permit 7\n match ip address prefix-list lbr-sg-new-v4\n",
+        ).replace(BRONZE_V4, f"{BRONZE_V4}\nip prefix-list lbr-sg-new-v4 seq 5 permit 10.9.0.0/16"),
+        "ip prefix-list lbr-sg-new-v4 seq 5 permit 10.9.0.0/16\n"
+        "route-map lbr-new permit 7\n match ip address prefix-list lbr-sg-new-v4\n",
+    ),
+    (
+        "entries go: route-maps first, then prefix-lists",
+        _with(f"{BRONZE_V4}\n", "").replace(
+            "\n".join((GOLD_OUT, *_entry(GOLD_OUT), "exit", "!")) + "\n", ""
+        ),
+        f"no {GOLD_OUT}\nno {BRONZE_V4}\n",
+    ),
+    (
+        "a neighbor changes: frr-reload.py decides",
+        _with("neighbor 10.0.0.2 route-map lbr-import-none in", "neighbor 10.0.0.2 activate"),
+        None,
+    ),
+    ("the hostname changes", _with("hostname node-a", "hostname other"), None),
+]
+
+
+@pytest.mark.parametrize(("name", "new", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_policy_delta(name: str, new: str, expected: str | None) -> None:
+    assert frr_policy_delta(POLICY, new) == expected
+
+
+def test_commands_carry_no_exit_lines() -> None:
+    """One ``exit`` per statement would make FRR's daemons commit once per statement."""
+    bare = POLICY.replace("\nroute-map lbr-b", "\nroute-map lbr-x")
+    delta = frr_policy_delta(POLICY, bare)
+    assert delta is not None
+    assert "exit" not in delta.split()
+    assert "!" not in delta.split()
+    assert delta.count("\nno route-map lbr-b") == POLICY.count("\nroute-map lbr-b")
