@@ -88,6 +88,15 @@ def veth(a: Netns, a_name: str, b: Netns, b_name: str) -> None:
         ns.ip("link", "set", name, "up")
 
 
+def vtysh_conf(directory: Path) -> None:
+    """Make ``directory`` an FRR configuration directory (a ``vtysh.conf`` as Debian
+    ships it), so that the drivers and frr-reload.py write there after a reload, not in
+    the host's ``/etc/frr``."""
+    path = directory / "vtysh.conf"
+    if not path.exists():
+        path.write_text("service integrated-vtysh-config\n", encoding="utf-8")
+
+
 class FrrInstance:
     """FRR daemons in one namespace, with private pid files and sockets."""
 
@@ -140,6 +149,7 @@ class FrrInstance:
         run("vtysh", "--vty_socket", str(self.dir), "-f", str(path))
 
     def reload_tool(self, mode: str, config: Path) -> subprocess.CompletedProcess[str]:
+        vtysh_conf(config.parent)
         return run(
             str(FRR_BIN / "frr-reload.py"),
             mode,
@@ -147,6 +157,8 @@ class FrrInstance:
             str(self.dir),
             "--rundir",
             str(self.dir),
+            "--confdir",  # where it writes after a reload (not the host's /etc/frr)
+            str(config.parent),
             str(config),
             check=False,
             timeout=60,
@@ -475,6 +487,7 @@ class Lab:
             member.bird.start(member.config_path)
         else:
             member.frr = FrrInstance(member.ns, member.dir / "frr")
+            vtysh_conf(member.dir)  # beside member.config_path
             member.frr.start()
 
     def restart_node_router(self, name: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.routers import frr_policy_delta, frr_stanzas
+from nodeagent.routers import frr_commands, frr_is_empty, frr_policy_delta, frr_stanzas
 
 GOLDEN = Path(__file__).parent / "golden"
 POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
@@ -111,3 +111,56 @@ def test_commands_carry_no_exit_lines() -> None:
     assert "exit" not in delta.split()
     assert "!" not in delta.split()
     assert delta.count("\nno route-map lbr-b") == POLICY.count("\nroute-map lbr-b")
+
+
+EMPTY_RUNNING = """Building configuration...
+
+Current configuration:
+!
+frr version 8.4.4
+frr defaults traditional
+hostname node-a
+no ip forwarding
+no ipv6 forwarding
+service integrated-vtysh-config
+!
+end
+"""
+
+
+@pytest.mark.parametrize(
+    ("running", "empty"),
+    [
+        (EMPTY_RUNNING, True),
+        (EMPTY_RUNNING.replace("no ip forwarding\n", ""), True),
+        (
+            EMPTY_RUNNING.replace("!\nend", "!\nip prefix-list x seq 5 permit 10.0.0.0/8\n!\nend"),
+            False,
+        ),
+        (EMPTY_RUNNING.replace("!\nend", "!\nrouter bgp 64512\nexit\n!\nend"), False),
+        (
+            EMPTY_RUNNING.replace("!\nend", "!\ninterface eth0\n ip ospf area 0\nexit\n!\nend"),
+            False,
+        ),
+        (EMPTY_RUNNING.replace("!\nend", "!\nlog syslog informational\n!\nend"), False),
+        ("", False),
+        ("% Unknown command", False),
+    ],
+    ids=["fresh", "forwarding on", "prefix-list", "router", "interface", "log", "nothing", "error"],
+)
+def test_what_counts_as_daemons_running_nothing(running: str, empty: bool) -> None:
+    assert frr_is_empty(running) is empty
+
+
+def test_whole_file_as_commands_keeps_every_statement_and_no_closers() -> None:
+    commands = frr_commands(POLICY)
+    words = {line.strip() for line in commands.splitlines()}
+    assert not words & {"exit", "!", "end"}
+    kept = [
+        line
+        for line in POLICY.splitlines()
+        if line.strip() not in ("exit", "end", "") and not line.strip().startswith("!")
+    ]
+    assert commands.splitlines() == kept
+    assert " exit-address-family" in commands.splitlines()
+    assert frr_stanzas(commands).keys() == frr_stanzas(POLICY).keys()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.netns.lab import BirdInstance, FrrInstance, Netns
+from tests.netns.lab import BirdInstance, FrrInstance, Netns, vtysh_conf
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,7 +41,10 @@ def netns() -> Iterator[Netns]:
 
 
 @pytest.fixture
-def frr(netns: Netns) -> Iterator[FrrInstance]:
+def frr(netns: Netns, tmp_path: Path) -> Iterator[FrrInstance]:
+    """FRR daemons in ``netns``; ``tmp_path`` is an FRR configuration directory, so
+    what frr-reload.py writes after a reload of a file there stays there."""
+    vtysh_conf(tmp_path)
     instance = FrrInstance(netns)
     try:
         yield instance

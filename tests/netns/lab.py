@@ -1,6 +1,6 @@
 """The namespace primitives the root-only tests use; they live in :mod:`lbroute.lab`,
 which the demo uses too."""
 
-from lbroute.lab import BirdInstance, FrrInstance, Netns, alive, kill, run, veth
+from lbroute.lab import BirdInstance, FrrInstance, Netns, alive, kill, run, veth, vtysh_conf
 
-__all__ = ["BirdInstance", "FrrInstance", "Netns", "alive", "kill", "run", "veth"]
+__all__ = ["BirdInstance", "FrrInstance", "Netns", "alive", "kill", "run", "veth", "vtysh_conf"]

@@ -20,7 +20,9 @@ still equals the previous one. generation() changes when the daemons restart. A 
 only in route-maps and prefix-lists goes as a delta through vtysh; when the delta leaves
 a difference (the running configuration was changed behind the driver's back), or the
 daemons restarted, the whole file is reloaded, and either way ``frr-reload.py --test``
-finds nothing left.
+finds nothing left. Daemons that run no configuration get the whole file in one
+``vtysh -f``; when that leaves a difference (IP forwarding off, which frr-reload.py turns
+on), the whole-file reload follows.
 
 Sessions: BIRD and FRR peer over a veth pair and both drivers report the BGP session as
 Established; FRR runs only zebra, bgpd and staticd, so sessions() also copes with the
@@ -40,7 +42,7 @@ import pytest
 
 from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config, frr_policy_delta
 from renderer.api import Mode, Router
-from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth
+from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
 GOLDEN = Path(__file__).parent.parent / "golden"
 BIRD_START = "router id 10.0.0.11;\nprotocol device {\n}\n"
@@ -75,6 +77,13 @@ def _links(ns: Netns, *, eth0: bool = True) -> None:
 def _protocols(bird: BirdInstance) -> set[str]:
     out = bird.birdc("show", "protocols").stdout
     return {line.split()[0] for line in out.splitlines() if line.startswith("lbr_")}
+
+
+def _files(directory: Path) -> dict[str, int]:
+    """Every file in ``directory`` with its modification time."""
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.stat().st_mtime_ns for p in directory.iterdir()}
 
 
 def _frr_changes(frr: FrrInstance, config: Path) -> list[str]:
@@ -279,6 +288,47 @@ def test_frr_policy_changes_go_as_a_delta(
     assert "policy changes only" in applied(changed)
 
 
+def test_frr_first_load_onto_empty_daemons(
+    netns: Netns, frr: FrrInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Daemons that run nothing get the whole file in one vtysh -f; daemons that run
+    something, or a namespace with forwarding off (which frr-reload.py turns on), get
+    the whole-file reload; either way FRR ends up running exactly the file. What
+    frr-reload.py writes after a reload lands next to the file, never in the host's
+    /etc/frr."""
+    host_before = _files(Path("/etc/frr"))
+    _links(netns)
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        netns.sysctl(key, "1")  # as on a Kubernetes node
+    frr.start()
+    config = tmp_path / "lbroute.conf"
+    policy, mixed = _golden("bgp-policy.frr.conf"), _golden("mixed.frr.conf")
+    caplog.set_level(logging.INFO, logger="nodeagent.routers")
+
+    def applied(driver: FrrDriver, text: str) -> str:
+        caplog.clear()
+        result = driver.apply(text)
+        assert result.ok, result.error
+        assert _frr_changes(frr, config) == []
+        return caplog.text
+
+    assert "FRR ran none before" in applied(FrrDriver(config, frr.dir), policy)
+    # An agent restarted while FRR runs its configuration: not empty, the reload decides.
+    said = applied(FrrDriver(config, frr.dir), mixed)
+    assert "FRR ran none before" not in said
+    assert "applied" in said
+
+    frr.restart()
+    netns.sysctl("net.ipv4.ip_forward", "0")
+    said = applied(FrrDriver(config, frr.dir), policy)
+    assert "after loading it onto empty daemons" in said
+    assert "ip forwarding" in said
+    assert netns.exec("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+
+    assert (tmp_path / "frr.conf").exists()  # frr-reload.py's write after its reloads
+    assert _files(Path("/etc/frr")) == host_before
+
+
 def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:
     assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").generation() is None
     assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").sessions() == []
@@ -299,6 +349,7 @@ def test_sessions_established_between_bird_and_frr(
     bird_driver = BirdDriver(config, bird.socket)
 
     tor = FrrInstance(other_ns)
+    vtysh_conf(tmp_path)
     try:
         tor.start(("zebra", "bgpd", "staticd"))
         frr_driver = FrrDriver(tmp_path / "tor.conf", tor.dir)
