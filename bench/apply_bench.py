@@ -4,18 +4,20 @@ and a real FRR, through the agent's drivers, against the daemon's own reload.
 
 For each scale point (default 10, 100 and 1,000 ServiceGroups, with half as many Peers:
 the render benchmark's objects, ``bench/render_bench.py``), a fresh network namespace
-gets ``kube-lb0`` and ``eth0`` and the router daemon(s), and the node's configuration is
-loaded once with the daemon's own reload (reported apart; a point whose first load
-takes more than ``--budget`` seconds is reported as such and has no runs). Then the
-driver takes the file over, and each run changes one ServiceGroup's BGP communities
-(the first group whose communities reach the configuration) and measures, in turn:
+gets ``kube-lb0`` and ``eth0``, IP forwarding (as on a Kubernetes node) and the router
+daemon(s), and the driver applies the node's configuration once onto daemons that run
+nothing, as an agent's first pass does (reported apart; FRR gets the whole file in one
+``vtysh -f``; a point whose first apply fails or a router tool of it takes more than
+``--budget`` seconds is reported as such and has no runs). Then each run changes one
+ServiceGroup's BGP communities (the first group whose communities reach the
+configuration) and measures, in turn:
 
 - **driver**: from value A to B, ``BirdDriver.apply`` / ``FrrDriver.apply``
   (``nodeagent.routers``), the whole of what the agent does: the router's parser, an
   atomic write, the reload, and for BIRD ``configure confirm``, for FRR
   ``frr-reload.py --test`` afterwards. The change touches only route-maps, so FRR gets
   it as the driver's delta through ``vtysh -f`` (the driver knows FRR runs A: it checked
-  so after the previous floor reload).
+  so after its first apply, and after each floor reload).
 - **floor**: from B back to A, the daemon's own reload of the same kind of file:
   ``birdc configure "FILE"``, or ``frr-reload.py --reload FILE``, after writing it.
 
@@ -51,7 +53,7 @@ from benchlib import (
 )
 from render_bench import NODE, ROUTER_ID, generate
 
-from lbroute.lab import FRR_BIN, BirdInstance, FrrInstance, Netns
+from lbroute.lab import FRR_BIN, BirdInstance, FrrInstance, Netns, vtysh_conf
 from nodeagent.routers import BirdDriver, FrrDriver, RouterDriver
 from renderer import Router, build_view, builtin_template_set, load, render_view
 
@@ -87,7 +89,7 @@ def variants(groups: int, router: Router) -> tuple[str, list[str]]:
 class Node:
     """A namespace with one router daemon and the agent's driver for it."""
 
-    def __init__(self, router: Router, workdir: Path) -> None:
+    def __init__(self, router: Router, workdir: Path, timeout: float) -> None:
         self.router = router
         self.ns = Netns("ap").create()
         self.bird: BirdInstance | None = None
@@ -96,17 +98,20 @@ class Node:
             self.ns.add_ifb("kube-lb0")
             self.ns.add_ifb("eth0")
             self.ns.ip("addr", "add", f"{ROUTER_ID}/24", "dev", "eth0")
+            for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+                self.ns.sysctl(key, "1")
             self.config = workdir / ("bird.conf" if router is Router.BIRD else "frr.conf")
             self.driver: RouterDriver
             if router is Router.BIRD:
                 self.bird = BirdInstance(self.ns, workdir / "bird")
                 self.config.write_text(f"router id {ROUTER_ID};\nprotocol device {{ }}\n")
                 self.bird.start(self.config)
-                self.driver = BirdDriver(self.config, self.bird.socket, timeout=TIMEOUT)
+                self.driver = BirdDriver(self.config, self.bird.socket, timeout=timeout)
             else:
                 self.frr = FrrInstance(self.ns, workdir / "frr")
+                vtysh_conf(workdir)  # FRR's configuration directory: frr.conf is there
                 self.frr.start()
-                self.driver = FrrDriver(self.config, self.frr.dir, timeout=TIMEOUT)
+                self.driver = FrrDriver(self.config, self.frr.dir, timeout=timeout)
         except BaseException:
             self.stop()
             raise
@@ -123,6 +128,14 @@ class Node:
             raise SystemExit(f"{self.router} apply failed: {result.error[:2000]}")
         return result.duration
 
+    def first(self, text: str) -> float | None:
+        """The driver's first apply, onto daemons that run nothing (None: it failed)."""
+        result = self.driver.apply(text)
+        if not result.ok:
+            log(f"  the first apply failed: {result.error[:500]}")
+            return None
+        return result.duration
+
     def floor(self, text: str, timeout: float = TIMEOUT) -> float | None:
         """Write the file, then time the daemon's own reload of it (None: it took more
         than ``timeout`` seconds and was stopped)."""
@@ -133,7 +146,7 @@ class Node:
             assert self.frr is not None
             directory = str(self.frr.dir)
             cmd = [str(FRR_BIN / "frr-reload.py"), "--reload", "--vty_socket", directory]
-            cmd += ["--rundir", directory, str(self.config)]
+            cmd += ["--rundir", directory, "--confdir", str(self.config.parent), str(self.config)]
         started = time.perf_counter()
         # A session of its own: on a timeout, frr-reload.py's vtysh goes with it.
         proc = subprocess.Popen(
@@ -172,14 +185,14 @@ def measure(router: Router, groups: int, runs: int, workdir: Path, budget: float
         "changed": changed,
         "budget": budget,
     }
-    node = Node(router, directory)
+    node = Node(router, directory, timeout=budget)
     try:
-        cold = node.floor(texts[0], timeout=budget)
+        cold = node.first(texts[0])
         point["cold_load"] = cold
         if cold is None:
-            log(f"  the first load took more than {budget:g} s: no runs at this point")
+            log(f"  no runs at this point (budget {budget:g} s per router tool)")
             return point
-        node.apply(texts[0])  # the driver takes over the file
+        log(f"  first apply {cold:.3f} s")
         driver: list[float] = []
         floor: list[float] = []
         for run_ in range(runs):
@@ -201,7 +214,10 @@ def main() -> int:
     parser.add_argument("--groups", default="10,100,1000", help="comma-separated counts")
     parser.add_argument("--router", choices=("bird", "frr", "all"), default="all")
     parser.add_argument(
-        "--budget", type=float, default=60.0, help="seconds the first load of a point may take"
+        "--budget",
+        type=float,
+        default=600.0,
+        help="seconds each router tool the driver runs may take",
     )
     parser.add_argument("--json", type=Path, help="write the results here (default: stdout)")
     args = parser.parse_args()
