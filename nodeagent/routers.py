@@ -464,26 +464,14 @@ class FrrDriver:
         commands = frr_policy_delta(previous, text)
         if commands is None:
             return False
-        self._running = None  # FRR runs neither text until checked below
-        said = self._vtysh_file(commands) if commands else ""
-        pending = self._pending()
-        if not pending.clean:
-            log.info(
-                "FRR still differs from %s after the policy changes; reloading the whole "
-                "file\n%s%s",
-                self.config_path,
-                redact(pending.describe()),
-                f"\nvtysh said:\n{redact(said)}" if said else "",
-            )
-            return False
-        self._seen_running(text)
-        return True
+        self._running = None  # FRR runs neither text until checked
+        return self._send_checked(commands, text, "after the policy changes")
 
     def _load_empty(self, text: str) -> bool:
         """When FRR runs no configuration yet (daemons just started), send the whole of
-        ``text`` through one ``vtysh -f`` without its ``!``/``exit`` lines: one commit
-        per daemon instead of frr-reload.py's one per statement (1,000 ServiceGroups:
-        about 2 minutes instead of more than 15). True when ``frr-reload.py --test``
+        ``text`` through one ``vtysh -f`` without its ``!``/``exit`` lines instead of
+        frr-reload.py (1,000 ServiceGroups: about 2 minutes instead of more than 15).
+        True when ``frr-reload.py --test``
         then finds nothing to change; otherwise the caller reloads the whole file (for
         example when IP forwarding is off: frr-reload.py turns it on, this does not)."""
         if self._running is not None:
@@ -491,13 +479,19 @@ class FrrDriver:
         shown = self._vtysh("show running-config")
         if shown.returncode != 0 or not frr_is_empty(shown.stdout):
             return False
-        said = self._vtysh_file(frr_commands(text))
+        return self._send_checked(frr_commands(text), text, "after loading it onto empty daemons")
+
+    def _send_checked(self, commands: str, text: str, what: str) -> bool:
+        """Send ``commands`` through one ``vtysh -f``; True when ``frr-reload.py --test``
+        then finds FRR running ``text``, otherwise log what differs (the caller reloads
+        the whole file)."""
+        said = self._vtysh_file(commands) if commands else ""
         pending = self._pending()
         if not pending.clean:
             log.info(
-                "FRR differs from %s after loading it onto empty daemons; reloading the "
-                "whole file\n%s%s",
+                "FRR still differs from %s %s; reloading the whole file\n%s%s",
                 self.config_path,
+                what,
                 redact(pending.describe()),
                 f"\nvtysh said:\n{redact(said)}" if said else "",
             )
