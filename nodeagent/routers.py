@@ -620,12 +620,14 @@ def frr_policy_delta(old: str, new: str) -> str | None:
 
     Order: new prefix-list entries, then route-map entries, then removed route-map
     entries, then removed prefix-list entries, so a route-map never refers to a
-    prefix-list entry that is not there yet. Inside a route-map entry a changed line is
-    simply set again (FRR keeps one rule per ``match``/``set`` kind and replaces it);
-    only a kind that is gone is removed with ``no``. No ``exit`` lines: vtysh leaves a
-    statement by itself when the next one starts, and FRR's daemons then commit the
-    whole file at once instead of once per ``exit`` (each commit costs time in
-    proportion to the whole configuration).
+    prefix-list entry that is not there yet. An entry whose sequence number stays
+    (a prefix-list entry's ``le`` changes, a route-map entry's action) is replaced by
+    setting it again, never removed: FRR keys entries by sequence number, so ``no`` of
+    the old line would remove the new one and withdraw its routes. Inside a route-map
+    entry a changed line is simply set again (FRR keeps one rule per ``match``/``set``
+    kind and replaces it); only a kind that is gone is removed with ``no``. No ``exit``
+    lines: vtysh leaves a statement by itself when the next one starts, and FRR's
+    daemons commit the whole file at once instead of once per ``exit``.
     """
     try:
         before, after = frr_stanzas(old), frr_stanzas(new)
@@ -635,6 +637,8 @@ def frr_policy_delta(old: str, new: str) -> str | None:
     if any(not h.startswith(_POLICY) for h in changed):
         return None
     heads = [h for h in after if h in changed] + [h for h in before if h not in after]
+    kept = {_entry_key(h) for h in after}
+    replaced = {_entry_key(h): h for h in before if h not in after}
     out: list[str] = []
     for head in heads:
         if head.startswith("route-map ") or head not in after:
@@ -643,12 +647,13 @@ def frr_policy_delta(old: str, new: str) -> str | None:
     for head in heads:
         if not head.startswith("route-map ") or head not in after:
             continue
-        had, has = before.get(head, ()), after[head]
+        was = head if head in before else replaced.get(_entry_key(head), "")
+        had, has = before.get(was, ()), after[head]
         rules = {_rule(line) for line in has}
         out.append(head)
         out += [line for line in has if line not in had]
         out += [f" no {line.strip()}" for line in had if _rule(line) not in rules]
-    removed = [h for h in heads if h not in after]
+    removed = [h for h in heads if h not in after and _entry_key(h) not in kept]
     out += [f"no {h}" for h in removed if h.startswith("route-map ")]
     out += [f"no {h}" for h in removed if not h.startswith("route-map ")]
     return "".join(f"{line}\n" for line in out)
@@ -686,6 +691,17 @@ def frr_commands(text: str) -> str:
 
 def _command(line: str) -> bool:
     return bool(line) and not line.startswith("!") and line not in ("exit", "end")
+
+
+def _entry_key(head: str) -> str:
+    """What FRR keys a policy entry by: a route-map's name and sequence number (not its
+    action), a prefix-list entry's list and sequence number (not its prefix)."""
+    words = head.split()
+    if words[0] == "route-map" and len(words) == 4:
+        return f"route-map {words[1]} {words[3]}"
+    if words[1:2] == ["prefix-list"] and words[3:4] == ["seq"] and len(words) > 4:
+        return " ".join(words[:5])
+    return head
 
 
 def _rule(line: str) -> str:

@@ -90,6 +90,13 @@ CASES: list[tuple[str, str, str | None]] = [
         f"no {GOLD_OUT}\nno {BRONZE_V4}\n",
     ),
     (
+        "an entry keeps its number: set again, never removed (FRR keys it by number)",
+        _with(BRONZE_V4, BRONZE_V4.replace("le 32", "le 30")).replace(
+            GOLD_OUT, GOLD_OUT.replace("permit", "deny")
+        ),
+        f"{BRONZE_V4.replace('le 32', 'le 30')}\n{GOLD_OUT.replace('permit', 'deny')}\n",
+    ),
+    (
         "a neighbor changes: frr-reload.py decides",
         _with("neighbor 10.0.0.2 route-map lbr-import-none in", "neighbor 10.0.0.2 activate"),
         None,

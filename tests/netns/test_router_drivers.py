@@ -276,6 +276,21 @@ def test_frr_policy_changes_go_as_a_delta(
     assert "policy changes only" in applied(changed)
     assert "policy changes only" in applied(policy)
 
+    # Entries that keep their sequence number are set again, not removed: a ``no`` of
+    # the old line would remove the new entry too (FRR keys entries by number).
+    bronze = "ip prefix-list lbr-sg-bronze-v4 seq 992499 permit 192.0.2.128/25 le 32"
+    export = "route-map lbr-bgp-export-v4 permit 36437"
+    renumbered = policy.replace(bronze, bronze.replace("le 32", "le 30")).replace(
+        export, export.replace("permit", "deny")
+    )
+    assert frr_policy_delta(policy, renumbered) == (
+        bronze.replace("le 32", "le 30") + "\n" + export.replace("permit", "deny") + "\n"
+    )
+    said = applied(renumbered)
+    assert "policy changes only" in said
+    assert "reloading the whole file" not in said
+    assert "policy changes only" in applied(policy)
+
     # Changed behind lbroute's back: the delta leaves a difference, the whole file fixes it.
     frr.vtysh("configure terminal", gold.strip(), "set tag 77")
     said = applied(changed)
