@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import re
 from typing import Any
 
 import pytest
@@ -261,29 +262,41 @@ def _out_maps(v: NodeView) -> dict[str, str]:
 
 
 def test_frr_neighbors_with_the_same_exports_share_one_route_map() -> None:
-    objects = [
-        N1,
-        WEB,
-        group("db", "198.51.100.0/24", labels={"tier": "db"}),
+    db = group("db", "198.51.100.0/24", labels={"tier": "db"})
+    tors = [
         bgp("tor-b", "10.0.0.2"),
         bgp("tor-a", "10.0.0.1"),
         bgp("tor-c", "10.0.0.3", serviceGroupSelector={"matchLabels": {"tier": "web"}}),
         bgp("tor-d", "10.0.0.4", bgp={"localASN": 64999}),
     ]
-    v = view(objects, router=Router.FRR)
-    assert _out_maps(v) == {
-        "tor-a ipv4": "lbr-bgp-tor-a-out-v4",
-        "tor-b ipv4": "lbr-bgp-tor-a-out-v4",  # same groups: the first by name owns it
-        "tor-c ipv4": "lbr-bgp-tor-c-out-v4",  # other groups
-        "tor-d ipv4": "lbr-bgp-tor-d-out-v4",  # prepends another local ASN
-    }
-    assert [e.name for _, e in v.bgp_export_maps] == [
-        "lbr-bgp-tor-a-out-v4",
-        "lbr-bgp-tor-c-out-v4",
-        "lbr-bgp-tor-d-out-v4",
+    v = view([N1, WEB, db, *tors], router=Router.FRR)
+    maps = _out_maps(v)
+    assert maps["tor-a ipv4"] == maps["tor-b ipv4"]  # same groups, same local ASN
+    assert maps["tor-c ipv4"] != maps["tor-a ipv4"]  # other groups
+    assert maps["tor-d ipv4"] != maps["tor-a ipv4"]  # prepends another local ASN
+    assert all(re.fullmatch(r"lbr-bgp-out-[0-9a-f]{12}-v4", name) for name in maps.values())
+    assert [e.name for _, e in v.bgp_export_maps] == list(dict.fromkeys(maps.values()))
+
+    # Neighbors that come or go never rename the route-map the others use.
+    for others in (
+        [N1, WEB, db, *tors[1:]],
+        [N1, WEB, db, tors[0]],
+        [N1, WEB, db, *tors, bgp("tor-0", "10.0.0.9")],
+    ):
+        after = _out_maps(view(others, router=Router.FRR))
+        assert {k: after[k] for k in after if k in maps} == {k: maps[k] for k in after if k in maps}
+    # A neighbor whose groups change moves to another route-map; the others stay.
+    narrowed = [
+        *tors[:1],
+        bgp("tor-a", "10.0.0.1", serviceGroupSelector={"matchLabels": {"tier": "db"}}),
+        *tors[2:],
     ]
+    after = _out_maps(view([N1, WEB, db, *narrowed], router=Router.FRR))
+    assert after["tor-a ipv4"] != maps["tor-a ipv4"]
+    assert after["tor-b ipv4"] == maps["tor-b ipv4"]
+
     # BIRD has one filter per protocol anyway.
-    assert set(_out_maps(view(objects, router=Router.BIRD)).values()) == {
+    assert set(_out_maps(view([N1, WEB, db, *tors], router=Router.BIRD)).values()) == {
         "lbr_bgp_tor_a_out_v4",
         "lbr_bgp_tor_b_out_v4",
         "lbr_bgp_tor_c_out_v4",
