@@ -405,6 +405,7 @@ class FrrDriver:
         if self._load_empty(text):
             log.info("FRR configuration %s applied (FRR ran none before)", self.config_path)
             return ApplyResult(ok=True, duration=time.monotonic() - started)
+        self._running = None  # until a reload is checked
         reload, pending = self._reload()
         if pending.clean:
             self._seen_running(text)
@@ -474,8 +475,6 @@ class FrrDriver:
         True when ``frr-reload.py --test``
         then finds nothing to change; otherwise the caller reloads the whole file (for
         example when IP forwarding is off: frr-reload.py turns it on, this does not)."""
-        if self._running is not None:
-            return False
         shown = self._vtysh("show running-config")
         if shown.returncode != 0 or not frr_is_empty(shown.stdout):
             return False
@@ -579,6 +578,7 @@ class FrrDriver:
             return f"restoring the previous file failed: {exc}"
         if previous is None:
             return "no previous configuration to restore"
+        self._running = None
         _, pending = self._reload()
         if pending.clean:
             self._seen_running(previous)
@@ -634,9 +634,16 @@ def frr_policy_delta(old: str, new: str) -> str | None:
     except ValueError:
         return None
     changed = {h for h in after.keys() | before.keys() if before.get(h) != after.get(h)}
-    if any(not h.startswith(_POLICY) for h in changed):
-        return None
+    repoint: list[str] = []
+    for head in sorted(changed):
+        if head.startswith(_POLICY):
+            continue
+        lines = _repointed(head, before.get(head), after.get(head))
+        if lines is None:
+            return None
+        repoint += lines
     heads = [h for h in after if h in changed] + [h for h in before if h not in after]
+    heads = [h for h in heads if h.startswith(_POLICY)]
     kept = {_entry_key(h) for h in after}
     replaced = {_entry_key(h): h for h in before if h not in after}
     out: list[str] = []
@@ -652,7 +659,8 @@ def frr_policy_delta(old: str, new: str) -> str | None:
         rules = {_rule(line) for line in has}
         out.append(head)
         out += [line for line in has if line not in had]
-        out += [f" no {line.strip()}" for line in had if _rule(line) not in rules]
+        out += [f" no {_rule(line)}" for line in had if _rule(line) not in rules]
+    out += repoint  # after the route-maps they name exist, before old ones go
     removed = [h for h in heads if h not in after and _entry_key(h) not in kept]
     out += [f"no {h}" for h in removed if h.startswith("route-map ")]
     out += [f"no {h}" for h in removed if not h.startswith("route-map ")]
@@ -691,6 +699,33 @@ def frr_commands(text: str) -> str:
 
 def _command(line: str) -> bool:
     return bool(line) and not line.startswith("!") and line not in ("exit", "end")
+
+
+_OUT_MAP = re.compile(r"^  neighbor \S+ route-map \S+ out$")
+
+
+def _repointed(
+    head: str, old: tuple[str, ...] | None, new: tuple[str, ...] | None
+) -> list[str] | None:
+    """The commands for a ``router bgp`` statement whose only change is the outbound
+    route-map some neighbors use (neighbors that share a route-map move to another one
+    when the set of neighbors sharing it changes); None for any other change."""
+    if not head.startswith("router bgp ") or old is None or new is None or len(old) != len(new):
+        return None
+    out: list[str] = []
+    family = ""
+    for was, now in zip(old, new, strict=True):
+        if was.startswith(" address-family "):
+            family = was
+        if was == now:
+            continue
+        neighbor = was.split()[:2]
+        if not (_OUT_MAP.match(was) and _OUT_MAP.match(now) and now.split()[:2] == neighbor):
+            return None
+        if not family:
+            return None
+        out += [head, family, now]
+    return out
 
 
 def _entry_key(head: str) -> str:

@@ -19,7 +19,7 @@ GOLDEN = Path(__file__).parent / "golden"
 POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
 
 BRONZE_V4 = "ip prefix-list lbr-sg-bronze-v4 seq 992499 permit 192.0.2.128/25 le 32"
-GOLD_OUT = "route-map lbr-bgp-gold-only-out-v4 permit 61917"
+GOLD_OUT = "route-map lbr-bgp-out-e62117e280fb-v4 permit 61917"
 GOLD_COMMUNITIES = " set community 65000:100 65000:200"
 
 
@@ -70,7 +70,7 @@ CASES: list[tuple[str, str, str | None]] = [
     (
         "a kind of line goes away: removed with 'no'",
         _in_gold_out(GOLD_COMMUNITIES + "\n", ""),
-        f"{GOLD_OUT}\n no set community 65000:100 65000:200\n",
+        f"{GOLD_OUT}\n no set community\n",
     ),
     (
         "a prefix-list entry and a route-map entry come",
@@ -95,6 +95,29 @@ CASES: list[tuple[str, str, str | None]] = [
             GOLD_OUT, GOLD_OUT.replace("permit", "deny")
         ),
         f"{BRONZE_V4.replace('le 32', 'le 30')}\n{GOLD_OUT.replace('permit', 'deny')}\n",
+    ),
+    (
+        "a prepend of several ASNs goes: removed by its kind (vtysh takes one ASN at most)",
+        POLICY.replace(" set as-path prepend 64512 64512 64512\n", ""),
+        "route-map lbr-bgp-out-8d016618146f-v4 permit 36437\n no set as-path prepend\n",
+    ),
+    (
+        "a neighbor moves to another route-map: re-pointed after it exists, before the "
+        "old one goes",
+        _with(
+            "route-map lbr-bgp-out-e62117e280fb-v4 out", "route-map lbr-bgp-out-8d016618146f-v4 out"
+        ).replace("\n".join((GOLD_OUT, *_entry(GOLD_OUT), "exit", "!")) + "\n", ""),
+        "router bgp 64512\n address-family ipv4 unicast\n"
+        "  neighbor 10.0.0.2 route-map lbr-bgp-out-8d016618146f-v4 out\n"
+        f"no {GOLD_OUT}\n",
+    ),
+    (
+        "a neighbor's inbound route-map changes: frr-reload.py decides",
+        _with(
+            "neighbor 10.0.0.2 route-map lbr-import-none in",
+            "neighbor 10.0.0.2 route-map lbr-bgp-export-v4 in",
+        ),
+        None,
     ),
     (
         "a neighbor changes: frr-reload.py decides",

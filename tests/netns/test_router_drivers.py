@@ -253,16 +253,13 @@ def test_frr_policy_changes_go_as_a_delta(
     config = tmp_path / "frr.conf"
     driver = FrrDriver(config, frr.dir)
     policy = _golden("bgp-policy.frr.conf")
-    gold = "route-map lbr-bgp-gold-only-out-v4 permit 61917\n"
+    gold = "route-map lbr-bgp-out-e62117e280fb-v4 permit 61917\n"
     head, tail = policy.split(gold)
     edited = tail.replace(" set community 65000:100 65000:200\n", "").replace(
         "metric 10", "metric 20"
     )
     changed = head + gold + edited
-    assert (
-        frr_policy_delta(policy, changed)
-        == f"{gold} set metric 20\n no set community 65000:100 65000:200\n"
-    )
+    assert frr_policy_delta(policy, changed) == f"{gold} set metric 20\n no set community\n"
     caplog.set_level(logging.INFO, logger="nodeagent.routers")
 
     def applied(text: str) -> str:
@@ -291,15 +288,31 @@ def test_frr_policy_changes_go_as_a_delta(
     assert "reloading the whole file" not in said
     assert "policy changes only" in applied(policy)
 
+    # A neighbor moved to another route-map (as when the neighbors sharing one change),
+    # and a prepend of several ASNs removed: still only policy, no whole-file reload.
+    moved = policy.replace(
+        "neighbor 10.0.0.2 route-map lbr-bgp-out-e62117e280fb-v4 out",
+        "neighbor 10.0.0.2 route-map lbr-bgp-out-8d016618146f-v4 out",
+    ).replace(" set as-path prepend 64512 64512 64512\n", "")
+    delta = frr_policy_delta(policy, moved)
+    assert delta is not None
+    assert "  neighbor 10.0.0.2 route-map lbr-bgp-out-8d016618146f-v4 out\n" in delta
+    assert " no set as-path prepend\n" in delta
+    said = applied(moved)
+    assert "policy changes only" in said
+    assert "reloading the whole file" not in said
+
     # Changed behind lbroute's back: the delta leaves a difference, the whole file fixes it.
     frr.vtysh("configure terminal", gold.strip(), "set tag 77")
     said = applied(changed)
     assert "reloading the whole file" in said
     assert "set tag 77" in said
 
-    # Restarted daemons run nothing: the whole file again.
+    # Restarted daemons run nothing: the whole file again, in one vtysh -f.
     frr.restart()
-    assert "policy changes only" not in applied(policy)
+    said = applied(policy)
+    assert "policy changes only" not in said
+    assert "FRR ran none before" in said
     assert "policy changes only" in applied(changed)
 
 
