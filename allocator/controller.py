@@ -49,12 +49,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from allocator.ipam import Allocation, Assignment, Failure, GroupStats, allocate, invalid_groups
 from allocator.service import ALLOCATED_FROM, LBService, ingress, parse_service
+from lbroute.model import api
+from lbroute.model.errors import ObjectRef
 from nodeagent.kube import LBROUTE_GROUP, LBROUTE_VERSION, Kind, KubernetesSource, Timing
 from nodeagent.kubestatus import EventRecorder, read_change_write, with_condition
 from nodeagent.source import Snapshot
 from nodeagent.status import Health
-from renderer import api
-from renderer.errors import ObjectRef
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from allocator.service import SERVICE_GROUP, AllocatedFrom, LBService, Policy
-from renderer.api import Family, Pool, ServiceGroup
-from renderer.errors import ObjectRef, Problem
-from renderer.fields import IPAddress
+from lbroute.model.api import Family, Pool, ServiceGroup
+from lbroute.model.errors import ObjectRef, Problem
+from lbroute.model.fields import IPAddress
 
 
 class Reason(StrEnum):
@@ -157,7 +157,7 @@ class Allocation:
 
 
 def invalid_groups(problems: Iterable[Problem]) -> dict[str, str]:
-    """ServiceGroup name -> what is wrong with it, from :func:`renderer.api.load`'s errors."""
+    """ServiceGroup name -> what is wrong with it, from :func:`lbroute.model.api.load`'s errors."""
     found: dict[str, list[str]] = {}
     for p in problems:
         if p.ref.kind == "ServiceGroup" and p.severity == "error":
@@ -335,7 +335,7 @@ def allocate(
 ) -> Allocation:
     """Compute every Service's addresses.
 
-    ``groups`` are the valid ServiceGroups (as :func:`renderer.api.load` keeps them);
+    ``groups`` are the valid ServiceGroups (as :func:`lbroute.model.api.load` keeps them);
     ``invalid_groups`` names the others, with why, so that a Service naming one is told
     so; ``namespace`` is where the ServiceGroups live (for messages).
     """

@@ -20,10 +20,10 @@ import yaml
 
 from allocator.ipam import Allocation, allocate, invalid_groups
 from allocator.service import parse_service, with_allocation
-from lbroute.manifests import ManifestError, manifest_files, parse_manifest_text
+from lbroute.model import api
+from lbroute.model.errors import ObjectRef
+from lbroute.model.manifests import ManifestError, manifest_files, parse_manifest_text
 from nodeagent.status import write_atomic
-from renderer import api
-from renderer.errors import ObjectRef
 
 _SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -116,7 +116,7 @@ def allocate_manifests(
 ) -> Result:
     """One pass over the manifests in ``paths``; rewrites the files unless ``dry_run``.
 
-    Raises :class:`~lbroute.manifests.ManifestError` for a file that cannot be read.
+    Raises :class:`~lbroute.model.manifests.ManifestError` for a file that cannot be read.
     """
     files: list[_File] = []
     for path in manifest_files(list(paths)):

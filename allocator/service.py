@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from nodeagent.objects import list_at, mapping_at
-from renderer.api import LOADBALANCER_CLASS, Family
-from renderer.errors import ObjectRef, Problem, Severity
-from renderer.fields import IPAddress, parse_ip
+from lbroute.model.api import LOADBALANCER_CLASS, Family
+from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.model.fields import IPAddress, parse_ip
+from lbroute.model.objects import list_at, mapping_at
 
 SERVICE_GROUP = "lbroute.io/service-group"
 ADDRESSES = "lbroute.io/addresses"

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from allocator.ipam import Allocation, allocate, invalid_groups  # noqa: E402
 from allocator.service import parse_service, with_allocation  # noqa: E402
-from renderer import api  # noqa: E402
+from lbroute.model import api  # noqa: E402
 
 NS = "lbroute"
 Obj = dict[str, Any]

@@ -101,10 +101,10 @@ def batch(n: int) -> str:
 
 def child(mode: str, n: int) -> Json:
     """One timed run in the current namespace; prints what it measured."""
+    from lbroute.model import api
+    from lbroute.model.objects import parse_service, ready_nodes, split_objects
     from nodeagent.desired import desired_state
     from nodeagent.netlink import Kubelb
-    from nodeagent.objects import parse_service, ready_nodes, split_objects
-    from renderer import api
 
     services_raw, slices, rest = split_objects(objects(n))
     model = api.load(rest)

@@ -41,8 +41,8 @@ from typing import Any
 
 import jinja2
 
+from lbroute.model.errors import LbrouteError, Problem, Severity
 from renderer import Model, NodeView, Router, build_view, builtin_template_set, load, render_view
-from renderer.errors import LbrouteError, Problem, Severity
 from renderer.templating import ENTRY, TemplateSet
 
 NODE = "node-1"
@@ -612,7 +612,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def frr_templates_missing() -> str | None:
-    entry = resources.files("templates.frr").joinpath(ENTRY[Router.FRR])
+    entry = resources.files("renderer").joinpath("templates", "frr", ENTRY[Router.FRR])
     if not entry.is_file():
         return f"templates/frr/{ENTRY[Router.FRR]} not found (FRR templates not written yet)"
     return None

@@ -18,9 +18,9 @@ from typing import Any, TypeVar
 import click
 
 from lbroute import __version__
-from lbroute.manifests import read_manifests
-from renderer import api
-from renderer.errors import LbrouteError, Problem, Severity
+from lbroute.model import api
+from lbroute.model.errors import LbrouteError, Problem, Severity
+from lbroute.model.manifests import read_manifests
 from renderer.render import render_view
 from renderer.templating import load_template_set
 from renderer.view import NodeView, build_view, select_agent

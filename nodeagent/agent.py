@@ -32,9 +32,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lbroute.model import api
+from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
+from lbroute.model.objects import parse_service, ready_nodes, split_objects
 from nodeagent.desired import DesiredState, Interface, desired_state
 from nodeagent.netlink import Kubelb
-from nodeagent.objects import parse_service, ready_nodes, split_objects
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
 from nodeagent.source import DirectoryWatcher, Snapshot, Source
 from nodeagent.status import (
@@ -47,8 +49,6 @@ from nodeagent.status import (
     now,
     write_atomic,
 )
-from renderer import api
-from renderer.errors import LbrouteError, ObjectRef, Problem, Severity
 from renderer.render import render_view
 from renderer.templating import TemplateSet, load_template_set
 from renderer.view import build_view, select_agent

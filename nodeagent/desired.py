@@ -20,10 +20,10 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from nodeagent.objects import Service
-from renderer.api import Announce, Model, Pool, ServiceGroup
-from renderer.errors import ObjectRef, Problem, Severity
-from renderer.fields import IPAddress
+from lbroute.model.api import Announce, Model, Pool, ServiceGroup
+from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.model.fields import IPAddress
+from lbroute.model.objects import Service
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 

@@ -39,8 +39,8 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from lbroute.model.errors import ObjectRef, Problem, Severity
 from nodeagent.status import Report
-from renderer.errors import ObjectRef, Problem, Severity
 
 log = logging.getLogger(__name__)
 

@@ -40,9 +40,9 @@ from typing import TypeVar
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from lbroute.model.api import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
+from lbroute.model.errors import LbrouteError
 from nodeagent.desired import Interface
-from renderer.api import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
-from renderer.errors import LbrouteError
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from renderer.api import Mode, Router
-from renderer.errors import LbrouteError, RouterError
+from lbroute.model.api import Mode, Router
+from lbroute.model.errors import LbrouteError, RouterError
 
 PARSE_TIMEOUT = 30.0
 BIRD_BOOT_JITTER = datetime.timedelta(milliseconds=500)

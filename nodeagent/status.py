@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from renderer.errors import ObjectRef, Problem
+from lbroute.model.errors import ObjectRef, Problem
 
 
 @dataclass(kw_only=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from nodeagent.objects import SERVICE_NAME_LABEL, list_at, mapping_at
+from lbroute.model.objects import SERVICE_NAME_LABEL, list_at, mapping_at
 
 JSON = dict[str, Any]
 ANNOTATION_PREFIX = "lbroute.io/"

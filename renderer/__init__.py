@@ -3,8 +3,8 @@
 Pure by design: it never touches files, clocks, the network, Kubernetes or netlink.
 """
 
-from renderer.api import Mode, Model, Router, load
-from renderer.errors import InvalidObject, LbrouteError, Problem, RenderError, RouterError
+from lbroute.model.api import Mode, Model, Router, load
+from lbroute.model.errors import InvalidObject, LbrouteError, Problem, RenderError, RouterError
 from renderer.render import render, render_view
 from renderer.templating import TemplateSet, builtin_template_set, load_template_set
 from renderer.view import NodeView, build_view

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from renderer.api import Family, Mode, Model, Router
+from lbroute.model.api import Family, Mode, Model, Router
 from renderer.templating import (
     ENTRY,
     INCLUDE_ENTRY,

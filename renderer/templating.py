@@ -2,7 +2,9 @@
 
 A :class:`TemplateSet` is plain data: template name -> source text, plus where each
 came from (for error messages). The built-in set ships in ``templates/bird`` and
-``templates/frr``; a user's directory (kept in Git) overrides any file by name.
+``templates/frr`` (installed as the renderer's package data: ``renderer/templates`` is a
+link to the repository's ``templates/`` folder); a user's directory (kept in Git)
+overrides any file by name.
 Loading files happens in :func:`load_template_set`, outside :func:`render_view`.
 
 Every template, built-in or user, runs in an immutable sandbox with StrictUndefined,
@@ -27,8 +29,8 @@ import jinja2.runtime
 import jinja2.sandbox
 from jinja2.exceptions import SecurityError
 
-from renderer.api import Router
-from renderer.errors import RenderError
+from lbroute.model.api import Router
+from lbroute.model.errors import RenderError
 
 ENTRY = {Router.BIRD: "bird.conf.j2", Router.FRR: "frr.conf.j2"}
 INCLUDE_ENTRY = {Router.BIRD: "include.conf.j2", Router.FRR: "include.conf.j2"}
@@ -54,7 +56,7 @@ class TemplateSet:
 
 
 def builtin_template_set(router: Router) -> TemplateSet:
-    package = resources.files(f"templates.{router.value}")
+    package = resources.files("renderer").joinpath("templates", router.value)
     sources = {}
     origins = {}
     for entry in package.iterdir():

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from renderer.api import (
+from lbroute.model.api import (
     ROUTE_PROTO,
     ROUTE_TABLE_DEFAULT,
     Announce,
@@ -43,8 +43,8 @@ from renderer.api import (
     Router,
     ServiceGroup,
 )
-from renderer.errors import ObjectRef, Problem, RouterError, Severity
-from renderer.fields import IPAddress, IPNetwork
+from lbroute.model.errors import ObjectRef, Problem, RouterError, Severity
+from lbroute.model.fields import IPAddress, IPNetwork
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from renderer import api
-from renderer.api import (
+from lbroute.model import api
+from lbroute.model.api import (
     Announce,
     Bfd,
     Community,
@@ -32,7 +32,7 @@ from renderer.api import (
     Protocol,
     Router,
 )
-from renderer.errors import InvalidObject, ObjectRef, Problem, Severity
+from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address

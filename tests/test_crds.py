@@ -15,8 +15,8 @@ What is checked:
     rules, list-type set/map uniqueness, and strict field validation (a field the schema
     does not name is an error: the API server prunes it, or rejects it with
     --validate=strict).
-(c) Every example object parses with renderer.api.parse_object, renderer.api.load over each
-    example file reports no problem at all, the per-node view of node-a and node-b has no
+(c) Every example object parses with lbroute.model.api.parse_object, lbroute.model.api.load
+    over each example file reports no problem at all, the per-node view of node-a and node-b has no
     problem, and the examples keep the conventions (namespace lbroute, documentation
     addresses, private ASNs, Nodes node-a and node-b).
 (d) Every object in examples/invalid/ is rejected by the model with an error at the named
@@ -26,9 +26,9 @@ What is checked:
     CRD's field paths are exactly theirs. Then, mechanically from the CRD: each field with a
     wrong type, each integer at and beyond its bounds, each enum value and a bogus one, each
     field removed, each default set explicitly: the model and the CRD must agree (defaults:
-    the model parses the same object). Enums and the patterns taken from renderer/fields.py
+    the model parses the same object). Enums and the patterns taken from lbroute/model/fields.py
     are compared with the model's own; the patterns written out for regexes inline in
-    renderer/api.py are compared with the model by property tests (hypothesis).
+    lbroute/model/api.py are compared with the model by property tests (hypothesis).
 
 The CEL rules are evaluated with cel-python (``celpy``, PyPI ``cel-python``) since no API
 server runs here; they use only core CEL (has, size, string(), ternaries, comparisons),
@@ -39,7 +39,7 @@ Known, deliberate differences are listed and asserted here too: MODEL_ONLY (chec
 address arithmetic or values merged across levels). OLD_SHORTHANDS are forms a structural
 schema cannot type (``bfd: true``, OSPF and IS-IS interfaces as plain names, RIP interfaces
 as objects) or fields that are gone: both the model and the CRD reject them. Strict xfail
-tests at the end mark what looks like bugs in renderer/api.py.
+tests at the end mark what looks like bugs in lbroute/model/api.py.
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from renderer import api, fields
-from renderer.errors import InvalidObject, Severity
+from lbroute.model import api, fields
+from lbroute.model.errors import InvalidObject, Severity
 from renderer.view import build_view
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -1020,7 +1020,8 @@ def test_crd_defaults_are_the_models(kind: str, index: int) -> None:
             assert unset == defaulted, fmt(keys)
 
 
-# Patterns copied from renderer/fields.py and renderer/api.py: generic path suffix -> regex.
+# Patterns copied from lbroute/model/fields.py and lbroute/model/api.py: generic path suffix
+# -> regex.
 MODEL_PATTERNS = {
     "bgp.address": fields._IP_CHARS,
     "bgp.sourceAddress": fields._IP_CHARS,
@@ -1036,7 +1037,7 @@ MODEL_PATTERNS = {
     "Path": api.PATH_RE,
     "isis.area": api.ISIS_AREA_RE,
 }
-# Patterns for regexes written inline in renderer/api.py: checked by the property tests below.
+# Patterns for regexes written inline in lbroute/model/api.py: checked by the property tests below.
 INLINE_PATTERNS = {
     "spec.bgp.communities[]", "spec.bgp.largeCommunities[]", "SecretRef.key",
     "spec.reloadCommand[]", "spec.pools[].aggregation", "spec.ospf.area",
@@ -1239,7 +1240,7 @@ def test_peer_ospf_setting_is_checked_when_every_interface_overrides_it() -> Non
     assert [p for p, _ in crd_errors("Peer", mutated)] == ["spec.ospf.cost"]
 
 
-# -- apparent bugs in renderer/api.py (strict xfail: when one is fixed, drop its marker) -----------
+# -- apparent bugs in lbroute/model/api.py (strict xfail: when one is fixed, drop its marker) ---
 
 
 def test_disabled_bfd_timers_are_checked_like_the_crd() -> None:

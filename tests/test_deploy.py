@@ -58,8 +58,8 @@ import yaml
 from kubernetes.client import models as k8s_models
 
 from lbroute.cli import main as cli_main
+from lbroute.model.api import Router
 from nodeagent.agent import DEFAULT_PATHS
-from renderer.api import Router
 from tests.rbac import Permissions, Request, Rule, load_objects, request_attributes
 
 ROOT = Path(__file__).resolve().parent.parent

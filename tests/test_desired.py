@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
+from lbroute.model import api
+from lbroute.model.errors import Problem
+from lbroute.model.objects import parse_service, ready_nodes, split_objects
 from nodeagent.desired import DesiredState, desired_state
-from nodeagent.objects import parse_service, ready_nodes, split_objects
-from renderer import api
-from renderer.errors import Problem
 
 NS = "lbroute"
 

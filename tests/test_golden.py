@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from lbroute.manifests import read_manifests
+from lbroute.model import api
+from lbroute.model.errors import Severity
+from lbroute.model.manifests import read_manifests
 from nodeagent.routers import check_config
-from renderer import api
-from renderer.errors import Severity
 from renderer.render import render_view
 from renderer.view import build_view
 

@@ -30,8 +30,8 @@ from allocator.service import (
     parse_service,
     with_allocation,
 )
-from renderer import api
-from renderer.errors import ObjectRef
+from lbroute.model import api
+from lbroute.model.errors import ObjectRef
 
 NS = "lbroute"
 CLASS = "lbroute.io/lbroute"

@@ -26,12 +26,12 @@ import jsonschema
 import pytest
 import yaml
 
+from lbroute.model import api as model_api
+from lbroute.model.errors import ObjectRef
 from nodeagent.kube import KubernetesSource, Reflector, Timing, api_client, trim_endpoint_slice
 from nodeagent.kubestatus import ANNOUNCING, KubeReporter
 from nodeagent.source import Snapshot
 from nodeagent.status import LastApply, Report, Status
-from renderer import api as model_api
-from renderer.errors import ObjectRef
 from tests.fakeapi import FakeAPI
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from lbroute.model import api
+from lbroute.model.errors import Severity
 from nodeagent.routers import check_config
-from renderer import api
-from renderer.errors import Severity
 from renderer.render import render_view
 from renderer.view import build_view
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from nodeagent.objects import ready_nodes
+from lbroute.model.errors import ObjectRef
+from lbroute.model.objects import ready_nodes
 from nodeagent.source import DirectorySource
-from renderer.errors import ObjectRef
 
 
 def service(name: str, ip: str) -> dict[str, Any]:

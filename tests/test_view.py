@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from renderer import api
-from renderer.api import Family, Mode, Router
-from renderer.errors import Problem, RouterError, Severity
+from lbroute.model import api
+from lbroute.model.api import Family, Mode, Router
+from lbroute.model.errors import Problem, RouterError, Severity
 from renderer.view import NodeView, build_view, ident, system_id
 
 V4 = ipaddress.IPv4Address

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from renderer import api
+from lbroute.model import api
 from tests.netns.lab import BirdInstance, Netns
 from tests.test_golden import ALL
 

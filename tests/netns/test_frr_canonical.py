@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from lbroute.manifests import read_manifests
-from renderer import api
+from lbroute.model import api
+from lbroute.model.manifests import read_manifests
 from renderer.render import render_view
 from renderer.view import build_view
 from tests.netns.lab import FrrInstance, Netns

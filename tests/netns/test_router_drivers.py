@@ -40,8 +40,8 @@ from pathlib import Path
 
 import pytest
 
+from lbroute.model.api import Mode, Router
 from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config, frr_policy_delta
-from renderer.api import Mode, Router
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
 GOLDEN = Path(__file__).parent.parent / "golden"

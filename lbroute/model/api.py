@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from renderer.errors import InvalidObject, ObjectRef, Problem, Severity
-from renderer.fields import (
+from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity
+from lbroute.model.fields import (
     INTERFACE_RE,
     INTERFACE_VALID,
     LABEL_KEY_RE,

@@ -3,7 +3,7 @@
 A :class:`Reader` wraps a plain dict (as it comes from YAML or the API) and a path.
 Each accessor returns a typed value or ``None`` and records a problem that names the
 field path and what would be valid. Validation of one object never stops at the first
-problem: the caller raises :class:`~renderer.errors.InvalidObject` once, with all of them.
+problem: the caller raises :class:`~lbroute.model.errors.InvalidObject` once, with all of them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from renderer.errors import ObjectRef, Problem, Severity
+from lbroute.model.errors import ObjectRef, Problem, Severity
 
 T = TypeVar("T")
 

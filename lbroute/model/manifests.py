@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from renderer.errors import LbrouteError
+from lbroute.model.errors import LbrouteError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 

@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from renderer.api import LOADBALANCER_CLASS
-from renderer.errors import ObjectRef, Problem, Severity
-from renderer.fields import IPAddress, parse_ip
+from lbroute.model.api import LOADBALANCER_CLASS
+from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.model.fields import IPAddress, parse_ip
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 

@@ -1,1 +1,0 @@
-"""Built-in Jinja2 templates of lbroute (data; see renderer.templating)."""
