@@ -21,8 +21,8 @@ import yaml
 from allocator.ipam import Allocation, allocate, invalid_groups
 from allocator.service import parse_service, with_allocation
 from lbroute.model import api
-from lbroute.model.errors import ObjectRef
-from lbroute.model.manifests import ManifestError, manifest_files, parse_manifest_text
+from lbroute.model.errors import ManifestError, ObjectRef
+from lbroute.model.manifests import manifest_files, parse_manifest_text
 from nodeagent.status import write_atomic
 
 _SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)

@@ -41,7 +41,7 @@ from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 from lbroute.model.api import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
-from lbroute.model.errors import LbrouteError
+from lbroute.model.errors import InterfaceError
 from nodeagent.desired import Interface
 
 log = logging.getLogger(__name__)
@@ -54,10 +54,6 @@ IFA_F_NODAD = 0x02
 IFA_F_NOPREFIXROUTE = 0x200
 """The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
 RT_SCOPE_LINK = 253
-
-
-class InterfaceError(LbrouteError):
-    """kube-lb0 could not be created, found or configured."""
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

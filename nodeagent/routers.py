@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lbroute.model.api import Mode, Router
-from lbroute.model.errors import LbrouteError, RouterError
+from lbroute.model.errors import RouterError, RouterToolMissing
 
 PARSE_TIMEOUT = 30.0
 BIRD_BOOT_JITTER = datetime.timedelta(milliseconds=500)
@@ -41,10 +41,6 @@ FRR_RELOAD = Path("/usr/lib/frr/frr-reload.py")
 FRR_CONFDIR = Path("/etc/frr")
 
 log = logging.getLogger(__name__)
-
-
-class RouterToolMissing(LbrouteError):
-    """The router's command-line tool is not installed."""
 
 
 @dataclass(frozen=True, kw_only=True)

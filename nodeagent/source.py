@@ -27,7 +27,8 @@ from typing import Any, Protocol
 
 import watchfiles
 
-from lbroute.model.manifests import ManifestError, manifest_files, parse_manifest_text
+from lbroute.model.errors import ManifestError
+from lbroute.model.manifests import manifest_files, parse_manifest_text
 from nodeagent.trim import trim_object
 
 log = logging.getLogger(__name__)

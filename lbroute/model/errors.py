@@ -1,12 +1,26 @@
-"""Errors raised by the renderer, and the problems it reports about objects.
+"""Every error lbroute raises on purpose, and the problems it reports about objects.
 
 Hierarchy::
 
     LbrouteError                   base of every error lbroute raises on purpose
     ├── InvalidObject              one API object failed validation (all its problems at once)
+    ├── ManifestError              a manifest file could not be read or parsed
     ├── RenderError                a template failed: names the template file and line
-    └── RouterError                a router could not be used for a node (for example
-                                   IS-IS asked of BIRD); raised only when nothing can be rendered
+    ├── RouterError                a router could not be used for a node (for example
+    │                              IS-IS asked of BIRD); raised only when nothing can be rendered
+    ├── RouterToolMissing          the router's command-line tool is not installed
+    ├── InterfaceError             kube-lb0 or a NIC could not be created, found or configured
+    └── KubernetesError            the API server said no, or did not answer
+        ├── Conflict               409: someone wrote first; read again and retry   (retryable)
+        ├── NotFound               404: the object is not there
+        ├── Gone                   410: a watch's resourceVersion expired; list again (retryable)
+        ├── Rejected               any other 4xx: forbidden, invalid, too large     (permanent)
+        └── Unavailable            no answer, 429 or 5xx: try again with backoff    (retryable)
+
+The Kubernetes client's own exceptions are turned into these in one place, the
+Kubernetes layer (``lbroute.kube.errors``), with ``raise ... from exc``; no other module
+catches the client's exceptions. ``retryable`` says whether trying the same request
+again later can succeed.
 
 A :class:`Problem` is one finding about one object: an error (the object is skipped,
 the rest still renders) or a warning (it renders, but probably not as meant).
@@ -78,3 +92,53 @@ class RenderError(LbrouteError):
 
 class RouterError(LbrouteError):
     """The model cannot be rendered for this router at all."""
+
+
+class ManifestError(LbrouteError):
+    """A manifest file could not be read or parsed."""
+
+
+class RouterToolMissing(LbrouteError):
+    """The router's command-line tool is not installed."""
+
+
+class InterfaceError(LbrouteError):
+    """kube-lb0 or a NIC could not be created, found or configured."""
+
+
+class KubernetesError(LbrouteError):
+    """The API server refused a request or did not answer; ``status`` is its HTTP status
+    (0 when there was no answer)."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int = 0, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+
+class Conflict(KubernetesError):
+    """409: the object changed since it was read (or already exists); read it again."""
+
+    retryable = True
+
+
+class NotFound(KubernetesError):
+    """404: the object (or its kind) is not there."""
+
+
+class Gone(KubernetesError):
+    """410: the resourceVersion a watch started from has expired; list again."""
+
+    retryable = True
+
+
+class Rejected(KubernetesError):
+    """Any other 4xx: forbidden, invalid, too large. Retrying the same request fails again."""
+
+
+class Unavailable(KubernetesError):
+    """No answer (connection refused, reset, timed out), 429 or 5xx: try again later."""
+
+    retryable = True

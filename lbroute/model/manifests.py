@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from lbroute.model.errors import LbrouteError
+from lbroute.model.errors import ManifestError
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -21,10 +21,6 @@ SUFFIXES = (".yaml", ".yml", ".json")
 Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's safe loader where PyYAML was built with it (about six times faster); the
 same safe subset of YAML either way."""
-
-
-class ManifestError(LbrouteError):
-    """A manifest file could not be read or parsed."""
 
 
 def manifest_files(paths: Iterable[Path]) -> list[Path]:

@@ -15,7 +15,8 @@ from tests.netns.lab import Netns, run
 RUN = textwrap.dedent(
     """
     import ipaddress, json, sys
-    from nodeagent.netlink import Kubelb, InterfaceError
+    from lbroute.model.errors import InterfaceError
+    from nodeagent.netlink import Kubelb
     want = [ipaddress.ip_interface(a) for a in json.loads(sys.argv[1])]
     try:
         with Kubelb("kube-lb0") as k:
