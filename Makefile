@@ -2,18 +2,23 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install test lint demo bench golden clean
+.PHONY: install install-python test lint demo bench golden clean
 
+# The routing daemons and the virtualenv (tests, demo, bench).
 install:
 	./scripts/install-deps.sh
 
-lint: install
+# The virtualenv alone: lint and type checks need no routing daemon.
+install-python:
+	./scripts/install-deps.sh --python-only
+
+lint: install-python
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: lint
+test: install lint
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
 golden: install

@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # Install what lbroute's tests and demo need on a fresh Debian machine: the routing
 # daemons (BIRD 2, FRR with frr-reload.py), iproute2, and a virtualenv with lbroute.
+# With --python-only, only the virtualenv (what `make lint` needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+python_only=false
+[ "${1:-}" = "--python-only" ] && python_only=true
 
 need_pkgs=()
 command -v bird >/dev/null 2>&1 || need_pkgs+=(bird2)
 command -v vtysh >/dev/null 2>&1 || need_pkgs+=(frr)
 [ -x /usr/lib/frr/frr-reload.py ] || need_pkgs+=(frr-pythontools)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
-if [ ${#need_pkgs[@]} -gt 0 ]; then
+if ! $python_only && [ ${#need_pkgs[@]} -gt 0 ]; then
+    echo "install-deps: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     # Keep the packages' own services from starting: lbroute starts its daemons itself.
@@ -24,9 +29,19 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 
 PYTHON=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-log=.venv/pip-install.log
-if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } >"$log" 2>&1; then
-    cat "$log" >&2
-    exit 1
+if [ ! -x .venv/bin/python ]; then
+    echo "install-deps: creating the virtualenv .venv"
+    "$PYTHON" -m venv .venv
+fi
+# Install again only when what pip would install changed (pyproject.toml).
+stamp=.venv/.lbroute-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "install-deps: installing lbroute and its Python dependencies into .venv"
+    log=.venv/pip-install.log
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e '.[dev]'; } >"$log" 2>&1; then
+        cat "$log" >&2
+        exit 1
+    fi
+    echo "$want" >"$stamp"
 fi
