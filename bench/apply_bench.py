@@ -54,8 +54,9 @@ from benchlib import (
 from render_bench import NODE, ROUTER_ID, generate
 
 from lbroute.lab import FRR_BIN, BirdInstance, FrrInstance, Netns, vtysh_conf
+from lbroute.model.api import Router, load
 from nodeagent.routers import BirdDriver, FrrDriver, RouterDriver
-from renderer import Router, build_view, builtin_template_set, load, render_view
+from renderer import build_view, builtin_template_set, render_view
 
 TIMEOUT = 1800.0
 

@@ -41,8 +41,9 @@ from typing import Any
 
 import jinja2
 
+from lbroute.model.api import Model, Router, load
 from lbroute.model.errors import LbrouteError, Problem, Severity
-from renderer import Model, NodeView, Router, build_view, builtin_template_set, load, render_view
+from renderer import NodeView, build_view, builtin_template_set, render_view
 from renderer.templating import ENTRY, TemplateSet
 
 NODE = "node-1"

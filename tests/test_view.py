@@ -4,8 +4,9 @@ Covers node selection (nodeSelector on Peers, ServiceGroups and NodeAgents), whi
 ServiceGroups each BGP neighbor and OSPF / RIP / IS-IS instance exports
 (serviceGroupSelector, ServiceGroup ``protocols``, address families), the per-node
 checks (features BIRD lacks, conflicting settings of one protocol, two NodeAgents for
-one node), where the router id comes from, IS-IS system ids, and the stability of the
-names and sequence numbers that end up in the configuration.
+one node), where the router id comes from, IS-IS system ids, the stability of the
+names and sequence numbers that end up in the configuration, and that the ``renderer``
+package exports the renderer's names only (model names come from ``lbroute.model``).
 """
 
 from __future__ import annotations
@@ -633,3 +634,10 @@ def test_view_does_not_depend_on_input_order() -> None:
     shuffled = list(objs)
     random.Random(7).shuffle(shuffled)
     assert view(shuffled) == expected
+
+
+def test_the_renderer_package_exports_only_the_renderers_names() -> None:
+    import renderer
+
+    for name in renderer.__all__:
+        assert getattr(renderer, name).__module__.startswith("renderer."), name
