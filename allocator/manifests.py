@@ -22,8 +22,8 @@ from allocator.ipam import Allocation, allocate, invalid_groups
 from allocator.service import parse_service, with_allocation
 from lbroute.model import api
 from lbroute.model.errors import ManifestError, ObjectRef
+from lbroute.model.files import write_atomic
 from lbroute.model.manifests import manifest_files, parse_manifest_text
-from nodeagent.status import write_atomic
 
 _SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$", re.MULTILINE)
 
@@ -164,7 +164,7 @@ def allocate_manifests(
     for f in files:
         if any(d.changed for d in f.documents):
             if not dry_run:
-                write_atomic(f.path, f.text(), f.path.stat().st_mode & 0o7777)
+                write_atomic(f.path, f.text(), mode=f.path.stat().st_mode & 0o7777)
             written.append(f.path)
     return Result(
         allocation=result,

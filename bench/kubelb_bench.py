@@ -102,7 +102,8 @@ def batch(n: int) -> str:
 def child(mode: str, n: int) -> Json:
     """One timed run in the current namespace; prints what it measured."""
     from lbroute.model import api
-    from lbroute.model.objects import parse_service, ready_nodes, split_objects
+    from lbroute.model.endpoints import ready_nodes, split_objects
+    from lbroute.model.service import parse_service
     from nodeagent.desired import desired_state
     from nodeagent.netlink import Kubelb
 

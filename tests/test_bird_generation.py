@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.routers import BirdDriver, _Output
+from nodeagent.routers import BirdDriver
+from nodeagent.routers.process import Output
 
 STATUS = """\
 BIRD 2.0.12 ready.
@@ -34,12 +35,12 @@ class ScriptedBird(BirdDriver):
         self.boots = boots
         self.pid = pid
 
-    def _birdc(self, *command: str, verbose: bool = False) -> _Output:
+    def _birdc(self, *command: str, verbose: bool = False) -> Output:
         assert command == ("show", "status")
         boot = self.boots.pop(0)
         if boot is None:
-            return _Output(1, "", "Unable to connect to server control socket")
-        return _Output(0, STATUS.format(boot=boot), "")
+            return Output(1, "", "Unable to connect to server control socket")
+        return Output(0, STATUS.format(boot=boot), "")
 
     def _daemon_pid(self) -> int | None:
         return self.pid

@@ -1,10 +1,12 @@
-"""``frr_policy_delta``: the vtysh commands FrrDriver sends instead of a whole
-``frr-reload.py --reload`` when a configuration changes only in prefix-lists and
-route-maps, and ``frr_stanzas``, which splits FRR's canonical form into statements.
+"""``nodeagent.routers.frr_delta``: ``frr_policy_delta``, the vtysh commands FrrDriver
+sends instead of a whole ``frr-reload.py --reload`` when a configuration changes only in
+prefix-lists and route-maps (or in the outbound route-map a BGP neighbor uses);
+``frr_stanzas``, which splits FRR's canonical form into statements; ``frr_is_empty``,
+which tells daemons that run nothing; ``frr_commands``, a whole file as commands.
 
-Table-driven: each case is an edit of a golden FRR configuration and the exact commands
-expected (``None``: frr-reload.py must decide). The netns tests check that FRR ends up
-running the new text.
+Table-driven: each case is an edit of a golden FRR configuration (or of a small
+``router bgp`` statement) and the exact commands expected (``None``: frr-reload.py must
+decide). The netns tests check that FRR ends up running the new text.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.routers import frr_commands, frr_is_empty, frr_policy_delta, frr_stanzas
+from nodeagent.routers.frr_delta import frr_commands, frr_is_empty, frr_policy_delta, frr_stanzas
 
 GOLDEN = Path(__file__).parent / "golden"
 POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
@@ -133,6 +135,82 @@ def test_policy_delta(name: str, new: str, expected: str | None) -> None:
     assert frr_policy_delta(POLICY, new) == expected
 
 
+BGP = """\
+router bgp 64512
+ neighbor 10.0.0.1 remote-as 65000
+ neighbor 10.0.0.2 remote-as 65000
+ !
+ address-family ipv4 unicast
+  neighbor 10.0.0.1 route-map lbr-a-v4 out
+  neighbor 10.0.0.2 route-map lbr-a-v4 out
+ exit-address-family
+ !
+ address-family ipv6 unicast
+  neighbor 10.0.0.1 route-map lbr-a-v6 out
+ exit-address-family
+exit
+"""
+V4 = "router bgp 64512\n address-family ipv4 unicast\n"
+LOOSE = "router bgp 64512\n  neighbor 10.0.0.1 route-map lbr-a-v4 out\nexit\n"
+
+REPOINT_CASES: list[tuple[str, str, str, str | None]] = [
+    (
+        "both neighbors of a family move: one command each, in that family",
+        BGP,
+        BGP.replace("lbr-a-v4", "lbr-b-v4"),
+        f"{V4}  neighbor 10.0.0.1 route-map lbr-b-v4 out\n"
+        f"{V4}  neighbor 10.0.0.2 route-map lbr-b-v4 out\n",
+    ),
+    (
+        "the IPv6 family's neighbor moves",
+        BGP,
+        BGP.replace("lbr-a-v6", "lbr-b-v6"),
+        "router bgp 64512\n address-family ipv6 unicast\n"
+        "  neighbor 10.0.0.1 route-map lbr-b-v6 out\n",
+    ),
+    (
+        "an outbound route-map outside any address-family: frr-reload.py decides",
+        LOOSE,
+        LOOSE.replace("lbr-a-v4", "lbr-b-v4"),
+        None,
+    ),
+    (
+        "the line now names another neighbor: frr-reload.py decides",
+        BGP,
+        BGP.replace("10.0.0.2 route-map", "10.0.0.3 route-map"),
+        None,
+    ),
+    (
+        "an inbound route-map: frr-reload.py decides",
+        BGP,
+        BGP.replace("lbr-a-v6 out", "lbr-a-v6 in"),
+        None,
+    ),
+    (
+        "a line more in the router: frr-reload.py decides",
+        BGP,
+        BGP.replace(
+            "  neighbor 10.0.0.1 route-map lbr-a-v6 out\n",
+            "  neighbor 10.0.0.1 activate\n  neighbor 10.0.0.1 route-map lbr-a-v6 out\n",
+        ),
+        None,
+    ),
+    (
+        "another AS number: frr-reload.py decides",
+        BGP,
+        BGP.replace("router bgp 64512", "router bgp 64513"),
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "expected"), REPOINT_CASES, ids=[c[0] for c in REPOINT_CASES]
+)
+def test_repointing_a_neighbor(name: str, old: str, new: str, expected: str | None) -> None:
+    assert frr_policy_delta(old, new) == expected
+
+
 def test_commands_carry_no_exit_lines() -> None:
     """One ``exit`` per statement would make FRR's daemons commit once per statement."""
     bare = POLICY.replace("\nroute-map lbr-b", "\nroute-map lbr-x")
@@ -175,8 +253,19 @@ end
         (EMPTY_RUNNING.replace("!\nend", "!\nlog syslog informational\n!\nend"), False),
         ("", False),
         ("% Unknown command", False),
+        (EMPTY_RUNNING.replace("!\nend", "!\n stray\n!\nend"), False),
     ],
-    ids=["fresh", "forwarding on", "prefix-list", "router", "interface", "log", "nothing", "error"],
+    ids=[
+        "fresh",
+        "forwarding on",
+        "prefix-list",
+        "router",
+        "interface",
+        "log",
+        "nothing",
+        "error",
+        "not canonical form",
+    ],
 )
 def test_what_counts_as_daemons_running_nothing(running: str, empty: bool) -> None:
     assert frr_is_empty(running) is empty

@@ -41,7 +41,8 @@ from pathlib import Path
 import pytest
 
 from lbroute.model.api import Mode, Router
-from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config, frr_policy_delta
+from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config
+from nodeagent.routers.frr_delta import frr_policy_delta
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
 GOLDEN = Path(__file__).parent.parent / "golden"

@@ -1,0 +1,239 @@
+"""kube-lb0 itself: :class:`Kubelb` creates or adopts the interface, reads lbroute's
+addresses and routes from the kernel and carries out a reconcile plan.
+
+pyroute2 handles the interface (create, bring up, look up); addresses and routes go
+through :class:`~nodeagent.netlink.rtnl.Rtnl` in bulk. What to add and delete is
+:func:`~nodeagent.netlink.plan.plan_reconcile`'s decision; here each step is sent as
+one batch and the kernel's answers sorted into done and failed.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import logging
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from lbroute.model.errors import InterfaceError
+from lbroute.model.fields import IPNetwork
+from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
+from nodeagent.desired import Interface
+from nodeagent.netlink import wire
+from nodeagent.netlink.plan import plan_reconcile
+from nodeagent.netlink.rtnl import Rtnl, set_promote_secondaries
+
+log = logging.getLogger(__name__)
+
+# The kernel's answers that mean it already is as asked: done, not failed.
+_ADD_OK = frozenset({errno.EEXIST})
+_ROUTE_DEL_OK = frozenset({errno.ESRCH, errno.ENOENT})
+_ADDR_DEL_OK = frozenset({errno.EADDRNOTAVAIL, errno.ENOENT, errno.ENODEV})
+
+_Item = TypeVar("_Item", Interface, IPNetwork)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Changes:
+    added: tuple[Interface, ...] = ()
+    removed: tuple[Interface, ...] = ()
+    failed: tuple[tuple[Interface | IPNetwork, str], ...] = ()
+    owned: frozenset[Interface] = frozenset()
+    """lbroute's addresses on the interface afterwards."""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class Kubelb:
+    """The dummy interface that carries Service addresses, in the current netns."""
+
+    def __init__(
+        self,
+        ifname: str,
+        *,
+        table: int = ROUTE_TABLE_DEFAULT,
+        sysctl_root: Path = Path("/proc/sys"),
+    ) -> None:
+        self.ifname = ifname
+        self.table = table
+        self.sysctl_root = sysctl_root
+        self._ipr = IPRoute()
+        self._bulk: Rtnl | None = None
+        self._index: int | None = None
+
+    def close(self) -> None:
+        self._ipr.close()
+        if self._bulk is not None:
+            self._bulk.close()
+
+    def __enter__(self) -> Kubelb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the interface ----------------------------------------------------------------
+
+    def ensure(self) -> int:
+        """Create the interface as a dummy if absent, or adopt the existing one whatever
+        its type; bring it up. Returns its index."""
+        found = self._ipr.link_lookup(ifname=self.ifname)
+        if not found:
+            try:
+                self._ipr.link("add", ifname=self.ifname, kind="dummy")
+            except NetlinkError as exc:
+                raise InterfaceError(
+                    f"cannot create {self.ifname} as a dummy interface ({exc.args[-1]}): "
+                    "this kernel may lack the dummy module. Load it (modprobe dummy) or "
+                    f"create {self.ifname} yourself with another type (for example "
+                    f"'ip link add {self.ifname} type ifb'); lbroute adopts an existing "
+                    "interface of that name"
+                ) from exc
+            log.info("created interface %s (dummy)", self.ifname)
+            found = self._ipr.link_lookup(ifname=self.ifname)
+        index = int(found[0])
+        link = self._ipr.link("get", index=index)[0]
+        if not int(link["flags"]) & 1:  # IFF_UP
+            self._ipr.link("set", index=index, state="up")
+            log.info("brought %s up", self.ifname)
+        self._promote_secondaries()
+        self._index = index
+        return index
+
+    def _promote_secondaries(self) -> None:
+        """Without it, deleting the first IPv4 address of a subnet deletes every other
+        address of that subnet too: one Service leaving would take others with it.
+
+        Set through netlink (needs only CAP_NET_ADMIN; in a container ``/proc/sys`` is
+        mounted read-only), with the sysctl file as the fallback."""
+        path = self.sysctl_root / "net/ipv4/conf" / self.ifname / "promote_secondaries"
+        try:
+            if path.read_text().strip() == "1":
+                return
+        except OSError:
+            pass
+        try:
+            set_promote_secondaries(self._link_index())
+            return
+        except OSError as netlink_error:
+            try:
+                path.write_text("1\n")
+            except OSError as exc:
+                raise InterfaceError(
+                    f"cannot enable promote_secondaries on {self.ifname}: netlink said "
+                    f"{netlink_error}; {path}: {exc}"
+                ) from exc
+
+    def _link_index(self) -> int:
+        found = self._ipr.link_lookup(ifname=self.ifname)
+        if not found:
+            raise InterfaceError(f"{self.ifname} does not exist")
+        return int(found[0])
+
+    @property
+    def index(self) -> int:
+        if self._index is None:
+            return self.ensure()
+        return self._index
+
+    # -- addresses --------------------------------------------------------------------
+
+    @property
+    def _rtnl(self) -> Rtnl:
+        if self._bulk is None:
+            self._bulk = Rtnl()
+        return self._bulk
+
+    def owned(self) -> frozenset[Interface]:
+        """Addresses on the interface that carry lbroute's mark."""
+        index = self.index
+        return frozenset(
+            ipaddress.ip_interface(f"{a.address}/{a.prefixlen}")
+            for a in self._rtnl.addresses(index)
+            if a.index == index and a.proto == ROUTE_PROTO
+        )
+
+    def routes(self) -> frozenset[IPNetwork]:
+        """The prefixes lbroute keeps a route for in its table."""
+        index = self.index
+        found = set()
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for r in self._rtnl.routes(family, self.table, index):
+                if r.table == self.table and r.proto == ROUTE_PROTO and r.oif == index:
+                    found.add(ipaddress.ip_network(f"{r.dst}/{r.dst_len}"))
+        return frozenset(found)
+
+    def reconcile(self, desired: frozenset[Interface]) -> Changes:
+        """Make lbroute's addresses and routes match ``desired``, in the order
+        :mod:`~nodeagent.netlink.plan` gives; each step is one batch of requests, which
+        the kernel carries out in order."""
+        current = self.owned()
+        plan = plan_reconcile(owned=current, routes=self.routes(), desired=desired)
+        index, table = self.index, self.table
+        failed: list[tuple[Interface | IPNetwork, str]] = []
+        added = self._batch(
+            plan.add, lambda i: wire.add_address(i, index, ROUTE_PROTO), _ADD_OK, "add", failed
+        )
+        self._batch(
+            plan.add_routes,
+            lambda n: wire.add_route(n, table, index, ROUTE_PROTO),
+            _ADD_OK,
+            "add route",
+            failed,
+        )
+        self._batch(
+            plan.delete_routes,
+            lambda n: wire.delete_route(n, table, index, ROUTE_PROTO),
+            _ROUTE_DEL_OK,
+            "del route",
+            failed,
+        )
+        removed = self._batch(
+            plan.delete, lambda i: wire.delete_address(i, index), _ADDR_DEL_OK, "delete", failed
+        )
+        if added or removed:
+            log.info(
+                "%s: added %d, removed %d addresses%s",
+                self.ifname,
+                len(added),
+                len(removed),
+                f" ({', '.join(map(str, (*added, *removed)[:5]))}"
+                f"{', ...' if len(added) + len(removed) > 5 else ''})",
+            )
+        for item, error in failed:
+            log.warning("%s: %s: %s", self.ifname, item, error)
+        return Changes(
+            added=tuple(added),
+            removed=tuple(removed),
+            failed=tuple(failed),
+            owned=(current | frozenset(added)) - frozenset(removed),
+        )
+
+    def _batch(
+        self,
+        items: Sequence[_Item],
+        request: Callable[[_Item], wire.Request],
+        ok: frozenset[int],
+        what: str,
+        failed: list[tuple[Interface | IPNetwork, str]],
+    ) -> list[_Item]:
+        """Send one request per item; the items the kernel did (or found done)."""
+        if not items:
+            return []
+        codes = self._rtnl.requests([request(item) for item in items])
+        done = []
+        for item, code in zip(items, codes, strict=True):
+            if code == 0 or code in ok:
+                done.append(item)
+            else:
+                failed.append((item, f"cannot {what}: {os.strerror(code)}"))
+        return done

@@ -1,0 +1,207 @@
+"""rtnetlink on the wire: the bytes of the messages lbroute sends and reads.
+
+Pure functions, no socket: the message header and attribute formats, the requests that
+add and delete an address or a route and ask for dumps of them, and the parsers of
+what a dump returns. :mod:`nodeagent.netlink.rtnl` sends and receives them; the unit
+tests take them apart without root.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from lbroute.model.fields import IPNetwork
+from nodeagent.desired import Interface
+
+NLMSGHDR = struct.Struct("=IHHII")
+"""length, type, flags, sequence number, port id"""
+NLMSGERR = struct.Struct("=i")
+RTATTR = struct.Struct("=HH")
+IFADDRMSG = struct.Struct("=BBBBI")
+RTMSG = struct.Struct("=BBBBBBBBI")
+IFINFOMSG = struct.Struct("=BxHiII")
+U32 = struct.Struct("=I")
+
+NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
+RTM_SETLINK = 19
+RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
+RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+CREATE = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
+
+IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS, IFA_PROTO = 1, 2, 8, 11
+IFA_F_NODAD = 0x02
+"""IPv6: usable at once, no duplicate address detection (the address is a VIP)."""
+IFA_F_NOPREFIXROUTE = 0x200
+"""The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
+RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
+RTN_UNICAST, RT_TABLE_COMPAT, RT_SCOPE_LINK = 1, 252, 253
+IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
+IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
+
+Request = tuple[int, int, bytes]
+"""Message type, flags and body (everything after the netlink header)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    index: int
+    address: str
+    prefixlen: int
+    proto: int | None
+
+
+@dataclass(frozen=True)
+class Route:
+    dst: str
+    dst_len: int
+    table: int
+    proto: int
+    oif: int | None
+
+
+def attr(kind: int, payload: bytes) -> bytes:
+    """One attribute (rtattr, nlattr), padded to four bytes."""
+    length = RTATTR.size + len(payload)
+    return RTATTR.pack(length, kind) + payload + bytes(-length % 4)
+
+
+def attrs(data: bytes, offset: int, end: int) -> dict[int, bytes]:
+    """The attributes in ``data[offset:end]``: kind (flags masked off) -> payload."""
+    found = {}
+    while offset + RTATTR.size <= end:
+        length, kind = RTATTR.unpack_from(data, offset)
+        if length < RTATTR.size:
+            break
+        found[kind & 0x3FFF] = data[offset + RTATTR.size : offset + length]
+        offset += (length + 3) & ~3
+    return found
+
+
+def message(kind: int, flags: int, seq: int, body: bytes) -> bytes:
+    return NLMSGHDR.pack(NLMSGHDR.size + len(body), kind, flags, seq, 0) + body
+
+
+def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
+    """The messages of one datagram: (type, sequence number, payload)."""
+    offset = 0
+    while offset + NLMSGHDR.size <= len(data):
+        length, kind, _flags, seq, _pid = NLMSGHDR.unpack_from(data, offset)
+        if length < NLMSGHDR.size:
+            break
+        yield kind, seq, data[offset + NLMSGHDR.size : offset + length]
+        offset += (length + 3) & ~3
+
+
+def error_code(payload: bytes) -> int:
+    """The errno of an NLMSG_ERROR payload (0: an acknowledgement)."""
+    return -int(NLMSGERR.unpack_from(payload)[0])
+
+
+def _family(version: int) -> int:
+    return socket.AF_INET6 if version == 6 else socket.AF_INET
+
+
+def add_address(iface: Interface, index: int, proto: int) -> Request:
+    """Add ``iface`` on link ``index``, marked ``proto``, without a prefix route (and,
+    for IPv6, without duplicate address detection)."""
+    flags = IFA_F_NOPREFIXROUTE | (IFA_F_NODAD if iface.version == 6 else 0)
+    body = _address(iface, index, flags) + attr(IFA_FLAGS, U32.pack(flags))
+    body += attr(IFA_PROTO, bytes([proto]))
+    return RTM_NEWADDR, CREATE, body
+
+
+def delete_address(iface: Interface, index: int) -> Request:
+    return RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, _address(iface, index, 0)
+
+
+def _address(iface: Interface, index: int, flags: int) -> bytes:
+    packed = iface.ip.packed
+    body = IFADDRMSG.pack(_family(iface.version), iface.network.prefixlen, flags & 0xFF, 0, index)
+    if iface.version == 4:
+        body += attr(IFA_LOCAL, packed)
+    return body + attr(IFA_ADDRESS, packed)
+
+
+def add_route(net: IPNetwork, table: int, oif: int, proto: int) -> Request:
+    """A link-scope route to ``net`` through link ``oif`` in ``table``, marked ``proto``."""
+    return RTM_NEWROUTE, CREATE, _route(net, table, oif, proto)
+
+
+def delete_route(net: IPNetwork, table: int, oif: int, proto: int) -> Request:
+    return RTM_DELROUTE, NLM_F_REQUEST | NLM_F_ACK, _route(net, table, oif, proto)
+
+
+def _route(net: IPNetwork, table: int, oif: int, proto: int) -> bytes:
+    header = RTMSG.pack(
+        _family(net.version),
+        net.prefixlen,
+        0,
+        0,
+        table if table < 256 else RT_TABLE_COMPAT,
+        proto,
+        RT_SCOPE_LINK,
+        RTN_UNICAST,
+        0,
+    )
+    body = header + attr(RTA_DST, net.network_address.packed)
+    body += attr(RTA_TABLE, U32.pack(table))
+    return body + attr(RTA_OIF, U32.pack(oif))
+
+
+def address_dump(index: int) -> Request:
+    """Ask for the addresses of link ``index`` (filtered by the kernel, strict checking)."""
+    body = IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, index)
+    return RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, body
+
+
+def route_dump(family: int, table: int, oif: int) -> Request:
+    """Ask for the routes of ``family`` in ``table`` through link ``oif``."""
+    body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    body += attr(RTA_TABLE, U32.pack(table)) + attr(RTA_OIF, U32.pack(oif))
+    return RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, body
+
+
+def parse_address(payload: bytes) -> Address | None:
+    """One RTM_NEWADDR of a dump; None without an address attribute."""
+    family, prefixlen, _flags, _scope, ifindex = IFADDRMSG.unpack_from(payload)
+    found = attrs(payload, IFADDRMSG.size, len(payload))
+    packed = found.get(IFA_ADDRESS, found.get(IFA_LOCAL))
+    if packed is None:
+        return None
+    proto = found.get(IFA_PROTO)
+    return Address(
+        index=ifindex,
+        address=socket.inet_ntop(family, packed),
+        prefixlen=prefixlen,
+        proto=proto[0] if proto else None,
+    )
+
+
+def parse_route(payload: bytes) -> Route | None:
+    """One RTM_NEWROUTE of a dump; None without a destination (a default route)."""
+    fields = RTMSG.unpack_from(payload)
+    found = attrs(payload, RTMSG.size, len(payload))
+    dst = found.get(RTA_DST)
+    if dst is None:
+        return None
+    table_attr, oif_attr = found.get(RTA_TABLE), found.get(RTA_OIF)
+    return Route(
+        dst=socket.inet_ntop(fields[0], dst),
+        dst_len=fields[1],
+        table=U32.unpack(table_attr)[0] if table_attr else fields[4],
+        proto=fields[5],
+        oif=U32.unpack(oif_attr)[0] if oif_attr else None,
+    )
+
+
+def promote_secondaries(index: int, seq: int) -> bytes:
+    """RTM_SETLINK setting net.ipv4.conf.<link>.promote_secondaries = 1 (IFLA_AF_SPEC ->
+    AF_INET -> IFLA_INET_CONF -> PROMOTE_SECONDARIES), asking for an acknowledgement."""
+    conf = attr(IPV4_DEVCONF_PROMOTE_SECONDARIES, U32.pack(1))
+    spec = attr(IFLA_AF_SPEC, attr(socket.AF_INET, attr(IFLA_INET_CONF, conf)))
+    body = IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0) + spec
+    return message(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
