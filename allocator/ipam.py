@@ -36,10 +36,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from allocator.service import SERVICE_GROUP, AllocatedFrom, LBService, Policy
+from allocator.service import AllocatedFrom, LBService
 from lbroute.model.api import Family, Pool, ServiceGroup
 from lbroute.model.errors import ObjectRef, Problem
 from lbroute.model.fields import IPAddress
+from lbroute.model.service import Policy
+from lbroute.model.vocabulary import SERVICE_GROUP_ANNOTATION
 
 
 class Reason(StrEnum):
@@ -354,7 +356,7 @@ def allocate(
 
     # 1. What every Service holds now; the older of two claimants keeps an address.
     for svc in by_age:
-        for address in svc.current:
+        for address in svc.addresses:
             holding = book.holding(address)
             if holding is None:
                 book.hold(address, svc)
@@ -451,7 +453,7 @@ def allocate(
         if book.in_group(a, p.group) is None
     ]
     held = {a for s in assignments for a in s.addresses}
-    held |= {a for s in services if not s.ours and s.allocated_from is None for a in s.current}
+    held |= {a for s in services if not s.ours and s.allocated_from is None for a in s.addresses}
     pool_stats, group_stats = _stats(groups, book, held, outside)
     return Allocation(
         assignments=tuple(assignments),
@@ -472,13 +474,13 @@ def _decide(
     fail: _Fail,
 ) -> None:
     svc = plan.svc
-    current = [a for a in svc.current if a not in plan.lost]
+    current = [a for a in svc.addresses if a not in plan.lost]
     if svc.problems:
         plan.frozen = True
         for p in svc.problems:
             fail(svc, Reason.INVALID_SERVICE, p.path, p.message)
         return
-    group_path = f"metadata.annotations[{SERVICE_GROUP}]"
+    group_path = f"metadata.annotations[{SERVICE_GROUP_ANNOTATION}]"
     if svc.group is not None:
         group = by_name.get(svc.group)
         if group is None:
@@ -654,8 +656,8 @@ def _assignment(plan: _Plan, book: _Book) -> Assignment:
         return Assignment(
             ref=svc.ref,
             uid=svc.uid,
-            before=svc.current,
-            addresses=svc.current,
+            before=svc.addresses,
+            addresses=svc.addresses,
             allocated_before=before_annotation,
             allocated_from=before_annotation,
             group=plan.group.ref if plan.group else None,
@@ -681,7 +683,7 @@ def _assignment(plan: _Plan, book: _Book) -> Assignment:
     return Assignment(
         ref=svc.ref,
         uid=svc.uid,
-        before=svc.current,
+        before=svc.addresses,
         addresses=addresses,
         allocated_before=before_annotation,
         allocated_from=annotation,
@@ -693,12 +695,12 @@ def _release(svc: LBService, book: _Book) -> Assignment:
     """A Service that is no longer lbroute's: drop the addresses lbroute gave it."""
     assert svc.allocated_from is not None
     keep = tuple(
-        a for a in svc.current if book.pool_of(a) is None and not svc.allocated_from.covers(a)
+        a for a in svc.addresses if book.pool_of(a) is None and not svc.allocated_from.covers(a)
     )
     return Assignment(
         ref=svc.ref,
         uid=svc.uid,
-        before=svc.current,
+        before=svc.addresses,
         addresses=keep,
         allocated_before=str(svc.allocated_from),
         allocated_from=None,

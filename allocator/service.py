@@ -1,9 +1,11 @@
-"""Services as the allocator sees them: converted once, where they enter.
+"""The allocator's bookkeeping on a Service: where its addresses came from, and writing them.
 
-A Kubernetes Service dict becomes a frozen :class:`LBService` on ``ipaddress`` types.
-Unusable values (a requested address that is not an address, an unknown IP family) are
-problems naming the Service and the field, never exceptions. Services that lbroute
-neither serves nor once served and that hold no address are dropped here.
+A Service is read by :mod:`lbroute.model.service`, as for the agent; the allocator adds
+the ``lbroute.io/allocated-from`` annotation it wrote (:class:`AllocatedFrom`), which
+marks addresses as lbroute's so they are released when the Service stops being lbroute's
+(type or class change). Services that lbroute neither serves nor once served and that
+hold no address do not concern the allocator and are dropped here. :func:`ingress` and
+:func:`with_allocation` write an assignment back into a Service's status and annotation.
 """
 
 from __future__ import annotations
@@ -11,36 +13,13 @@ from __future__ import annotations
 import copy
 import functools
 import ipaddress
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from lbroute.model.api import LOADBALANCER_CLASS, Family
-from lbroute.model.errors import ObjectRef, Problem, Severity
-from lbroute.model.fields import IPAddress, parse_ip
-from lbroute.model.objects import list_at, mapping_at
-
-SERVICE_GROUP = "lbroute.io/service-group"
-ADDRESSES = "lbroute.io/addresses"
-SHARED = "lbroute.io/allow-shared-ip"
-ALLOCATED_FROM = "lbroute.io/allocated-from"
-
-_FAMILIES = {"IPv4": Family.IPV4, "IPv6": Family.IPV6}
-PROTOCOLS = ("TCP", "UDP", "SCTP")
-
-
-class Policy(StrEnum):
-    """spec.ipFamilyPolicy."""
-
-    SINGLE = "SingleStack"
-    PREFER = "PreferDualStack"
-    REQUIRE = "RequireDualStack"
-
-
-def _annotation_path(key: str) -> str:
-    return f"metadata.annotations[{key}]"
+from lbroute.model.fields import IPAddress, list_at, mapping_at
+from lbroute.model.service import Service, service_annotations
+from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -91,185 +70,20 @@ def _bounds(spec: str) -> tuple[int, int, int] | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class LBService:
-    ref: ObjectRef
-    uid: str = ""
-    created: str = ""
-    """creationTimestamp: of two Services that claim one address, the older keeps it."""
-    ours: bool = True
-    """type LoadBalancer of lbroute's class (or of no class when lbroute is the default)."""
-    group: str | None = None
-    """The lbroute.io/service-group annotation."""
-    families: tuple[Family, ...] = ()
-    """spec.ipFamilies in order (the first is the primary family); () when unset."""
-    policy: Policy | None = None
-    requested: tuple[IPAddress, ...] = ()
-    """lbroute.io/addresses, else spec.loadBalancerIP; at most one per family."""
-    requested_path: str = f"metadata.annotations[{ADDRESSES}]"
-    """Where the request came from, for messages."""
-    share_key: str | None = None
-    """lbroute.io/allow-shared-ip (sharing is among Services of one namespace)."""
-    share_scope: tuple[str, ...] = ("Cluster",)
-    """Services that share an address must agree on this: ETP and, for Local, the
-    selector (an address announced only where one Service has endpoints must not
-    carry another Service's traffic)."""
-    ports: frozenset[tuple[str, int]] = frozenset()
-    """(protocol, port) pairs of spec.ports."""
-    current: tuple[IPAddress, ...] = ()
-    """status.loadBalancer.ingress IPs, in order, each once."""
+class LBService(Service):
+    """A Service with the record of the allocation it holds."""
+
     allocated_from: AllocatedFrom | None = None
-    problems: tuple[Problem, ...] = field(default=())
-
-    @property
-    def share(self) -> tuple[str, str] | None:
-        return (self.ref.namespace, self.share_key) if self.share_key else None
-
-
-def is_ours(obj: Mapping[str, Any], *, default_class: bool) -> bool:
-    spec = mapping_at(obj, "spec")
-    if spec.get("type") != "LoadBalancer":
-        return False
-    cls = spec.get("loadBalancerClass")
-    return cls == LOADBALANCER_CLASS or (cls is None and default_class)
-
-
-def ingress_ips(obj: Mapping[str, Any]) -> tuple[IPAddress, ...]:
-    """The IPs of status.loadBalancer.ingress, each once; entries that are not IPs are
-    left out (the caller that needs to report them reads them itself)."""
-    found: list[IPAddress] = []
-    for item in list_at(mapping_at(mapping_at(obj, "status"), "loadBalancer"), "ingress"):
-        ip = item.get("ip") if isinstance(item, Mapping) else None
-        if ip is None:
-            continue
-        try:
-            address = parse_ip(ip)
-        except (TypeError, ValueError):
-            continue
-        if address not in found:
-            found.append(address)
-    return tuple(found)
 
 
 def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService | None:
     """The Service as the allocator needs it, or None when it does not concern it."""
-    meta = mapping_at(obj, "metadata")
-    annotations = mapping_at(meta, "annotations")
-    ours = is_ours(obj, default_class=default_class)
-    allocated_text = annotations.get(ALLOCATED_FROM)
+    allocated_text = service_annotations(obj).get(ALLOCATED_FROM_ANNOTATION)
     allocated = AllocatedFrom.parse(str(allocated_text)) if allocated_text else None
-    current = ingress_ips(obj)
-    if not ours and allocated is None and not current:
+    service = LBService.read(obj, default_class=default_class, allocated_from=allocated)
+    if not service.ours and allocated is None and not service.addresses:
         return None
-    ref = ObjectRef(
-        kind="Service",
-        namespace=str(meta.get("namespace") or "default"),
-        name=str(meta.get("name") or "<no name>"),
-    )
-    base = LBService(
-        ref=ref,
-        uid=str(meta.get("uid") or ""),
-        created=str(meta.get("creationTimestamp") or ""),
-        ours=ours,
-        current=current,
-        allocated_from=allocated,
-    )
-    if not ours:
-        return base
-    problems: list[Problem] = []
-
-    def error(path: str, message: str) -> None:
-        problems.append(Problem(severity=Severity.ERROR, ref=ref, path=path, message=message))
-
-    spec = mapping_at(obj, "spec")
-    families: list[Family] = []
-    for i, value in enumerate(list_at(spec, "ipFamilies")):
-        family = _FAMILIES.get(str(value))
-        if family is None:
-            error(f"spec.ipFamilies[{i}]", f"{value!r} is not valid; expected IPv4 or IPv6")
-        elif family not in families:
-            families.append(family)
-    policy = None
-    if spec.get("ipFamilyPolicy") is not None:
-        try:
-            policy = Policy(str(spec["ipFamilyPolicy"]))
-        except ValueError:
-            error(
-                "spec.ipFamilyPolicy",
-                f"{spec['ipFamilyPolicy']!r} is not valid; expected one of "
-                + ", ".join(p.value for p in Policy),
-            )
-    requested = _requested(annotations, spec, error)
-    requested_path = (
-        "spec.loadBalancerIP"
-        if spec.get("loadBalancerIP") and not annotations.get(ADDRESSES)
-        else _annotation_path(ADDRESSES)
-    )
-    ports: set[tuple[str, int]] = set()
-    for item in list_at(spec, "ports"):
-        if isinstance(item, Mapping) and isinstance(item.get("port"), int):
-            ports.add((str(item.get("protocol") or "TCP"), int(item["port"])))
-    share_key = annotations.get(SHARED)
-    scope: tuple[str, ...] = ("Cluster",)
-    if spec.get("externalTrafficPolicy") == "Local":
-        selector = mapping_at(spec, "selector")
-        scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
-    group = annotations.get(SERVICE_GROUP)
-    return LBService(
-        ref=ref,
-        uid=base.uid,
-        created=base.created,
-        ours=True,
-        group=str(group) if group else None,
-        families=tuple(families),
-        policy=policy,
-        requested=requested,
-        requested_path=requested_path,
-        share_key=str(share_key) if share_key else None,
-        share_scope=scope,
-        ports=frozenset(ports),
-        current=current,
-        allocated_from=allocated,
-        problems=tuple(problems),
-    )
-
-
-def _requested(
-    annotations: Mapping[str, Any], spec: Mapping[str, Any], error: Callable[[str, str], None]
-) -> tuple[IPAddress, ...]:
-    text = annotations.get(ADDRESSES)
-    legacy = spec.get("loadBalancerIP")
-    path = _annotation_path(ADDRESSES)
-    found: list[IPAddress] = []
-    if text:
-        for part in re.split(r"[\s,]+", str(text).strip()):
-            try:
-                address = parse_ip(part)
-            except (TypeError, ValueError):
-                error(
-                    path,
-                    f"{part!r} is not an IP address; expected at most one IPv4 and one IPv6 "
-                    "address, separated by a comma (192.0.2.7,2001:db8::7)",
-                )
-                continue
-            if any(a.version == address.version for a in found):
-                error(path, f"{text!r} names two addresses of one family; at most one of each")
-                continue
-            found.append(address)
-    if legacy:
-        try:
-            address = parse_ip(legacy)
-        except (TypeError, ValueError):
-            error("spec.loadBalancerIP", f"{legacy!r} is not an IP address")
-            return tuple(found)
-        if text and address not in found:
-            error(
-                "spec.loadBalancerIP",
-                f"{legacy} (deprecated) differs from the {ADDRESSES} annotation ({text}); "
-                f"set only the annotation",
-            )
-        elif not text:
-            found.append(address)
-    return tuple(found)
+    return service
 
 
 def ingress(obj: Mapping[str, Any], addresses: tuple[IPAddress, ...]) -> list[dict[str, Any]]:
@@ -290,9 +104,9 @@ def with_allocation(
     meta = out.setdefault("metadata", {})
     annotations = dict(meta.get("annotations") or {})
     if allocated_from is None:
-        annotations.pop(ALLOCATED_FROM, None)
+        annotations.pop(ALLOCATED_FROM_ANNOTATION, None)
     else:
-        annotations[ALLOCATED_FROM] = allocated_from
+        annotations[ALLOCATED_FROM_ANNOTATION] = allocated_from
     if annotations:
         meta["annotations"] = annotations
     else:

@@ -28,7 +28,7 @@ What is checked:
     field removed, each default set explicitly: the model and the CRD must agree (defaults:
     the model parses the same object). Enums and the patterns taken from lbroute/model/fields.py
     are compared with the model's own; the patterns written out for regexes inline in
-    lbroute/model/api.py are compared with the model by property tests (hypothesis).
+    the model's kind modules are compared with the model by property tests (hypothesis).
 
 The CEL rules are evaluated with cel-python (``celpy``, PyPI ``cel-python``) since no API
 server runs here; they use only core CEL (has, size, string(), ternaries, comparisons),
@@ -39,7 +39,7 @@ Known, deliberate differences are listed and asserted here too: MODEL_ONLY (chec
 address arithmetic or values merged across levels). OLD_SHORTHANDS are forms a structural
 schema cannot type (``bfd: true``, OSPF and IS-IS interfaces as plain names, RIP interfaces
 as objects) or fields that are gone: both the model and the CRD reject them. Strict xfail
-tests at the end mark what looks like bugs in lbroute/model/api.py.
+tests at the end mark what looks like bugs in the model (lbroute/model/).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbroute.model import api, fields
+from lbroute.model import agentconfig, api, fields, peer
 from lbroute.model.errors import InvalidObject, Severity
 from renderer.view import build_view
 
@@ -1020,8 +1020,8 @@ def test_crd_defaults_are_the_models(kind: str, index: int) -> None:
             assert unset == defaulted, fmt(keys)
 
 
-# Patterns copied from lbroute/model/fields.py and lbroute/model/api.py: generic path suffix
-# -> regex.
+# Patterns copied from lbroute/model/fields.py and the model's kind modules: generic path
+# suffix -> regex.
 MODEL_PATTERNS = {
     "bgp.address": fields._IP_CHARS,
     "bgp.sourceAddress": fields._IP_CHARS,
@@ -1033,11 +1033,11 @@ MODEL_PATTERNS = {
     ".matchLabels.*": fields.LABEL_VALUE_RE,
     "matchExpressions[].key": fields.LABEL_KEY_RE,
     "matchExpressions[].values[]": fields.LABEL_VALUE_RE,
-    "Dir": api.PATH_RE,
-    "Path": api.PATH_RE,
-    "isis.area": api.ISIS_AREA_RE,
+    "Dir": agentconfig.PATH_RE,
+    "Path": agentconfig.PATH_RE,
+    "isis.area": peer.ISIS_AREA_RE,
 }
-# Patterns for regexes written inline in lbroute/model/api.py: checked by the property tests below.
+# Patterns for regexes written inline in the model's parsers: checked by the property tests below.
 INLINE_PATTERNS = {
     "spec.bgp.communities[]", "spec.bgp.largeCommunities[]", "SecretRef.key",
     "spec.reloadCommand[]", "spec.pools[].aggregation", "spec.ospf.area",
@@ -1240,7 +1240,7 @@ def test_peer_ospf_setting_is_checked_when_every_interface_overrides_it() -> Non
     assert [p for p, _ in crd_errors("Peer", mutated)] == ["spec.ospf.cost"]
 
 
-# -- apparent bugs in lbroute/model/api.py (strict xfail: when one is fixed, drop its marker) ---
+# -- apparent bugs in lbroute/model/ (strict xfail: when one is fixed, drop its marker) ---------
 
 
 def test_disabled_bfd_timers_are_checked_like_the_crd() -> None:

@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from lbroute.model import api
+from lbroute.model.endpoints import ready_nodes, split_objects
 from lbroute.model.errors import Problem
-from lbroute.model.objects import parse_service, ready_nodes, split_objects
+from lbroute.model.service import parse_service
 from nodeagent.desired import DesiredState, desired_state
 
 NS = "lbroute"

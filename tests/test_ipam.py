@@ -24,14 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allocator.ipam import Allocation, Reason, allocate, invalid_groups
-from allocator.service import (
-    ALLOCATED_FROM,
-    AllocatedFrom,
-    parse_service,
-    with_allocation,
-)
+from allocator.service import AllocatedFrom, parse_service, with_allocation
 from lbroute.model import api
 from lbroute.model.errors import ObjectRef
+from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION as ALLOCATED_FROM
 
 NS = "lbroute"
 CLASS = "lbroute.io/lbroute"

@@ -4,6 +4,10 @@ A :class:`Reader` wraps a plain dict (as it comes from YAML or the API) and a pa
 Each accessor returns a typed value or ``None`` and records a problem that names the
 field path and what would be valid. Validation of one object never stops at the first
 problem: the caller raises :class:`~lbroute.model.errors.InvalidObject` once, with all of them.
+The patterns every kind shares (names, labels, interfaces, secrets, addresses) are here too.
+
+Core objects that are read rather than validated (Services, EndpointSlices) use
+:func:`mapping_at` and :func:`list_at`, where a value of the wrong shape reads as absent.
 """
 
 from __future__ import annotations
@@ -241,6 +245,20 @@ def parse_network(value: Any) -> IPNetwork:
     if not isinstance(value, str) or not _NET_CHARS.fullmatch(value):
         raise ValueError("")
     return ipaddress.ip_network(value, strict=True)
+
+
+def mapping_at(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """``obj[key]`` if it is a mapping, else an empty one: for reading objects that are
+    not validated field by field (Services, EndpointSlices), where a wrong shape reads
+    as absent."""
+    value = obj.get(key)
+    return value if isinstance(value, Mapping) else {}
+
+
+def list_at(obj: Mapping[str, Any], key: str) -> list[Any]:
+    """``obj[key]`` if it is a list, else an empty one (see :func:`mapping_at`)."""
+    value = obj.get(key)
+    return value if isinstance(value, list) else []
 
 
 def _kind(value: Any) -> str:

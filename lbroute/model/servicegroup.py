@@ -1,0 +1,372 @@
+"""The ServiceGroup kind: pools of addresses and how their Services are announced.
+
+A ServiceGroup lists its pools (a cidr or a range, with an optional subnet and the prefix
+length its addresses are aggregated to), which nodes announce it, whether it is routed or
+answered locally (ARP/NDP), the protocols that carry it and the per-protocol route
+attributes (BGP communities, OSPF metric...). A pool knows what a router may export for
+it (:attr:`Pool.export_prefixes`) and which addresses it never hands out
+(:attr:`Pool.reserved`). Pools that overlap across groups are checked in
+:mod:`lbroute.model.model`, where all groups are known.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lbroute.model.common import (
+    EVERYTHING,
+    Announce,
+    Family,
+    IsisLevel,
+    LabelSelector,
+    Protocol,
+    choices,
+    envelope,
+    meta_labels,
+    raise_if_failed,
+    selector,
+)
+from lbroute.model.errors import ObjectRef
+from lbroute.model.fields import IPAddress, IPNetwork, Reader, parse_ip, parse_network
+from lbroute.model.vocabulary import SERVICE_GROUP
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportPrefix:
+    """Routes that may be announced for a pool: ``network`` with a length in ``ge..le``."""
+
+    network: IPNetwork
+    ge: int
+    le: int
+
+    @property
+    def family(self) -> Family:
+        return Family.of(self.network)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pool:
+    """Addresses a ServiceGroup hands out: ``first`` to ``last`` inclusive."""
+
+    family: Family
+    cidr: IPNetwork | None
+    first: IPAddress
+    last: IPAddress
+    subnet: IPNetwork | None
+    aggregation: int
+    """Prefix length a Service address gets on kube-lb0 with ETP Cluster."""
+    allow_network_and_broadcast: bool = False
+    """Hand out the network and broadcast addresses of an IPv4 pool wider than /31 too."""
+
+    @property
+    def network(self) -> IPNetwork | None:
+        """The network the pool lives in: its subnet, else its cidr (a plain range: None)."""
+        return self.subnet or self.cidr
+
+    @property
+    def reserved(self) -> tuple[IPAddress, ...]:
+        """Addresses the allocator never hands out unless allowed: the network and
+        broadcast addresses of an IPv4 pool network wider than /31, and the Subnet-Router
+        anycast address (the network address) of an IPv6 one wider than /127, where they
+        fall inside the pool."""
+        net = self.network
+        if self.allow_network_and_broadcast or net is None:
+            return ()
+        if net.prefixlen >= net.max_prefixlen - 1:
+            return ()
+        ends: tuple[IPAddress, ...] = (net.network_address,)
+        if net.version == 4:
+            ends += (net.broadcast_address,)
+        return tuple(a for a in ends if int(self.first) <= int(a) <= int(self.last))
+
+    @property
+    def export_prefixes(self) -> tuple[ExportPrefix, ...]:
+        """What the router may announce for this pool (aggregates and host routes)."""
+        host = self.family.host_length
+        if self.subnet is not None:
+            return (ExportPrefix(network=self.subnet, ge=self.aggregation, le=host),)
+        if self.cidr is not None:
+            return (ExportPrefix(network=self.cidr, ge=self.aggregation, le=host),)
+        nets = ipaddress.summarize_address_range(self.first, self.last)
+        return tuple(ExportPrefix(network=n, ge=n.prefixlen, le=host) for n in nets)
+
+    def overlaps(self, other: Pool) -> bool:
+        return (
+            self.family == other.family
+            and int(self.first) <= int(other.last)
+            and int(other.first) <= int(self.last)
+        )
+
+    def __str__(self) -> str:
+        if self.cidr is not None:
+            return str(self.cidr)
+        return f"{self.first}-{self.last}"
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class Community:
+    asn: int
+    value: int
+
+    def __str__(self) -> str:
+        return f"{self.asn}:{self.value}"
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class LargeCommunity:
+    global_admin: int
+    data1: int
+    data2: int
+
+    def __str__(self) -> str:
+        return f"{self.global_admin}:{self.data1}:{self.data2}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpPolicy:
+    communities: tuple[Community, ...] = ()
+    large_communities: tuple[LargeCommunity, ...] = ()
+    local_pref: int | None = None
+    med: int | None = None
+    prepend: int = 0
+    """How many times the local ASN is prepended to the AS path."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OspfPolicy:
+    metric: int | None = None
+    metric_type: int | None = None  # 1 or 2 (external type)
+    tag: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class IsisPolicy:
+    metric: int | None = None
+    level: IsisLevel | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RipPolicy:
+    metric: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceGroup:
+    ref: ObjectRef
+    labels: tuple[tuple[str, str], ...] = ()
+    node_selector: LabelSelector = EVERYTHING
+    """Nodes that announce this group's Services (all nodes by default)."""
+    default: bool = False
+    announce: Announce = Announce.ROUTED
+    pools: tuple[Pool, ...]
+    protocols: frozenset[Protocol] | None = None
+    """Protocols that carry this group; None means every protocol that has a Peer."""
+    bgp: BgpPolicy = field(default_factory=BgpPolicy)
+    ospf: OspfPolicy = field(default_factory=OspfPolicy)
+    isis: IsisPolicy = field(default_factory=IsisPolicy)
+    rip: RipPolicy = field(default_factory=RipPolicy)
+
+    @property
+    def name(self) -> str:
+        return self.ref.name
+
+    @functools.cached_property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+    def families(self) -> tuple[Family, ...]:
+        return tuple(f for f in Family if any(p.family is f for p in self.pools))
+
+    def export_prefixes(self, family: Family) -> tuple[ExportPrefix, ...]:
+        out = {
+            (e.network, e.ge, e.le): e
+            for p in self.pools
+            if p.family is family
+            for e in p.export_prefixes
+        }
+        return tuple(out[k] for k in sorted(out))
+
+
+def _aggregation(r: Reader, family: Family, subnet: IPNetwork | None, is_range: bool) -> int:
+    host = family.host_length
+    value = r.raw("aggregation")
+    if value is None or value == "default":
+        if subnet is not None:
+            return subnet.prefixlen
+        return host
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = f"/{value}"
+    m = re.fullmatch(r"/([0-9]{1,3})", value) if isinstance(value, str) else None
+    low = subnet.prefixlen if subnet is not None else host
+    if m is None or not low <= int(m.group(1)) <= host:
+        hint = f"'default' or a prefix length from /{low} to /{host}"
+        if subnet is None and is_range:
+            hint += " (set subnet to aggregate a range)"
+        r.error("aggregation", f"{value!r} is not valid; expected {hint}")
+        return low
+    return int(m.group(1))
+
+
+def _pool(r: Reader) -> Pool | None:
+    r.unknown({"cidr", "range", "subnet", "aggregation", "allowNetworkAndBroadcast"})
+    before = len(r.problems)
+    has_cidr, has_range = r.has("cidr"), r.has("range")
+    if has_cidr == has_range:
+        r.error("", "set exactly one of cidr (192.0.2.0/24) or range (192.0.2.10-192.0.2.20)")
+        return None
+    cidr: IPNetwork | None = None
+    if has_cidr:
+        cidr = r.convert(
+            "cidr", parse_network, "a network such as 192.0.2.0/24 with no host bits set"
+        )
+        if cidr is None:
+            return None
+        first, last = cidr[0], cidr[-1]
+    else:
+        bounds = r.convert("range", _parse_range, "a range such as 192.0.2.10-192.0.2.20")
+        if bounds is None:
+            return None
+        first, last = bounds
+    family = Family.of(first)
+    subnet = r.convert("subnet", parse_network, "a network such as 192.0.2.0/24")
+    if subnet is not None:
+        if subnet.version != first.version:
+            r.error("subnet", f"{subnet} is not of the pool's family ({family})")
+            subnet = None
+        elif first not in subnet or last not in subnet:
+            r.error("subnet", f"{subnet} does not contain the whole pool {first}-{last}")
+            subnet = None
+    elif cidr is not None:
+        subnet = None
+    aggregation = _aggregation(r, family, subnet or cidr, cidr is None)
+    allow = r.bool_("allowNetworkAndBroadcast", False)
+    if len(r.problems) > before:
+        return None
+    return Pool(
+        family=family,
+        cidr=cidr,
+        first=first,
+        last=last,
+        subnet=subnet,
+        aggregation=aggregation,
+        allow_network_and_broadcast=allow,
+    )
+
+
+def _parse_range(value: Any) -> tuple[IPAddress, IPAddress]:
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise ValueError("")
+    a, b = (parse_ip(part.strip()) for part in value.split("-"))
+    if a.version != b.version:
+        raise ValueError("both ends must be of one family")
+    if int(a) > int(b):
+        raise ValueError("the first address is after the last")
+    return a, b
+
+
+_U32 = (0, 4294967295)
+
+
+def _community(value: Any) -> Community:
+    if not isinstance(value, str):
+        raise TypeError("")
+    m = re.fullmatch(r"([0-9]{1,5}):([0-9]{1,5})", value)
+    if not m or int(m.group(1)) > 65535 or int(m.group(2)) > 65535:
+        raise ValueError("")
+    return Community(asn=int(m.group(1)), value=int(m.group(2)))
+
+
+def _large_community(value: Any) -> LargeCommunity:
+    if not isinstance(value, str):
+        raise TypeError("")
+    m = re.fullmatch(r"([0-9]{1,10}):([0-9]{1,10}):([0-9]{1,10})", value)
+    if not m or any(int(g) > _U32[1] for g in m.groups()):
+        raise ValueError("")
+    a, b, c = (int(g) for g in m.groups())
+    return LargeCommunity(global_admin=a, data1=b, data2=c)
+
+
+def _bgp_policy(r: Reader) -> BgpPolicy:
+    r.unknown({"communities", "largeCommunities", "localPref", "med", "asPathPrepend"})
+    communities = []
+    for i, item, _ in r.items("communities"):
+        c = r.convert_item("communities", i, item, _community, "ASN:VALUE, each 0-65535")
+        if c is not None:
+            communities.append(c)
+    larges = []
+    for i, item, _ in r.items("largeCommunities"):
+        lc = r.convert_item(
+            "largeCommunities", i, item, _large_community, "A:B:C, each 0-4294967295"
+        )
+        if lc is not None:
+            larges.append(lc)
+    return BgpPolicy(
+        communities=tuple(sorted(set(communities))),
+        large_communities=tuple(sorted(set(larges))),
+        local_pref=r.int_("localPref", *_U32),
+        med=r.int_("med", *_U32),
+        prepend=r.int_("asPathPrepend", 0, 10) or 0,
+    )
+
+
+def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
+    ref, meta, spec = envelope(obj, SERVICE_GROUP)
+    spec.unknown(
+        {"pools", "announce", "protocols", "default", "nodeSelector", "bgp", "ospf", "isis", "rip"}
+    )
+    pools: list[Pool] = []
+    for _i, item, path in spec.items("pools"):
+        pool = _pool(spec.item_reader(item, path))
+        if pool is not None:
+            pools.append(pool)
+    if not spec.has("pools") or not spec.raw("pools"):
+        spec.error("pools", "is required: at least one pool with a cidr or a range")
+    for i, a in enumerate(pools):
+        for b in pools[i + 1 :]:
+            if a.overlaps(b):
+                spec.error("pools", f"pools {a} and {b} overlap; each address may be in one pool")
+    protocols: frozenset[Protocol] | None = None
+    if spec.has("protocols"):
+        found = []
+        for i, item, _ in spec.items("protocols"):
+            p = spec.convert_item("protocols", i, item, Protocol, "one of bgp, ospf, rip, isis")
+            if p is not None:
+                found.append(p)
+        protocols = frozenset(found)
+    bgp = _bgp_policy(spec.child("bgp"))
+    o = spec.child("ospf")
+    o.unknown({"metric", "metricType", "tag"})
+    ospf = OspfPolicy(
+        metric=o.int_("metric", 0, 16777214),
+        metric_type=o.choice("metricType", {"1": 1, "2": 2}),
+        tag=o.int_("tag", *_U32),
+    )
+    s = spec.child("isis")
+    s.unknown({"metric", "level"})
+    isis = IsisPolicy(
+        metric=s.int_("metric", 0, 16777215), level=s.choice("level", choices(IsisLevel))
+    )
+    rp = spec.child("rip")
+    rp.unknown({"metric"})
+    rip = RipPolicy(metric=rp.int_("metric", 1, 15))
+    group = ServiceGroup(
+        ref=ref,
+        labels=meta_labels(meta),
+        node_selector=selector(spec, "nodeSelector"),
+        default=spec.bool_("default", False),
+        announce=spec.choice("announce", choices(Announce), default=Announce.ROUTED)
+        or Announce.ROUTED,
+        pools=tuple(pools),
+        protocols=protocols,
+        bgp=bgp,
+        ospf=ospf,
+        isis=isis,
+        rip=rip,
+    )
+    raise_if_failed(spec)
+    return group
