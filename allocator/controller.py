@@ -1,17 +1,15 @@
 """The allocator from the Kubernetes API: leader election, status, annotations, Events.
 
 Every replica lists and watches Services (all namespaces) and the ServiceGroups of the
-install namespace (nodeagent.kube's reflectors: bookmarks, relist on 410, backoff with
+install namespace (lbroute.kube.reflector: bookmarks, relist on 410, backoff with
 jitter). Only the holder of a ``coordination.k8s.io/v1`` Lease writes:
 
-- the lease is acquired and renewed by read, change, write with the resourceVersion
-  read (a 409 means someone else wrote it first). A lease held by another replica is
-  taken over only once it has not changed for its whole duration, measured on this
-  replica's own clock from when it saw the change (as client-go does: no trust in the
-  other clocks). A leader counts as one only until ``renew_deadline`` after its last
-  successful renew, shorter than the lease's duration: a replica that cannot renew
-  stops writing before anyone else may start, and one that sees another holder stops
-  at once. On a clean stop the lease is handed back (holder cleared);
+- the replicas elect the holder with lbroute.kube.lease: a Lease held by another
+  replica is taken over only once it has not changed for its whole duration, measured
+  on this replica's own clock; a leader counts as one only until ``renew_deadline``
+  after its last successful renew, shorter than the Lease's duration, so a replica that
+  cannot renew stops writing before anyone else may start, and one that sees another
+  holder stops at once. On a clean stop the Lease is handed back;
 - each pass computes every Service's addresses with allocator.ipam from the current
   objects, then writes what changed: ``status.loadBalancer.ingress`` through the
   status subresource, then the ``lbroute.io/allocated-from`` annotation, each by read,
@@ -33,37 +31,37 @@ one moves (allocator.ipam).
 
 from __future__ import annotations
 
-import datetime
-import json
+import functools
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from allocator.ipam import Allocation, Assignment, Failure, GroupStats, allocate, invalid_groups
-from allocator.service import ALLOCATED_FROM, LBService, ingress, parse_service
+from allocator.service import LBService, ingress, parse_service
+from lbroute.kube.client import Api, ApiClient
+from lbroute.kube.directory import Snapshot
+from lbroute.kube.events import EventRecorder
+from lbroute.kube.lease import LeaderElector
+from lbroute.kube.reflector import KubernetesSource, Timing, lbroute_kind, service_kind
+from lbroute.kube.serving import Health
+from lbroute.kube.trim import JSON, trim_service, trim_service_group
+from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
 from lbroute.model import api
-from lbroute.model.errors import ObjectRef
-from nodeagent.kube import LBROUTE_GROUP, LBROUTE_VERSION, Kind, KubernetesSource, Timing
-from nodeagent.kubestatus import EventRecorder, read_change_write, with_condition
-from nodeagent.source import Snapshot
-from nodeagent.status import Health
+from lbroute.model.errors import Conflict, KubernetesError, NotFound, ObjectRef
+from lbroute.model.vocabulary import (
+    ALLOCATED_FROM_ANNOTATION,
+    ALLOCATOR_CONTROLLER,
+    SERVICE_GROUP,
+)
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
-CONTROLLER = "lbroute.io/allocator"
 CONDITION = "Allocatable"
-MERGE = "application/merge-patch+json"
-CONFLICT_RETRIES = 5
-MAX_MESSAGE = 32768
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -139,223 +137,6 @@ class AllocatorMetrics:
         )
 
 
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _any(body: JSON) -> Any:
-    """A plain dict where the client's signature names a model: it sends either."""
-    return body
-
-
-def _body(response: Any) -> JSON:
-    data = json.loads(response.data)
-    return data if isinstance(data, dict) else {}
-
-
-# -- leader election ------------------------------------------------------------------------
-
-
-class LeaderElector:
-    """Holds a coordination.k8s.io/v1 Lease; :meth:`is_leader` says whether to write."""
-
-    def __init__(
-        self,
-        api_client: client.ApiClient,
-        settings: Settings,
-        on_change: Callable[[bool], None] = lambda leader: None,
-    ) -> None:
-        self.leases = client.CoordinationV1Api(api_client)
-        self.settings = settings
-        self.on_change = on_change
-        self._renewed: float | None = None
-        """Monotonic time the last successful acquire or renew was sent."""
-        self._observed: tuple[Any, ...] | None = None
-        self._observed_at = 0.0
-        self._was = False
-        self._lock = threading.Lock()
-
-    def is_leader(self) -> bool:
-        with self._lock:
-            renewed = self._renewed
-        return renewed is not None and time.monotonic() - renewed < self.settings.renew_deadline
-
-    def run(self, stop: threading.Event) -> None:
-        """Acquire and renew until ``stop``; then hand the lease back if held."""
-        period = self.settings.retry_period
-        while not stop.is_set():
-            try:
-                self.try_once()
-            except Exception as exc:  # the API away: the deadline ends leadership
-                log.warning("lease %s: %s", self.settings.lease_name, _say(exc))
-            self._notice()
-            stop.wait(period * random.uniform(0.8, 1.0) if self.is_leader() else period)
-        self.release()
-
-    def _notice(self) -> None:
-        now = self.is_leader()
-        if now != self._was:
-            self._was = now
-            log.info(
-                "%s the lease %s/%s as %s",
-                "holding" if now else "lost",
-                self.settings.namespace,
-                self.settings.lease_name,
-                self.settings.identity,
-            )
-            self.on_change(now)
-
-    def _lost(self) -> None:
-        with self._lock:
-            self._renewed = None
-
-    def try_once(self) -> bool:
-        """One acquire-or-renew; True when this replica holds the lease afterwards."""
-        s = self.settings
-        sent = time.monotonic()
-        try:
-            lease = _body(
-                self.leases.read_namespaced_lease(s.lease_name, s.namespace, _preload_content=False)
-            )
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            return self._create(sent)
-        spec = dict(lease.get("spec") or {})
-        record = tuple(
-            spec.get(k) for k in ("holderIdentity", "renewTime", "acquireTime", "leaseTransitions")
-        )
-        if record != self._observed:
-            self._observed, self._observed_at = record, sent
-        holder = spec.get("holderIdentity")
-        duration = float(spec.get("leaseDurationSeconds") or s.lease_duration)
-        if holder and holder != s.identity and sent < self._observed_at + duration:
-            self._lost()
-            self._notice()
-            return False
-        now = _now()
-        if holder != s.identity:
-            spec["acquireTime"] = now
-            spec["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + (1 if holder else 0)
-        spec.update(
-            holderIdentity=s.identity,
-            leaseDurationSeconds=max(1, round(s.lease_duration)),
-            renewTime=now,
-        )
-        lease["spec"] = spec
-        try:
-            self.leases.replace_namespaced_lease(s.lease_name, s.namespace, _any(lease))
-        except ApiException as exc:
-            if exc.status in (404, 409):
-                self._lost()
-                return False
-            raise
-        with self._lock:
-            self._renewed = sent
-        return True
-
-    def _create(self, sent: float) -> bool:
-        s = self.settings
-        now = _now()
-        body = {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": s.lease_name, "namespace": s.namespace},
-            "spec": {
-                "holderIdentity": s.identity,
-                "leaseDurationSeconds": max(1, round(s.lease_duration)),
-                "acquireTime": now,
-                "renewTime": now,
-                "leaseTransitions": 0,
-            },
-        }
-        try:
-            self.leases.create_namespaced_lease(s.namespace, _any(body))
-        except ApiException as exc:
-            if exc.status == 409:
-                return False
-            raise
-        with self._lock:
-            self._renewed = sent
-        return True
-
-    def release(self) -> None:
-        """Hand the lease back so another replica takes over without waiting."""
-        if not self.is_leader():
-            return
-        self._lost()
-        s = self.settings
-        try:
-            lease = _body(
-                self.leases.read_namespaced_lease(s.lease_name, s.namespace, _preload_content=False)
-            )
-            spec = dict(lease.get("spec") or {})
-            if spec.get("holderIdentity") != s.identity:
-                return
-            spec.update(holderIdentity=None, leaseDurationSeconds=1, renewTime=_now())
-            lease["spec"] = spec
-            self.leases.replace_namespaced_lease(s.lease_name, s.namespace, _any(lease))
-            log.info("handed the lease %s/%s back", s.namespace, s.lease_name)
-        except Exception as exc:  # it expires by itself
-            log.warning("could not hand the lease back: %s", _say(exc))
-        self._notice()
-
-
-# -- what the reflectors keep -----------------------------------------------------------------
-
-
-def trim_service(obj: Mapping[str, Any]) -> JSON:
-    """What allocator.service.parse_service reads, and nothing else."""
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
-    out_meta = {
-        k: meta[k]
-        for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-        if k in meta
-    }
-    annotations = {
-        k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith("lbroute.io/")
-    }
-    if annotations:
-        out_meta["annotations"] = annotations
-    keep = (
-        "type",
-        "loadBalancerClass",
-        "externalTrafficPolicy",
-        "ipFamilies",
-        "ipFamilyPolicy",
-        "loadBalancerIP",
-    )
-    out_spec = {k: spec[k] for k in keep if k in spec}
-    if spec.get("type") == "LoadBalancer":
-        out_spec["ports"] = [
-            {"protocol": p.get("protocol") or "TCP", "port": p.get("port")}
-            for p in spec.get("ports") or ()
-            if isinstance(p, Mapping)
-        ]
-        if spec.get("externalTrafficPolicy") == "Local" and spec.get("selector"):
-            out_spec["selector"] = spec["selector"]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": out_meta,
-        "spec": out_spec,
-        "status": {"loadBalancer": (obj.get("status") or {}).get("loadBalancer") or {}},
-    }
-
-
-def trim_service_group(obj: Mapping[str, Any]) -> JSON:
-    """The whole object but its status and resourceVersion: writing the status (ours or
-    the agents') is not a change that needs a pass."""
-    meta = {
-        k: v
-        for k, v in (obj.get("metadata") or {}).items()
-        if k not in ("managedFields", "resourceVersion", "generation")
-    }
-    out = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-    return {**out, "apiVersion": api.API_VERSION, "kind": "ServiceGroup", "metadata": meta}
-
-
 # -- the controller ---------------------------------------------------------------------------
 
 
@@ -364,7 +145,7 @@ class Allocator:
 
     def __init__(
         self,
-        api_client: client.ApiClient,
+        api_client: ApiClient,
         settings: Settings,
         *,
         metrics: AllocatorMetrics | None = None,
@@ -373,34 +154,34 @@ class Allocator:
         self.settings = settings
         self.metrics = metrics or AllocatorMetrics()
         self.health = health or Health()
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
-        custom = self.custom
+        self.kube = Api(api_client)
+        self.core, self.custom = self.kube.core, self.kube.custom
+        """The generated clients under ``kube`` (a test races another writer against ours
+        through them)."""
         ns = settings.namespace
-
-        def groups(**kwargs: Any) -> Any:
-            return custom.list_namespaced_custom_object(
-                LBROUTE_GROUP, LBROUTE_VERSION, ns, "servicegroups", **kwargs
-            )
-
         self.source = KubernetesSource(
             api_client,
             namespace=ns,
             timing=settings.timing,
             debounce=settings.debounce,
             kinds=[
-                Kind(
-                    name="services",
-                    call=self.core.list_service_for_all_namespaces,
-                    trim=trim_service,
-                ),
-                Kind(name="servicegroups", call=groups, trim=trim_service_group),
+                service_kind(self.kube, functools.partial(trim_service, allocation=True)),
+                lbroute_kind(self.kube, ns, SERVICE_GROUP, trim_service_group),
             ],
         )
-        self.elector = LeaderElector(api_client, settings, self._leadership)
+        self.elector = LeaderElector(
+            self.kube,
+            namespace=ns,
+            name=settings.lease_name,
+            identity=settings.identity,
+            duration=settings.lease_duration,
+            renew_deadline=settings.renew_deadline,
+            retry_period=settings.retry_period,
+            on_change=self._leadership,
+        )
         self.recorder = EventRecorder(
-            api_client,
-            controller=CONTROLLER,
+            self.kube,
+            controller=ALLOCATOR_CONTROLLER,
             instance=f"lbroute-allocator-{settings.identity}",
             source="allocator",
             namespace=ns,
@@ -469,8 +250,8 @@ class Allocator:
                 continue
             try:
                 self.reconcile(snapshot)
-            except Exception as exc:
-                log.warning("allocation pass failed, trying again: %s", _say(exc))
+            except KubernetesError as exc:
+                log.warning("allocation pass failed, trying again: %s", exc)
                 self._again(stop, "")
 
     def _again(self, stop: threading.Event, why: str) -> None:
@@ -484,7 +265,7 @@ class Allocator:
 
     def compute(self, snapshot: Snapshot) -> tuple[Allocation, api.Model, dict[str, str]]:
         """Every Service's addresses from the objects of ``snapshot`` (no writes)."""
-        groups = [o for o in snapshot.objects if o.get("kind") == "ServiceGroup"]
+        groups = [o for o in snapshot.objects if o.get("kind") == SERVICE_GROUP]
         model = api.load(groups)
         invalid = invalid_groups(model.problems)
         services = []
@@ -538,7 +319,7 @@ class Allocator:
         for g in model.service_groups:
             self._write_group(g.ref, refs.get(g.ref), None)
         for name, why in sorted(invalid.items()):
-            ref = ObjectRef(kind="ServiceGroup", namespace=self.settings.namespace, name=name)
+            ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.settings.namespace, name=name)
             self._write_group(ref, None, why)
         self._pool_metrics(result)
         self.passes += 1
@@ -551,41 +332,25 @@ class Allocator:
             if not self.elector.is_leader():
                 return
             try:
-                fresh = _body(
-                    self.core.read_namespaced_service(
-                        ref.name, ref.namespace, _preload_content=False
-                    )
-                )
-            except ApiException as exc:
-                if exc.status == 404:
-                    return  # deleted meanwhile
-                raise
+                fresh = self.kube.read(ref)
+            except NotFound:
+                return  # deleted meanwhile
             if parse_service(fresh, default_class=self.settings.default_class) != expected:
                 log.debug("%s changed since the pass read it; the next pass decides", ref)
                 return
             rv = str(fresh["metadata"]["resourceVersion"])
             if not self.elector.is_leader():
                 return
-            if a.addresses != expected.current:
+            if a.addresses != expected.addresses:
                 lb = dict((fresh.get("status") or {}).get("loadBalancer") or {})
                 lb["ingress"] = ingress(fresh, a.addresses)
                 body = {"metadata": {"resourceVersion": rv}, "status": {"loadBalancer": lb}}
                 try:
-                    written = _body(
-                        self.core.patch_namespaced_service_status(
-                            ref.name,
-                            ref.namespace,
-                            body,
-                            _content_type=MERGE,
-                            _preload_content=False,
-                        )
-                    )
-                except ApiException as exc:
-                    if exc.status == 409:
-                        continue
-                    if exc.status == 404:
-                        return
-                    raise
+                    written = self.kube.patch(ref, body, status=True)
+                except Conflict:
+                    continue
+                except NotFound:
+                    return
                 rv = str(written["metadata"]["resourceVersion"])
                 expected = parse_service(written, default_class=self.settings.default_class) or (
                     expected
@@ -597,19 +362,15 @@ class Allocator:
                 body = {
                     "metadata": {
                         "resourceVersion": rv,
-                        "annotations": {ALLOCATED_FROM: a.allocated_from},
+                        "annotations": {ALLOCATED_FROM_ANNOTATION: a.allocated_from},
                     }
                 }
                 try:
-                    self.core.patch_namespaced_service(
-                        ref.name, ref.namespace, body, _content_type=MERGE, _preload_content=False
-                    )
-                except ApiException as exc:
-                    if exc.status == 409:
-                        continue  # read again: the status is written, only this is left
-                    if exc.status == 404:
-                        return
-                    raise
+                    self.kube.patch(ref, body)
+                except Conflict:
+                    continue  # read again: the status is written, only this is left
+                except NotFound:
+                    return
             return
         log.warning("%s kept changing under us; the next pass tries again", ref)
 
@@ -676,33 +437,7 @@ class Allocator:
                     status[key] = want[key]
             return {"status": status}
 
-        def read() -> JSON:
-            return _body(
-                self.custom.get_namespaced_custom_object_status(
-                    LBROUTE_GROUP,
-                    LBROUTE_VERSION,
-                    ref.namespace,
-                    "servicegroups",
-                    ref.name,
-                    _preload_content=False,
-                )
-            )
-
-        read_change_write(
-            ref,
-            read,
-            change,
-            lambda body: self.custom.patch_namespaced_custom_object_status(
-                LBROUTE_GROUP,
-                LBROUTE_VERSION,
-                ref.namespace,
-                "servicegroups",
-                ref.name,
-                body,
-                _content_type=MERGE,
-            ),
-            allowed=self.elector.is_leader,
-        )
+        read_change_write(self.kube, ref, change, status=True, allowed=self.elector.is_leader)
 
     def _pool_metrics(self, result: Allocation) -> None:
         self.metrics.pool_size.clear()
@@ -752,9 +487,3 @@ def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool
         and status.get("allocated") == want["allocated"]
         and status.get("available") == want["available"]
     )
-
-
-def _say(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"API said {exc.status} {exc.reason}: {str(exc.body)[:300]}"
-    return f"{type(exc).__name__}: {exc}"

@@ -209,7 +209,8 @@ def core(n: int, runs: int) -> dict[str, Any]:
 
 def through_api(n: int) -> dict[str, Any]:
     from allocator.controller import Allocator, Settings
-    from nodeagent.kube import Timing, api_client
+    from lbroute.kube.client import api_client
+    from lbroute.kube.reflector import Timing
     from tests.fakeapi import FakeAPI
 
     objects = services(n)

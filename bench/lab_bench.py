@@ -73,8 +73,8 @@ from benchlib import (
     write_json,
 )
 
+from lbroute.kube.directory import DirectorySource
 from lbroute.lab import Lab, LabNode, NodeSpec
-from nodeagent.source import DirectorySource
 
 EXAMPLE = ROOT / "bench" / "examples" / "lab"
 NODES = [

@@ -62,7 +62,7 @@ WHY: dict[str, str] = {
     "IS-IS adds FRR's LSP generation interval (1 s at the least) and isisd's hold-off "
     "while redistributed routes keep changing (the agent paces IS-IS-only addresses for "
     "it, `isis_pace`). The floor column shows what the router and protocol take alone.",
-    "7": "The agent keeps every object trimmed to what it reads (`nodeagent/trim.py`); "
+    "7": "The agent keeps every object trimmed to what it reads (`lbroute/kube/trim.py`); "
     "what is left is the interpreter with its libraries (about 44 MiB), the trimmed "
     "objects and one pass's working set (parsed Services, the desired state, the status "
     "document).",

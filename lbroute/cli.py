@@ -19,7 +19,7 @@ import click
 
 from lbroute import __version__
 from lbroute.model import api
-from lbroute.model.errors import LbrouteError, Problem, Severity
+from lbroute.model.errors import KubernetesError, LbrouteError, Problem, Severity
 from lbroute.model.manifests import read_manifests
 from renderer.render import render_view
 from renderer.templating import load_template_set
@@ -321,9 +321,10 @@ def agent(
     import signal
     import threading
 
+    from lbroute.kube.directory import DirectorySource, Source
+    from lbroute.kube.serving import Health, serve
     from nodeagent.agent import Agent, AgentSettings
-    from nodeagent.source import DirectorySource, Source
-    from nodeagent.status import Health, Metrics, Reporter, serve
+    from nodeagent.status import Metrics, Reporter
 
     if (source_dir is None) == (not kubernetes):
         raise click.UsageError("give either --source DIR or --kubernetes")
@@ -336,12 +337,13 @@ def agent(
     if source_dir is not None:
         source = DirectorySource(source_dir)
     else:
-        from nodeagent.kube import KubernetesSource, api_client
-        from nodeagent.kubestatus import KubeReporter
+        from lbroute.kube.client import api_client
+        from lbroute.kube.reflector import KubernetesSource
+        from nodeagent.kubereport import KubeReporter
 
         try:
             client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
-        except Exception as exc:  # the client raises ConfigException, OSError, ...
+        except KubernetesError as exc:
             where = kubeconfig or "the in-cluster service account"
             _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
             return
@@ -492,12 +494,12 @@ def allocator(
     import uuid
 
     from allocator.controller import Allocator, AllocatorMetrics, Settings
-    from nodeagent.kube import api_client
-    from nodeagent.status import Health, serve
+    from lbroute.kube.client import api_client
+    from lbroute.kube.serving import Health, serve
 
     try:
         client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
-    except Exception as exc:  # the client raises ConfigException, OSError, ...
+    except KubernetesError as exc:
         where = kubeconfig or "the in-cluster service account"
         _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
         return

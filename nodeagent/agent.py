@@ -32,22 +32,23 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
+from lbroute.kube.serving import Health
 from lbroute.model import api
+from lbroute.model.endpoints import ready_nodes, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
-from lbroute.model.objects import parse_service, ready_nodes, split_objects
+from lbroute.model.files import write_atomic
+from lbroute.model.service import parse_service
 from nodeagent.desired import DesiredState, Interface, desired_state
 from nodeagent.netlink import Kubelb
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
-from nodeagent.source import DirectoryWatcher, Snapshot, Source
 from nodeagent.status import (
-    Health,
     LastApply,
     Metrics,
     Report,
     Reporter,
     Status,
     now,
-    write_atomic,
 )
 from renderer.render import render_view
 from renderer.templating import TemplateSet, load_template_set

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from lbroute.model.api import Announce, Model, Pool, ServiceGroup
 from lbroute.model.errors import ObjectRef, Problem, Severity
 from lbroute.model.fields import IPAddress
-from lbroute.model.objects import Service
+from lbroute.model.service import Service
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 

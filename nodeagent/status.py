@@ -1,24 +1,20 @@
-"""What the agent reports: a status document, Prometheus metrics and health endpoints.
+"""What the agent reports: a status document, reports to publish, Prometheus metrics.
 
 The status document (JSON, written atomically to the status file after every change)
-is what ``lbroute status`` prints and what the Kubernetes source will publish as the
-node's NodeState. Metrics and ``/healthz`` ``/readyz`` are served on one port.
+is what ``lbroute status`` prints; the :class:`Report` of every pass is what a
+:class:`Reporter` publishes (nodeagent.kubereport: the node's NodeState, Events,
+conditions). The metrics are served with ``/healthz`` and ``/readyz`` on one port
+(lbroute.kube.serving).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lbroute.model.errors import ObjectRef, Problem
 
@@ -85,19 +81,6 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Metrics:
     """The agent's Prometheus metrics, in a registry of its own."""
 
@@ -146,66 +129,3 @@ class Metrics:
             "Kubernetes Events not sent because of the rate limit.",
             registry=self.registry,
         )
-
-
-class Health:
-    """Liveness: the main loop ran recently. Readiness: the first pass is done and the
-    router runs a configuration lbroute applied."""
-
-    def __init__(self, stale_after: float = 30.0) -> None:
-        self.stale_after = stale_after
-        self._beat = time.monotonic()
-        self.ready = False
-        self._lock = threading.Lock()
-
-    def beat(self) -> None:
-        with self._lock:
-            self._beat = time.monotonic()
-
-    @property
-    def live(self) -> bool:
-        with self._lock:
-            return time.monotonic() - self._beat < self.stale_after
-
-
-class Registered(Protocol):
-    """Anything with a Prometheus registry: the agent's or the allocator's metrics."""
-
-    registry: CollectorRegistry
-
-
-def serve(port: int, metrics: Registered, health: Health, host: str = "") -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz on ``port`` in a daemon thread."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path == "/metrics":
-                body, ctype, code = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
-            elif self.path == "/healthz":
-                ok = health.live
-                body, ctype, code = (
-                    (b"ok\n" if ok else b"stalled\n"),
-                    "text/plain",
-                    200 if ok else 503,
-                )
-            elif self.path == "/readyz":
-                ok = health.ready
-                body, ctype, code = (
-                    (b"ok\n" if ok else b"not ready\n"),
-                    "text/plain",
-                    200 if ok else 503,
-                )
-            else:
-                body, ctype, code = b"not found\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="lbroute-http", daemon=True).start()
-    return server

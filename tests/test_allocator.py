@@ -27,7 +27,8 @@ import pytest
 import yaml
 
 from allocator.controller import Allocator, Settings
-from nodeagent.kube import Timing, api_client
+from lbroute.kube.client import api_client
+from lbroute.kube.reflector import Timing
 from tests.fakeapi import FakeAPI, LoggedRequest
 from tests.rbac import Permissions, load_objects, request_attributes
 from tests.test_ipam import group, service

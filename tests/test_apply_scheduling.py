@@ -22,12 +22,12 @@ import ipaddress
 import time
 from pathlib import Path
 
+from lbroute.kube.directory import Snapshot
 from lbroute.model import api
 from lbroute.model.errors import ObjectRef
 from nodeagent.agent import Agent, AgentSettings, Pacer, isis_only
 from nodeagent.desired import Announcement, DesiredState
 from nodeagent.routers import ApplyResult, Session
-from nodeagent.source import Snapshot
 
 
 class RecordingRouter:

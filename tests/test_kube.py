@@ -10,11 +10,17 @@ meanwhile arrive once it is back.
 Reporter: NodeState created and kept current (valid against its CRD schema), Events on
 Services and invalid objects, the Valid condition written once whoever else writes the
 status, the announcing annotation written by read-change-write with 409 retries.
+
+The layer underneath: the client's exceptions come out as lbroute's by status (the
+original kept as the cause), a kubeconfig that cannot be loaded says so, a watch's
+stream is split into events whatever its chunks, the one Service trimmer keeps what
+each user reads, and a Lease is held and taken over on the clock it is given.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import queue
 import threading
 import time
@@ -24,13 +30,28 @@ from typing import Any
 
 import jsonschema
 import pytest
+import urllib3
 import yaml
+from kubernetes.client.exceptions import ApiException
 
+from lbroute.kube.client import Api, api_client
+from lbroute.kube.directory import Snapshot
+from lbroute.kube.errors import from_status, translated
+from lbroute.kube.lease import LeaderElector
+from lbroute.kube.reflector import KubernetesSource, Reflector, Timing, watch_events
+from lbroute.kube.trim import trim_endpoint_slice, trim_service
 from lbroute.model import api as model_api
-from lbroute.model.errors import ObjectRef
-from nodeagent.kube import KubernetesSource, Reflector, Timing, api_client, trim_endpoint_slice
-from nodeagent.kubestatus import ANNOUNCING, KubeReporter
-from nodeagent.source import Snapshot
+from lbroute.model.errors import (
+    Conflict,
+    Gone,
+    KubernetesError,
+    NotFound,
+    ObjectRef,
+    Rejected,
+    Unavailable,
+)
+from lbroute.model.vocabulary import ANNOUNCING_ANNOTATION as ANNOUNCING
+from nodeagent.kubereport import KubeReporter
 from nodeagent.status import LastApply, Report, Status
 from tests.fakeapi import FakeAPI
 
@@ -473,3 +494,163 @@ def test_events_beyond_the_rate_limit_are_counted_not_sent(fake: FakeAPI, tmp_pa
     limited.sync(report(fake, announced=many))
     assert len(events(fake, "Announced")) == 2
     assert len(dropped) == 3
+
+
+# -- the layer underneath ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "kind", "retryable"),
+    [
+        (409, Conflict, True),
+        (404, NotFound, False),
+        (410, Gone, True),
+        (400, Rejected, False),
+        (403, Rejected, False),
+        (422, Rejected, False),
+        (429, Unavailable, True),
+        (500, Unavailable, True),
+        (503, Unavailable, True),
+        (0, Unavailable, True),
+    ],
+)
+def test_an_answer_becomes_lbroute_s_error_by_its_status(
+    status: int, kind: type[KubernetesError], retryable: bool
+) -> None:
+    error = from_status(status, "Reason", "what the API said")
+    assert type(error) is kind and error.retryable is retryable
+    assert error.status == status and error.reason == "Reason"
+    with pytest.raises(kind) as raised, translated():
+        raise ApiException(status=status, reason="Reason", body='{"message": "no"}')
+    assert isinstance(raised.value.__cause__, ApiException)
+    assert str(raised.value) == f'API said {status} Reason: {{"message": "no"}}'
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [
+        urllib3.exceptions.ProtocolError("connection broken"),
+        urllib3.exceptions.MaxRetryError(None, "/api", "refused"),
+        ConnectionResetError(104, "reset"),
+        TimeoutError("timed out"),
+    ],
+)
+def test_no_answer_is_unavailable(exc: Exception) -> None:
+    with pytest.raises(Unavailable) as raised, translated():
+        raise exc
+    assert raised.value.__cause__ is exc
+    assert str(raised.value).startswith(f"API unreachable ({type(exc).__name__}: ")
+
+
+def test_what_is_not_the_client_s_passes_through() -> None:
+    with pytest.raises(KeyError), translated():
+        raise KeyError("a bug")
+
+
+@pytest.mark.parametrize("text", ["- just\n- a list\n", "clusters: [\n", ""])
+def test_a_kubeconfig_that_cannot_be_loaded_says_so(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(text)
+    with pytest.raises(KubernetesError) as raised:
+        api_client(str(path))
+    assert type(raised.value) is KubernetesError and not raised.value.retryable
+    assert raised.value.__cause__ is not None
+
+
+class Streamed:
+    """A watch's response as urllib3 hands it over: the body in chunks."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = chunks
+
+    def stream(self, amt: int | None = None, decode_content: bool = True) -> Iterator[bytes]:
+        yield from self.chunks
+
+
+def test_a_watch_stream_is_split_into_events_whatever_its_chunks() -> None:
+    events = [
+        {"type": "ADDED", "object": {"metadata": {"name": "a", "resourceVersion": "1"}}},
+        {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "2"}}},
+        {"type": "DELETED", "object": {"metadata": {"name": "a", "resourceVersion": "3"}}},
+    ]
+    body = b"".join(json.dumps(e).encode() + b"\n" for e in events)
+    assert list(watch_events(Streamed(body))) == events
+    bytewise = [body[i : i + 1] for i in range(len(body))]
+    assert list(watch_events(Streamed(*bytewise))) == events
+    assert list(watch_events(Streamed(b"\n", body[:-1], b"\r\n\n"))) == events
+    with pytest.raises(Unavailable):
+        list(watch_events(Streamed(b'{"type": "ADDED", "obj\n')))
+
+
+def test_one_service_trimmer_keeps_what_each_user_reads() -> None:
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": "web",
+            "namespace": "default",
+            "uid": "u1",
+            "resourceVersion": "7",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+            "labels": {"app": "web"},
+            "annotations": {"lbroute.io/addresses": "192.0.2.7", "other.io/x": "y"},
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": "lbroute.io/lbroute",
+            "externalTrafficPolicy": "Local",
+            "ipFamilies": ["IPv4"],
+            "ipFamilyPolicy": "SingleStack",
+            "ports": [{"port": 80, "targetPort": 8080}],
+            "selector": {"app": "web"},
+            "clusterIP": "10.96.0.7",
+        },
+        "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}},
+    }
+    agent = trim_service(svc)
+    assert agent["metadata"] == {
+        "name": "web", "namespace": "default", "uid": "u1", "resourceVersion": "7",
+        "annotations": {"lbroute.io/addresses": "192.0.2.7"},
+    }  # fmt: skip
+    assert agent["spec"] == {
+        "type": "LoadBalancer", "loadBalancerClass": "lbroute.io/lbroute",
+        "externalTrafficPolicy": "Local", "ipFamilies": ["IPv4"],
+    }  # fmt: skip
+    allocator = trim_service(svc, allocation=True)
+    assert allocator["metadata"] == {
+        **agent["metadata"],
+        "creationTimestamp": "2026-01-01T00:00:00Z",
+    }
+    assert allocator["spec"] == {
+        **agent["spec"], "ipFamilyPolicy": "SingleStack",
+        "ports": [{"protocol": "TCP", "port": 80}], "selector": {"app": "web"},
+    }  # fmt: skip
+    assert agent["status"] == allocator["status"] == svc["status"]
+
+
+def test_a_lease_is_held_and_taken_over_on_the_clock_it_is_given(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    kube = Api(api_client(str(fake.kubeconfig(tmp_path / "kubeconfig"))))
+    now = {"a": 100.0, "b": 5000.0}  # two candidates whose clocks agree on nothing
+
+    def candidate(identity: str) -> LeaderElector:
+        return LeaderElector(
+            kube, namespace=NS, name="members", identity=identity, duration=15.0,
+            renew_deadline=10.0, clock=lambda: now[identity],
+        )  # fmt: skip
+
+    a, b = candidate("a"), candidate("b")
+    assert a.try_once() and a.is_leader()
+    assert not b.try_once() and not b.is_leader(), "held by a"
+    now["a"] += 10.0
+    assert not a.is_leader(), "no renewal within renew_deadline: a stops at once"
+    now["b"] += 14.0
+    assert not b.try_once(), "not yet unchanged for the lease's duration on b's clock"
+    now["b"] += 1.0
+    assert b.try_once() and b.is_leader()
+    lease = fake.get("leases", "members", NS)
+    assert lease is not None
+    assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
+    assert not a.try_once(), "a sees b hold it"

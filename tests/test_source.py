@@ -1,4 +1,4 @@
-"""The directory source (nodeagent.source.DirectorySource) on real files: after the first
+"""The directory source (lbroute.kube.directory.DirectorySource) on real files: after the first
 snapshot only changed files are read again, a broken file keeps its objects and its
 error until fixed, and objects are kept trimmed to what the agent reads."""
 
@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
+from lbroute.kube.directory import DirectorySource
+from lbroute.model.endpoints import ready_nodes
 from lbroute.model.errors import ObjectRef
-from lbroute.model.objects import ready_nodes
-from nodeagent.source import DirectorySource
 
 
 def service(name: str, ip: str) -> dict[str, Any]:

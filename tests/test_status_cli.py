@@ -18,7 +18,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lbroute.cli import main
-from nodeagent.status import Health, LastApply, Metrics, Status, serve, write_atomic
+from lbroute.kube.serving import Health, serve
+from lbroute.model.files import write_atomic
+from nodeagent.status import LastApply, Metrics, Status
 
 
 def _status() -> Status:

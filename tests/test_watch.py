@@ -1,4 +1,4 @@
-"""The watcher of a templates directory (nodeagent.source.DirectoryWatcher), on real
+"""The watcher of a templates directory (lbroute.kube.directory.DirectoryWatcher), on real
 files: every kind of change a Git checkout or a kubelet makes is reported, and a
 directory that is missing at first or goes away is picked up when it (re)appears."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.source import DirectoryWatcher
+from lbroute.kube.directory import DirectoryWatcher
 
 
 class Calls:

@@ -19,66 +19,39 @@ or absent API never holds up the agent. What is published only when it changed:
 - ``lbroute.io/announcing`` on ETP Local Services: the nodes that announce the address,
   each agent adding or removing only its own name, by the same read-change-write.
 
-Events are rate limited (a token bucket, as Kubernetes' own recorders do); what does
-not fit is logged and counted, not sent. The first report after a start only records
-what is announced, so restarting an agent sends no Event storm.
+Events are rate limited (lbroute.kube.events); what does not fit is logged and
+counted, not sent. The first report after a start only records what is announced, so
+restarting an agent sends no Event storm.
 """
 
 from __future__ import annotations
 
-import datetime
-import hashlib
-import json
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-
-from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.kube.client import Api, ApiClient
+from lbroute.kube.events import EventRecorder
+from lbroute.kube.trim import JSON
+from lbroute.kube.writes import MAX_MESSAGE, State, condition, read_change_write, with_condition
+from lbroute.model.errors import KubernetesError, NotFound, ObjectRef, Problem, Severity
+from lbroute.model.vocabulary import (
+    AGENT_CONTROLLER,
+    ANNOUNCING_ANNOTATION,
+    API_VERSION,
+    NODE_AGENT,
+    NODE_STATE,
+    PEER,
+    SERVICE_GROUP,
+)
 from nodeagent.status import Report
 
 log = logging.getLogger(__name__)
 
-JSON = dict[str, Any]
-GROUP, VERSION = "lbroute.io", "v1alpha1"
-ANNOUNCING = "lbroute.io/announcing"
-CONTROLLER = "lbroute.io/agent"
-PLURALS = {"ServiceGroup": "servicegroups", "Peer": "peers", "NodeAgent": "nodeagents"}
-MAX_MESSAGE = 32768
-MAX_NOTE = 1024  # events.k8s.io/v1 rejects longer notes
-CONFLICT_RETRIES = 5
-MERGE = "application/merge-patch+json"
-CORE_KINDS = {"Service": "v1", "Secret": "v1", "Node": "v1"}
-
-
-def _micro(now: datetime.datetime | None = None) -> str:
-    now = now or datetime.datetime.now(datetime.UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _seconds() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class TokenBucket:
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self.tokens = float(burst)
-        self.at = time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
+VALIDATED = (SERVICE_GROUP, PEER, NODE_AGENT)
+"""The kinds that get a ``Valid`` condition."""
 
 
 _SESSION_PROTOCOLS = {"bgp": "bgp", "ospf": "ospf", "ospf6": "ospf", "ospfv3": "ospf"}
@@ -126,20 +99,7 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
     return out
 
 
-def condition(kind: str, status: str, reason: str, message: str, previous: JSON | None) -> JSON:
-    """A condition; its lastTransitionTime kept from ``previous`` when the status is."""
-    old = next((c for c in (previous or {}).get("conditions") or () if c.get("type") == kind), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else _seconds()
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message[:MAX_MESSAGE],
-        "lastTransitionTime": since,
-    }
-
-
-def _valid_condition(problems: list[Problem]) -> tuple[str, str, str]:
+def _valid_condition(problems: list[Problem]) -> State:
     errors = [str(p) for p in problems if p.severity is Severity.ERROR]
     if errors:
         return "False", "Invalid", "\n".join(errors)
@@ -157,9 +117,12 @@ def _ref_of(obj: Mapping[str, Any]) -> ObjectRef:
 
 
 class KubeReporter:
+    """Publishes the newest :class:`~nodeagent.status.Report` of the agent of ``node``
+    from a thread of its own (:meth:`start`), or at once with :meth:`sync`."""
+
     def __init__(
         self,
-        api: client.ApiClient,
+        api_client: ApiClient,
         *,
         node: str,
         namespace: str,
@@ -170,11 +133,13 @@ class KubeReporter:
     ) -> None:
         self.node = node
         self.namespace = namespace
-        self.core = client.CoreV1Api(api)
-        self.custom = client.CustomObjectsApi(api)
+        self.kube = Api(api_client)
+        self.custom = self.kube.custom
+        """The generated client of lbroute's kinds under ``kube`` (a test races another
+        writer against ours through it)."""
         self.recorder = EventRecorder(
-            api,
-            controller=CONTROLLER,
+            self.kube,
+            controller=AGENT_CONTROLLER,
             instance=f"lbroute-agent-{node}",
             source=node,
             namespace=namespace,
@@ -223,8 +188,8 @@ class KubeReporter:
                 continue
             try:
                 self.sync(report)
-            except Exception as exc:  # the API away, or refusing: try again later
-                log.warning("cannot publish the node's status: %s", _say(exc))
+            except KubernetesError as exc:  # the API away, or refusing: try again later
+                log.warning("cannot publish the node's status: %s", exc)
                 with self._cond:
                     if self._latest is None:
                         self._latest = report
@@ -247,33 +212,18 @@ class KubeReporter:
         status = node_state_status(report, self._node_status)
         if status == self._node_status:
             return
-
-        def write() -> None:
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP,
-                VERSION,
-                self.namespace,
-                "nodestates",
-                self.node,
-                {"status": status},
-                _content_type=MERGE,
-            )
-
+        ref = ObjectRef(kind=NODE_STATE, namespace=self.namespace, name=self.node)
         try:
-            write()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+            self.kube.patch(ref, {"status": status}, status=True)
+        except NotFound:
             body = {
-                "apiVersion": f"{GROUP}/{VERSION}",
-                "kind": "NodeState",
+                "apiVersion": API_VERSION,
+                "kind": NODE_STATE,
                 "metadata": {"name": self.node, "namespace": self.namespace},
                 "spec": {"nodeName": self.node},
             }
-            self.custom.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, "nodestates", body
-            )
-            write()
+            self.kube.create(ref, body)
+            self.kube.patch(ref, {"status": status}, status=True)
         self._node_status = status
 
     def _service_events(self, report: Report) -> None:
@@ -294,7 +244,7 @@ class KubeReporter:
             return
         note = f"the {report.status.router} on {self.node} refused a new configuration "
         note += f"(the last good one keeps running): {last.error}"
-        targets = [ObjectRef(kind="NodeState", namespace=self.namespace, name=self.node)]
+        targets = [ObjectRef(kind=NODE_STATE, namespace=self.namespace, name=self.node)]
         if report.agent is not None:
             targets.append(report.agent)
         targets += sorted(report.announced)
@@ -308,15 +258,14 @@ class KubeReporter:
             by_ref.setdefault(p.ref, []).append(p)
         for obj in report.objects:
             ref = _ref_of(obj)
-            if ref.kind not in PLURALS or obj.get("apiVersion") != f"{GROUP}/{VERSION}":
+            if ref.kind not in VALIDATED or obj.get("apiVersion") != API_VERSION:
                 continue
             want = _valid_condition(by_ref.get(ref, []))
             if _current_valid(obj) != want:
                 self._set_valid(ref, want)
 
-    def _set_valid(self, ref: ObjectRef, want: tuple[str, str, str]) -> None:
-        plural = PLURALS[ref.kind]
-        before: list[tuple[str, str, str] | None] = []
+    def _set_valid(self, ref: ObjectRef, want: State) -> None:
+        before: list[State | None] = []
 
         def change(current: JSON) -> JSON | None:
             before[:] = [_current_valid(current)]
@@ -324,18 +273,7 @@ class KubeReporter:
                 return None  # another agent said it already
             return {"status": with_condition(current, "Valid", want)}
 
-        written = read_change_write(
-            ref,
-            lambda: _json(
-                self.custom.get_namespaced_custom_object_status(
-                    GROUP, VERSION, ref.namespace, plural, ref.name, _preload_content=False
-                )
-            ),
-            change,
-            lambda body: self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, ref.namespace, plural, ref.name, body, _content_type=MERGE
-            ),
-        )
+        written = read_change_write(self.kube, ref, change, status=True)
         if not written:
             return
         if want[0] == "False":
@@ -365,18 +303,10 @@ class KubeReporter:
             if (self.node in nodes) == here:
                 return None
             nodes = (nodes | {self.node}) if here else (nodes - {self.node})
-            return {"metadata": {"annotations": {ANNOUNCING: ",".join(sorted(nodes)) or None}}}
+            annotation = ",".join(sorted(nodes)) or None
+            return {"metadata": {"annotations": {ANNOUNCING_ANNOTATION: annotation}}}
 
-        read_change_write(
-            ref,
-            lambda: _json(
-                self.core.read_namespaced_service(ref.name, ref.namespace, _preload_content=False)
-            ),
-            change,
-            lambda body: self.core.patch_namespaced_service(
-                ref.name, ref.namespace, body, _content_type=MERGE
-            ),
-        )
+        read_change_write(self.kube, ref, change)
 
     # -- Events ---------------------------------------------------------------------
 
@@ -388,138 +318,7 @@ class KubeReporter:
         self.recorder.emit(ref, kind, reason, note, uid=self._uids.get(ref))
 
 
-class EventRecorder:
-    """Events (events.k8s.io/v1) about objects, as one controller instance reports them.
-
-    Rate limited by a token bucket (what does not fit is logged and counted, not sent).
-    The same Event again (same object, reason, source and note) is counted in the
-    existing Event's series instead of creating another.
-    """
-
-    def __init__(
-        self,
-        api: client.ApiClient,
-        *,
-        controller: str,
-        instance: str,
-        source: str,
-        namespace: str,
-        events_per_second: float = 10.0,
-        event_burst: int = 100,
-        on_dropped_event: Callable[[], None] | None = None,
-    ) -> None:
-        self.events = client.EventsV1Api(api)
-        self.controller = controller
-        self.instance = instance[:128]
-        self.source = source
-        """Part of an Event's name: the same Event from another source is another one."""
-        self.namespace = namespace
-        """For objects without a namespace."""
-        self.bucket = TokenBucket(events_per_second, event_burst)
-        self.on_dropped_event = on_dropped_event
-
-    def emit(
-        self, ref: ObjectRef, kind: str, reason: str, note: str, *, uid: str | None = None
-    ) -> None:
-        if not self.bucket.take():
-            log.info("event not sent (rate limit): %s %s %s", ref, reason, note)
-            if self.on_dropped_event:
-                self.on_dropped_event()
-            return
-        note = note if len(note) <= MAX_NOTE else note[: MAX_NOTE - 3] + "..."
-        namespace = ref.namespace or self.namespace
-        digest = hashlib.sha256(f"{reason}\0{self.source}\0{note}".encode()).hexdigest()[:10]
-        name = f"{ref.name}.{digest}"[-253:].lstrip(".-")
-        now = _micro()
-        regarding: JSON = {
-            "kind": ref.kind,
-            "namespace": namespace,
-            "name": ref.name,
-            "apiVersion": CORE_KINDS.get(ref.kind, f"{GROUP}/{VERSION}"),
-        }
-        if uid:
-            regarding["uid"] = uid
-        body: Any = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {"name": name, "namespace": namespace},
-            "eventTime": now,
-            "reportingController": self.controller,
-            "reportingInstance": self.instance,
-            "action": reason,
-            "reason": reason,
-            "type": kind,
-            "note": note,
-            "regarding": regarding,
-        }
-        try:
-            self.events.create_namespaced_event(namespace, body)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            self._repeat(namespace, name, now)
-
-    def _repeat(self, namespace: str, name: str, now: str) -> None:
-        """The same Event again: count it in its series."""
-        current = self.events.read_namespaced_event(name, namespace, _preload_content=False)
-        series = _json(current).get("series") or {"count": 1}
-        patch = {"series": {"count": int(series["count"]) + 1, "lastObservedTime": now}}
-        self.events.patch_namespaced_event(name, namespace, patch, _content_type=MERGE)
-
-
-def read_change_write(
-    ref: ObjectRef,
-    read: Callable[[], JSON],
-    change: Callable[[JSON], JSON | None],
-    write: Callable[[JSON], Any],
-    *,
-    allowed: Callable[[], bool] = lambda: True,
-) -> bool:
-    """Change an object without undoing anyone else's change to it: read it, let
-    ``change`` compute a merge patch from what was read (None: nothing to do), and write
-    it with the resourceVersion read, so that a write in between fails with 409 and
-    the whole is done again (:data:`CONFLICT_RETRIES` times). An object that is gone
-    (404) needs nothing. ``allowed`` is asked before each write (a leader that lost its
-    lease stops). True when the patch was written."""
-    for _ in range(CONFLICT_RETRIES):
-        try:
-            current = read()
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-        patch = change(current)
-        if patch is None or not allowed():
-            return False
-        meta = patch.setdefault("metadata", {})
-        meta["resourceVersion"] = (current.get("metadata") or {})["resourceVersion"]
-        try:
-            write(patch)
-        except ApiException as exc:
-            if exc.status == 409:
-                continue
-            if exc.status == 404:
-                return False
-            raise
-        return True
-    log.warning("%s: kept changing under us; the next pass tries again", ref)
-    return False
-
-
-def with_condition(current: Mapping[str, Any], kind: str, want: tuple[str, str, str]) -> JSON:
-    """``current``'s status with condition ``kind`` set to (status, reason, message) and
-    every other condition as it was."""
-    status = dict(current.get("status") or {})
-    mine = condition(kind, *want, status)
-    mine["observedGeneration"] = (current.get("metadata") or {}).get("generation", 0)
-    status["conditions"] = [
-        *(c for c in status.get("conditions") or () if c.get("type") != kind),
-        mine,
-    ]
-    return status
-
-
-def _current_valid(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
+def _current_valid(obj: Mapping[str, Any]) -> State | None:
     for c in (obj.get("status") or {}).get("conditions") or ():
         if c.get("type") == "Valid":
             return str(c.get("status")), str(c.get("reason")), str(c.get("message"))
@@ -527,16 +326,6 @@ def _current_valid(obj: Mapping[str, Any]) -> tuple[str, str, str] | None:
 
 
 def _nodes(obj: Mapping[str, Any]) -> set[str]:
-    value = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOUNCING) or ""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    value = annotations.get(ANNOUNCING_ANNOTATION) or ""
     return {n for n in str(value).split(",") if n}
-
-
-def _json(response: Any) -> JSON:
-    data = json.loads(response.data)
-    return data if isinstance(data, dict) else {}
-
-
-def _say(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"API said {exc.status} {exc.reason}: {str(exc.body)[:300]}"
-    return f"{type(exc).__name__}: {exc}"

@@ -1,18 +1,22 @@
 """The Kubernetes source: the same snapshots as a manifest directory, from the API.
 
-One reflector per kind lists, then watches from the list's resourceVersion, keeping
-the objects it was told about in memory (trimmed to the fields the agent reads):
+One :class:`Reflector` per :class:`Kind` lists, then watches from the list's
+resourceVersion, keeping the objects it was told about in memory (trimmed to the fields
+its user reads, :mod:`lbroute.kube.trim`):
 
-- Services, EndpointSlices (all namespaces), this agent's Node (by name), the
-  ServiceGroups, Peers and NodeAgents of the install namespace, and only the Secrets
-  that Peers reference (one watch per referenced name, started and stopped as Peers
-  change);
-- watches ask for bookmarks and end every few minutes (a jittered ``timeoutSeconds``);
-  the next one resumes from the last resourceVersion seen, a bookmark's included;
+- lists are read in pages; watches ask for bookmarks and end every few minutes (a
+  jittered ``timeoutSeconds``); the next one resumes from the last resourceVersion
+  seen, a bookmark's included;
 - 410 Gone (the resourceVersion was compacted away) means list again: the kind's
   objects are swapped for the new list in one step, so nothing is withdrawn between;
 - any other failure (the API unreachable, a connection cut, a 5xx) is retried with
   exponential backoff and full jitter, resuming from the last resourceVersion.
+
+A :class:`KubernetesSource` runs one reflector per kind it is given, by default what a
+node's agent reads (:func:`node_kinds`): Services, EndpointSlices (all namespaces),
+this agent's Node (by name), the ServiceGroups, Peers and NodeAgents of the install
+namespace, and only the Secrets that Peers reference (one watch per referenced name,
+started and stopped as Peers change).
 
 No snapshot is yielded before every reflector has listed once (a Peer must not be
 rendered before its Secret is known). A reflector that cannot reach the API keeps the
@@ -27,62 +31,115 @@ import json
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.watch.watch import iter_resp_lines
-
-from nodeagent.source import Snapshot
-from nodeagent.trim import (
+from lbroute.kube.client import Api, ApiClient
+from lbroute.kube.directory import Snapshot
+from lbroute.kube.errors import describe, from_status, translated
+from lbroute.kube.trim import (
     JSON,
+    Trim,
     keep_as,
     trim_endpoint_slice,
     trim_node,
     trim_service,
 )
+from lbroute.model.errors import Gone, KubernetesError
+from lbroute.model.vocabulary import (
+    API_VERSION,
+    GROUP,
+    NODE_AGENT,
+    PEER,
+    PLURALS,
+    SERVICE_GROUP,
+    VERSION,
+)
 
 log = logging.getLogger(__name__)
 
-LBROUTE_GROUP, LBROUTE_VERSION = "lbroute.io", "v1alpha1"
-
-
-def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> client.ApiClient:
-    """A client from ``kubeconfig``, or the in-cluster service account when None."""
-    cfg = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=kubeconfig, context=context, client_configuration=cfg
-        )
-    else:
-        config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=cfg
-        )
-    cfg.connection_pool_maxsize = 32  # a watch per kind holds a connection each
-    cfg.retries = 0  # the reflectors back off with jitter themselves
-    return client.ApiClient(cfg)
-
-
-# -- one kind -----------------------------------------------------------------------------
-
-
-class Expired(Exception):
-    """410 Gone: list again."""
+# -- what to follow -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
 class Kind:
+    """One kind to list and watch, and how to keep its objects."""
+
     name: str
-    """For logs: 'services', 'secret lbroute/bgp-password'."""
+    """For logs, and the reflector's key: 'services', 'secret lbroute/bgp-password'."""
     call: Callable[..., Any]
     """A generated list function taking the usual list/watch keyword arguments."""
-    trim: Callable[[Mapping[str, Any]], JSON]
+    trim: Trim
+
+
+def service_kind(api: Api, trim: Trim = trim_service) -> Kind:
+    """Services of every namespace."""
+    return Kind(name="services", call=api.core.list_service_for_all_namespaces, trim=trim)
+
+
+def lbroute_kind(api: Api, namespace: str, kind: str, trim: Trim | None = None) -> Kind:
+    """One of lbroute's kinds (``ServiceGroup``...) in ``namespace``, whole by default."""
+    plural = PLURALS[kind]
+    custom = api.custom
+
+    def call(**kwargs: Any) -> Any:
+        return custom.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, **kwargs)
+
+    return Kind(name=plural, call=call, trim=trim or keep_as(kind, API_VERSION))
+
+
+def secret_kind(api: Api, namespace: str, name: str) -> Kind:
+    """One Secret, by name."""
+    core = api.core
+
+    def call(**kwargs: Any) -> Any:
+        return core.list_namespaced_secret(
+            namespace, field_selector=f"metadata.name={name}", **kwargs
+        )
+
+    return Kind(name=f"secret {namespace}/{name}", call=call, trim=keep_as("Secret", "v1"))
+
+
+def node_kinds(api: Api, *, node: str, namespace: str) -> list[Kind]:
+    """What the agent of ``node`` reads (the Secrets its Peers name come with Peers)."""
+
+    def own_node(**kwargs: Any) -> Any:
+        return api.core.list_node(field_selector=f"metadata.name={node}", **kwargs)
+
+    return [
+        service_kind(api),
+        Kind(
+            name="endpointslices",
+            call=api.discovery.list_endpoint_slice_for_all_namespaces,
+            trim=trim_endpoint_slice,
+        ),
+        Kind(name=f"node {node}", call=own_node, trim=trim_node),
+        *(lbroute_kind(api, namespace, kind) for kind in (SERVICE_GROUP, PEER, NODE_AGENT)),
+    ]
+
+
+def secret_names(peers: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Secrets that Peers reference (BGP passwordSecretRef, OSPF/RIP authSecretRef)."""
+    names = set()
+    for peer in peers:
+        for section in (peer.get("spec") or {}).values():
+            if not isinstance(section, Mapping):
+                continue
+            for field in ("passwordSecretRef", "authSecretRef"):
+                ref = section.get(field)
+                if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
+                    names.add(ref["name"])
+    return names
+
+
+# -- one kind -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, kw_only=True)
 class Timing:
+    """How a reflector paces its requests."""
+
     watch_seconds: tuple[int, int] = (240, 360)
     """timeoutSeconds of each watch, drawn uniformly (the API ends it then)."""
     backoff: tuple[float, float] = (0.5, 30.0)
@@ -119,8 +176,10 @@ class Reflector:
         self._stop.set()
         response = self._response
         if response is not None:
-            with contextlib.suppress(Exception):  # already closed
-                response.shutdown()  # unblocks a read in the watch thread
+            # Unblocks a read in the watch thread; raises when the response is already
+            # closed or its connection released.
+            with contextlib.suppress(ValueError, RuntimeError, OSError):
+                response.shutdown()
 
     def objects(self) -> list[JSON]:
         with self.lock:
@@ -132,19 +191,29 @@ class Reflector:
                 if self.resource_version is None:
                     self._list()
                 self._watch()
-            except Expired:
+            except Gone:
                 log.info("%s: resourceVersion too old (410 Gone); listing again", self.kind.name)
                 self.resource_version = None
-            except Exception as exc:
-                if self._stop.is_set():
-                    break
-                if self.healthy:
-                    log.warning(
-                        "%s: %s; keeping what is known and retrying", self.kind.name, _say(exc)
-                    )
-                self.healthy = False
-                self._stop.wait(random.uniform(0, self._limit))
-                self._limit = min(self._limit * 2, self.timing.backoff[1])
+            except KubernetesError as exc:
+                self._failed(exc)
+            except Exception as exc:  # a bug (a trimmer choking on an odd object): the
+                # thread must survive it, or this kind would never change again
+                self._failed(exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Keep what is known; try again after a backoff that grows with each failure."""
+        if self._stop.is_set():
+            return
+        if self.healthy:
+            log.warning(
+                "%s: %s; keeping what is known and retrying",
+                self.kind.name,
+                describe(exc),
+                exc_info=not isinstance(exc, KubernetesError),
+            )
+        self.healthy = False
+        self._stop.wait(random.uniform(0, self._limit))
+        self._limit = min(self._limit * 2, self.timing.backoff[1])
 
     def _reached(self) -> None:
         """The API answered: the next failure starts the backoff from the beginning."""
@@ -154,7 +223,8 @@ class Reflector:
         self._limit = self.timing.backoff[0]
 
     def _request(self, **kwargs: Any) -> Any:
-        return self.kind.call(_preload_content=False, **kwargs)
+        with translated():
+            return self.kind.call(_preload_content=False, **kwargs)
 
     def _list(self) -> None:
         items: dict[tuple[str, str], JSON] = {}
@@ -164,7 +234,8 @@ class Reflector:
             if token:
                 kwargs["_continue"] = token
             response = self._request(_request_timeout=(self.timing.connect_timeout, 60), **kwargs)
-            body = json.loads(response.data)
+            with translated():
+                body = json.loads(response.data)
             self._reached()
             for obj in body.get("items") or ():
                 trimmed = self.kind.trim(obj)
@@ -194,11 +265,10 @@ class Reflector:
         self._response = response
         self._reached()
         try:
-            for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+            for event in watch_events(response):
                 if self._stop.is_set():
                     return
-                if line:
-                    self._event(json.loads(line))
+                self._event(event)
         finally:
             self._response = None
             response.release_conn()
@@ -206,9 +276,9 @@ class Reflector:
     def _event(self, event: Mapping[str, Any]) -> None:
         kind, obj = event.get("type"), event.get("object") or {}
         if kind == "ERROR":
-            if obj.get("code") == 410:
-                raise Expired()
-            raise RuntimeError(f"watch error {obj.get('code')}: {obj.get('message')}")
+            code = int(obj.get("code") or 0)
+            message = f"watch error {code}: {obj.get('message')}"
+            raise from_status(code, str(obj.get("reason") or ""), message)
         rv = (obj.get("metadata") or {}).get("resourceVersion")
         if kind in ("ADDED", "MODIFIED"):
             trimmed = self.kind.trim(obj)
@@ -228,50 +298,48 @@ class Reflector:
             self.resource_version = str(rv)
 
 
+def watch_events(response: Any) -> Iterator[JSON]:
+    """The events of a watch as they arrive: one JSON object per line of the streamed
+    response, whatever the chunks the lines come in."""
+    pending = bytearray()
+    with translated():
+        for chunk in response.stream(amt=None, decode_content=False):
+            pending += chunk
+            while (end := pending.find(b"\n")) >= 0:
+                line = bytes(pending[:end])
+                del pending[: end + 1]
+                if line.strip():
+                    yield json.loads(line)
+        if pending.strip():
+            yield json.loads(bytes(pending))
+
+
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return str(meta.get("namespace") or ""), str(meta.get("name") or "")
 
 
-def _say(exc: BaseException) -> str:
-    if isinstance(exc, ApiException):
-        return f"API said {exc.status} {exc.reason}"
-    return f"API unreachable ({type(exc).__name__}: {exc})"
-
-
-def secret_names(peers: Iterator[Mapping[str, Any]] | list[JSON]) -> set[str]:
-    """Secrets that Peers reference (BGP passwordSecretRef, OSPF/RIP authSecretRef)."""
-    names = set()
-    for peer in peers:
-        for section in (peer.get("spec") or {}).values():
-            if not isinstance(section, Mapping):
-                continue
-            for field in ("passwordSecretRef", "authSecretRef"):
-                ref = section.get(field)
-                if isinstance(ref, Mapping) and isinstance(ref.get("name"), str):
-                    names.add(ref["name"])
-    return names
+# -- every kind -----------------------------------------------------------------------------
 
 
 class KubernetesSource:
-    """Snapshots of the objects the agent needs, from the Kubernetes API.
-
-    ``kinds`` replaces the agent's set of kinds (another controller's, such as the
-    allocator's); Secrets are followed only when one of them is ``peers``.
+    """Snapshots of the objects of ``kinds`` (by default what the agent of ``node``
+    reads), from the Kubernetes API. The Secrets that Peers name are followed when the
+    kinds include Peers.
     """
 
     def __init__(
         self,
-        api: client.ApiClient,
+        api: ApiClient,
         *,
         node: str = "",
         namespace: str,
         timing: Timing | None = None,
         debounce: float = 0.05,
-        kinds: list[Kind] | None = None,
+        kinds: Iterable[Kind] | None = None,
     ) -> None:
-        self.api = api
-        self.kinds = kinds
+        self.api = Api(api)
+        self.kinds = list(kinds) if kinds is not None else None
         self.node = node
         self.namespace = namespace
         self.timing = timing or Timing()
@@ -281,64 +349,19 @@ class KubernetesSource:
         self.reflectors: dict[str, Reflector] = {}
         self._secrets: dict[str, Reflector] = {}
 
-    def _kinds(self) -> list[Kind]:
-        core, discovery = client.CoreV1Api(self.api), client.DiscoveryV1Api(self.api)
-        custom = client.CustomObjectsApi(self.api)
-        ns = self.namespace
-
-        def crd(plural: str) -> Callable[..., Any]:
-            def call(**kwargs: Any) -> Any:
-                return custom.list_namespaced_custom_object(
-                    LBROUTE_GROUP, LBROUTE_VERSION, ns, plural, **kwargs
-                )
-
-            return call
-
-        def node(**kwargs: Any) -> Any:
-            return core.list_node(field_selector=f"metadata.name={self.node}", **kwargs)
-
-        return [
-            Kind(name="services", call=core.list_service_for_all_namespaces, trim=trim_service),
-            Kind(
-                name="endpointslices",
-                call=discovery.list_endpoint_slice_for_all_namespaces,
-                trim=trim_endpoint_slice,
-            ),
-            Kind(name=f"node {self.node}", call=node, trim=trim_node),
-            *(
-                Kind(name=plural, call=crd(plural), trim=keep_as(kind, "lbroute.io/v1alpha1"))
-                for plural, kind in (
-                    ("servicegroups", "ServiceGroup"),
-                    ("peers", "Peer"),
-                    ("nodeagents", "NodeAgent"),
-                )
-            ),
-        ]
-
-    def _secret_kind(self, name: str) -> Kind:
-        core = client.CoreV1Api(self.api)
-
-        def call(**kwargs: Any) -> Any:
-            return core.list_namespaced_secret(
-                self.namespace, field_selector=f"metadata.name={name}", **kwargs
-            )
-
-        return Kind(name=f"secret {self.namespace}/{name}", call=call, trim=keep_as("Secret", "v1"))
-
     def _notify(self) -> None:
         with self._changed:
             self._dirty = True
             self._changed.notify_all()
 
-    def _follow_secrets(self) -> None:
+    def _follow_secrets(self, peers: Reflector) -> None:
         """One watch per Secret that a Peer names; none for the others."""
-        wanted = secret_names(self.reflectors["peers"].objects())
+        wanted = secret_names(peers.objects())
         for name in set(self._secrets) - wanted:
             self._secrets.pop(name).stop()
         for name in sorted(wanted - set(self._secrets)):
-            self._secrets[name] = Reflector(
-                self._secret_kind(name), self._notify, self.timing
-            ).start()
+            kind = secret_kind(self.api, self.namespace, name)
+            self._secrets[name] = Reflector(kind, self._notify, self.timing).start()
 
     def _all(self) -> list[Reflector]:
         return [*self.reflectors.values(), *self._secrets.values()]
@@ -350,7 +373,9 @@ class KubernetesSource:
         return Snapshot(objects=tuple(objects))
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
-        kinds = self.kinds if self.kinds is not None else self._kinds()
+        kinds = self.kinds
+        if kinds is None:
+            kinds = node_kinds(self.api, node=self.node, namespace=self.namespace)
         self.reflectors = {k.name: Reflector(k, self._notify, self.timing) for k in kinds}
         for reflector in self.reflectors.values():
             reflector.start()
@@ -378,9 +403,9 @@ class KubernetesSource:
             stop.wait(self.debounce)  # let a burst of events land
             with self._changed:
                 self._dirty = False
-            peers = self.reflectors.get("peers")
+            peers = self.reflectors.get(PLURALS[PEER])
             if peers is not None and peers.synced.is_set():
-                self._follow_secrets()
+                self._follow_secrets(peers)
             waiting = [r.kind.name for r in self._all() if not r.synced.is_set()]
             if waiting:
                 if not announced_wait:

@@ -1,8 +1,10 @@
-"""Where the agent's objects come from.
+"""Objects from a directory of manifests: the same objects as the API holds, as files.
 
-A :class:`Source` yields complete snapshots of the objects the agent needs (Services,
-EndpointSlices, Nodes, Secrets and lbroute's own kinds), one per change. The agent
-neither knows nor cares whether they come from a directory or the Kubernetes API.
+A :class:`Source` yields a complete :class:`Snapshot` of the objects its user needs
+at once, then one per change: the agent's Services, EndpointSlices, Nodes, Secrets and
+lbroute's own kinds, from a directory or from the Kubernetes API
+(:class:`~lbroute.kube.reflector.KubernetesSource`), which the agent neither knows nor
+cares about; the allocator's Services and ServiceGroups, from the API.
 
 :class:`DirectorySource` reads a directory of the same YAML objects the API would
 hold and watches it with watchfiles. A file that cannot be read or parsed is reported;
@@ -11,7 +13,7 @@ must not withdraw every Service in it), and so do the other files. A file that n
 parsed counts for nothing. After the first snapshot only the files that changed are
 read again (named by watchfiles, or with a different inode, size or mtime: a
 ConfigMap's symlink swap), and each object is trimmed as it is parsed to what the
-agent reads (:mod:`nodeagent.trim`), as the Kubernetes source does.
+agent reads (:mod:`lbroute.kube.trim`), as the Kubernetes source does.
 :class:`DirectoryWatcher` watches any other directory.
 """
 
@@ -27,9 +29,9 @@ from typing import Any, Protocol
 
 import watchfiles
 
+from lbroute.kube.trim import trim_object
 from lbroute.model.errors import ManifestError
 from lbroute.model.manifests import manifest_files, parse_manifest_text
-from nodeagent.trim import trim_object
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +178,8 @@ class DirectoryWatcher:
                 continue
             try:
                 self._watch()
-            except Exception:  # a watch that broke (directory removed, inotify limits)
+            except (OSError, RuntimeError):  # the directory removed, inotify limits, or
+                # watchfiles' own failure (WatchfilesRustInternalError): watch again
                 log.warning("watching %s failed; trying again", self.path, exc_info=True)
                 self._stop.wait(self.poll)
 
@@ -200,7 +203,8 @@ class DirectoryWatcher:
         log.debug("changed: %s", ", ".join(sorted(map(str, paths))))
         try:
             self.on_change()
-        except Exception:
+        except Exception:  # the caller's code: this thread must outlive whatever it
+            # raises, or no later change would be reported
             log.exception("handling a change in %s failed", self.path)
 
 

@@ -1,11 +1,14 @@
-"""Objects trimmed to the fields the agent and its reporter read.
+"""Objects trimmed to the fields lbroute reads, as they enter.
 
 Both sources keep objects this way: the Kubernetes source as they arrive from the API,
 the directory source as each document is parsed. Most of what the API holds is never
-read here (an EndpointSlice's addresses, ports and targetRefs; a Service's ports and
-selector; managedFields), and at 10,000 Services with 100,000 endpoints keeping it
-would cost hundreds of megabytes. An EndpointSlice keeps one entry per (node, ready),
-whatever its number of endpoints.
+read (an EndpointSlice's addresses, ports and targetRefs; managedFields), and at 10,000
+Services with 100,000 endpoints keeping it would cost hundreds of megabytes. An
+EndpointSlice keeps one entry per (node, ready), whatever its number of endpoints.
+
+One Service trimmer serves both users: the agent keeps what it announces from, and
+the allocator (``allocation=True``) also what it allocates from (creation time, the
+addresses and family policy asked for, the ports and selector sharing is decided on).
 """
 
 from __future__ import annotations
@@ -13,15 +16,28 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from lbroute.model.objects import SERVICE_NAME_LABEL, list_at, mapping_at
+from lbroute.model.fields import list_at, mapping_at
+from lbroute.model.vocabulary import (
+    ANNOTATION_PREFIX,
+    API_VERSION,
+    SERVICE_GROUP,
+    SERVICE_NAME_LABEL,
+)
 
 JSON = dict[str, Any]
-ANNOTATION_PREFIX = "lbroute.io/"
+"""An object, or part of one, as the API sends it."""
+
+Trim = Callable[[Mapping[str, Any]], JSON]
 
 
-def _meta(obj: Mapping[str, Any], *, labels: bool = False) -> JSON:
+_META = ("name", "namespace", "uid", "resourceVersion")
+_CREATED_META = (*_META, "creationTimestamp")
+
+
+def _meta(obj: Mapping[str, Any], *, labels: bool = False, created: bool = False) -> JSON:
     meta = mapping_at(obj, "metadata")
-    out: JSON = {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta}
+    keep = _CREATED_META if created else _META
+    out: JSON = {k: meta[k] for k in keep if k in meta}
     if labels and mapping_at(meta, "labels"):
         out["labels"] = meta["labels"]
     annotations = {
@@ -34,14 +50,29 @@ def _meta(obj: Mapping[str, Any], *, labels: bool = False) -> JSON:
     return out
 
 
-def trim_service(obj: Mapping[str, Any]) -> JSON:
+_SERVICE_SPEC = ("type", "loadBalancerClass", "externalTrafficPolicy", "ipFamilies")
+_ALLOCATION_SPEC = ("ipFamilyPolicy", "loadBalancerIP")
+
+
+def trim_service(obj: Mapping[str, Any], *, allocation: bool = False) -> JSON:
+    """A Service as the agent reads it; with ``allocation``, as the allocator does
+    (allocator.service.parse_service)."""
     spec = mapping_at(obj, "spec")
-    keep = ("type", "loadBalancerClass", "externalTrafficPolicy", "ipFamilies")
+    keep = (*_SERVICE_SPEC, *_ALLOCATION_SPEC) if allocation else _SERVICE_SPEC
+    out_spec = {k: spec[k] for k in keep if k in spec}
+    if allocation and spec.get("type") == "LoadBalancer":
+        out_spec["ports"] = [
+            {"protocol": p.get("protocol") or "TCP", "port": p.get("port")}
+            for p in list_at(spec, "ports")
+            if isinstance(p, Mapping)
+        ]
+        if spec.get("externalTrafficPolicy") == "Local" and spec.get("selector"):
+            out_spec["selector"] = spec["selector"]
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": _meta(obj),
-        "spec": _shared_spec({k: spec[k] for k in keep if k in spec}),
+        "metadata": _meta(obj, created=allocation),
+        "spec": _shared_spec(out_spec),
         "status": {"loadBalancer": mapping_at(mapping_at(obj, "status"), "loadBalancer")},
     }
 
@@ -66,13 +97,13 @@ def _shared_spec(spec: JSON) -> JSON:
     try:
         key = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in spec.items())
         return _SPECS.setdefault(key, spec)
-    except TypeError:  # a value that cannot be a key (a mapping where a string belongs)
+    except TypeError:  # a value that cannot be a key (ports, a selector, a mapping)
         return spec
 
 
 def trim_endpoint_slice(obj: Mapping[str, Any]) -> JSON:
     """Only which nodes hold an endpoint and whether it is ready: one entry per
-    (node, ready), whatever the number of endpoints (see objects.ready_nodes)."""
+    (node, ready), whatever the number of endpoints (see endpoints.ready_nodes)."""
     meta = mapping_at(obj, "metadata")
     labels = mapping_at(meta, "labels")
     seen: dict[tuple[str, bool], JSON] = {}
@@ -103,7 +134,7 @@ def trim_node(obj: Mapping[str, Any]) -> JSON:
     }
 
 
-def keep_as(kind: str, api_version: str) -> Callable[[Mapping[str, Any]], JSON]:
+def keep_as(kind: str, api_version: str) -> Trim:
     """Whole objects (lbroute's kinds, Secrets), with the kind that list items lack."""
 
     def trim(obj: Mapping[str, Any]) -> JSON:
@@ -112,6 +143,19 @@ def keep_as(kind: str, api_version: str) -> Callable[[Mapping[str, Any]], JSON]:
         return {**out, "apiVersion": api_version, "kind": kind, "metadata": meta}
 
     return trim
+
+
+def trim_service_group(obj: Mapping[str, Any]) -> JSON:
+    """A ServiceGroup as the allocator keeps it: the whole object but its status,
+    resourceVersion and generation, so that writing the status (the allocator's or the
+    agents') is not a change that needs a pass."""
+    meta = {
+        k: v
+        for k, v in mapping_at(obj, "metadata").items()
+        if k not in ("managedFields", "resourceVersion", "generation")
+    }
+    out = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    return {**out, "apiVersion": API_VERSION, "kind": SERVICE_GROUP, "metadata": meta}
 
 
 def trim_object(obj: dict[str, Any]) -> dict[str, Any]:
