@@ -1,0 +1,178 @@
+"""The routing daemons a lab starts: FRR (one instance per namespace, with its own
+pid files, zserv socket and vty directory) and BIRD, and stopping them by pid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from lbroute.lab.netns import Netns, run
+
+FRR_BIN = Path("/usr/lib/frr")
+FRR_DAEMONS = ("zebra", "bgpd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd", "bfdd", "staticd")
+
+
+def vtysh_conf(directory: Path) -> None:
+    """Make ``directory`` an FRR configuration directory (a ``vtysh.conf`` as Debian
+    ships it), so that the drivers and frr-reload.py write there after a reload, not in
+    the host's ``/etc/frr``."""
+    path = directory / "vtysh.conf"
+    if not path.exists():
+        path.write_text("service integrated-vtysh-config\n", encoding="utf-8")
+
+
+class FrrInstance:
+    """FRR daemons in one namespace, with private pid files and sockets."""
+
+    def __init__(self, ns: Netns, directory: Path | None = None) -> None:
+        self.ns = ns
+        self._own_dir = directory is None
+        self.dir = directory or Path(tempfile.mkdtemp(prefix=f"{ns.name}-frr-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        shutil.chown(self.dir, "frr", "frr")
+        self.pids: list[int] = []
+        self.daemons: tuple[str, ...] = ()
+
+    def start(self, daemons: tuple[str, ...] = FRR_DAEMONS) -> None:
+        self.daemons = daemons
+        for daemon in daemons:
+            pidfile = self.dir / f"{daemon}.pid"
+            pidfile.unlink(missing_ok=True)
+            self.ns.exec(
+                str(FRR_BIN / daemon),
+                "-d",
+                "-u",
+                "frr",
+                "-g",
+                "frr",
+                "-i",
+                str(pidfile),
+                "-z",
+                str(self.dir / "zserv.api"),
+                "--vty_socket",
+                str(self.dir),
+            )
+            self.pids.append(wait_pid(pidfile))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.vtysh("show version", check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"FRR in {self.ns.name} did not answer vtysh")
+
+    def vtysh(self, *commands: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        args = ["vtysh", "--vty_socket", str(self.dir)]
+        for command in commands:
+            args += ["-c", command]
+        return run(*args, check=check)
+
+    def load(self, config: str) -> None:
+        """Apply a whole configuration to the running daemons."""
+        path = self.dir / "lab.conf"
+        path.write_text(config, encoding="utf-8")
+        run("vtysh", "--vty_socket", str(self.dir), "-f", str(path))
+
+    def reload_tool(self, mode: str, config: Path) -> subprocess.CompletedProcess[str]:
+        vtysh_conf(config.parent)
+        return run(
+            str(FRR_BIN / "frr-reload.py"),
+            mode,
+            "--vty_socket",
+            str(self.dir),
+            "--rundir",
+            str(self.dir),
+            "--confdir",  # where it writes after a reload (not the host's /etc/frr)
+            str(config.parent),
+            str(config),
+            check=False,
+            timeout=60,
+        )
+
+    def restart(self) -> None:
+        """Stop the daemons and start the same ones again, in the same directory."""
+        for pid in self.pids:
+            kill(pid)
+        self.pids.clear()
+        self.start(self.daemons)
+
+    def stop(self) -> None:
+        for pid in self.pids:
+            kill(pid)
+        self.pids.clear()
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class BirdInstance:
+    """One BIRD in a namespace, with a private control socket and pid file."""
+
+    def __init__(self, ns: Netns, directory: Path | None = None) -> None:
+        self.ns = ns
+        self._own_dir = directory is None
+        self.dir = directory or Path(tempfile.mkdtemp(prefix=f"{ns.name}-bird-"))
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket = self.dir / "bird.ctl"
+        self.pid: int | None = None
+
+    def start(self, config: Path) -> None:
+        pidfile = self.dir / "bird.pid"
+        pidfile.unlink(missing_ok=True)
+        self.ns.exec("bird", "-c", str(config), "-s", str(self.socket), "-P", str(pidfile))
+        self.pid = wait_pid(pidfile)
+
+    def birdc(self, *command: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run("birdc", "-s", str(self.socket), *command, check=check)
+
+    def restart(self, config: Path) -> None:
+        """Stop BIRD and start it again from ``config``."""
+        if self.pid is not None:
+            kill(self.pid)
+        self.start(config)
+
+    def stop(self) -> None:
+        if self.pid is not None:
+            kill(self.pid)
+            self.pid = None
+        if self._own_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def wait_pid(pidfile: Path, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return int(pidfile.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            time.sleep(0.05)
+    raise RuntimeError(f"{pidfile} did not appear")
+
+
+def alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie (daemons are reparented to PID 1,
+    which in a container may never reap them)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def kill(pid: int, timeout: float = 5, sig: int = signal.SIGTERM) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
