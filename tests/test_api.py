@@ -1057,19 +1057,18 @@ def names(model: api.Model) -> dict[str, list[str]]:
 
 
 def test_invalid_object_is_skipped_and_the_rest_loads() -> None:
-    model = api.load(
-        [
-            service_group(pools(POOL), name="web"),
-            service_group(pools({"cidr": "bad"}), name="broken"),
-            peer({"bgp": BGP}, name="tor"),
-            peer({"bgp": {"asn": 1}}, name="broken-peer"),
-            node_agent({"router": "quagga"}),
-            node_agent({}, name="ok-agent"),
-            node("n1"),
-            "not an object",
-            {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
-        ]
-    )
+    documents: list[Any] = [  # as YAML gives them: not every document is an object
+        service_group(pools(POOL), name="web"),
+        service_group(pools({"cidr": "bad"}), name="broken"),
+        peer({"bgp": BGP}, name="tor"),
+        peer({"bgp": {"asn": 1}}, name="broken-peer"),
+        node_agent({"router": "quagga"}),
+        node_agent({}, name="ok-agent"),
+        node("n1"),
+        "not an object",
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+    ]
+    model = api.load(documents)
     assert names(model) == {
         "groups": ["web"],
         "peers": ["tor"],
@@ -1203,8 +1202,11 @@ def test_secret_is_resolved_into_the_peer() -> None:
     )
     assert model.problems == ()
     by_name = {p.name: p for p in model.peers}
+    assert by_name["tor"].bgp is not None
     assert by_name["tor"].bgp.password == "s3cret!"
+    assert by_name["ospf"].ospf is not None
     assert by_name["ospf"].ospf.auth_key == "ospfkey"
+    assert by_name["rip"].rip is not None
     assert by_name["rip"].rip.auth_key == "ripkey"
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import pytest
 import urllib3
@@ -34,7 +34,9 @@ def api() -> Iterator[FakeAPI]:
 
 def _client(fake: FakeAPI, path: Path) -> client.ApiClient:
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(fake.kubeconfig(path)), client_configuration=cfg)
+    config.load_kube_config(  # type: ignore[no-untyped-call]  # the client's loader has no hints
+        config_file=str(fake.kubeconfig(path)), client_configuration=cfg
+    )
     return client.ApiClient(cfg)
 
 
@@ -45,10 +47,11 @@ def kube(api: FakeAPI, tmp_path: Path) -> Iterator[client.ApiClient]:
 
 
 def _status(exc: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    body = json.loads(exc.value.body)
+    assert exc.value.body is not None
+    body: dict[str, Any] = json.loads(exc.value.body)
     assert body["kind"] == "Status" and body["status"] == "Failure"
     assert body["code"] == exc.value.status
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 def _svc(name: str, labels: dict[str, str] | None = None, port: int = 80) -> dict[str, Any]:
@@ -65,6 +68,27 @@ def _sg(name: str, **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": spec or {"pools": [{"cidr": "192.0.2.0/24"}]},
     }
+
+
+# The tests write objects as JSON: where the client's annotation names a model, it takes the
+# JSON too (``cast`` to that model). Its models make every field optional: what the server
+# always sets is narrowed where it is read.
+
+
+class _Object(Protocol):
+    @property
+    def metadata(self) -> client.V1ObjectMeta | None: ...
+
+
+def _meta(obj: _Object) -> client.V1ObjectMeta:
+    assert obj.metadata is not None
+    return obj.metadata
+
+
+def _json(answer: object) -> dict[str, Any]:
+    """An answer the client annotates as ``object`` (custom objects, Status): its JSON."""
+    assert isinstance(answer, dict)
+    return answer
 
 
 # -- discovery, auth ---------------------------------------------------------------------
@@ -97,27 +121,30 @@ def test_token_auth(tmp_path: Path) -> None:
 def test_create_get_list_and_errors(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
     body = _svc("web") | {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.1"}]}}}
-    svc = core.create_namespaced_service(NS, body)
-    meta = svc.metadata
+    svc = core.create_namespaced_service(NS, cast(client.V1Service, body))
+    meta = _meta(svc)
     assert meta.uid and meta.creation_timestamp and meta.generation == 1
+    assert meta.resource_version is not None
     assert int(meta.resource_version) == api.resource_version
+    assert svc.status is not None and svc.status.load_balancer is not None
     assert svc.status.load_balancer.ingress is None  # status is not written on create
-    assert core.read_namespaced_service("web", NS).metadata.uid == meta.uid
+    assert _meta(core.read_namespaced_service("web", NS)).uid == meta.uid
 
     with pytest.raises(ApiException) as exc:
-        core.create_namespaced_service(NS, _svc("web"))
+        core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
     assert exc.value.status == 409 and _status(exc)["reason"] == "AlreadyExists"
     with pytest.raises(ApiException) as exc:
         core.read_namespaced_service("nope", NS)
     status = _status(exc)
     assert (status["reason"], status["message"]) == ("NotFound", 'services "nope" not found')
 
-    core.create_namespaced_service("other", _svc("db"))
+    core.create_namespaced_service("other", cast(client.V1Service, _svc("db")))
     listed = core.list_namespaced_service(NS)
-    assert [s.metadata.name for s in listed.items] == ["web"]
+    assert [_meta(s).name for s in listed.items] == ["web"]
+    assert listed.metadata is not None
     assert listed.metadata.resource_version == str(api.resource_version)
     everywhere = core.list_service_for_all_namespaces()
-    assert [(s.metadata.namespace, s.metadata.name) for s in everywhere.items] == [
+    assert [(_meta(s).namespace, _meta(s).name) for s in everywhere.items] == [
         (NS, "web"),
         ("other", "db"),
     ]
@@ -125,13 +152,16 @@ def test_create_get_list_and_errors(api: FakeAPI, kube: client.ApiClient) -> Non
 
 def test_update_conflict_and_noop(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    stale = core.create_namespaced_service(NS, _svc("web"))
+    stale = core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
     fresh = core.read_namespaced_service("web", NS)
-    fresh.metadata.labels = {"tier": "front"}
+    _meta(fresh).labels = {"tier": "front"}
     updated = core.replace_namespaced_service("web", NS, fresh)
-    assert int(updated.metadata.resource_version) > int(stale.metadata.resource_version)
-    assert updated.metadata.generation == 1  # metadata only
+    updated_rv, stale_rv = _meta(updated).resource_version, _meta(stale).resource_version
+    assert updated_rv is not None and stale_rv is not None
+    assert int(updated_rv) > int(stale_rv)
+    assert _meta(updated).generation == 1  # metadata only
 
+    assert stale.spec is not None and stale.spec.ports is not None
     stale.spec.ports[0].port = 8080
     with pytest.raises(ApiException) as exc:
         core.replace_namespaced_service("web", NS, stale)
@@ -139,31 +169,34 @@ def test_update_conflict_and_noop(api: FakeAPI, kube: client.ApiClient) -> None:
 
     rv = api.resource_version
     again = core.replace_namespaced_service("web", NS, updated)
-    assert again.metadata.resource_version == str(rv) == updated.metadata.resource_version
+    assert _meta(again).resource_version == str(rv) == _meta(updated).resource_version
 
+    assert updated.spec is not None and updated.spec.ports is not None
     updated.spec.ports[0].port = 8080
-    assert core.replace_namespaced_service("web", NS, updated).metadata.generation == 2
+    assert _meta(core.replace_namespaced_service("web", NS, updated)).generation == 2
 
 
 def test_patches(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service(NS, _svc("web", {"a": "1"}))
+    core.create_namespaced_service(NS, cast(client.V1Service, _svc("web", {"a": "1"})))
     # a dict body is sent as a strategic merge patch: ports merge by their key "port"
     svc = core.patch_namespaced_service(
         "web", NS, {"metadata": {"labels": {"b": "2"}}, "spec": {"ports": [{"port": 443}]}}
     )
-    assert svc.metadata.labels == {"a": "1", "b": "2"}
+    assert _meta(svc).labels == {"a": "1", "b": "2"}
+    assert svc.spec is not None and svc.spec.ports is not None
     assert [(p.name, p.port) for p in svc.spec.ports] == [("http", 80), (None, 443)]
     svc = core.patch_namespaced_service(
         "web", NS, {"spec": {"ports": [{"port": 80, "$patch": "delete"}]}}
     )
+    assert svc.spec is not None and svc.spec.ports is not None
     assert [p.port for p in svc.spec.ports] == [443]
-    assert svc.metadata.generation == 3
+    assert _meta(svc).generation == 3
     # a list body is sent as a JSON patch
     svc = core.patch_namespaced_service(
         "web", NS, [{"op": "replace", "path": "/metadata/labels/a", "value": "9"}]
     )
-    assert svc.metadata.labels == {"a": "9", "b": "2"}
+    assert _meta(svc).labels == {"a": "9", "b": "2"}
     with pytest.raises(ApiException) as exc:
         core.patch_namespaced_service(
             "web", NS, [{"op": "test", "path": "/spec/type", "value": "x"}]
@@ -177,8 +210,10 @@ def test_patches(api: FakeAPI, kube: client.ApiClient) -> None:
 
     custom = client.CustomObjectsApi(kube)
     custom.create_namespaced_custom_object(GROUP, VERSION, NS, "servicegroups", _sg("web"))
-    sg = custom.patch_namespaced_custom_object(
-        GROUP, VERSION, NS, "servicegroups", "web", {"spec": {"default": True}}
+    sg = _json(
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, NS, "servicegroups", "web", {"spec": {"default": True}}
+        )
     )
     assert sg["spec"] == {"pools": [{"cidr": "192.0.2.0/24"}], "default": True}
     with pytest.raises(ApiException) as exc:
@@ -208,55 +243,63 @@ def test_status_subresource_and_generation(api: FakeAPI, kube: client.ApiClient)
         "spec": {"node": "n1"},
         "status": {"announced": 9},
     }
-    created = custom.create_namespaced_custom_object(*args, body)
+    created = _json(custom.create_namespaced_custom_object(*args, body))
     assert "status" not in created and created["metadata"]["generation"] == 1
 
-    after = custom.patch_namespaced_custom_object_status(
-        *args, "n1", {"spec": {"node": "ignored"}, "status": {"announced": 3}}
+    after = _json(
+        custom.patch_namespaced_custom_object_status(
+            *args, "n1", {"spec": {"node": "ignored"}, "status": {"announced": 3}}
+        )
     )
     assert after["status"] == {"announced": 3} and after["spec"] == {"node": "n1"}
     assert after["metadata"]["generation"] == 1
 
     after["status"] = {"announced": 4}
-    after = custom.replace_namespaced_custom_object_status(*args, "n1", after)
-    assert custom.get_namespaced_custom_object_status(*args, "n1")["status"] == {"announced": 4}
+    after = _json(custom.replace_namespaced_custom_object_status(*args, "n1", after))
+    read = _json(custom.get_namespaced_custom_object_status(*args, "n1"))
+    assert read["status"] == {"announced": 4}
 
     after["spec"], after["status"] = {"node": "n2"}, {"announced": 0}
-    main = custom.replace_namespaced_custom_object(*args, "n1", after)
+    main = _json(custom.replace_namespaced_custom_object(*args, "n1", after))
     assert main["status"] == {"announced": 4} and main["metadata"]["generation"] == 2
 
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service(NS, _svc("web"))
+    core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
     ingress = {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}}
     svc = core.patch_namespaced_service_status("web", NS, ingress)
+    assert svc.status and svc.status.load_balancer and svc.status.load_balancer.ingress
     assert svc.status.load_balancer.ingress[0].ip == "192.0.2.7"
     svc = core.patch_namespaced_service("web", NS, {"status": {"loadBalancer": {}}})
+    assert svc.status and svc.status.load_balancer and svc.status.load_balancer.ingress
     assert svc.status.load_balancer.ingress[0].ip == "192.0.2.7"
 
     node = {
         "metadata": {"name": "n1"},
         "status": {"addresses": [{"type": "InternalIP", "address": "10.0.0.1"}]},
     }
-    created_node = core.create_node(node)
+    created_node = core.create_node(cast(client.V1Node, node))
+    assert created_node.status is not None and created_node.status.addresses is not None
     assert created_node.status.addresses[0].address == "10.0.0.1"  # nodes keep status on create
 
 
 def test_delete_and_finalizers(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service(NS, _svc("web"))
-    assert core.delete_namespaced_service("web", NS).metadata.name == "web"
+    core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
+    assert _meta(core.delete_namespaced_service("web", NS)).name == "web"
     assert api.get("services", "web", NS) is None
 
-    core.create_namespaced_secret(NS, {"metadata": {"name": "pw"}, "stringData": {"k": "v"}})
-    assert core.delete_namespaced_secret("pw", NS)["status"] == "Success"
+    pw = {"metadata": {"name": "pw"}, "stringData": {"k": "v"}}
+    core.create_namespaced_secret(NS, cast(client.V1Secret, pw))
+    assert _json(core.delete_namespaced_secret("pw", NS))["status"] == "Success"
 
     custom = client.CustomObjectsApi(kube)
     args = (GROUP, VERSION, NS, "peers")
     peer = {"metadata": {"name": "tor", "finalizers": ["lbroute.io/cleanup"]}, "spec": {}}
     custom.create_namespaced_custom_object(*args, peer)
-    deleting = custom.delete_namespaced_custom_object(*args, "tor")
+    deleting = _json(custom.delete_namespaced_custom_object(*args, "tor"))
     assert deleting["metadata"]["deletionTimestamp"]
-    assert custom.get_namespaced_custom_object(*args, "tor")["metadata"]["deletionTimestamp"]
+    still = _json(custom.get_namespaced_custom_object(*args, "tor"))
+    assert still["metadata"]["deletionTimestamp"]
     custom.patch_namespaced_custom_object(*args, "tor", {"metadata": {"finalizers": None}})
     with pytest.raises(ApiException) as exc:
         custom.get_namespaced_custom_object(*args, "tor")
@@ -270,16 +313,17 @@ def test_other_kinds(api: FakeAPI, kube: client.ApiClient) -> None:
         "addressType": "IPv4",
         "endpoints": [{"addresses": ["10.1.0.5"], "nodeName": "n1"}],
     }
-    slices.create_namespaced_endpoint_slice(NS, eps)
+    slices.create_namespaced_endpoint_slice(NS, cast(client.V1EndpointSlice, eps))
     found = slices.list_namespaced_endpoint_slice(
         NS, label_selector="kubernetes.io/service-name=web"
     )
+    assert found.items[0].endpoints is not None
     assert found.items[0].endpoints[0].node_name == "n1"
 
     leases = client.CoordinationV1Api(kube)
-    lease = leases.create_namespaced_lease(
-        NS, {"metadata": {"name": "alloc"}, "spec": {"holderIdentity": "a"}}
-    )
+    alloc = {"metadata": {"name": "alloc"}, "spec": {"holderIdentity": "a"}}
+    lease = leases.create_namespaced_lease(NS, cast(client.V1Lease, alloc))
+    assert lease.spec is not None
     lease.spec.holder_identity = "b"
     leases.replace_namespaced_lease("alloc", NS, lease)
     lease.spec.holder_identity = "c"
@@ -294,7 +338,8 @@ def test_other_kinds(api: FakeAPI, kube: client.ApiClient) -> None:
         "type": "Normal",
         "involvedObject": {"kind": "Service", "name": "web", "namespace": NS},
     }
-    made = core.create_namespaced_event(NS, event)
+    made = core.create_namespaced_event(NS, cast(client.CoreV1Event, event))
+    assert made.metadata.name is not None
     assert made.metadata.name.startswith("web.") and len(made.metadata.name) == 9
     hits = core.list_namespaced_event(NS, field_selector="involvedObject.name=web,reason=Announced")
     assert [e.metadata.name for e in hits.items] == [made.metadata.name]
@@ -327,7 +372,7 @@ def test_label_selectors(
     for name, lbl in labels.items():
         api.put("services", _svc(name, lbl), NS)
     found = client.CoreV1Api(kube).list_namespaced_service(NS, label_selector=selector)
-    assert [s.metadata.name for s in found.items] == expected
+    assert [_meta(s).name for s in found.items] == expected
 
 
 def test_field_selectors_and_bad_requests(api: FakeAPI, kube: client.ApiClient) -> None:
@@ -335,9 +380,9 @@ def test_field_selectors_and_bad_requests(api: FakeAPI, kube: client.ApiClient) 
         api.put("services", _svc(name), NS)
     core = client.CoreV1Api(kube)
     only = core.list_namespaced_service(NS, field_selector="metadata.name=b")
-    assert [s.metadata.name for s in only.items] == ["b"]
+    assert [_meta(s).name for s in only.items] == ["b"]
     rest = core.list_service_for_all_namespaces(field_selector="metadata.name!=b")
-    assert [s.metadata.name for s in rest.items] == ["a"]
+    assert [_meta(s).name for s in rest.items] == ["a"]
     with pytest.raises(ApiException) as exc:
         core.list_namespaced_service(NS, field_selector="spec.ports=1")
     assert _status(exc)["reason"] == "BadRequest"
@@ -353,15 +398,15 @@ def test_paging_and_expired_continue(api: FakeAPI, kube: client.ApiClient) -> No
         api.put("peers", {"metadata": {"name": name}, "spec": {}}, NS)
     custom = client.CustomObjectsApi(kube)
     args = (GROUP, VERSION, NS, "peers")
-    page = custom.list_namespaced_custom_object(*args, limit=2)
+    page = _json(custom.list_namespaced_custom_object(*args, limit=2))
     names = [p["metadata"]["name"] for p in page["items"]]
     assert page["metadata"]["remainingItemCount"] == 3
     while token := page["metadata"].get("continue"):
-        page = custom.list_namespaced_custom_object(*args, limit=2, _continue=token)
+        page = _json(custom.list_namespaced_custom_object(*args, limit=2, _continue=token))
         names += [p["metadata"]["name"] for p in page["items"]]
     assert names == list("abcde")
 
-    page = custom.list_namespaced_custom_object(*args, limit=2)
+    page = _json(custom.list_namespaced_custom_object(*args, limit=2))
     api.compact()
     with pytest.raises(ApiException) as exc:
         custom.list_namespaced_custom_object(*args, limit=2, _continue=page["metadata"]["continue"])
@@ -373,7 +418,7 @@ def test_paging_and_expired_continue(api: FakeAPI, kube: client.ApiClient) -> No
 
 def test_watch_initial_state_then_live_changes(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service(NS, _svc("web", {"app": "x"}))
+    core.create_namespaced_service(NS, cast(client.V1Service, _svc("web", {"app": "x"})))
     seen: list[tuple[str, str, str]] = []
     w = watch.Watch()
     for event in w.stream(core.list_namespaced_service, NS, label_selector="app=x"):
@@ -384,7 +429,7 @@ def test_watch_initial_state_then_live_changes(api: FakeAPI, kube: client.ApiCli
         elif len(seen) == 2:
             core.patch_namespaced_service("web", NS, {"metadata": {"labels": {"app": "y"}}})
         elif len(seen) == 3:
-            core.create_namespaced_service(NS, _svc("db", {"app": "y"}))
+            core.create_namespaced_service(NS, cast(client.V1Service, _svc("db", {"app": "y"})))
             core.patch_namespaced_service("db", NS, {"metadata": {"labels": {"app": "x"}}})
         else:
             w.stop()
@@ -401,7 +446,8 @@ def test_watch_replays_after_resource_version_and_bookmarks(
 ) -> None:
     custom = client.CustomObjectsApi(kube)
     args = (GROUP, VERSION, NS, "servicegroups")
-    start = custom.create_namespaced_custom_object(*args, _sg("a"))["metadata"]["resourceVersion"]
+    created = _json(custom.create_namespaced_custom_object(*args, _sg("a")))
+    start = created["metadata"]["resourceVersion"]
     custom.create_namespaced_custom_object(*args, _sg("b"))
     custom.patch_namespaced_custom_object(*args, "a", {"spec": {"default": True}})
     custom.delete_namespaced_custom_object(*args, "b")
@@ -429,11 +475,16 @@ def test_watch_replays_after_resource_version_and_bookmarks(
 
 def test_watch_from_compacted_version_gets_410(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    old = core.create_namespaced_service(NS, _svc("web")).metadata.resource_version
+    created = core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
+    old = _meta(created).resource_version
     core.patch_namespaced_service("web", NS, {"metadata": {"labels": {"x": "1"}}})
     api.compact()
-    # raw: an HTTP 200 stream holding one ERROR event with a 410 Status
-    raw = core.list_namespaced_service(NS, watch=True, resource_version=old, _preload_content=False)
+    # raw: an HTTP 200 stream holding one ERROR event with a 410 Status (the client's
+    # annotation names the list it returns when it reads the answer, not the answer itself)
+    raw = cast(
+        urllib3.BaseHTTPResponse,
+        core.list_namespaced_service(NS, watch=True, resource_version=old, _preload_content=False),
+    )
     (line,) = raw.data.splitlines()
     raw.release_conn()
     event = json.loads(line)
@@ -465,7 +516,9 @@ def test_watch_from_compacted_version_gets_410(api: FakeAPI, kube: client.ApiCli
 def test_bounded_history_expires_old_watches(tmp_path: Path) -> None:
     with FakeAPI(history=3) as fake, _client(fake, tmp_path / "kc") as kube:
         core = client.CoreV1Api(kube)
-        first = core.create_namespaced_service(NS, _svc("web")).metadata.resource_version
+        created = core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
+        first = _meta(created).resource_version
+        assert first is not None
         for n in range(3):
             core.patch_namespaced_service("web", NS, {"metadata": {"labels": {"n": str(n)}}})
         # the history holds the three patches: a watch from the create still misses nothing
@@ -496,7 +549,7 @@ def test_watch_timeout_ends_the_stream(api: FakeAPI, kube: client.ApiClient) -> 
 
 def test_stop_serving_and_resume(api: FakeAPI, kube: client.ApiClient) -> None:
     core = client.CoreV1Api(kube)
-    core.create_namespaced_service(NS, _svc("web"))
+    core.create_namespaced_service(NS, cast(client.V1Service, _svc("web")))
     w = watch.Watch()
     with pytest.raises(urllib3.exceptions.HTTPError):
         for event in w.stream(core.list_namespaced_service, NS):
@@ -508,7 +561,7 @@ def test_stop_serving_and_resume(api: FakeAPI, kube: client.ApiClient) -> None:
 
     api.put("services", _svc("db"), NS)  # changes while the API is away
     api.resume()
-    names = [s.metadata.name for s in core.list_namespaced_service(NS).items]
+    names = [_meta(s).name for s in core.list_namespaced_service(NS).items]
     assert names == ["db", "web"]
 
 

@@ -617,7 +617,9 @@ UNRELATED = [
 def test_adding_an_unrelated_group_keeps_existing_sequence_numbers(added: int) -> None:
     before = _seqs(view(BASE, router=Router.FRR))
     after = _seqs(view([*BASE, UNRELATED[added]], router=Router.FRR))
-    assert set(after) == set(before) | {api.parse_object(UNRELATED[added]).name}
+    group = api.parse_object(UNRELATED[added])
+    assert isinstance(group, api.ServiceGroup)
+    assert set(after) == set(before) | {group.name}
     assert {k: after[k] for k in before} == before
 
 

@@ -475,7 +475,9 @@ def assert_sessions_kept(
 
 def _is_service(prefix: str) -> bool:
     net = ipaddress.ip_network(prefix)
-    return any(net.version == s.version and net.subnet_of(s) for s in SERVICE_SPACE)
+    if isinstance(net, ipaddress.IPv4Network):
+        return any(net.subnet_of(s) for s in SERVICE_SPACE if isinstance(s, ipaddress.IPv4Network))
+    return any(net.subnet_of(s) for s in SERVICE_SPACE if isinstance(s, ipaddress.IPv6Network))
 
 
 def _needs_root() -> None:
@@ -513,7 +515,11 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
             env.start_agent(node)
         env.wait_view(lambda v: v == env.baseline, timeout=90)
         for node in BOTH:
-            status = env.wait(lambda n=node: env.result(n) == "Applied" and env.status(n))
+
+            def applied(n: str = node) -> dict[str, Any] | bool:
+                return env.result(n) == "Applied" and env.status(n)
+
+            status = env.wait(applied)
             assert status["problems"] == [], status["problems"]
             env.hashes[node] = status["config_hash"]
             assert env.kube_lb0(node) == ADDRESSES[node]
@@ -632,7 +638,11 @@ def test_removing_one_service_never_withdraws_a_shared_aggregate(env: Env) -> No
     aggregates = ("192.0.2.0/24", "2001:db8:1::/64")
     env.write_objects("web-3.yaml", [service("web-3", ("192.0.2.12", "2001:db8:1::12"))])
     for node in BOTH:
-        env.wait(lambda n=node: {"192.0.2.12/24", "2001:db8:1::12/64"} <= env.kube_lb0(n))
+
+        def added(n: str = node) -> bool:
+            return {"192.0.2.12/24", "2001:db8:1::12/64"} <= env.kube_lb0(n)
+
+        env.wait(added)
     messages = env.bgp_messages_received()
 
     def gone(address: str) -> Callable[[], bool]:
@@ -832,12 +842,11 @@ def test_a_templates_directory_named_on_the_nodeagent_is_watched(env: Env) -> No
             env.lab.stop_agent(node)
             env.lab.start_agent(node, env.source)
         for agent, directory in named.items():
-            env.edit(
-                "cluster.yaml",
-                "NodeAgent",
-                agent,
-                lambda o, d=directory: o["spec"].update(templatesDir=str(d)),
-            )
+
+            def take_templates(o: Any, d: Path = directory) -> None:
+                o["spec"].update(templatesDir=str(d))
+
+            env.edit("cluster.yaml", "NodeAgent", agent, take_templates)
         samples = env.sample(until=env.at_baseline, settle=1.0)
 
         _configmap(configmap, {"bgp.j2": BAD_BIRD_BGP}, 1)
@@ -921,6 +930,10 @@ def test_policy_changes_reach_the_upstream_without_resetting_sessions(env: Env) 
         assert all(route is not None and route[0] == "ospf" for route in diff.values()), diff
 
     for node in BOTH:
-        env.wait(lambda n=node: env.result(n) == "Applied" and env.status(n)["config_hash"])
+
+        def reapplied(n: str = node) -> Any:
+            return env.result(n) == "Applied" and env.status(n)["config_hash"]
+
+        env.wait(reapplied)
         assert env.status(node)["config_hash"] != env.hashes[node]
     assert_sessions_kept(sessions, env.bgp_sessions(), time.monotonic() - started)

@@ -20,6 +20,7 @@ upstream FRR.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import re
 import sys
@@ -106,7 +107,11 @@ def kenv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeEnv]:
                 lab.start_agent(node, None, *env.agent_args)
             env.wait_view(lambda v: v == env.baseline, timeout=90)
             for node in BOTH:
-                status = env.wait(lambda n=node: env.result(n) == "Applied" and env.status(n))
+
+                def applied(n: str = node) -> dict[str, Any] | bool:
+                    return env.result(n) == "Applied" and env.status(n)
+
+                status = env.wait(applied)
                 assert status["problems"] == [], status["problems"]
                 env.hashes[node] = status["config_hash"]
             yield env
@@ -132,13 +137,12 @@ def test_from_the_api_the_nodes_announce_what_they_announce_from_a_directory(
 def test_each_node_has_a_node_state_that_fits_its_crd(kenv: KubeEnv) -> None:
     schema = crd_schema("nodestates")
     for node in BOTH:
-        state = kenv.wait(
-            lambda n=node: (
-                kenv.node_state(n).get("status", {}).get("configHash") == kenv.hashes[n]
-                and kenv.node_state(n)
-            ),
-            what=f"NodeState {node}",
-        )
+
+        def current(n: str = node) -> dict[str, Any] | bool:
+            written = kenv.node_state(n).get("status", {}).get("configHash")
+            return written == kenv.hashes[n] and kenv.node_state(n)
+
+        state = kenv.wait(current, what=f"NodeState {node}")
         jsonschema.validate(state, schema)
         status = state["status"]
         assert state["spec"] == {"nodeName": node}
@@ -162,7 +166,7 @@ def test_every_lbroute_object_gets_a_valid_condition(kenv: KubeEnv) -> None:
     for plural in ("servicegroups", "peers", "nodeagents"):
         for obj in kenv.api.objects(plural, NS):
             name = obj["metadata"]["name"]
-            condition = kenv.wait(lambda p=plural, n=name: kenv.condition(p, n), what=name)
+            condition = kenv.wait(functools.partial(kenv.condition, plural, name), what=name)
             assert condition["status"] == "True", (plural, name, condition)
             jsonschema.validate(kenv.api.get(plural, name, NS), crd_schema(plural))
 
