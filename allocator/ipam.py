@@ -21,11 +21,12 @@ One pass, :func:`allocate`:
    them (a cursor per pool that only moves forward over taken addresses: no pool is
    ever enumerated).
 
-A Service keeps its address when its pool is edited or shrunk; one that now lies
-outside every pool of its group is reported (``outside``). Addresses move only when the
-Service asks: another requested address, a family its ``ipFamilyPolicy`` no longer
-wants, or its ``lbroute.io/service-group`` annotation naming another group than the one
-the address came from.
+A Service keeps its address when its pool is edited or shrunk, or when its group has
+no pool of that family any more; one that now lies outside every pool of its group is
+reported (``outside``). Addresses move only when the Service asks: another requested
+address, a family its ``ipFamilyPolicy`` no longer wants, or its
+``lbroute.io/service-group`` annotation naming another group than the one the address
+came from.
 """
 
 from __future__ import annotations
@@ -515,29 +516,33 @@ def _decide(
         )
         return
     plan.group = group
-    have = group.families()
-    wanted = _wanted(svc, group, have, fail)
-    if wanted is None:
-        plan.frozen = True
-        return
-    plan.wanted, plan.all_or_nothing = wanted, svc.policy is Policy.REQUIRE
     moved = (
         svc.group is not None
         and svc.allocated_from is not None
         and svc.allocated_from.group != group.name
     )
+    if moved:  # the Service was moved to another group: new addresses there
+        current = [a for a in current if book.in_group(a, group) is not None]
+    held = tuple(f for f in Family if any(Family.of(a) is f for a in current))
+    wanted = _wanted(svc, group, held, fail)
+    if wanted is None:
+        plan.frozen = True
+        return
+    plan.wanted, plan.all_or_nothing = wanted, svc.policy is Policy.REQUIRE
     for address in current:
         f = Family.of(address)
         if f not in wanted or f in plan.keep:
             continue  # released: a family no longer wanted, or a second one of a family
-        if moved and book.in_group(address, group) is None:
-            continue  # the Service was moved to another group: a new address there
         plan.keep[f] = address
 
 
 def _wanted(
-    svc: LBService, group: ServiceGroup, have: tuple[Family, ...], fail: _Fail
+    svc: LBService, group: ServiceGroup, held: tuple[Family, ...], fail: _Fail
 ) -> tuple[Family, ...] | None:
+    """The families the Service has an address of: those its spec asks for that its group
+    has pools of or that it already holds an address of (a pool edit takes none away).
+    ``held``: the families of the addresses it may keep."""
+    have = group.families()
     base = svc.families
     if not base:
         requested = tuple(dict.fromkeys(Family.of(a) for a in svc.requested))
@@ -546,7 +551,7 @@ def _wanted(
         elif svc.policy in (Policy.PREFER, Policy.REQUIRE):
             base = (Family.IPV4, Family.IPV6)
         else:
-            base = have[:1]
+            base = (held or have)[:1]
     policy = svc.policy or (Policy.SINGLE if len(base) == 1 else Policy.PREFER)
     names = {Family.IPV4: "IPv4", Family.IPV6: "IPv6"}
     pools = " and ".join(names[f] for f in have)
@@ -554,8 +559,8 @@ def _wanted(
         base = base[:1]
     if policy is Policy.REQUIRE and len(base) < 2:
         base = tuple(dict.fromkeys((*base, Family.IPV4, Family.IPV6)))
-    wanted = tuple(f for f in base if f in have)
-    missing = [f for f in base if f not in have]
+    wanted = tuple(f for f in base if f in have or f in held)
+    missing = [f for f in base if f not in wanted]
     if (policy is Policy.PREFER and not wanted) or (policy is not Policy.PREFER and missing):
         path = "spec.ipFamilies" if svc.families else "spec.ipFamilyPolicy"
         fail(

@@ -478,6 +478,69 @@ def test_a_shrunk_pool_keeps_every_address_and_reports_the_ones_outside() -> Non
     assert got(more, "new") == ["192.0.2.5"]
 
 
+def test_a_family_whose_pools_go_away_keeps_its_address_and_gets_it_back_unchanged() -> None:
+    """The sequence Hypothesis found: a dual-stack Service lost its IPv6 address when its
+    group's IPv6 pools went away and got another one when they came back."""
+    dual = [group("g", "10.0.0.0/29", "fd00::/125", default=True)]
+    v4_only = [group("g", "10.0.1.0-10.0.1.2", default=True)]
+    s1 = service("s1", families=["IPv4", "IPv6"], policy="PreferDualStack")
+    state = applied([s1], run(dual, [s1]))
+    assert got(run(dual, state), "s1") == ["10.0.0.1", "fd00::1"]
+    s0 = service("s0", families=["IPv6"], policy="SingleStack")
+    edited = run(v4_only, [*state, s0])
+    assert got(edited, "s1") == ["10.0.0.1", "fd00::1"] and got(edited, "s0") == []
+    assert [(f.ref.name, f.reason) for f in edited.failures] == [("s0", Reason.FAMILY_UNAVAILABLE)]
+    assert [(o.ref.name, str(o.address)) for o in edited.outside] == [
+        ("s1", "10.0.0.1"),
+        ("s1", "fd00::1"),
+    ]
+    back = run(dual, [*state, s0])
+    assert got(back, "s1") == ["10.0.0.1", "fd00::1"]
+    assert got(back, "s0") == ["fd00::2"]
+
+
+V6 = group("v6", "2001:db8::/64", default=True)
+
+POOL_FAMILY_CASES = [
+    # (families, policy, group before, group after the edit, addresses, outside after it)
+    (["IPv4", "IPv6"], "PreferDualStack", DUAL, V4, ["192.0.2.1", "2001:db8::1"], ["2001:db8::1"]),
+    (["IPv6", "IPv4"], "PreferDualStack", DUAL, V6, ["2001:db8::1", "192.0.2.1"], ["192.0.2.1"]),
+    (None, "PreferDualStack", DUAL, V4, ["192.0.2.1", "2001:db8::1"], ["2001:db8::1"]),
+    (["IPv4", "IPv6"], "RequireDualStack", DUAL, V4, ["192.0.2.1", "2001:db8::1"],
+     ["2001:db8::1"]),
+    (["IPv6"], "SingleStack", DUAL, V4, ["2001:db8::1"], ["2001:db8::1"]),
+    (None, None, V6, DUAL, ["2001:db8::1"], []),
+    (None, None, V4, V6, ["192.0.2.1"], ["192.0.2.1"]),
+    (None, "SingleStack", V6, DUAL, ["2001:db8::1"], []),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("families", "policy", "before", "after", "addresses", "outside"),
+    POOL_FAMILY_CASES,
+    ids=lambda v: v["metadata"]["name"] if isinstance(v, dict) else str(v),
+)
+def test_a_pool_edit_that_removes_or_adds_a_family_renumbers_nothing(
+    families: list[str] | None,
+    policy: str | None,
+    before: Obj,
+    after: Obj,
+    addresses: list[str],
+    outside: list[str],
+) -> None:
+    def edited(g: Obj) -> list[Obj]:
+        """The one group ``g``, with these pools."""
+        return [group("g", *g["spec"]["pools"], default=True)]
+
+    services = [service("s", families=families, policy=policy)]
+    state = applied(services, run(edited(before), services))
+    assert got(run(edited(before), state), "s") == addresses
+    result = run(edited(after), state)
+    assert result.changes() == [] and result.failures == ()
+    assert [str(o.address) for o in result.outside] == outside
+    assert run(edited(before), state).changes() == [], "and nothing changes when it comes back"
+
+
 def test_of_two_services_claiming_one_address_the_older_keeps_it() -> None:
     services = [
         service("young", ingress=["192.0.2.8"], created="2024-02-01T00:00:00Z"),
