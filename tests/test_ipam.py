@@ -1,4 +1,4 @@
-"""The allocator's pure core (allocator/ipam.py, allocator/service.py), no Kubernetes.
+"""The allocator's pure core (allocator/ipam/, allocator/service.py), no Kubernetes.
 
 Tables: assignment order and reserved addresses per pool kind, group choice and its
 failures, class eligibility, dual-stack policies and their changes, requested addresses

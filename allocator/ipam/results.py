@@ -1,0 +1,131 @@
+"""What one allocation pass returns, and why a Service got less than it should.
+
+Plain frozen data for the controller (each Service's status, allocated-from annotation
+and Events; each ServiceGroup's status) and for ``lbroute allocate`` to act on: an
+:class:`Assignment` per Service, a :class:`Failure` with its :class:`Reason` per thing
+that could not be done, an :class:`Outside` per address a Service keeps outside every
+pool of its group, and the counts per pool and group. Nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from lbroute.model.api import Family
+from lbroute.model.errors import ObjectRef
+from lbroute.model.fields import IPAddress
+
+
+class Reason(StrEnum):
+    """Why a Service did not get (all) the addresses it should have."""
+
+    NO_GROUP = "NoServiceGroup"
+    GROUP_NOT_FOUND = "ServiceGroupNotFound"
+    GROUP_INVALID = "ServiceGroupInvalid"
+    INVALID_SERVICE = "InvalidService"
+    FAMILY_UNAVAILABLE = "FamilyUnavailable"
+    EXHAUSTED = "PoolExhausted"
+    REQUESTED_OUTSIDE = "RequestedOutsidePools"
+    REQUESTED_RESERVED = "RequestedReserved"
+    REQUESTED_TAKEN = "RequestedTaken"
+    SHARE_CLASH = "SharedIPClash"
+    CONFLICT = "AddressConflict"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Failure:
+    ref: ObjectRef
+    reason: Reason
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.ref}: {self.path}: {self.message}"
+            if self.path
+            else f"{self.ref}: {self.message}"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outside:
+    """A Service keeps an address that lies outside every pool of its group."""
+
+    ref: ObjectRef
+    address: IPAddress
+    group: ObjectRef
+
+    def __str__(self) -> str:
+        return (
+            f"{self.ref}: status.loadBalancer.ingress: {self.address} lies outside every pool "
+            f"of {self.group}; the Service keeps it (an address is never renumbered)"
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Assignment:
+    """What one Service's status and allocated-from annotation should say."""
+
+    ref: ObjectRef
+    uid: str
+    before: tuple[IPAddress, ...]
+    addresses: tuple[IPAddress, ...]
+    allocated_before: str | None
+    allocated_from: str | None
+    """The annotation's value; None removes it (the Service is no longer lbroute's)."""
+    group: ObjectRef | None = None
+
+    @property
+    def assigned(self) -> tuple[IPAddress, ...]:
+        return tuple(a for a in self.addresses if a not in self.before)
+
+    @property
+    def released(self) -> tuple[IPAddress, ...]:
+        return tuple(a for a in self.before if a not in self.addresses)
+
+    @property
+    def changed(self) -> bool:
+        return self.addresses != self.before or self.allocated_from != self.allocated_before
+
+
+@dataclass(frozen=True, kw_only=True)
+class PoolStats:
+    group: ObjectRef
+    pool: str
+    family: Family
+    size: int
+    """Addresses the pool may hand out (its reserved ones left out)."""
+    in_use: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupStats:
+    ref: ObjectRef
+    allocated: dict[Family, int]
+    available: dict[Family, int]
+    outside: int = 0
+    """Services keeping an address outside every pool of this group."""
+
+    @property
+    def exhausted(self) -> tuple[Family, ...]:
+        return tuple(f for f, n in self.available.items() if n == 0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Allocation:
+    assignments: tuple[Assignment, ...]
+    """Every Service that is lbroute's or carries its allocated-from annotation."""
+    failures: tuple[Failure, ...]
+    outside: tuple[Outside, ...]
+    pools: tuple[PoolStats, ...]
+    groups: tuple[GroupStats, ...]
+
+    def changes(self) -> list[Assignment]:
+        return [a for a in self.assignments if a.changed]
+
+    def of(self, ref: ObjectRef) -> Assignment | None:
+        for a in self.assignments:
+            if a.ref == ref:
+                return a
+        return None
