@@ -26,7 +26,8 @@ jitter). Only the holder of a ``coordination.k8s.io/v1`` Lease writes:
 
 Passes run only while every watch is connected, so a new leader decides from what the
 API says now; even so, two Services that claim one address are found and the younger
-one moves (allocator.ipam).
+one moves (allocator.ipam). Should the lease thread or the watch feeder fail
+unexpectedly, the run ends (allocator.main: the process exits 1 and is started again).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,11 +199,20 @@ class Allocator:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        """Run until ``stop`` is set: by the caller, or by the lease thread or the watch
+        feeder when it fails (logged with its traceback), since a replica that no longer
+        renews its lease, or no longer sees changes, must not run on as if it did."""
         elector = threading.Thread(
-            target=self.elector.run, args=(stop,), name="lbroute-lease", daemon=True
+            target=_until_failure,
+            args=("the lease", self.elector.run, stop),
+            name="lbroute-lease",
+            daemon=True,
         )
         feeder = threading.Thread(
-            target=self._feed, args=(stop,), name="lbroute-watch", daemon=True
+            target=_until_failure,
+            args=("the watch of Services and ServiceGroups", self._feed, stop),
+            name="lbroute-watch",
+            daemon=True,
         )
         elector.start()
         feeder.start()
@@ -211,6 +221,7 @@ class Allocator:
         try:
             self._loop(stop)
         finally:
+            stop.set()
             elector.join(timeout=10)
             feeder.join(timeout=10)
 
@@ -446,6 +457,17 @@ class Allocator:
             labels = {"group": p.group.name, "pool": p.pool, "family": str(p.family)}
             self.metrics.pool_size.labels(**labels).set(p.size)
             self.metrics.pool_in_use.labels(**labels).set(p.in_use)
+
+
+def _until_failure(
+    what: str, run: Callable[[threading.Event], None], stop: threading.Event
+) -> None:
+    """``run(stop)``; should it raise, log why and set ``stop``."""
+    try:
+        run(stop)
+    except Exception:
+        log.exception("%s failed; stopping", what)
+        stop.set()
 
 
 def _count(n: int) -> int | str:

@@ -21,6 +21,10 @@ from lbroute.model.fields import IPAddress, list_at, mapping_at
 from lbroute.model.service import Service, service_annotations
 from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION
 
+MAX_TEXT = 1024
+"""What lbroute writes fits many times over: a group name (253 characters), ':' and one
+pool per family (an IPv6 range is at most 91)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class AllocatedFrom:
@@ -29,6 +33,8 @@ class AllocatedFrom:
     Says which ServiceGroup and pools a Service's addresses came from; an address kept
     outside every pool is listed as itself. It marks the addresses as lbroute's, so
     they are released when the Service stops being lbroute's (type or class change).
+    Whoever can edit the Service can write anything there, so only its first
+    :data:`MAX_TEXT` characters are read.
     """
 
     group: str
@@ -39,7 +45,7 @@ class AllocatedFrom:
 
     @classmethod
     def parse(cls, text: str) -> AllocatedFrom:
-        group, _, rest = text.partition(":")
+        group, _, rest = text[:MAX_TEXT].partition(":")
         return cls(group=group.strip(), pools=tuple(p.strip() for p in rest.split(",") if p))
 
     def covers(self, address: IPAddress) -> bool:
@@ -79,7 +85,11 @@ class LBService(Service):
 def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService | None:
     """The Service as the allocator needs it, or None when it does not concern it."""
     allocated_text = service_annotations(obj).get(ALLOCATED_FROM_ANNOTATION)
-    allocated = AllocatedFrom.parse(str(allocated_text)) if allocated_text else None
+    allocated = (
+        AllocatedFrom.parse(allocated_text)
+        if isinstance(allocated_text, str) and allocated_text
+        else None
+    )
     service = LBService.read(obj, default_class=default_class, allocated_from=allocated)
     if not service.ours and allocated is None and not service.addresses:
         return None

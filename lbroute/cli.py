@@ -19,7 +19,8 @@ import click
 
 from lbroute import __version__
 from lbroute.model import api
-from lbroute.model.errors import KubernetesError, LbrouteError, Problem, Severity
+from lbroute.model.errors import LbrouteError, Problem, Severity, quote
+from lbroute.model.fields import NAME_RE
 from lbroute.model.manifests import read_manifests
 from renderer.render import render_view
 from renderer.templating import load_template_set
@@ -114,6 +115,16 @@ def _report(problems: tuple[Problem, ...] | list[Problem]) -> int:
     return errors
 
 
+def _node_name(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """--node: a Kubernetes node name (an RFC 1123 subdomain)."""
+    if not NAME_RE.fullmatch(value):
+        raise click.BadParameter(
+            f"{quote(value)} is not a node name: lowercase letters, digits, '-' and '.', starting "
+            "and ending with a letter or digit, at most 253 characters"
+        )
+    return value
+
+
 def render_options(func: F) -> F:
     @click.option(
         "-f",
@@ -124,7 +135,9 @@ def render_options(func: F) -> F:
         type=click.Path(path_type=Path),
         help="YAML file or directory of manifests (repeatable).",
     )
-    @click.option("--node", required=True, help="Name of the node to render for.")
+    @click.option(
+        "--node", required=True, callback=_node_name, help="Name of the node to render for."
+    )
     @click.option(
         "--router",
         type=click.Choice([r.value for r in api.Router]),
@@ -166,8 +179,11 @@ def _render(
             raise click.BadParameter(
                 f"{router_id!r} is not an IPv4 address", param_hint="--router-id"
             ) from None
+    manifests = read_manifests(paths)
+    for error in manifests.errors:
+        click.echo(f"error: {error}", err=True)
     try:
-        model = api.load(read_manifests(paths))
+        model = api.load(manifests.objects)
         view = build_view(
             model,
             api.Router(router) if router else None,
@@ -183,7 +199,7 @@ def _render(
     except LbrouteError as exc:
         _fail(str(exc))
         raise AssertionError("unreachable") from exc
-    errors = _report(list(model.problems) + list(view.problems))
+    errors = len(manifests.errors) + _report(list(model.problems) + list(view.problems))
     return view, text, errors
 
 
@@ -198,8 +214,8 @@ def _agent_templates(model: api.Model, node: str) -> str | None:
 def render(**kwargs: Any) -> None:
     """Print the router configuration of one node.
 
-    Invalid objects are reported on stderr and left out; the rest still renders.
-    Exits 1 when any object was invalid.
+    Invalid objects and files that cannot be read are reported on stderr and left
+    out; the rest still renders. Exits 1 when any was.
     """
     _view, text, errors = _render(**kwargs)
     click.echo(text, nl=False)
@@ -254,7 +270,11 @@ def validate(**kwargs: Any) -> None:
     "Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates.",
 )
 @click.option(
-    "--node", required=True, envvar="NODE_NAME", help="Name of the Node this agent runs on."
+    "--node",
+    required=True,
+    envvar="NODE_NAME",
+    callback=_node_name,
+    help="Name of the Node this agent runs on.",
 )
 @click.option(
     "--router",
@@ -318,63 +338,40 @@ def agent(
     metrics_address: str,
 ) -> None:
     """Run the node agent: program kube-lb0 and drive the node's BIRD or FRR."""
-    import signal
-    import threading
-
-    from lbroute.kube.directory import DirectorySource, Source
-    from lbroute.kube.serving import Health, serve
-    from nodeagent.agent import Agent, AgentSettings
-    from nodeagent.status import Metrics, Reporter
+    from nodeagent.main import AgentOptions, run_agent
+    from nodeagent.settings import AgentSettings, RouterOverrides
 
     if (source_dir is None) == (not kubernetes):
         raise click.UsageError("give either --source DIR or --kubernetes")
     if source_dir is not None and not source_dir.is_dir():
         raise click.BadParameter(f"{source_dir} is not a directory", param_hint="--source")
-    metrics, health = Metrics(), Health()
-    source: Source
-    reporter: Reporter | None = None
-    on_exit: list[Callable[[], None]] = []
-    if source_dir is not None:
-        source = DirectorySource(source_dir)
-    else:
-        from lbroute.kube.client import api_client
-        from lbroute.kube.reflector import KubernetesSource
-        from nodeagent.kubereport import KubeReporter
-
-        try:
-            client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
-        except KubernetesError as exc:
-            where = kubeconfig or "the in-cluster service account"
-            _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
-            return
-        source = KubernetesSource(client, node=node, namespace=namespace)
-        kube_reporter = KubeReporter(
-            client, node=node, namespace=namespace, on_dropped_event=metrics.events_dropped.inc
-        ).start()
-        reporter = kube_reporter
-        on_exit.append(kube_reporter.stop)
     settings = AgentSettings(
         node=node,
-        router=api.Router(router) if router else None,
-        mode=api.Mode(mode) if mode else None,
-        config_path=router_config,
-        socket_path=router_socket,
-        templates_dir=templates_dir,
+        overrides=RouterOverrides(
+            router=api.Router(router) if router else None,
+            mode=api.Mode(mode) if mode else None,
+            config_path=router_config,
+            socket_path=router_socket,
+            templates_dir=templates_dir,
+        ),
         default_class=default_class,
         status_file=status_file,
     )
-    if metrics_port:
-        serve(metrics_port, metrics, health, metrics_address)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    options = AgentOptions(
+        settings=settings,
+        source_dir=source_dir,
+        kubeconfig=kubeconfig,
+        context=kube_context,
+        namespace=namespace,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+    )
     try:
-        Agent(settings, source, metrics=metrics, health=health, reporter=reporter).run(stop)
+        code = run_agent(options)
     except LbrouteError as exc:
         _fail(str(exc))
-    finally:
-        for stop_publishing in on_exit:
-            stop_publishing()
+        return
+    sys.exit(code)
 
 
 @main.command()
@@ -410,10 +407,10 @@ def status(status_file: Path, as_json: bool) -> None:
     click.echo(f"updated:     {doc.updated}")
     click.echo(f"\nannounced ({len(doc.announced)}):")
     for a in doc.announced:
-        click.echo(f"  {a['address']:<44} {a['group']:<28} {', '.join(a['services'])}")
+        click.echo(f"  {a.address:<44} {a.group:<28} {', '.join(a.services)}")
     click.echo(f"\nsessions ({len(doc.sessions)}):")
     for s in doc.sessions:
-        click.echo(f"  {s['protocol']:<6} {s['name']:<32} {s['state']:<14} {s['since']}")
+        click.echo(f"  {s.protocol:<6} {s.name:<32} {s.state:<14} {s.since}")
     if doc.problems:
         click.echo(f"\nproblems ({len(doc.problems)}):")
         for p in doc.problems:
@@ -488,33 +485,24 @@ def allocator(
     Replicas elect a leader with a Lease; only the leader writes the Services' status,
     the allocated-from annotation, Events and the ServiceGroups' status.
     """
-    import signal
-    import socket
-    import threading
-    import uuid
+    from allocator.main import AllocatorOptions, run_allocator
 
-    from allocator.controller import Allocator, AllocatorMetrics, Settings
-    from lbroute.kube.client import api_client
-    from lbroute.kube.serving import Health, serve
-
-    try:
-        client = api_client(str(kubeconfig) if kubeconfig else None, context=kube_context)
-    except KubernetesError as exc:
-        where = kubeconfig or "the in-cluster service account"
-        _fail(f"cannot load the Kubernetes configuration from {where}: {exc}")
-        return
-    client.user_agent = f"lbroute-allocator/{__version__}"
-    name = f"{identity or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-    settings = Settings(
-        identity=name, namespace=namespace, default_class=default_class, lease_name=lease_name
+    options = AllocatorOptions(
+        kubeconfig=kubeconfig,
+        context=kube_context,
+        namespace=namespace,
+        default_class=default_class,
+        metrics_port=metrics_port,
+        metrics_address=metrics_address,
+        lease_name=lease_name,
+        identity=identity,
     )
-    metrics, health = AllocatorMetrics(), Health()
-    if metrics_port:
-        serve(metrics_port, metrics, health, metrics_address)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    Allocator(client, settings, metrics=metrics, health=health).run(stop)
+    try:
+        code = run_allocator(options)
+    except LbrouteError as exc:
+        _fail(str(exc))
+        return
+    sys.exit(code)
 
 
 @main.command()
@@ -539,8 +527,9 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
 
     One allocation pass as the allocator makes it in a cluster: addresses already in a
     Service's status stay; Services without one get one from their ServiceGroup. Only
-    the documents of changed Services are rewritten. Exits 1 when a Service could not
-    get its addresses.
+    the documents of changed Services are rewritten; a file that cannot be read is
+    reported and left out. Exits 1 when a Service could not get its addresses or a
+    file could not be read.
     """
     from allocator.manifests import allocate_manifests
 
@@ -549,6 +538,8 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
     except LbrouteError as exc:
         _fail(str(exc))
         return
+    for error in result.errors:
+        click.echo(f"error: {error}", err=True)
     for problem in result.problems:
         click.echo(problem, err=True)
     verb = "would assign" if dry_run else "assigned"
@@ -568,5 +559,5 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
         click.echo(f"error: {failure}", err=True)
     for path in result.written:
         click.echo(f"{'would write' if dry_run else 'wrote'} {path}")
-    if result.allocation.failures:
+    if result.allocation.failures or result.errors:
         sys.exit(1)

@@ -76,11 +76,11 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
         out["lastApply"] = last
     peers: dict[str, JSON] = {}
     for s in st.sessions:
-        protocol = _SESSION_PROTOCOLS.get(str(s.get("protocol")))
+        protocol = _SESSION_PROTOCOLS.get(s.protocol)
         if protocol is None:  # BFD: a property of the sessions above, not a peer
             continue
-        peer: JSON = {"name": str(s["name"]), "protocol": protocol, "state": str(s["state"])}
-        m = _ISO.match(str(s.get("since") or ""))
+        peer: JSON = {"name": s.name, "protocol": protocol, "state": s.state}
+        m = _ISO.match(s.since)
         if m:
             peer["since"] = f"{m.group(1)}T{m.group(2)}Z"
         peers.setdefault(peer["name"], peer)
@@ -148,6 +148,7 @@ class KubeReporter:
             on_dropped_event=on_dropped_event,
         )
         self.retry = retry
+        self._on_failure: Callable[[], None] = lambda: None
         self._cond = threading.Condition()
         self._latest: Report | None = None
         self._stop = threading.Event()
@@ -163,7 +164,11 @@ class KubeReporter:
 
     # -- the thread -----------------------------------------------------------------
 
-    def start(self) -> KubeReporter:
+    def start(self, on_failure: Callable[[], None]) -> KubeReporter:
+        """Publish from a thread of the reporter's own until :meth:`stop`. Should that
+        thread fail unexpectedly (a bug, or input no code path expected), it logs why
+        and calls ``on_failure`` (the agent stops: it must not run on unreported)."""
+        self._on_failure = on_failure
         self._thread.start()
         return self
 
@@ -194,6 +199,10 @@ class KubeReporter:
                     if self._latest is None:
                         self._latest = report
                 self._stop.wait(self.retry)
+            except Exception:
+                log.exception("publishing the node's status failed")
+                self._on_failure()
+                return
 
     # -- one report -----------------------------------------------------------------
 

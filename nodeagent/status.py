@@ -21,34 +21,80 @@ from lbroute.model.errors import ObjectRef, Problem
 
 @dataclass(kw_only=True)
 class LastApply:
+    """The last attempt to make a configuration the router's running one."""
+
     time: str = ""
+    """When it ended (UTC, ``2026-11-28T01:12:09Z``)."""
     result: str = ""
     """Applied, Unchanged or Failed (the NodeState enum)."""
     error: str = ""
+    """The router's own message when it failed."""
     duration: float = 0.0
+    """Seconds it took."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Announced:
+    """One address on kube-lb0, and what it is for."""
+
+    address: str
+    """The address with its prefix length: ``192.0.2.7/24``."""
+    group: str
+    """The ServiceGroup that announces it: ``namespace/name``."""
+    services: tuple[str, ...] = ()
+    """The Services it serves: ``namespace/name`` each."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SessionState:
+    """One routing session or adjacency, as the router last reported it."""
+
+    name: str
+    """The router's name for it (a BIRD protocol, an FRR neighbor)."""
+    protocol: str
+    """``bgp``, ``ospf``, ``ospf6``, ``rip``, ``ripng``, ``isis`` or ``bfd``."""
+    state: str
+    """As the router prints it: ``Established``, ``Full``, ``up``..."""
+    since: str = ""
+    """Uptime or time of the last state change, as the router prints it."""
 
 
 @dataclass(kw_only=True)
 class Status:
+    """The status document: what ``lbroute status`` prints, as JSON in the status file."""
+
     node: str
     router: str = ""
     mode: str = ""
     config_hash: str = ""
+    """The first 16 hex digits of the SHA-256 of the configuration the router runs."""
     last_apply: LastApply = field(default_factory=LastApply)
-    announced: list[dict[str, Any]] = field(default_factory=list)
-    """[{address: '192.0.2.7/24', group: 'ns/name', services: ['ns/name', ...]}]"""
-    sessions: list[dict[str, str]] = field(default_factory=list)
+    announced: list[Announced] = field(default_factory=list)
+    sessions: list[SessionState] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    """What is wrong with the objects or on this node, one line each."""
     updated: str = ""
+    """When the document was written (UTC)."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Status:
+        """The document ``text``; ValueError or TypeError when it is not one."""
         data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         data["last_apply"] = LastApply(**data.get("last_apply", {}))
+        data["announced"] = [_announced(a) for a in data.get("announced", [])]
+        data["sessions"] = [SessionState(**dict(s)) for s in data.get("sessions", [])]
         return cls(**data)
+
+
+def _announced(entry: Any) -> Announced:
+    fields = dict(entry)
+    fields["services"] = tuple(fields.get("services", ()))
+    return Announced(**fields)
 
 
 @dataclass(frozen=True, kw_only=True)

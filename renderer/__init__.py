@@ -2,8 +2,11 @@
 
 Pure by design: it never touches files, clocks, the network, Kubernetes or netlink.
 The objects it renders come from :mod:`lbroute.model`; :mod:`renderer.view` turns them
-into one node's view, :mod:`renderer.templating` holds the template sets and the
-sandbox, and :mod:`renderer.render` joins the two.
+into one node's view (passwords and keys as :mod:`renderer.secret` values),
+:mod:`renderer.templating` holds the template sets and renders one, in the
+environments of :mod:`renderer.sandbox` (user templates metered by
+:mod:`renderer.budget`), printing through the checks of :mod:`renderer.printing`;
+:mod:`renderer.render` joins the view and the templates.
 """
 
 from renderer.render import render, render_view

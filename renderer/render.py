@@ -26,7 +26,23 @@ def render_view(view: NodeView, templates: TemplateSet | None = None) -> str:
         raise ValueError(f"{templates.router} templates cannot render a {view.router} view")
     entry = ENTRY[view.router] if view.mode is Mode.MANAGED else INCLUDE_ENTRY[view.router]
     context = {"view": view, "ipv4": Family.IPV4, "ipv6": Family.IPV6}
-    return render_template(templates, entry, context)
+    return render_template(templates, entry, context, scale=view_scale(view))
+
+
+def view_scale(view: NodeView) -> int:
+    """How many items the view holds (groups, prefixes, neighbors, interfaces, filter
+    entries): what a user template's budget grows with."""
+    exports = [e for n in view.bgp for e in n.exports]
+    exports += [o.export for o in view.ospf] + [r.export for r in view.rip]
+    exports += list(view.isis.exports) if view.isis is not None else []
+    return (
+        sum(1 + len(g.prefixes.get(f, ())) for g in view.groups for f in Family)
+        + sum(1 + len(e.groups) for e in exports)
+        + sum(len(o.interfaces) for o in view.ospf)
+        + sum(len(r.interfaces) for r in view.rip)
+        + (len(view.isis.interfaces) if view.isis is not None else 0)
+        + len(view.bgp)
+    )
 
 
 def render(

@@ -1,43 +1,51 @@
-"""Template sets and the sandboxed Jinja environment that renders them.
+"""Template sets, where they are read from, and rendering one with every check on.
 
 A :class:`TemplateSet` is plain data: template name -> source text, plus where each
 came from (for error messages). The built-in set ships in ``templates/bird`` and
 ``templates/frr`` (installed as the renderer's package data: ``renderer/templates`` is a
-link to the repository's ``templates/`` folder); a user's directory (kept in Git)
-overrides any file by name.
-Loading files happens in :func:`load_template_set`, outside :func:`render_view`.
+link to the repository's ``templates/`` folder); a user's directory (kept in Git, or a
+mounted ConfigMap) overrides any file by name.
+Loading files happens in :func:`load_template_set`, outside :func:`render_template`:
+only regular files of at most :data:`MAX_TEMPLATE_BYTES`, and a link only when it
+resolves inside the templates directory (a ConfigMap volume's ``..data`` links do), so
+a link to ``/etc/passwd`` or a service-account token is refused, naming the file.
 
-Every template, built-in or user, runs in an immutable sandbox with StrictUndefined,
-and every value it prints passes :func:`_finalize`: only integers, IP addresses,
-networks and strings made of characters that are inert in BIRD and FRR syntax can
-reach the output. A template can therefore neither run code nor print a value that
-adds a statement, whatever a CR contains.
+:func:`render_template` renders the built-in set in :class:`~renderer.sandbox.
+TrustedEnvironment` and any set with a user template in the metered sandbox
+(:mod:`renderer.sandbox`, :mod:`renderer.budget`); both print through
+:mod:`renderer.printing`. A template can neither run code nor print a value that adds
+a statement, whatever a CR contains, nor print a secret outside its password line, and
+whatever it does ends, within its budget, as a string or a RenderError naming the
+template file and line.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import re
+import os
+import stat
 import traceback
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.runtime
-import jinja2.sandbox
-from jinja2.exceptions import SecurityError
 
 from lbroute.model.api import Router
-from lbroute.model.errors import RenderError
+from lbroute.model.errors import RenderError, escape, quote
+from renderer.budget import Budget
+from renderer.printing import Printer, current_template_line
+from renderer.sandbox import SandboxedEnvironment, TrustedEnvironment
 
 ENTRY = {Router.BIRD: "bird.conf.j2", Router.FRR: "frr.conf.j2"}
 INCLUDE_ENTRY = {Router.BIRD: "include.conf.j2", Router.FRR: "include.conf.j2"}
 
-# What a printed string may contain: names, numbers, addresses, passwords (which are
-# validated against a narrower set), never whitespace, quotes, braces, ';' or '#'.
-_INERT = re.compile(r"[A-Za-z0-9_.:/\-+=@%^*!~,()\[\]<>?&$|]*")
+MAX_TEMPLATE_BYTES = 1 << 20
+"""The largest template file read from a user's directory."""
+
+_MESSAGE_LIMIT = 400
+"""How much of an error's own text a RenderError repeats."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,132 +87,137 @@ def load_template_set(router: Router, user_dir: Path | None = None) -> TemplateS
         return base
     if not user_dir.is_dir():
         raise RenderError(f"templates directory {user_dir} does not exist")
+    root = user_dir.resolve()
     sub = user_dir / router.value
     directory = sub if sub.is_dir() else user_dir
     sources = dict(base.sources)
     origins = dict(base.origins)
     for path in sorted(directory.glob("*.j2")):
-        try:
-            sources[path.name] = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RenderError(f"cannot read template: {exc}", template=str(path)) from exc
+        sources[path.name] = _read_template(path, root)
         origins[path.name] = str(path)
     return TemplateSet(
         router=router, sources=tuple(sorted(sources.items())), origins=tuple(origins.items())
     )
 
 
-class _Rendered(str):
-    """Output of a template macro: template text whose values were each finalized."""
-
-
-class _Environment(jinja2.sandbox.ImmutableSandboxedEnvironment):
-    """For user templates: no code, no mutation, no private attributes."""
-
-    def call(self, context: Any, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        result = super().call(context, obj, *args, **kwargs)
-        if isinstance(obj, jinja2.runtime.Macro) and isinstance(result, str):
-            return _Rendered(result)
-        return result
-
-
-class _TrustedContext(jinja2.runtime.Context):
-    def call(self, obj: Any, /, *args: Any, **kwargs: Any) -> Any:
-        result = super().call(obj, *args, **kwargs)
-        if isinstance(obj, jinja2.runtime.Macro) and isinstance(result, str):
-            return _Rendered(result)
-        return result
-
-
-class _TrustedEnvironment(jinja2.Environment):
-    """For lbroute's own templates: the sandbox's attribute checks cost about half of
-    the render time, and these templates are part of the code."""
-
-    context_class = _TrustedContext
-
-
-def _finalize(value: Any) -> Any:
-    if isinstance(value, jinja2.Undefined):
-        value._fail_with_undefined_error()
-    if isinstance(value, _Rendered):
-        return value
-    if isinstance(value, bool) or value is None:
-        raise _UnsafeValue(f"refusing to print {value!r}; print a field's value, not a test")
-    if isinstance(value, int):
-        return value
-    if isinstance(
-        value,
-        ipaddress.IPv4Address
-        | ipaddress.IPv6Address
-        | ipaddress.IPv4Network
-        | ipaddress.IPv6Network,
-    ):
-        value = str(value)
-    if isinstance(value, str):
-        if not _INERT.fullmatch(value):
-            raise _UnsafeValue(
-                f"refusing to print {value!r}: it contains characters that "
-                "could change the configuration's structure"
-            )
-        return value
-    raise _UnsafeValue(f"refusing to print a {type(value).__name__}; print one of its fields")
-
-
-class _UnsafeValue(Exception):
-    pass
-
-
-def _source(templates: TemplateSet, name: str) -> tuple[str, str, Any] | None:
-    # The template's name doubles as its file name, so tracebacks point at it.
-    source = dict(templates.sources).get(name)
-    return None if source is None else (source, name, lambda: True)
-
-
-def _environment(templates: TemplateSet) -> jinja2.Environment:
-    cls = _TrustedEnvironment if templates.trusted else _Environment
-    env = cls(
-        loader=jinja2.FunctionLoader(lambda name: _source(templates, name)),
-        undefined=jinja2.StrictUndefined,
-        finalize=_finalize,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        auto_reload=False,
-    )
-    return env
-
-
-def render_template(templates: TemplateSet, entry: str, context: dict[str, Any]) -> str:
-    """Render ``entry`` of ``templates``. Any failure is a RenderError naming the
-    template file and line."""
-    env = _environment(templates)
+def _read_template(path: Path, root: Path) -> str:
+    """The text of the template file ``path``: a regular file inside ``root`` (after
+    following links), at most MAX_TEMPLATE_BYTES of UTF-8."""
     try:
-        template = env.get_template(entry)
-        return template.render(context)
+        target = path.resolve(strict=True)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a loop of links
+        raise RenderError(f"cannot read template: {exc}", template=str(path)) from exc
+    if not target.is_relative_to(root):
+        raise RenderError(
+            f"is a link to {quote(str(target), 300)}, outside the templates directory {root}; "
+            "a template may only link to a file inside that directory",
+            template=str(path),
+        )
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            mode = os.fstat(file.fileno()).st_mode
+            if not stat.S_ISREG(mode):
+                raise RenderError("is not a regular file", template=str(path))
+            data = file.read(MAX_TEMPLATE_BYTES + 1)
+        if len(data) > MAX_TEMPLATE_BYTES:
+            raise RenderError(
+                f"is larger than {MAX_TEMPLATE_BYTES // 1024} KiB", template=str(path)
+            )
+        return data.decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RenderError(f"cannot read template: {exc}", template=str(path)) from exc
+
+
+class _Loader(jinja2.BaseLoader):
+    """Serves a TemplateSet's sources; a template that fails to compile for any reason
+    but its syntax (nested too deeply for the parser) is reported as itself."""
+
+    def __init__(self, templates: TemplateSet) -> None:
+        self._sources = dict(templates.sources)
+
+    def get_source(self, environment: jinja2.Environment, name: str) -> tuple[str, str, Any]:
+        if name not in self._sources:
+            raise jinja2.TemplateNotFound(name)
+        # The template's name doubles as its file name, so tracebacks point at it.
+        return self._sources[name], name, lambda: True
+
+    def load(
+        self,
+        environment: jinja2.Environment,
+        name: str,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        try:
+            return super().load(environment, name, globals)
+        except (jinja2.TemplateSyntaxError, jinja2.TemplateNotFound):
+            raise
+        except Exception as exc:
+            raise _Uncompilable(name) from exc
+
+
+class _Uncompilable(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def render_template(
+    templates: TemplateSet, entry: str, context: dict[str, Any], *, scale: int = 0
+) -> str:
+    """Render ``entry`` of ``templates``; a user set gets the budget of a view of
+    ``scale`` items (:meth:`~renderer.budget.Budget.for_scale`). Any failure, whatever
+    the templates do, is a RenderError naming the template file and line."""
+    names = frozenset(name for name, _ in templates.sources)
+    budget = None if templates.trusted else Budget.for_scale(scale)
+    printer = Printer(budget, lambda: current_template_line(names, env))
+    loader = _Loader(templates)
+    env: jinja2.Environment
+    if budget is None:
+        env = TrustedEnvironment(loader, printer)
+    else:
+        env = SandboxedEnvironment(loader, printer, budget)
+    try:
+        text = env.get_template(entry).render(context)
     except jinja2.TemplateSyntaxError as exc:
         name = exc.name or entry
         raise RenderError(
-            exc.message or "syntax error", template=templates.origin(name), line=exc.lineno
+            escape(exc.message or "syntax error", _MESSAGE_LIMIT),
+            template=templates.origin(name),
+            line=exc.lineno,
         ) from exc
+    except _Uncompilable as exc:
+        cause = exc.__cause__
+        assert isinstance(cause, Exception)
+        message = (
+            "nested too deeply to compile"
+            if isinstance(cause, RecursionError)
+            else _describe(cause)
+        )
+        raise RenderError(message, template=templates.origin(exc.name)) from cause
     except jinja2.TemplateNotFound as exc:
         frame, line = _template_frame(exc, templates)
         raise RenderError(
-            f"template {exc.name} not found", template=templates.origin(frame or entry), line=line
+            f"template {quote(exc.name)} not found",
+            template=templates.origin(frame or entry),
+            line=line,
         ) from exc
-    except (
-        jinja2.UndefinedError,
-        SecurityError,
-        _UnsafeValue,
-        TypeError,
-        ValueError,
-        ArithmeticError,
-        LookupError,
-        AttributeError,
-    ) as exc:
+    except Exception as exc:
         frame, line = _template_frame(exc, templates)
-        message = str(exc) or type(exc).__name__
-        raise RenderError(message, template=templates.origin(frame or entry), line=line) from exc
+        raise RenderError(
+            _describe(exc), template=templates.origin(frame or entry), line=line
+        ) from exc
+    return printer.place_secrets(text, templates.origin)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return (
+            "templates nested too deeply: a macro, include or block that calls itself without end?"
+        )
+    if isinstance(exc, MemoryError):
+        return "out of memory while rendering"
+    return escape(str(exc) or type(exc).__name__, _MESSAGE_LIMIT)
 
 
 def _template_frame(exc: BaseException, templates: TemplateSet) -> tuple[str | None, int | None]:

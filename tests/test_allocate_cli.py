@@ -158,3 +158,77 @@ def test_the_allocator_says_when_it_cannot_load_its_configuration(tmp_path: Path
     assert result.stderr.startswith(
         f"error: cannot load the Kubernetes configuration from {kubeconfig}"
     )
+
+
+CONFIGMAP = """\
+# settings shared by the team: keep this document as it is
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: default}
+data:
+  defaults: &defaults {colour: blue,   size: 3}   # odd spacing, kept
+  copy: *defaults
+"""
+
+
+def test_only_changed_service_documents_are_rewritten_in_a_yaml_1_1_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "groups.yaml").write_text(GROUPS)
+    text = "%YAML 1.1\n---\n" + CONFIGMAP + "---\n" + WEB + "# after the web front end\n"
+    text += "--- # the last one\n" + KEEP
+    (tmp_path / "services.yaml").write_text(text)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "services.yaml").read_text()
+    head = "%YAML 1.1\n---\n" + CONFIGMAP + "---\n# the web front end\n"
+    assert written.startswith(head), "directive, comments and the ConfigMap stay as they were"
+    assert written.endswith("# after the web front end\n--- # the last one\n" + KEEP)
+    web = written[len(head) : written.index("# after the web front end")]
+    assert web.startswith("apiVersion: v1\nkind: Service\n")
+    assert ingress(tmp_path / "services.yaml")["web"] == ["192.0.2.2", "2001:db8::1"]
+
+
+def test_a_symlinked_manifest_stays_a_link_and_its_target_is_written(tmp_path: Path) -> None:
+    (tmp_path / "groups.yaml").write_text(GROUPS)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "web.yaml"
+    target.write_text(WEB)
+    target.chmod(0o640)
+    (tmp_path / "services.yaml").symlink_to("real/web.yaml")
+    result = CliRunner().invoke(main, ["allocate", "-f", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "services.yaml").is_symlink()
+    assert (tmp_path / "services.yaml").readlink() == Path("real/web.yaml")
+    assert ingress(target)["web"] == ["192.0.2.1", "2001:db8::1"]
+    assert target.stat().st_mode & 0o777 == 0o640
+
+
+def test_line_endings_and_a_byte_order_mark_stay(tmp_path: Path) -> None:
+    (tmp_path / "groups.yaml").write_text(GROUPS)
+    original = ("\ufeff" + OTHER + "---\n" + WEB).replace("\n", "\r\n").encode()
+    (tmp_path / "services.yaml").write_bytes(original)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = (tmp_path / "services.yaml").read_bytes()
+    unchanged = original[: original.index(b"# the web front end")]
+    assert written.startswith(unchanged + b"# the web front end\r\napiVersion: v1\r\n")
+    assert b"\n" not in written.replace(b"\r\n", b"")
+    assert ingress(tmp_path / "services.yaml")["web"] == ["192.0.2.1", "2001:db8::1"]
+
+
+def test_a_bad_file_is_reported_and_the_others_are_still_allocated(tmp_path: Path) -> None:
+    d = tree(tmp_path, WEB)
+    (d / "junk.yaml").write_bytes(b"\xff\xfe junk")
+    (d / "listed.yaml").write_text("- " + OTHER.replace("\n", "\n  "))
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert result.stderr == (
+        f"error: {d / 'junk.yaml'}:1: not UTF-8 text (byte 0xff at offset 0)\n"
+        f"error: {d / 'listed.yaml'}:1: the document is a list, not an object; each object "
+        "needs a document of its own (separated by ---) or to be an item of a kind: List\n"
+    )
+    assert "default/web: assigned 192.0.2.1, 2001:db8::1 from public" in result.stdout
+    assert ingress(d / "services.yaml")["web"] == ["192.0.2.1", "2001:db8::1"]
+    assert (d / "junk.yaml").read_bytes() == b"\xff\xfe junk", "a bad file is never written"

@@ -1118,8 +1118,8 @@ def test_overlapping_pools_of_two_groups_skip_the_later_one() -> None:
 def test_pools_of_different_families_never_overlap() -> None:
     model = api.load(
         [
-            service_group(pools({"cidr": "0.0.0.0/0"}), name="all-v4"),
-            service_group(pools({"cidr": "::/0"}), name="all-v6"),
+            service_group(pools({"cidr": "192.0.2.0/24"}), name="all-v4"),
+            service_group(pools({"cidr": "2001:db8::/32"}), name="all-v6"),
         ]
     )
     assert (names(model)["groups"], model.problems) == (["all-v4", "all-v6"], ())

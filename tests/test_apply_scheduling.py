@@ -1,4 +1,5 @@
-"""When the agent applies a router configuration.
+"""When the agent applies a router configuration (nodeagent.scheduler), and when it
+programs the addresses only IS-IS announces (nodeagent.pacing).
 
 Bursts of configuration changes are coalesced: the agent applies a new router
 configuration once no newer one arrived for ``settle`` seconds, and at the latest
@@ -6,11 +7,13 @@ configuration once no newer one arrived for ``settle`` seconds, and at the lates
 
 An apply that failed for another reason than the parser rejecting the text (the router
 not answering yet, a reload that did not take) is retried with backoff, a bounded number
-of times; a rejected text is not retried until the input changes.
+of times; a rejected text is not retried until the input changes. Coming back to the
+text the router runs applies nothing; a router restart applies the newest text again.
 
-The router here is a recorder of what it was asked to apply: these tests are about the
-agent's scheduling, which no daemon can observe directly (the namespace tests cover
-the real daemons).
+The schedule is driven as the agent drives it (offer, take what is due, apply, report
+the outcome) with a clock of the test's own, against a router that records what it was
+asked to apply: the agent's scheduling is not something a daemon can observe directly
+(the namespace tests cover the real daemons).
 
 Addresses that only IS-IS announces reach kube-lb0 at most every ``isis_pace`` seconds
 (the first change at once), every other address at once.
@@ -19,15 +22,22 @@ Addresses that only IS-IS announces reach kube-lb0 at most every ``isis_pace`` s
 from __future__ import annotations
 
 import ipaddress
-import time
-from pathlib import Path
+import logging
 
-from lbroute.kube.directory import Snapshot
+import pytest
+
 from lbroute.model import api
 from lbroute.model.errors import ObjectRef
-from nodeagent.agent import Agent, AgentSettings, Pacer, isis_only
 from nodeagent.desired import Announcement, DesiredState
-from nodeagent.routers import ApplyResult, Session
+from nodeagent.pacing import Pacer, isis_only
+from nodeagent.routers import ApplyResult
+from nodeagent.scheduler import ApplySchedule, Offer
+from nodeagent.settings import ApplyTiming
+
+INF = float("inf")
+OK = ApplyResult(ok=True)
+DOWN = ApplyResult(ok=False, error="birdc: Unable to connect to server control socket")
+REJECTED = ApplyResult(ok=False, error="bird -p: syntax error, line 3", rejected=True)
 
 
 class RecordingRouter:
@@ -40,130 +50,214 @@ class RecordingRouter:
         self.applied.append(text)
         return self.outcomes.pop(0) if self.outcomes else ApplyResult(ok=True)
 
-    def is_current(self, text: str) -> bool:
-        return False
 
-    def generation(self) -> str | None:
-        return "1"
-
-    def sessions(self) -> list[Session]:
-        return []
-
-
-class NoSource:
-    def snapshots(self, stop: object) -> list[Snapshot]:
-        return []
-
-
-def agent(
-    tmp_path: Path, settle: float = 0.2, max_delay: float = 2.0, *outcomes: ApplyResult
-) -> tuple[Agent, RecordingRouter]:
-    settings = AgentSettings(
-        node="node-a",
-        settle=settle,
-        max_delay=max_delay,
-        status_file=tmp_path / "s.json",
-        retry_backoff=(1.0, 2.0, 4.0),
+def schedule(settle: float = 0.2, max_delay: float = 2.0) -> ApplySchedule:
+    return ApplySchedule(
+        ApplyTiming(settle=settle, max_delay=max_delay, retry_backoff=(1.0, 2.0, 4.0))
     )
-    a = Agent(settings, NoSource())
-    router = RecordingRouter(*outcomes)
-    a._driver = router
-    return a, router
 
 
-def test_a_burst_of_1000_changes_is_one_apply_of_the_newest(tmp_path: Path) -> None:
-    a, router = agent(tmp_path, settle=0.2, max_delay=2.0)
+def apply_due(s: ApplySchedule, router: RecordingRouter, now: float) -> list[str]:
+    """What the agent's loop does at ``now``: apply whatever is due, report each outcome."""
+    applied: list[str] = []
+    while (text := s.take(now)) is not None:
+        applied.append(text)
+        s.done(text, router.apply(text), now)
+    return applied
+
+
+def applied_now(text: str, router: RecordingRouter, now: float = 0.0) -> ApplySchedule:
+    """A schedule whose router runs ``text`` since ``now``."""
+    s = schedule()
+    s.offer(text, now)
+    assert apply_due(s, router, s.due()) == [text]
+    return s
+
+
+# -- coalescing -----------------------------------------------------------------------
+
+
+def test_a_burst_of_1000_changes_is_one_apply_of_the_newest() -> None:
+    s, router = schedule(settle=0.2, max_delay=2.0), RecordingRouter()
     for i in range(1000):
-        a._offer(f"config {i}\n")
-    assert router.applied == []
-    assert a._apply_due() > time.monotonic()  # still settling
-    a.apply_pending()
+        assert s.offer(f"config {i}\n", now=10.0 + i * 0.0001) is Offer.PENDING
+    last = 10.0 + 999 * 0.0001
+    assert apply_due(s, router, last) == []
+    assert s.due() == pytest.approx(last + 0.2), "still settling"
+    assert apply_due(s, router, s.due()) == ["config 999\n"]
     assert router.applied == ["config 999\n"]
-    a._offer("config 999\n")  # the same text again: nothing pending
-    assert a._apply_due() == float("inf")
+    assert s.offer("config 999\n", now=11.0) is Offer.CURRENT, "the same text again"
+    assert s.pending is None and s.due() == INF
 
 
-def test_a_steady_stream_is_applied_no_later_than_max_delay(tmp_path: Path) -> None:
-    a, _router = agent(tmp_path, settle=10.0, max_delay=0.5)
-    first = time.monotonic()
-    a._offer("config 0\n")
-    a._offer("config 1\n")
-    assert a._apply_due() <= first + 0.5 + 0.05
+def test_a_steady_stream_is_applied_no_later_than_max_delay() -> None:
+    s, router = schedule(settle=10.0, max_delay=0.5), RecordingRouter()
+    first = 100.0
+    for i in range(5):
+        s.offer(f"config {i}\n", now=first + 0.1 * i)
+        assert s.due() == pytest.approx(first + 0.5)
+    assert apply_due(s, router, first + 0.49) == []
+    s.offer("config 5\n", now=first + 0.5)
+    assert apply_due(s, router, first + 0.5) == ["config 5\n"]
 
 
-def test_a_quiet_change_is_applied_after_settle(tmp_path: Path) -> None:
-    a, _router = agent(tmp_path, settle=0.2, max_delay=2.0)
-    before = time.monotonic()
-    a._offer("config\n")
-    assert before + 0.2 <= a._apply_due() <= time.monotonic() + 0.2
+def test_a_quiet_change_is_applied_after_settle() -> None:
+    s, router = schedule(settle=0.2, max_delay=2.0), RecordingRouter()
+    s.offer("config\n", now=5.0)
+    assert s.due() == pytest.approx(5.2)
+    assert apply_due(s, router, 5.19) == []
+    assert apply_due(s, router, 5.2) == ["config\n"]
+    assert s.applied == "config\n" and s.due() == INF
 
 
-DOWN = ApplyResult(ok=False, error="birdc: Unable to connect to server control socket")
-REJECTED = ApplyResult(ok=False, error="bird -p: syntax error, line 3", rejected=True)
+# -- failures and retries ---------------------------------------------------------------
 
 
-def retry_in(a: Agent) -> float:
-    return a._retry_at - time.monotonic()
-
-
-def test_an_apply_the_router_could_not_take_is_retried_with_backoff(tmp_path: Path) -> None:
-    a, router = agent(tmp_path, 0.2, 2.0, DOWN, DOWN)
-    a._offer("config\n")
-    a.apply_pending()
-    assert a.status.last_apply.result == "Failed"
-    assert 0.9 < retry_in(a) <= 1.0
-    a._retry()
+def test_an_apply_the_router_could_not_take_is_retried_with_backoff() -> None:
+    s, router = schedule(), RecordingRouter(DOWN, DOWN)
+    s.offer("config\n", now=0.0)
+    assert apply_due(s, router, 0.2) == ["config\n"]
+    assert s.failed == "config\n" and s.applied is None
+    assert s.retry_at == pytest.approx(1.2) and s.due() == s.retry_at
+    assert apply_due(s, router, 1.1) == []
+    assert apply_due(s, router, 1.2) == ["config\n"]
     assert router.applied == ["config\n"] * 2
-    assert 1.9 < retry_in(a) <= 2.0, "the second wait is longer"
-    a._retry()
+    assert s.retry_at == pytest.approx(3.2), "the second wait is longer"
+    assert apply_due(s, router, 3.2) == ["config\n"]
     assert router.applied == ["config\n"] * 3
-    assert a.status.last_apply.result == "Applied"
-    assert a._retry_at == float("inf")
-    assert a.status.config_hash, "the configuration now runs"
+    assert s.applied == "config\n" and s.failed is None, "the configuration now runs"
+    assert s.retry_at == INF and s.retries == 0
 
 
-def test_retries_stop_after_the_last_backoff_step(tmp_path: Path) -> None:
-    a, router = agent(tmp_path, 0.2, 2.0, *[DOWN] * 10)
-    a._offer("config\n")
-    a.apply_pending()
+def test_retries_stop_after_the_last_backoff_step(caplog: pytest.LogCaptureFixture) -> None:
+    s, router = schedule(), RecordingRouter(*[DOWN] * 10)
+    s.offer("config\n", now=0.0)
+    now = s.due()
+    apply_due(s, router, now)
     for _ in range(3):
-        assert retry_in(a) < float("inf")
-        a._retry()
+        assert s.retry_at < INF
+        now = s.retry_at
+        apply_due(s, router, now)
     assert len(router.applied) == 4
-    assert a._retry_at == float("inf"), "gave up: waits for a change or a router restart"
-    a._offer("config\n")  # the same input again changes nothing
-    assert a._pending is None and a._retry_at == float("inf")
-    a._offer("config 2\n")  # a new one is applied as usual
-    a.apply_pending()
+    assert s.retry_at == INF, "gave up: waits for a change or a router restart"
+    assert "giving up after 4 attempts; waiting for a change" in caplog.text
+    assert s.offer("config\n", now + 1) is Offer.FAILED_BEFORE, "the same input changes nothing"
+    assert s.pending is None and s.retry_at == INF
+    assert s.offer("config 2\n", now + 2) is Offer.PENDING, "a new one is applied as usual"
+    assert apply_due(s, router, s.due()) == ["config 2\n"]
     assert router.applied[-1] == "config 2\n"
 
 
-def test_a_rejected_configuration_is_not_retried(tmp_path: Path) -> None:
-    a, router = agent(tmp_path, 0.2, 2.0, REJECTED)
-    a._offer("broken\n")
-    a.apply_pending()
-    assert a.status.last_apply.result == "Failed"
-    assert a._retry_at == float("inf")
-    a._offer("broken\n")
-    assert a._pending is None, "the same rejected text is not tried again"
+def test_a_rejected_configuration_is_not_retried() -> None:
+    s, router = schedule(), RecordingRouter(REJECTED)
+    s.offer("broken\n", now=0.0)
+    apply_due(s, router, 0.2)
+    assert s.failed == "broken\n"
+    assert s.retry_at == INF
+    assert s.offer("broken\n", now=1.0) is Offer.FAILED_BEFORE
+    assert s.pending is None, "the same rejected text is not tried again"
+    assert apply_due(s, router, 100.0) == []
     assert router.applied == ["broken\n"]
 
 
-def test_new_input_replaces_a_pending_retry(tmp_path: Path) -> None:
-    a, router = agent(tmp_path, 0.2, 2.0, DOWN)
-    a._offer("old\n")
-    a.apply_pending()
-    assert retry_in(a) < float("inf")
-    a._offer("new\n")
-    assert a._retry_at == float("inf"), "no retry of the old text"
-    a.apply_pending()
+def test_new_input_replaces_a_pending_retry() -> None:
+    s, router = schedule(), RecordingRouter(DOWN)
+    s.offer("old\n", now=0.0)
+    apply_due(s, router, 0.2)
+    assert s.retry_at < INF
+    s.offer("new\n", now=0.5)
+    assert s.retry_at == INF, "no retry of the old text"
+    assert apply_due(s, router, s.due()) == ["new\n"]
     assert router.applied == ["old\n", "new\n"]
+
+
+def test_the_same_text_again_keeps_its_planned_retry() -> None:
+    s, router = schedule(), RecordingRouter(DOWN)
+    s.offer("config\n", now=0.0)
+    apply_due(s, router, 0.2)
+    assert s.offer("config\n", now=0.5) is Offer.FAILED_BEFORE
+    assert s.retry_at == pytest.approx(1.2)
+    assert apply_due(s, router, 1.2) == ["config\n"]
+    assert s.applied == "config\n"
+
+
+def test_back_to_the_running_text_applies_nothing_and_clears_the_failure() -> None:
+    router = RecordingRouter(OK, REJECTED)
+    s = applied_now("good\n", router)
+    s.offer("broken\n", now=1.0)
+    assert apply_due(s, router, s.due()) == ["broken\n"]
+    assert s.failed == "broken\n" and s.applied == "good\n"
+    assert s.offer("good\n", now=2.0) is Offer.RECOVERED, "unchanged: the fix applies nothing"
+    assert s.failed is None and s.pending is None and s.due() == INF
+    assert s.offer("good\n", now=3.0) is Offer.CURRENT
+    assert apply_due(s, router, 100.0) == []
+    assert router.applied == ["good\n", "broken\n"]
+
+
+def test_back_to_the_running_text_while_a_retry_is_planned_cancels_it() -> None:
+    router = RecordingRouter(OK, DOWN)
+    s = applied_now("good\n", router)
+    s.offer("new\n", now=1.0)
+    apply_due(s, router, s.due())
+    assert s.retry_at < INF
+    assert s.offer("good\n", now=1.5) is Offer.RECOVERED
+    assert s.retry_at == INF and s.failed is None
+    assert apply_due(s, router, 100.0) == []
+
+
+# -- a router that runs the text already, or restarted ----------------------------------
+
+
+def test_a_router_that_runs_the_first_text_already_gets_nothing() -> None:
+    s = schedule()
+    assert s.fresh, "nothing known: only the router can tell what it runs"
+    s.adopt("config\n")
+    assert not s.fresh and s.applied == "config\n" and s.due() == INF
+    assert s.offer("config\n", now=1.0) is Offer.CURRENT
+
+
+def test_a_restarted_router_gets_the_running_text_again_at_once() -> None:
+    router = RecordingRouter()
+    s = applied_now("config\n", router)
+    text = s.restarted()
+    assert text == "config\n"
+    assert s.applied is None and s.pending is None
+    s.done(text, router.apply(text), now=5.0)
+    assert s.applied == "config\n"
+    assert router.applied == ["config\n"] * 2
+
+
+def test_a_restart_applies_the_pending_text_rather_than_the_running_one() -> None:
+    router = RecordingRouter()
+    s = applied_now("old\n", router)
+    s.offer("new\n", now=1.0)
+    assert s.restarted() == "new\n"
+    assert s.pending is None and s.due() == INF
+
+
+def test_a_restart_tries_a_failed_text_again_and_drops_its_retry() -> None:
+    s, router = schedule(), RecordingRouter(REJECTED)
+    s.offer("broken\n", now=0.0)
+    apply_due(s, router, 0.2)
+    assert s.restarted() == "broken\n", "the new daemon may take it"
+    assert s.failed is None and s.retry_at == INF
+
+
+def test_a_restart_before_any_text_applies_nothing() -> None:
+    assert schedule().restarted() is None
+
+
+def test_a_retry_is_logged_with_its_delay_and_attempt(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    s, router = schedule(), RecordingRouter(DOWN)
+    s.offer("config\n", now=0.0)
+    apply_due(s, router, 0.2)
+    assert "applying again in 1 s (attempt 2)" in caplog.text
 
 
 # -- pacing the addresses only IS-IS announces ------------------------------------------
 
 A, B, C, D = (ipaddress.ip_interface(f"192.0.2.{i}/32") for i in (1, 2, 3, 4))
-INF = float("inf")
 
 
 def test_the_first_isis_change_is_programmed_at_once_and_the_next_waits() -> None:

@@ -5,11 +5,15 @@ name the object and field (or file and line) without a traceback, that valid obj
 still render when others are invalid, that ``validate`` runs the real router parser
 (``bird -p``, ``vtysh --dryrun``) and shows its verdict, and that user templates are
 sandboxed: Jinja errors, sandbox escapes and values that would add statements are
-refused with the template's file and line.
+refused with the template's file and line. ``agent`` and ``allocator`` check their
+options and name a kubeconfig they cannot load in one line; the CLI itself loads no
+Kubernetes client until one of them starts.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -371,7 +375,8 @@ def test_non_string_yaml_key_is_an_error_not_a_traceback(tmp_path: Path) -> None
     result = run("render", "-f", manifests(tmp_path, NODE, group, TOR), "--node", "n1")
     assert_no_traceback(result)
     assert result.exit_code == 1
-    assert "error: ServiceGroup lbroute/web: spec: field name True is not a string" in result.stderr
+    # `on` is go-yaml's true, a key the API server writes as "true"
+    assert "error: ServiceGroup lbroute/web: spec.true: unknown field" in result.stderr
     assert "error: ServiceGroup lbroute/web: spec.colour: unknown field" in result.stderr
     assert "neighbor 10.0.0.254" in result.stdout
 
@@ -402,3 +407,18 @@ def test_agent_outside_a_cluster_without_kubeconfig_says_so(
     result = CliRunner().invoke(main, ["agent", "--node", "node-a", "--kubernetes"])
     assert result.exit_code == 1, result.output
     assert "the in-cluster service account" in result.output
+
+
+def test_allocator_with_an_unreadable_kubeconfig_says_which_file(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "kubeconfig"
+    result = CliRunner().invoke(main, ["allocator", "--kubeconfig", str(missing)])
+    assert_no_traceback(result)
+    assert result.exit_code == 1, result.output
+    assert f"cannot load the Kubernetes configuration from {missing}" in result.output
+
+
+def test_the_cli_does_not_load_the_kubernetes_client() -> None:
+    """Only the agent and the allocator need it, and import it when they start."""
+    code = "import sys, lbroute.cli; print('kubernetes' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

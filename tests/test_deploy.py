@@ -59,7 +59,7 @@ from kubernetes.client import models as k8s_models
 
 from lbroute.cli import main as cli_main
 from lbroute.model.api import Router
-from nodeagent.agent import DEFAULT_PATHS
+from nodeagent.settings import DEFAULT_PATHS
 from tests.rbac import Permissions, Request, Rule, load_objects, request_attributes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -64,7 +64,9 @@ ALL = _cases()
 
 
 def _render(case: Case) -> tuple[str, api.Mode]:
-    model = api.load(read_manifests([CASES / f"{case.name}.yaml"]))
+    manifests = read_manifests([CASES / f"{case.name}.yaml"])
+    assert manifests.errors == ()
+    model = api.load(manifests.objects)
     assert not model.errors, [str(p) for p in model.errors]
     view = build_view(model, case.router, case.node)
     errors = [str(p) for p in view.problems if p.severity is Severity.ERROR]

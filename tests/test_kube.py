@@ -52,7 +52,7 @@ from lbroute.model.errors import (
 )
 from lbroute.model.vocabulary import ANNOUNCING_ANNOTATION as ANNOUNCING
 from nodeagent.kubereport import KubeReporter
-from nodeagent.status import LastApply, Report, Status
+from nodeagent.status import LastApply, Report, SessionState, Status
 from tests.fakeapi import FakeAPI
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def example() -> list[dict[str, Any]]:
     return docs
 
 
-PASSWORD_PEER = {
+PASSWORD_PEER: dict[str, Any] = {
     "apiVersion": "lbroute.io/v1alpha1",
     "kind": "Peer",
     "metadata": {"name": "secured", "namespace": NS},
@@ -296,9 +296,9 @@ def report(
         config_hash="0123456789abcdef",
         last_apply=LastApply(time="2026-11-28T03:00:00Z", result=result, error=error),
         sessions=[
-            {"name": "lbr_bgp_upstream", "protocol": "bgp", "state": "Established",
-             "since": "2026-11-28 02:59:01"},
-            {"name": "10.0.0.1", "protocol": "bfd", "state": "Up", "since": ""},
+            SessionState(name="lbr_bgp_upstream", protocol="bgp", state="Established",
+                         since="2026-11-28 02:59:01"),
+            SessionState(name="10.0.0.1", protocol="bfd", state="Up", since=""),
         ],
     )  # fmt: skip
     return Report(
@@ -428,7 +428,7 @@ def test_a_conflicting_status_write_is_read_again_not_overwritten(
 ) -> None:
     fake.put("servicegroups", BROKEN, NS)
     original = reporter.custom.get_namespaced_custom_object_status
-    raced = []
+    raced: list[bool] = []
 
     def racing_get(*args: Any, **kwargs: Any) -> Any:
         response = original(*args, **kwargs)
@@ -456,7 +456,7 @@ def test_the_announcing_annotation_lists_each_node_once(
     other = KubeReporter(
         api_client(str(fake.kubeconfig(tmp_path / "kc2"))), node="node-b", namespace=NS
     )
-    here = {local: ("192.0.2.20/32",)}
+    here: dict[ObjectRef, tuple[str, ...]] = {local: ("192.0.2.20/32",)}
     reporter.sync(report(fake, announced=here, local=frozenset({local})))
     other.sync(report(fake, announced=here, local=frozenset({local})))
 
@@ -487,7 +487,7 @@ def test_events_beyond_the_rate_limit_are_counted_not_sent(fake: FakeAPI, tmp_pa
         on_dropped_event=lambda: dropped.append(1),
     )
     limited.sync(report(fake))
-    many = {
+    many: dict[ObjectRef, tuple[str, ...]] = {
         ObjectRef(kind="Service", namespace="default", name=f"svc-{i}"): (f"192.0.2.{i}/24",)
         for i in range(5)
     }
@@ -530,7 +530,9 @@ def test_an_answer_becomes_lbroute_s_error_by_its_status(
     "exc",
     [
         urllib3.exceptions.ProtocolError("connection broken"),
-        urllib3.exceptions.MaxRetryError(None, "/api", "refused"),
+        urllib3.exceptions.MaxRetryError(
+            urllib3.HTTPConnectionPool("127.0.0.1"), "/api", ConnectionRefusedError(111, "refused")
+        ),
         ConnectionResetError(104, "reset"),
         TimeoutError("timed out"),
     ],

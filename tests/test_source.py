@@ -1,11 +1,14 @@
 """The directory source (lbroute.kube.directory.DirectorySource) on real files: after the first
 snapshot only changed files are read again, a broken file keeps its objects and its
-error until fixed, and objects are kept trimmed to what the agent reads."""
+error until fixed, and objects are kept trimmed to what the agent reads. Hostile files
+(an alias bomb, binary junk, deep nesting, duplicate keys, a list for a document) are
+errors of their own that cost nothing else."""
 
 from __future__ import annotations
 
 import os
 import threading
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +221,52 @@ def test_the_watched_source_yields_a_change(tmp_path: Path) -> None:
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+def test_hostile_and_broken_files_are_reported_and_cost_nothing_else(tmp_path: Path) -> None:
+    laughs = ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"] + [
+        f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)
+    ]
+    bomb = "kind: Secret\napiVersion: v1\nmetadata: {name: s, namespace: lbroute}\n"
+    bomb += "\n".join(laughs) + "\nstringData: {p: *a9}\n"
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    write(tmp_path / "b.yaml", service("b", "192.0.2.2"))
+    (tmp_path / "bomb.yaml").write_text(bomb)
+    (tmp_path / "junk.yaml").write_bytes(b"\x80\x81 not text")
+    (tmp_path / "deep.yaml").write_text("kind: Node\nspec: " + "[" * 5000 + "]" * 5000)
+    source = DirectorySource(tmp_path)
+    tracemalloc.start()
+    try:
+        first = source.load()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"{peak} bytes"
+    assert names(first.objects) == ["a", "b"]
+    bombed, deep, junk = sorted(first.errors)
+    assert bombed.startswith(f"{tmp_path / 'bomb.yaml'}:1: refused: its aliases expand it ")
+    assert bombed.endswith("(excessive aliasing, which the Kubernetes API server refuses too)")
+    assert deep == f"{tmp_path / 'deep.yaml'}:2: not valid YAML: exceeded maximum nesting depth"
+    assert junk == f"{tmp_path / 'junk.yaml'}:1: not UTF-8 text (byte 0x80 at offset 0)"
+
+    (tmp_path / "b.yaml").write_text(bomb)  # a good file turned hostile keeps its objects
+    again = source.load()
+    assert names(again.objects) == ["a", "b"]
+    assert f"{tmp_path / 'b.yaml'}:1: refused: " in "\n".join(again.errors)
+    assert "the objects it held before are kept" in "\n".join(again.errors)
+
+
+def test_a_duplicate_key_or_a_list_document_is_an_error_not_a_silent_change(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    assert names(source.load().objects) == ["a"]
+    text = yaml.safe_dump(service("a", "192.0.2.1"))
+    (tmp_path / "a.yaml").write_text(text + "kind: Node\n")
+    duplicated = source.load()
+    assert names(duplicated.objects) == ["a"], "kept, not replaced by the last key's reading"
+    assert "not valid YAML: duplicate key 'kind'" in duplicated.errors[0]
+    (tmp_path / "l.yaml").write_text("- " + text.replace("\n", "\n  "))
+    listed = source.load()
+    assert any("l.yaml:1: the document is a list, not an object" in e for e in listed.errors)

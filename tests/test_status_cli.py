@@ -20,7 +20,7 @@ from click.testing import CliRunner, Result
 from lbroute.cli import main
 from lbroute.kube.serving import Health, serve
 from lbroute.model.files import write_atomic
-from nodeagent.status import LastApply, Metrics, Status
+from nodeagent.status import Announced, LastApply, Metrics, SessionState, Status
 
 
 def _status() -> Status:
@@ -36,21 +36,23 @@ def _status() -> Status:
             duration=0.125,
         ),
         announced=[
-            {
-                "address": "192.0.2.10/24",
-                "group": "lbroute/web",
-                "services": ["default/web-1", "default/web-2"],
-            },
-            {"address": "2001:db8:1::10/64", "group": "lbroute/web", "services": ["default/web-1"]},
+            Announced(
+                address="192.0.2.10/24",
+                group="lbroute/web",
+                services=("default/web-1", "default/web-2"),
+            ),
+            Announced(
+                address="2001:db8:1::10/64", group="lbroute/web", services=("default/web-1",)
+            ),
         ],
         sessions=[
-            {
-                "name": "lbr_bgp_upstream_v4",
-                "protocol": "bgp",
-                "state": "Established",
-                "since": "01:12:13.050",
-            },
-            {"name": "lbr_ospf_v2", "protocol": "ospf", "state": "up", "since": "01:12:09.171"},
+            SessionState(
+                name="lbr_bgp_upstream_v4",
+                protocol="bgp",
+                state="Established",
+                since="01:12:13.050",
+            ),
+            SessionState(name="lbr_ospf_v2", protocol="ospf", state="up", since="01:12:09.171"),
         ],
         problems=["error: ServiceGroup lbroute/broken: spec.pools[1].cidr: not valid"],
         updated="2026-11-28T01:12:20Z",
@@ -76,6 +78,24 @@ def test_json_is_the_status_document(status_file: Path) -> None:
     assert Status.from_json(result.output) == _status()
     assert doc["last_apply"]["result"] == "Failed"
     assert doc["problems"] == ["error: ServiceGroup lbroute/broken: spec.pools[1].cidr: not valid"]
+
+
+def test_the_document_keeps_its_json_shape(tmp_path: Path) -> None:
+    doc = json.loads(_status().to_json())
+    assert doc["announced"][0] == {
+        "address": "192.0.2.10/24",
+        "group": "lbroute/web",
+        "services": ["default/web-1", "default/web-2"],
+    }
+    assert doc["sessions"][1] == {
+        "name": "lbr_ospf_v2",
+        "protocol": "ospf",
+        "state": "up",
+        "since": "01:12:09.171",
+    }
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")  # as another writer would
+    assert Status.from_json(path.read_text(encoding="utf-8")) == _status()
 
 
 def test_table_shows_what_an_operator_looks_for(status_file: Path) -> None:
@@ -115,8 +135,11 @@ def test_a_healthy_node_has_no_error_or_problem_lines(tmp_path: Path) -> None:
         (None, "not found: is the agent running on this node?"),
         ("{not json", "unreadable status"),
         ('{"node": "node-a", "colour": "blue"}', "unreadable status"),
+        ("[]", "unreadable status"),
+        ('{"node": "node-a", "announced": ["192.0.2.1/32"]}', "unreadable status"),
+        ('{"node": "node-a", "sessions": [{"name": "x"}]}', "unreadable status"),
     ],
-    ids=["missing", "not-json", "unknown-field"],
+    ids=["missing", "not-json", "unknown-field", "not-an-object", "bad-address", "bad-session"],
 )
 def test_a_missing_or_unreadable_file_is_one_line_and_exit_1(
     tmp_path: Path, content: str | None, message: str

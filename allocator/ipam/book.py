@@ -66,7 +66,7 @@ class Holding:
         holders = self.holders
         if clashing_with is not None:
             holders = [h for h in holders if h.ports & clashing_with.ports]
-        return ", ".join(f"Service {h.ref.namespace}/{h.ref.name}" for h in holders)
+        return ", ".join(str(h.ref) for h in holders)
 
 
 def ports_text(ports: Iterable[tuple[str, int]]) -> str:

@@ -31,7 +31,7 @@ import watchfiles
 
 from lbroute.kube.trim import trim_object
 from lbroute.model.errors import ManifestError
-from lbroute.model.manifests import manifest_files, parse_manifest_text
+from lbroute.model.manifests import manifest_files, read_manifest_file
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +76,9 @@ class DirectorySource:
 
     def load(self, changed: frozenset[Path] = frozenset()) -> Snapshot:
         """The objects of every file, reading again only the files that changed."""
-        try:
-            files = manifest_files([self.path])
-        except ManifestError as exc:
-            return Snapshot(objects=(), errors=(str(exc),), changed=changed)
+        files, missing = manifest_files([self.path])
+        if missing:
+            return Snapshot(objects=(), errors=tuple(missing), changed=changed)
         named = {Path(os.path.abspath(p)) for p in changed}
         objects: list[dict[str, Any]] = []
         errors: list[str] = []
@@ -99,11 +98,7 @@ class DirectorySource:
         self.reads += 1
         kept = "; the objects it held before are kept" if known.stat is not None else ""
         try:
-            text = file.read_text(encoding="utf-8")
-            known.objects = parse_manifest_text(text, str(file), each=trim_object)
-        except (OSError, UnicodeDecodeError) as exc:
-            known.error = f"{file}: cannot read: {exc}{kept}"
-            return
+            known.objects = read_manifest_file(file, each=trim_object)
         except ManifestError as exc:
             known.error = f"{exc}{kept}"
             return

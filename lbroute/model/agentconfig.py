@@ -26,7 +26,7 @@ from lbroute.model.common import (
     raise_if_failed,
     selector,
 )
-from lbroute.model.errors import ObjectRef
+from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import parse_ip
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, NODE_AGENT
 
@@ -91,7 +91,8 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     for i, item, _ in spec.items("reloadCommand"):
         if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_.,:=@%+/\-]{1,255}", item):
             spec.child("reloadCommand").error(
-                i, f"{item!r} is not valid; expected one argument of letters, digits, _.,:=@%+/-"
+                i,
+                f"{quote(item)} is not valid; expected one argument of letters, digits, _.,:=@%+/-",
             )
         else:
             reload_command.append(item)

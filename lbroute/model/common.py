@@ -5,7 +5,9 @@ mode, how a group is announced, IS-IS level); label selectors are read the Kuber
 way (the empty one matches everything). The envelope is what each parser reads before
 its own spec: the metadata (name, namespace, labels) and the apiVersion, with every
 problem collected on one :class:`~lbroute.model.fields.Reader` so that an object reports
-all its mistakes at once (:func:`raise_if_failed`).
+all its mistakes at once (:func:`raise_if_failed`). Labels, and the labels a selector
+asks for, are checked as the API server checks them; a value YAML read as a boolean or
+a number is an error, never quietly turned into ``'True'``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity
+from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import (
     LABEL_KEY_RE,
-    LABEL_VALUE_RE,
+    LABEL_KEY_VALID,
     NAME_RE,
     IPAddress,
     IPNetwork,
     Reader,
+    label_key_problem,
+    label_value_problem,
+    name_text,
 )
 from lbroute.model.vocabulary import API_VERSION, CORE_KINDS
 
@@ -117,17 +122,21 @@ def selector(r: Reader, key: str) -> LabelSelector:
     labels: list[tuple[str, str]] = []
     ml = s.child("matchLabels")
     for k, v in sorted(ml.data.items(), key=lambda kv: str(kv[0])):
-        if not isinstance(k, str) or not LABEL_KEY_RE.fullmatch(k):
-            ml.error(str(k), "is not a valid label key (prefix/name, letters, digits, '-_.')")
-        elif not isinstance(v, str) or not LABEL_VALUE_RE.fullmatch(v):
-            ml.error(k, f"{v!r} is not a valid label value (up to 63 letters, digits, '-_.')")
+        problem = label_key_problem(k)
+        if problem is not None:
+            ml.error(str(k), problem)
+        elif (problem := label_value_problem(v)) is not None:
+            ml.error(k, problem)
         else:
             labels.append((k, v))
     exprs: list[Requirement] = []
     for _i, item, path in s.items("matchExpressions"):
         e = s.item_reader(item, path)
         e.unknown({"key", "operator", "values"})
-        key_ = e.str_("key", pattern=LABEL_KEY_RE, valid="a label key", required=True)
+        key_ = e.str_("key", pattern=LABEL_KEY_RE, valid=LABEL_KEY_VALID, required=True)
+        if key_ is not None and (problem := label_key_problem(key_)) is not None:
+            e.error("key", problem)
+            key_ = None
         op = e.choice(
             "operator",
             {"In": "In", "NotIn": "NotIn", "Exists": "Exists", "DoesNotExist": "DoesNotExist"},
@@ -136,8 +145,8 @@ def selector(r: Reader, key: str) -> LabelSelector:
             e.error("operator", "is required: one of In, NotIn, Exists, DoesNotExist")
         values: list[str] = []
         for _j, v, vpath in e.items("values"):
-            if not isinstance(v, str) or not LABEL_VALUE_RE.fullmatch(v):
-                e.item_reader({}, vpath).error("", f"{v!r} is not a valid label value")
+            if (problem := label_value_problem(v)) is not None:
+                e.item_reader({}, vpath).error("", problem)
             else:
                 values.append(v)
         if op in ("In", "NotIn") and not values:
@@ -159,9 +168,8 @@ def envelope(
     list); the name, namespace and apiVersion are checked here."""
     meta = obj.get("metadata") if isinstance(obj, Mapping) else None
     meta = meta if isinstance(meta, Mapping) else {}
-    name = meta.get("name")
-    namespace = meta.get("namespace") or ("default" if namespaced else "")
-    ref = ObjectRef(kind=kind, namespace=str(namespace), name=str(name or "<no name>"))
+    namespace = name_text(meta.get("namespace"), "default" if namespaced else "")
+    ref = ObjectRef(kind=kind, namespace=namespace, name=name_text(meta.get("name"), "<no name>"))
     problems: list[Problem] = []
     m = Reader(meta, ref, "metadata", problems)
     m.str_("name", pattern=NAME_RE, valid="a lowercase DNS name", required=True)
@@ -174,22 +182,43 @@ def envelope(
                 severity=Severity.ERROR,
                 ref=ref,
                 path="apiVersion",
-                message=f"{obj.get('apiVersion')!r} is not {want_version}",
+                message=f"{quote(obj.get('apiVersion'))} is not {want_version}",
             )
         )
+    _check_labels(m)
     spec = Reader(obj.get("spec"), ref, "spec", problems)
     if spec_required and obj.get("spec") is None:
         spec.error("", "is required")
     return ref, m, spec
 
 
-def meta_labels(meta: Reader) -> tuple[tuple[str, str], ...]:
-    """``metadata.labels`` as sorted (key, value) pairs."""
-    labels = meta.raw("labels") or {}
+def _check_labels(meta: Reader) -> None:
+    """Each of ``metadata.labels`` as the API server checks it: the key a qualified name,
+    the value a label value and a string."""
+    labels = meta.raw("labels")
+    if labels is None:
+        return
     if not isinstance(labels, Mapping):
         meta.error("labels", "must be an object of label key to value")
+        return
+    r = meta.child("labels")
+    for k, v in labels.items():
+        problem = label_key_problem(k)
+        if problem is None:
+            problem = label_value_problem(v)
+        if problem is not None:
+            r.error(str(k) if isinstance(k, str) else "", problem)
+
+
+def meta_labels(meta: Reader) -> tuple[tuple[str, str], ...]:
+    """``metadata.labels`` as sorted (key, value) pairs; the envelope has checked them, and
+    an object with an invalid one is not used."""
+    labels = meta.raw("labels")
+    if not isinstance(labels, Mapping):
         return ()
-    return tuple(sorted((str(k), str(v)) for k, v in labels.items()))
+    return tuple(
+        sorted((k, v) for k, v in labels.items() if isinstance(k, str) and isinstance(v, str))
+    )
 
 
 def raise_if_failed(r: Reader) -> None:

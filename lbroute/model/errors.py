@@ -24,12 +24,55 @@ again later can succeed.
 
 A :class:`Problem` is one finding about one object: an error (the object is skipped,
 the rest still renders) or a warning (it renders, but probably not as meant).
+
+Input values reach messages only through :func:`quote` (repr-like quoting, cut to a short
+prefix), and an :class:`ObjectRef` or a :class:`Problem` prints with control characters
+escaped, so a name or value holding a newline or a terminal escape cannot fake a line of
+output or repaint the terminal.
 """
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+QUOTE_LIMIT = 64
+"""How many characters of an input value a message shows."""
+
+_NAME_LIMIT = 253
+"""The longest valid object name: a longer one is printed cut."""
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 2, 4, 4, 4
+_REPR.maxset = _REPR.maxfrozenset = _REPR.maxdeque = 4
+_REPR.maxstring = _REPR.maxother = QUOTE_LIMIT
+_REPR.maxlong = 40
+
+
+def quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """An input value as a message shows it: quoted like :func:`repr` (control characters
+    escaped) and cut to its first ``limit`` characters; containers are shown two levels
+    deep and four items wide, so no value costs more than a short line."""
+    if isinstance(value, str | bytes):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value)} characters)"
+    try:
+        return _REPR.repr(value)
+    except ValueError:  # an integer too long to print
+        return f"<an integer of {int(value).bit_length()} bits>"
+
+
+def escape(text: str, limit: int | None = None) -> str:
+    """``text`` with every non-printable character written as its escape (``\\n``,
+    ``\\x1b``, ``\\u202e``), cut to ``limit`` characters when given."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class Severity(StrEnum):
@@ -46,9 +89,10 @@ class ObjectRef:
     name: str
 
     def __str__(self) -> str:
+        name = escape(self.name, _NAME_LIMIT)
         if self.namespace:
-            return f"{self.kind} {self.namespace}/{self.name}"
-        return f"{self.kind} {self.name}"
+            return f"{escape(self.kind)} {escape(self.namespace, _NAME_LIMIT)}/{name}"
+        return f"{escape(self.kind)} {name}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +105,8 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.ref}: {self.path}: " if self.path else f"{self.ref}: "
-        return f"{self.severity}: {where}{self.message}"
+        where = f"{self.ref}: {escape(self.path)}: " if self.path else f"{self.ref}: "
+        return f"{self.severity}: {where}{escape(self.message)}"
 
 
 class LbrouteError(Exception):

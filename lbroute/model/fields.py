@@ -4,6 +4,10 @@ A :class:`Reader` wraps a plain dict (as it comes from YAML or the API) and a pa
 Each accessor returns a typed value or ``None`` and records a problem that names the
 field path and what would be valid. Validation of one object never stops at the first
 problem: the caller raises :class:`~lbroute.model.errors.InvalidObject` once, with all of them.
+What one object can cost is bounded: input values appear in messages only quoted and cut
+(:func:`~lbroute.model.errors.quote`), a field name that is not plain is quoted in the
+path, and an object reports at most :data:`MAX_PROBLEMS` problems (then one saying that
+more were left out), whatever its size.
 The patterns every kind shares (names, labels, interfaces, secrets, addresses) are here too.
 
 Core objects that are read rather than validated (Services, EndpointSlices) use
@@ -17,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.model.errors import ObjectRef, Problem, Severity, escape, quote
 
 T = TypeVar("T")
 
@@ -28,12 +32,27 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # interface names: 1-15 characters, no slash, no whitespace; we are stricter so that a
 # name is inert in both BIRD and FRR syntax.
 INTERFACE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,14}")
-# Kubernetes object names (RFC 1123 subdomain), label keys and values.
+# Kubernetes object names (RFC 1123 subdomain), label keys and values. A label key is a
+# qualified name: an optional prefix (a DNS subdomain of at most 253 characters, checked
+# by :func:`label_key_problem`) and '/', then a name of at most 63 characters.
 NAME_RE = re.compile(r"[a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?")
 LABEL_KEY_RE = re.compile(
-    r"([a-z0-9]([a-z0-9.\-]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?"
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?"
 )
+LABEL_KEY_MAX = 253 + 1 + 63
 LABEL_VALUE_RE = re.compile(r"([A-Za-z0-9]([A-Za-z0-9_.\-]{0,61}[A-Za-z0-9])?)?")
+LABEL_KEY_VALID = (
+    "an optional DNS prefix of up to 253 characters and '/', then a name of up to 63 "
+    "letters, digits, '-', '_' or '.' that starts and ends with a letter or digit"
+)
+LABEL_VALUE_VALID = (
+    "up to 63 letters, digits, '-', '_' or '.' that start and end with a letter or digit, or ''"
+)
+MAX_PROBLEMS = 100
+"""Problems one object reports at most; past them one more says that others were left out."""
+# A field name shown as is in a path; any other is quoted: spec.nodeSelector.matchLabels['a b'].
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-/\[\]]{1,253}")
 # Secrets rendered into a config (BGP, OSPF, RIP passwords): printable ASCII without
 # whitespace, quotes, backslash, braces, semicolon or '#', so they are inert in both syntaxes.
 SECRET_RE = re.compile(r"[A-Za-z0-9!$%&()*+,\-./:<=>?@\[\]^_|~]{1,80}")
@@ -67,17 +86,33 @@ class Reader:
             return f"{self.path}[{key}]"
         if key == "":
             return self.path
+        if not _PLAIN_KEY.fullmatch(key):
+            return f"{self.path}[{quote(key)}]"
         return f"{self.path}.{key}" if self.path else key
 
     def error(self, key: str | int, message: str) -> None:
-        self.problems.append(
-            Problem(severity=Severity.ERROR, ref=self.ref, path=self.at(key), message=message)
-        )
+        self._add(Severity.ERROR, key, message)
 
     def warning(self, key: str | int, message: str) -> None:
-        self.problems.append(
-            Problem(severity=Severity.WARNING, ref=self.ref, path=self.at(key), message=message)
+        self._add(Severity.WARNING, key, message)
+
+    def _add(self, severity: Severity, key: str | int, message: str) -> None:
+        problems = self.problems
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(
+                Problem(severity=severity, ref=self.ref, path=self.at(key), message=message)
+            )
+            return
+        more = Problem(
+            severity=severity,
+            ref=self.ref,
+            path="",
+            message=f"has more problems than the {MAX_PROBLEMS} shown; fix these first",
         )
+        if len(problems) == MAX_PROBLEMS:
+            problems.append(more)
+        elif severity is Severity.ERROR and problems[-1].severity is not Severity.ERROR:
+            problems[-1] = more  # a dropped error still makes the object invalid
 
     @property
     def failed(self) -> bool:
@@ -94,8 +129,8 @@ class Reader:
             if not isinstance(key, str):
                 self.error(
                     "",
-                    f"field name {key!r} is not a string: YAML reads unquoted on/off/yes/no/"
-                    "true/false as booleans and digits as numbers; quote the key",
+                    f"field name {quote(key)} is not a string: YAML reads unquoted on/off/yes/"
+                    "no/true/false as booleans and digits as numbers; quote the key",
                 )
                 continue
             self.error(key, f"unknown field; valid fields here: {', '.join(sorted(known))}")
@@ -139,7 +174,7 @@ class Reader:
             self.error(key, f"must be a string{': ' + valid if valid else ''}, not {_kind(value)}")
             return None
         if pattern is not None and not pattern.fullmatch(value):
-            self.error(key, f"{_show(value)} is not valid; expected {valid}")
+            self.error(key, f"{quote(value)} is not valid; expected {valid}")
             return None
         return value
 
@@ -148,7 +183,7 @@ class Reader:
         if value is None:
             return default
         if not isinstance(value, bool):
-            self.error(key, f"must be true or false, not {_show(value)}")
+            self.error(key, f"must be true or false, not {quote(value)}")
             return default
         return value
 
@@ -162,10 +197,10 @@ class Reader:
                 self.error(key, f"is required: an integer from {lo} to {hi}{unit_text}")
             return None
         if isinstance(value, bool) or not isinstance(value, int):
-            self.error(key, f"must be an integer from {lo} to {hi}{unit_text}, not {_show(value)}")
+            self.error(key, f"must be an integer from {lo} to {hi}{unit_text}, not {quote(value)}")
             return None
         if not lo <= value <= hi:
-            self.error(key, f"{value} is out of range; expected {lo} to {hi}{unit_text}")
+            self.error(key, f"{quote(value)} is out of range; expected {lo} to {hi}{unit_text}")
             return None
         return value
 
@@ -175,11 +210,11 @@ class Reader:
             return default
         valid = ", ".join(str(c) for c in choices)
         if not isinstance(value, str | int) or isinstance(value, bool):
-            self.error(key, f"must be one of {valid}, not {_show(value)}")
+            self.error(key, f"must be one of {valid}, not {quote(value)}")
             return default
         found = choices.get(str(value))
         if found is None:
-            self.error(key, f"{_show(value)} is not valid; expected one of {valid}")
+            self.error(key, f"{quote(value)} is not valid; expected one of {valid}")
             return default
         return found
 
@@ -202,8 +237,8 @@ class Reader:
         except (ValueError, TypeError) as exc:
             text = str(exc)
             quiet = not text or "does not appear" in text or "is not a valid" in text
-            detail = "" if quiet else f" ({text})"
-            self.error(key, f"{_show(value)} is not valid{detail}; expected {valid}")
+            detail = "" if quiet else f" ({escape(text, 120)})"
+            self.error(key, f"{quote(value)} is not valid{detail}; expected {valid}")
             return None
 
     def convert_item(
@@ -261,12 +296,52 @@ def list_at(obj: Mapping[str, Any], key: str) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}.get(
-        type(value), type(value).__name__
+def name_text(value: Any, default: str) -> str:
+    """A name or namespace read from metadata, for an :class:`ObjectRef`: ``default`` when
+    unset, a quoted short form when it is not a string (the object is invalid then)."""
+    if value is None or value == "":
+        return default
+    return value if isinstance(value, str) else quote(value)
+
+
+def label_key_problem(key: Any) -> str | None:
+    """Why ``key`` is not a Kubernetes label key (a qualified name), or None when it is one."""
+    if not isinstance(key, str):
+        return (
+            f"{quote(key)} is not a valid label key: not a string (YAML reads unquoted true/"
+            "false/yes/no/on/off as booleans and digits as numbers); quote the key"
+        )
+    prefix = key.rpartition("/")[0]
+    if len(key) > LABEL_KEY_MAX or len(prefix) > 253 or not LABEL_KEY_RE.fullmatch(key):
+        return f"{quote(key)} is not a valid label key; expected {LABEL_KEY_VALID}"
+    return None
+
+
+def label_value_problem(value: Any) -> str | None:
+    """Why ``value`` is not a Kubernetes label value, or None when it is one. A value YAML
+    read as a boolean or a number is refused, never turned into a string: ``true`` would
+    become ``'True'`` and silently stop matching a selector that says ``'true'``."""
+    if isinstance(value, str):
+        if LABEL_VALUE_RE.fullmatch(value):
+            return None
+        return f"{quote(value)} is not a valid label value; expected {LABEL_VALUE_VALID}"
+    if value is None:
+        return "has no value (null); write '' for an empty label value"
+    if not isinstance(value, bool | int | float):
+        return f"must be a string, not {_kind(value)}"
+    hint = str(value).lower() if isinstance(value, bool) else quote(value)
+    return (
+        f"must be a string, not {_kind(value)}: YAML reads unquoted true/false/yes/no/on/off "
+        f"as booleans and digits as numbers; quote the value ('{hint}')"
     )
 
 
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _kind(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }.get(type(value), type(value).__name__)

@@ -2,29 +2,58 @@
 
 Directories are read recursively (``*.yaml``, ``*.yml``, ``*.json``; hidden files and
 directories left out) in sorted order; multi-document files and ``kind: List`` are
-flattened. A file that is not valid YAML is an error naming the file and line.
+flattened. The YAML is decoded as the API server decodes it, with what a document can
+cost bounded (:mod:`lbroute.model.yamldecode`).
+
+:func:`read_manifests` returns the objects and, apart, one error per path or file that
+could not be read; the other files still count: ``lbroute render``, ``validate`` and
+``allocate`` report the error and go on, and the agent's directory source
+(:mod:`lbroute.kube.directory`) keeps what the file held when it last read. A file is
+read whole or not at all: it is one error, naming the file and line, when it cannot be
+read, is not UTF-8 (a leading byte-order mark is fine), when a document cannot be
+decoded (not YAML, a key twice, too deep, excessive aliasing), or when a document is
+not an object: a list or a scalar at the top (an empty document is fine) or an item of
+a ``kind: List`` that is not an object. Paths and kinds in messages are escaped and
+quoted, so a file name cannot fake a line of output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from lbroute.model.errors import ManifestError
+from lbroute.model.errors import ManifestError, escape, quote
+from lbroute.model.yamldecode import Document, decode_documents
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
-Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-"""libyaml's safe loader where PyYAML was built with it (about six times faster); the
-same safe subset of YAML either way."""
+@dataclass(frozen=True, kw_only=True)
+class Manifests:
+    objects: tuple[dict[str, Any], ...]
+    """Every object of the files that could be read, in file order."""
+    errors: tuple[str, ...]
+    """One per path or file that could not be read, naming it (and the line)."""
 
 
-def manifest_files(paths: Iterable[Path]) -> list[Path]:
+def read_manifests(paths: Iterable[Path]) -> Manifests:
+    """The objects in ``paths`` (files or directories) and what could not be read."""
+    files, errors = manifest_files(paths)
+    objects: list[dict[str, Any]] = []
+    for file in files:
+        try:
+            objects += read_manifest_file(file)
+        except ManifestError as exc:
+            errors.append(str(exc))
+    return Manifests(objects=tuple(objects), errors=tuple(errors))
+
+
+def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """The manifest files in ``paths``, and an error for each path that is not there."""
     files: list[Path] = []
+    missing: list[str] = []
     for path in paths:
         if path.is_dir():
             files += sorted(
@@ -35,8 +64,8 @@ def manifest_files(paths: Iterable[Path]) -> list[Path]:
         elif path.is_file():
             files.append(path)
         else:
-            raise ManifestError(f"{path}: no such file or directory")
-    return files
+            missing.append(f"{path_name(path)}: no such file or directory")
+    return files, missing
 
 
 def _hidden(relative: Path) -> bool:
@@ -45,19 +74,33 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def read_manifests(paths: Iterable[Path]) -> list[dict[str, Any]]:
-    """Every object in ``paths``, in file order."""
-    objects: list[dict[str, Any]] = []
-    for file in manifest_files(paths):
-        objects += parse_manifest_text(_read(file), str(file))
-    return objects
+def path_name(path: Path) -> str:
+    """The path as messages print it: a newline or a control character in it escaped,
+    as it would otherwise fake a line of output or reach the terminal."""
+    return escape(str(path))
 
 
-def _read(file: Path) -> str:
+def read_manifest_file(
+    file: Path, *, each: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The objects in one file; raises :class:`ManifestError` if it cannot be read."""
+    return parse_manifest_text(read_text(file), path_name(file), each=each)
+
+
+def read_text(file: Path) -> str:
+    """The file's text as it is (line endings and a byte-order mark kept)."""
     try:
-        return file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(f"{file}: cannot read: {exc}") from exc
+        raw = file.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path_name(file)}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ManifestError(
+            f"{path_name(file)}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start})"
+        ) from exc
 
 
 def parse_manifest_text(
@@ -70,20 +113,46 @@ def parse_manifest_text(
     its document is parsed, so a caller that keeps only part of each object never holds
     the whole file's dicts at once."""
     keep = each or (lambda obj: obj)
-    try:
-        return [keep(obj) for obj in _flatten(yaml.load_all(text, Loader=Loader))]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{origin}:{mark.line + 1}" if mark is not None else origin
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{where}: not valid YAML: {problem}") from exc
+    return [keep(obj) for doc in decode_documents(text, origin) for obj in document_objects(doc)]
 
 
-def _flatten(docs: Iterable[Any]) -> Iterator[dict[str, Any]]:
-    for doc in docs:
-        if not isinstance(doc, dict):
-            continue
-        if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List"):
-            yield from _flatten(doc.get("items") or [])
-        else:
-            yield doc
+def document_objects(document: Document) -> list[dict[str, Any]]:
+    """The objects a document holds, themselves (not copies): the items of a List too.
+    Raises :class:`ManifestError` when it is not an object, or a List's items are not."""
+    data = document.data
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise ManifestError(
+            f"{document.origin}:{document.line}: the document is {_kind(data)}, not an "
+            "object; each object needs a document of its own (separated by ---) or to be "
+            "an item of a kind: List"
+        )
+    return _flatten(data, document)
+
+
+def _flatten(obj: dict[str, Any], document: Document) -> list[dict[str, Any]]:
+    kind = obj.get("kind")
+    if not (isinstance(kind, str) and kind.endswith("List")):
+        return [obj]
+    items = obj.get("items")
+    if items is None:
+        return []
+    where = f"{document.origin}:{document.line}: {quote(kind)}"
+    if not isinstance(items, list):
+        raise ManifestError(f"{where}: items must be a list, not {_kind(items)}")
+    objects: list[dict[str, Any]] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ManifestError(f"{where}: items[{i}] must be an object, not {_kind(item)}")
+        objects += _flatten(item, document)
+    return objects
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return {**names, int: "an integer", float: "a number"}.get(
+        type(value), f"a {type(value).__name__}"
+    )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,7 +30,7 @@ from lbroute.model.common import (
     raise_if_failed,
     selector,
 )
-from lbroute.model.errors import ObjectRef
+from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import INTERFACE_RE, INTERFACE_VALID, IPAddress, Reader
 from lbroute.model.secrets import SecretRef, secret_ref
 from lbroute.model.servicegroup import ServiceGroup
@@ -172,7 +173,7 @@ def _bfd(r: Reader) -> Bfd | None:
         return None
     if not isinstance(r.raw("bfd"), dict):
         r.error("bfd", f"must be an object such as {{}} or {{minRx: 300, minTx: 300}}, not "
-                       f"{r.raw('bfd')!r}")  # fmt: skip
+                       f"{quote(r.raw('bfd'))}")  # fmt: skip
         return None
     b = r.child("bfd")
     b.unknown({"enabled", "minRx", "minTx", "multiplier"})
@@ -272,11 +273,11 @@ def _interfaces(r: Reader, *, objects: bool) -> list[tuple[Reader, str]]:
     for _i, item, path in r.items("interfaces"):
         if objects and not isinstance(item, dict):
             r.item_reader({}, path).error("", f"must be an object such as {{name: eth0}}, not "
-                                              f"{item!r}")  # fmt: skip
+                                              f"{quote(item)}")  # fmt: skip
             continue
         if not objects and not isinstance(item, str):
             r.item_reader({}, path).error("", f"must be an interface name such as eth0, not "
-                                              f"{item!r}")  # fmt: skip
+                                              f"{quote(item)}")  # fmt: skip
             continue
         ir = r.item_reader(item if objects else {"name": item}, path)
         name = ir.interface("name", required=True) if objects else _name_only(ir, item, path)
@@ -285,7 +286,7 @@ def _interfaces(r: Reader, *, objects: bool) -> list[tuple[Reader, str]]:
     if not r.raw("interfaces"):
         r.error("interfaces", "is required: at least one interface (for example eth0)")
     names = [n for _, n in out]
-    for dup in sorted({n for n in names if names.count(n) > 1}):
+    for dup in sorted(n for n, times in Counter(names).items() if times > 1):
         r.error("interfaces", f"interface {dup} is listed more than once")
     return out
 
@@ -293,7 +294,7 @@ def _interfaces(r: Reader, *, objects: bool) -> list[tuple[Reader, str]]:
 def _name_only(r: Reader, item: str, path: str) -> str | None:
     if INTERFACE_RE.fullmatch(item):
         return item
-    r.item_reader({}, path).error("", f"{item!r} is not valid; expected {INTERFACE_VALID}")
+    r.item_reader({}, path).error("", f"{quote(item)} is not valid; expected {INTERFACE_VALID}")
     return None
 
 

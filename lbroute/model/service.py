@@ -9,14 +9,22 @@ everything lbroute acts on: the ServiceGroup it names, its traffic policy, its I
 families, the addresses it requests and its sharing key.
 
 Unusable values are problems naming the Service and the field, never exceptions. Those
-of the request (IP families, family policy, requested addresses) are kept on
-:attr:`Service.problems` for the allocator to report. An ingress entry that is not an IP
-is left out, and reported to a caller that passes a problem list: the agent, which would
+of the request (its name, IP families, family policy, requested addresses, group and
+sharing key) are kept on :attr:`Service.problems` for the allocator to report; the
+allocator then changes nothing for that Service. An ingress entry that is not an IP is
+left out, and reported to a caller that passes a problem list: the agent, which would
 otherwise announce it.
+
+A Service is written by a tenant, so what one costs is bounded whatever it holds: at most
+one problem per field, each value quoted and cut to a short prefix, and a requested-address
+annotation of more than :data:`MAX_REQUESTED` entries refused whole without reading them
+(a Service has at most one address per family). A request with any unusable entry is
+refused whole, never partly applied.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,8 +32,8 @@ from enum import StrEnum
 from typing import Any, Self
 
 from lbroute.model.common import Family
-from lbroute.model.errors import ObjectRef, Problem, Severity
-from lbroute.model.fields import IPAddress, list_at, mapping_at, parse_ip
+from lbroute.model.errors import ObjectRef, Problem, Severity, quote
+from lbroute.model.fields import IPAddress, list_at, mapping_at, name_text, parse_ip
 from lbroute.model.vocabulary import (
     ADDRESSES_ANNOTATION,
     LOADBALANCER_CLASS,
@@ -34,6 +42,16 @@ from lbroute.model.vocabulary import (
 )
 
 _FAMILIES = {"IPv4": Family.IPV4, "IPv6": Family.IPV6}
+_PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+"""What spec.ports[].protocol may be; a port of any other is not read."""
+MAX_REQUESTED = 2
+"""Entries lbroute.io/addresses may name: one address per family."""
+_SEPARATOR = re.compile(r"[\s,]+")
+# Service names are DNS-1035 labels, namespaces DNS-1123 labels.
+_SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_KEY_MAX = 253
+"""The longest service-group or allow-shared-ip annotation value used."""
 
 
 class Policy(StrEnum):
@@ -112,22 +130,32 @@ class Service:
         def error(path: str, message: str) -> None:
             found.append(Problem(severity=Severity.ERROR, ref=ref, path=path, message=message))
 
+        _check_names(meta, error)
         annotations = mapping_at(meta, "annotations")
         families: list[Family] = []
-        for i, value in enumerate(list_at(spec, "ipFamilies")):
-            family = _FAMILIES.get(str(value))
-            if family is None:
-                error(f"spec.ipFamilies[{i}]", f"{value!r} is not valid; expected IPv4 or IPv6")
-            elif family not in families:
+        bad = [
+            (i, value)
+            for i, value in enumerate(list_at(spec, "ipFamilies"))
+            if not isinstance(value, str) or value not in _FAMILIES
+        ]
+        if bad:
+            i, value = bad[0]
+            more = f" ({len(bad) - 1} more entries are not valid either)" if len(bad) > 1 else ""
+            error(
+                f"spec.ipFamilies[{i}]", f"{quote(value)} is not valid; expected IPv4 or IPv6{more}"
+            )
+        for value in list_at(spec, "ipFamilies"):
+            family = _FAMILIES.get(value) if isinstance(value, str) else None
+            if family is not None and family not in families:
                 families.append(family)
         policy = None
         if spec.get("ipFamilyPolicy") is not None:
             try:
-                policy = Policy(str(spec["ipFamilyPolicy"]))
+                policy = Policy(spec["ipFamilyPolicy"])
             except ValueError:
                 error(
                     "spec.ipFamilyPolicy",
-                    f"{spec['ipFamilyPolicy']!r} is not valid; expected one of "
+                    f"{quote(spec['ipFamilyPolicy'])} is not valid; expected one of "
                     + ", ".join(p.value for p in Policy),
                 )
         requested = _requested(annotations, spec, error)
@@ -138,28 +166,31 @@ class Service:
         )
         ports: set[tuple[str, int]] = set()
         for item in list_at(spec, "ports"):
-            if isinstance(item, Mapping) and isinstance(item.get("port"), int):
-                ports.add((str(item.get("protocol") or "TCP"), int(item["port"])))
-        share_key = annotations.get(SHARED_ANNOTATION)
+            if not isinstance(item, Mapping) or not isinstance(item.get("port"), int):
+                continue
+            protocol = item.get("protocol") or "TCP"
+            if isinstance(protocol, str) and protocol in _PROTOCOLS:
+                ports.add((protocol, int(item["port"])))
+        share_key = _key(annotations, SHARED_ANNOTATION, error)
         local = spec.get("externalTrafficPolicy") == "Local"
         scope: tuple[str, ...] = ("Cluster",)
         if local:
             selector = mapping_at(spec, "selector")
             scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
-        group = annotations.get(SERVICE_GROUP_ANNOTATION)
+        group = _key(annotations, SERVICE_GROUP_ANNOTATION, error)
         return cls(
             ref=ref,
             uid=uid,
             created=created,
             ours=True,
             local=local,
-            group=str(group) if group else None,
+            group=group,
             addresses=addresses,
             families=tuple(families),
             policy=policy,
             requested=requested,
             requested_path=requested_path,
-            share_key=str(share_key) if share_key else None,
+            share_key=share_key,
             share_scope=scope,
             ports=frozenset(ports),
             problems=tuple(found),
@@ -183,9 +214,44 @@ def service_ref(obj: Mapping[str, Any]) -> ObjectRef:
 def _ref(meta: Mapping[str, Any]) -> ObjectRef:
     return ObjectRef(
         kind="Service",
-        namespace=str(meta.get("namespace") or "default"),
-        name=str(meta.get("name") or "<no name>"),
+        namespace=name_text(meta.get("namespace"), "default"),
+        name=name_text(meta.get("name"), "<no name>"),
     )
+
+
+def _check_names(meta: Mapping[str, Any], error: Callable[[str, str], None]) -> None:
+    """The name and namespace as the API server has them (a manifest may hold anything)."""
+    name, namespace = meta.get("name"), meta.get("namespace")
+    if name is None or name == "":
+        error("metadata.name", "is required")
+    elif not isinstance(name, str) or not _SERVICE_NAME.fullmatch(name):
+        error(
+            "metadata.name",
+            f"{quote(name)} is not a valid Service name; expected up to 63 lowercase letters, "
+            "digits and '-', starting with a letter and ending with a letter or digit",
+        )
+    if namespace is not None and (
+        not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace)
+    ):
+        error(
+            "metadata.namespace",
+            f"{quote(namespace)} is not a valid namespace; expected up to 63 lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit",
+        )
+
+
+def _key(annotations: Mapping[str, Any], key: str, error: Callable[[str, str], None]) -> str | None:
+    """A name-like annotation (the service group, the sharing key): None when unset."""
+    value = annotations.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > _KEY_MAX or not value.isprintable():
+        error(
+            annotation_path(key),
+            f"{quote(value)} is not valid; expected up to {_KEY_MAX} printable characters",
+        )
+        return None
+    return value
 
 
 def is_ours(obj: Mapping[str, Any], *, default_class: bool) -> bool:
@@ -209,64 +275,99 @@ def ingress_ips(
 ) -> tuple[IPAddress, ...]:
     """The IPs of status.loadBalancer.ingress, in order, each once. Entries that are not
     IPs are left out, and reported in ``problems`` when given."""
-    found: list[IPAddress] = []
+    found: dict[IPAddress, None] = {}
+    bad: list[tuple[int, Any]] = []
     ingress = list_at(mapping_at(mapping_at(obj, "status"), "loadBalancer"), "ingress")
     for i, item in enumerate(ingress):
         ip = item.get("ip") if isinstance(item, Mapping) else None
         if ip is None:
             continue  # hostname-only ingress: nothing to announce
         try:
-            address = parse_ip(ip)
+            found.setdefault(parse_ip(ip))
         except (TypeError, ValueError):
-            if problems is not None:
-                problems.append(
-                    Problem(
-                        severity=Severity.ERROR,
-                        ref=service_ref(obj),
-                        path=f"status.loadBalancer.ingress[{i}].ip",
-                        message=f"{ip!r} is not an IP address; it is not announced",
-                    )
-                )
-            continue
-        if address not in found:
-            found.append(address)
+            bad.append((i, ip))
+    if bad and problems is not None:
+        i, ip = bad[0]
+        more = f" ({len(bad) - 1} more entries are not IP addresses either)" if len(bad) > 1 else ""
+        problems.append(
+            Problem(
+                severity=Severity.ERROR,
+                ref=service_ref(obj),
+                path=f"status.loadBalancer.ingress[{i}].ip",
+                message=f"{quote(ip)} is not an IP address; it is not announced{more}",
+            )
+        )
     return tuple(found)
 
 
 def _requested(
     annotations: Mapping[str, Any], spec: Mapping[str, Any], error: Callable[[str, str], None]
 ) -> tuple[IPAddress, ...]:
+    """The requested addresses: lbroute.io/addresses, else spec.loadBalancerIP. An
+    annotation with any unusable entry is refused whole: () and one problem."""
     text = annotations.get(ADDRESSES_ANNOTATION)
     legacy = spec.get("loadBalancerIP")
-    path = annotation_path(ADDRESSES_ANNOTATION)
-    found: list[IPAddress] = []
+    found: tuple[IPAddress, ...] = ()
     if text:
-        for part in re.split(r"[\s,]+", str(text).strip()):
-            try:
-                address = parse_ip(part)
-            except (TypeError, ValueError):
-                error(
-                    path,
-                    f"{part!r} is not an IP address; expected at most one IPv4 and one IPv6 "
-                    "address, separated by a comma (192.0.2.7,2001:db8::7)",
-                )
-                continue
-            if any(a.version == address.version for a in found):
-                error(path, f"{text!r} names two addresses of one family; at most one of each")
-                continue
-            found.append(address)
-    if legacy:
+        found = _addresses(text, annotation_path(ADDRESSES_ANNOTATION), error)
+    if not legacy:
+        return found
+    path = "spec.loadBalancerIP"
+    try:
+        address = _address(legacy)
+    except ValueError as exc:
+        error(path, f"{quote(legacy)} {exc}")
+        return found
+    if not text:
+        return (address,)
+    if found and address not in found:
+        error(
+            path,
+            f"{address} (deprecated) differs from the {ADDRESSES_ANNOTATION} annotation "
+            f"({', '.join(map(str, found))}); set only the annotation",
+        )
+    return found
+
+
+def _addresses(text: Any, path: str, error: Callable[[str, str], None]) -> tuple[IPAddress, ...]:
+    expected = (
+        "expected at most one IPv4 and one IPv6 address, separated by a comma "
+        "(192.0.2.7,2001:db8::7)"
+    )
+    if not isinstance(text, str):
+        error(path, f"must be a string, not {quote(text)}; {expected}")
+        return ()
+    parts = _SEPARATOR.split(text.strip(), maxsplit=MAX_REQUESTED)
+    if len(parts) > MAX_REQUESTED:
+        count = sum(1 for _ in _SEPARATOR.finditer(text.strip())) + 1
+        error(path, f"{quote(text)} names {count} addresses; {expected}")
+        return ()
+    found: list[IPAddress] = []
+    for part in parts:
         try:
-            address = parse_ip(legacy)
-        except (TypeError, ValueError):
-            error("spec.loadBalancerIP", f"{legacy!r} is not an IP address")
-            return tuple(found)
-        if text and address not in found:
+            address = _address(part)
+        except ValueError as exc:
+            error(path, f"{quote(part)} {exc}; {expected}")
+            return ()
+        if any(a.version == address.version for a in found):
             error(
-                "spec.loadBalancerIP",
-                f"{legacy} (deprecated) differs from the {ADDRESSES_ANNOTATION} annotation "
-                f"({text}); set only the annotation",
+                path,
+                f"{quote(text)} names two IPv{address.version} addresses; at most one of each "
+                "family (192.0.2.7,2001:db8::7)",
             )
-        elif not text:
-            found.append(address)
+            return ()
+        found.append(address)
     return tuple(found)
+
+
+def _address(value: Any) -> IPAddress:
+    """One requested address; ValueError says why it is not one."""
+    try:
+        address = parse_ip(value)
+    except (TypeError, ValueError):
+        raise ValueError("is not an IP address") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        raise ValueError(
+            f"is an IPv4-mapped IPv6 address; write the IPv4 address {address.ipv4_mapped}"
+        )
+    return address

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from lbroute.model.api import BgpPeer, Family, Peer, Router
 from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import IPAddress
+from renderer.secret import Secret, sealed
 from renderer.view.bfd import BfdView
 from renderer.view.context import FAST, Context, problem
 from renderer.view.names import ExportView, GroupView, Names, family_groups, family_suffix, ident
@@ -38,7 +39,7 @@ class BgpNeighborView:
     advertisement_interval: int | None
     ebgp_multihop: int | None
     source_address: IPAddress | None
-    password: str | None
+    password: Secret | None
     bfd: BfdView | None
     graceful_restart: bool
     exports: tuple[ExportView, ...]
@@ -177,7 +178,7 @@ def _bgp_neighbor(
         advertisement_interval=FAST.bgp_advertisement_interval if fast else None,
         ebgp_multihop=spec.ebgp_multihop,
         source_address=spec.source_address,
-        password=spec.password,
+        password=sealed(spec.password),
         bfd=ctx.bfd.view(spec.bfd),
         graceful_restart=spec.graceful_restart,
         exports=exports,

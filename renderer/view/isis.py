@@ -8,6 +8,7 @@ and left out. The NET is the area and a system id derived from the router id.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -54,6 +55,10 @@ class IsisView:
     def redistributions(self) -> tuple[tuple[ExportView, IsisLevel], ...]:
         """(export, level) pairs: a group goes into the level it names, or into every
         level of the instance when it names none."""
+        return self._redistributions
+
+    @functools.cached_property
+    def _redistributions(self) -> tuple[tuple[ExportView, IsisLevel], ...]:
         out = []
         for export in self.exports:
             for level in self.levels:

@@ -10,6 +10,7 @@ The result, :class:`NodeView`, is what every template receives as ``view``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -75,11 +76,11 @@ class NodeView:
     route_proto: int = ROUTE_PROTO
     """Routing protocol number of those routes."""
 
-    @property
+    @functools.cached_property
     def families(self) -> tuple[Family, ...]:
         return tuple(f for f in Family if any(g.has(f) for g in self.groups))
 
-    @property
+    @functools.cached_property
     def table_families(self) -> tuple[Family, ...]:
         """Families that need a table: every family a group or a protocol uses."""
         used = set(self.families)
@@ -89,11 +90,11 @@ class NodeView:
             used |= set(self.isis.families)
         return tuple(f for f in Family if f in used)
 
-    @property
+    @functools.cached_property
     def uses_bfd(self) -> bool:
         return bool(self.bfd_profiles)
 
-    @property
+    @functools.cached_property
     def bfd_interfaces(self) -> tuple[tuple[str, BfdView], ...]:
         """Interfaces whose IGP sessions use BFD, with their timers (first one wins)."""
         found: dict[str, BfdView] = {}
@@ -106,7 +107,7 @@ class NodeView:
                 found.setdefault(ii.name, ii.bfd)
         return tuple(sorted(found.items()))
 
-    @property
+    @functools.cached_property
     def interface_blocks(self) -> tuple[InterfaceBlock, ...]:
         blocks: dict[str, dict[str, object]] = {}
         for o in self.ospf:
@@ -122,7 +123,7 @@ class NodeView:
             for name in sorted(blocks)
         )
 
-    @property
+    @functools.cached_property
     def bgp_export_maps(self) -> tuple[tuple[BgpNeighborView, ExportView], ...]:
         """FRR: every distinct outbound route-map once (neighbors may share one), with
         a neighbor that uses it (for its local ASN), in neighbor order."""
@@ -132,7 +133,7 @@ class NodeView:
                 found.setdefault(e.name, (n, e))
         return tuple(found.values())
 
-    @property
+    @functools.cached_property
     def table(self) -> dict[Family, str]:
         """BIRD routing tables that hold lbroute's routes, apart from the host's."""
         return {Family.IPV4: "lbroute4", Family.IPV6: "lbroute6"}

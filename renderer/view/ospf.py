@@ -8,11 +8,13 @@ already in the instance through another Peer is reported and that Peer left out.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
 from lbroute.model.api import Family, OspfInterface, Peer
 from lbroute.model.errors import ObjectRef
+from renderer.secret import Secret, sealed
 from renderer.view.bfd import BfdView
 from renderer.view.context import Context, problem
 from renderer.view.names import ExportView, union_groups
@@ -28,7 +30,7 @@ class OspfInterfaceView:
     dead_interval: int | None
     passive: bool
     bfd: BfdView | None
-    auth_key: str | None
+    auth_key: Secret | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -40,7 +42,7 @@ class OspfView:
     export: ExportView
     peers: tuple[ObjectRef, ...]
 
-    @property
+    @functools.cached_property
     def interfaces(self) -> tuple[OspfInterfaceView, ...]:
         return tuple(i for _, ifaces in self.areas for i in ifaces)
 
@@ -116,5 +118,5 @@ def _ospf_iface(
         dead_interval=i.dead_interval,
         passive=i.passive,
         bfd=bfd,
-        auth_key=auth_key,
+        auth_key=sealed(auth_key),
     )

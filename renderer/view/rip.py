@@ -8,10 +8,12 @@ are reported and left out.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from lbroute.model.api import Family, Peer, RipTimers, Router
 from lbroute.model.errors import ObjectRef
+from renderer.secret import Secret, sealed
 from renderer.view.context import FAST, Context, problem
 from renderer.view.names import (
     ExportView,
@@ -27,7 +29,7 @@ from renderer.view.names import (
 class RipInterfaceView:
     name: str
     version: int
-    auth_key: str | None
+    auth_key: Secret | None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,7 +45,7 @@ class RipView:
     distribute-list of this name instead (the union of the groups' entries)."""
     out_entries: tuple[PrefixEntry, ...]
 
-    @property
+    @functools.cached_property
     def version(self) -> int:
         versions = {i.version for i in self.interfaces}
         return versions.pop() if len(versions) == 1 else 2
@@ -94,7 +96,7 @@ def rip_views(peers: list[Peer], ctx: Context) -> tuple[RipView, ...]:
                     RipInterfaceView(
                         name=name,
                         version=spec.version if family is Family.IPV4 else 2,
-                        auth_key=spec.auth_key if family is Family.IPV4 else None,
+                        auth_key=sealed(spec.auth_key) if family is Family.IPV4 else None,
                     )
                 )
         if timers is None and ctx.fast_convergence:

@@ -24,7 +24,9 @@ FRR_CASES = [c for c in ALL if c.router is api.Router.FRR]
 
 
 def _render(case_name: str, node: str) -> str:
-    model = api.load(read_manifests([CASES / f"{case_name}.yaml"]))
+    manifests = read_manifests([CASES / f"{case_name}.yaml"])
+    assert manifests.errors == ()
+    model = api.load(manifests.objects)
     view = build_view(model, api.Router.FRR, node, hostname=socket.gethostname())
     return render_view(view)
 

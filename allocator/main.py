@@ -1,0 +1,106 @@
+"""The allocator as a process: what ``lbroute allocator`` runs.
+
+:func:`run_allocator` builds the runtime around the
+:class:`~allocator.controller.Allocator`: the API client (lbroute.kube), this replica's
+unique name in the Lease, the ``/metrics``, ``/healthz`` and ``/readyz`` server, and
+SIGTERM and SIGINT handling; then runs the allocator until it is asked to stop.
+
+When a thread of the allocator fails unexpectedly (the lease thread, the watch feeder;
+logged with its traceback), the run ends and the process exits 1, so that Kubernetes
+starts it again rather than have it run on while ``/healthz`` stays green.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from allocator.controller import Allocator, AllocatorMetrics, Settings
+from lbroute import __version__
+from lbroute.kube.client import api_client
+from lbroute.kube.serving import Health, serve
+from lbroute.model.errors import KubernetesError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AllocatorOptions:
+    """What ``lbroute allocator`` was asked to run."""
+
+    kubeconfig: Path | None = None
+    """Kubeconfig for the API; None: the in-cluster service account."""
+    context: str | None = None
+    """Kubeconfig context; None: the current one."""
+    namespace: str = "lbroute"
+    """Namespace of the ServiceGroups and of the Lease."""
+    default_class: bool = False
+    """Also serve LoadBalancer Services that set no loadBalancerClass."""
+    metrics_port: int = 9474
+    """Port for /metrics, /healthz and /readyz; 0 turns them off."""
+    metrics_address: str = ""
+    """Address to serve them on; empty: all."""
+    lease_name: str = "lbroute-allocator"
+    """Name of the Lease the replicas elect their leader with."""
+    identity: str | None = None
+    """This replica's name in the Lease (None: the host name); a random suffix is added."""
+
+
+def run_allocator(options: AllocatorOptions) -> int:
+    """Run the allocator until SIGTERM or SIGINT (0), or until a part of it fails (1).
+
+    Raises :class:`~lbroute.model.errors.LbrouteError` when it cannot start (a
+    kubeconfig that cannot be loaded), with a message for the user."""
+    try:
+        client = api_client(
+            str(options.kubeconfig) if options.kubeconfig else None, context=options.context
+        )
+    except KubernetesError as exc:
+        where = options.kubeconfig or "the in-cluster service account"
+        raise KubernetesError(
+            f"cannot load the Kubernetes configuration from {where}: {exc}"
+        ) from exc
+    client.user_agent = f"lbroute-allocator/{__version__}"
+    name = f"{options.identity or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        identity=name,
+        namespace=options.namespace,
+        default_class=options.default_class,
+        lease_name=options.lease_name,
+    )
+    metrics, health = AllocatorMetrics(), Health()
+    if options.metrics_port:
+        serve(options.metrics_port, metrics, health, options.metrics_address)
+    stop = threading.Event()
+    with _stopped_by_signals(stop) as asked:
+        Allocator(client, settings, metrics=metrics, health=health).run(stop)
+    if asked.is_set():
+        return 0
+    log.error("the allocator stopped because a part of it failed (logged above)")
+    return 1
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set ``stop``, and the event yielded (asked to stop, as
+    opposed to stopping after a failure); the previous handlers are back afterwards."""
+    asked = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield asked
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

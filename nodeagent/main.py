@@ -1,0 +1,120 @@
+"""The node agent as a process: what ``lbroute agent`` runs.
+
+:func:`run_agent` builds the runtime around the :class:`~nodeagent.agent.Agent`: its
+source of objects (a directory of manifests, or the Kubernetes API through
+lbroute.kube), the reporter that publishes NodeState, Events and conditions (with the
+API only), the ``/metrics``, ``/healthz`` and ``/readyz`` server, and SIGTERM and
+SIGINT handling; then runs the agent until it is asked to stop.
+
+Every thread of the process ends the run when it fails unexpectedly (logged with its
+traceback): the source's feeder in the agent, the reporter's thread here. The process
+then exits 1, and Kubernetes starts it again, rather than have it run on blind or
+unreported while ``/healthz`` stays green.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from lbroute.kube.client import api_client
+from lbroute.kube.directory import DirectorySource, Source
+from lbroute.kube.reflector import KubernetesSource
+from lbroute.kube.serving import Health, serve
+from lbroute.model.errors import KubernetesError
+from nodeagent.agent import Agent
+from nodeagent.kubereport import KubeReporter
+from nodeagent.settings import AgentSettings
+from nodeagent.status import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentOptions:
+    """What ``lbroute agent`` was asked to run."""
+
+    settings: AgentSettings
+    """The agent's own settings."""
+    source_dir: Path | None = None
+    """Directory of manifests to watch; None: the Kubernetes API."""
+    kubeconfig: Path | None = None
+    """Kubeconfig for the API; None: the in-cluster service account."""
+    context: str | None = None
+    """Kubeconfig context; None: the current one."""
+    namespace: str = "lbroute"
+    """Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates."""
+    metrics_port: int = 9473
+    """Port for /metrics, /healthz and /readyz; 0 turns them off."""
+    metrics_address: str = ""
+    """Address to serve them on; empty: all."""
+
+
+def run_agent(options: AgentOptions) -> int:
+    """Run the agent until SIGTERM or SIGINT (0), or until a part of it fails (1).
+
+    Raises :class:`~lbroute.model.errors.LbrouteError` when it cannot start or goes on
+    (a kubeconfig that cannot be loaded, kube-lb0 that cannot be created), with a
+    message for the user."""
+    settings = options.settings
+    metrics, health = Metrics(), Health()
+    stop = threading.Event()
+    source: Source
+    reporter: KubeReporter | None = None
+    if options.source_dir is not None:
+        source = DirectorySource(options.source_dir)
+    else:
+        try:
+            client = api_client(
+                str(options.kubeconfig) if options.kubeconfig else None, context=options.context
+            )
+        except KubernetesError as exc:
+            where = options.kubeconfig or "the in-cluster service account"
+            raise KubernetesError(
+                f"cannot load the Kubernetes configuration from {where}: {exc}"
+            ) from exc
+        source = KubernetesSource(client, node=settings.node, namespace=options.namespace)
+        reporter = KubeReporter(
+            client,
+            node=settings.node,
+            namespace=options.namespace,
+            on_dropped_event=metrics.events_dropped.inc,
+        )
+    if options.metrics_port:
+        serve(options.metrics_port, metrics, health, options.metrics_address)
+    with _stopped_by_signals(stop) as asked:
+        if reporter is not None:
+            reporter.start(on_failure=stop.set)
+        try:
+            Agent(settings, source, metrics=metrics, health=health, reporter=reporter).run(stop)
+        finally:
+            if reporter is not None:
+                reporter.stop()
+    if asked.is_set():
+        return 0
+    log.error("the agent stopped because a part of it failed (logged above)")
+    return 1
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set ``stop``, and the event yielded (asked to stop, as
+    opposed to stopping after a failure); the previous handlers are back afterwards."""
+    asked = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield asked
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
