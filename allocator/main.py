@@ -12,21 +12,17 @@ starts it again rather than have it run on while ``/healthz`` stays green.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from allocator.controller import Allocator, AllocatorMetrics, Settings
 from lbroute import __version__
 from lbroute.kube.client import api_client
-from lbroute.kube.serving import Health, serve
+from lbroute.kube.serving import Health, serve, stopped_by_signals
 from lbroute.model.errors import KubernetesError
 
 log = logging.getLogger(__name__)
@@ -80,27 +76,9 @@ def run_allocator(options: AllocatorOptions) -> int:
     if options.metrics_port:
         serve(options.metrics_port, metrics, health, options.metrics_address)
     stop = threading.Event()
-    with _stopped_by_signals(stop) as asked:
+    with stopped_by_signals(stop) as asked:
         Allocator(client, settings, metrics=metrics, health=health).run(stop)
     if asked.is_set():
         return 0
     log.error("the allocator stopped because a part of it failed (logged above)")
     return 1
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT set ``stop``, and the event yielded (asked to stop, as
-    opposed to stopping after a failure); the previous handlers are back afterwards."""
-    asked = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        asked.set()
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield asked
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

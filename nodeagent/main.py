@@ -14,19 +14,15 @@ unreported while ``/healthz`` stays green.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import signal
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from lbroute.kube.client import api_client
 from lbroute.kube.directory import DirectorySource, Source
 from lbroute.kube.reflector import KubernetesSource
-from lbroute.kube.serving import Health, serve
+from lbroute.kube.serving import Health, serve, stopped_by_signals
 from lbroute.model.errors import KubernetesError
 from nodeagent.agent import Agent
 from nodeagent.kubereport import KubeReporter
@@ -88,7 +84,7 @@ def run_agent(options: AgentOptions) -> int:
         )
     if options.metrics_port:
         serve(options.metrics_port, metrics, health, options.metrics_address)
-    with _stopped_by_signals(stop) as asked:
+    with stopped_by_signals(stop) as asked:
         if reporter is not None:
             reporter.start(on_failure=stop.set)
         try:
@@ -100,21 +96,3 @@ def run_agent(options: AgentOptions) -> int:
         return 0
     log.error("the agent stopped because a part of it failed (logged above)")
     return 1
-
-
-@contextlib.contextmanager
-def _stopped_by_signals(stop: threading.Event) -> Iterator[threading.Event]:
-    """SIGTERM and SIGINT set ``stop``, and the event yielded (asked to stop, as
-    opposed to stopping after a failure); the previous handlers are back afterwards."""
-    asked = threading.Event()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        asked.set()
-        stop.set()
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield asked
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

@@ -3,14 +3,19 @@
 One port serves ``/metrics`` (the caller's Prometheus registry), ``/healthz`` (liveness:
 the main loop ran recently, else 503 and the kubelet restarts the container) and
 ``/readyz`` (readiness: the caller says when it is ready). The agent and the allocator
-each serve their own metrics this way.
+each serve their own metrics this way, and stop on SIGTERM or SIGINT through
+:func:`stopped_by_signals`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import FrameType
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -79,3 +84,21 @@ def serve(port: int, metrics: Registered, health: Health, host: str = "") -> Thr
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="lbroute-http", daemon=True).start()
     return server
+
+
+@contextlib.contextmanager
+def stopped_by_signals(stop: threading.Event) -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set ``stop``, and the event yielded (asked to stop, as
+    opposed to stopping after a failure); the previous handlers are back afterwards."""
+    asked = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        asked.set()
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield asked
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
