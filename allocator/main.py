@@ -19,11 +19,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from allocator.controller import Allocator, AllocatorMetrics, Settings
+from allocator.controller import Allocator, Settings
+from allocator.metrics import AllocatorMetrics
 from lbroute import __version__
 from lbroute.kube.client import api_client
 from lbroute.kube.serving import Health, serve, stopped_by_signals
-from lbroute.model.errors import KubernetesError
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,9 @@ def run_allocator(options: AllocatorOptions) -> int:
 
     Raises :class:`~lbroute.model.errors.LbrouteError` when it cannot start (a
     kubeconfig that cannot be loaded), with a message for the user."""
-    try:
-        client = api_client(
-            str(options.kubeconfig) if options.kubeconfig else None, context=options.context
-        )
-    except KubernetesError as exc:
-        where = options.kubeconfig or "the in-cluster service account"
-        raise KubernetesError(
-            f"cannot load the Kubernetes configuration from {where}: {exc}"
-        ) from exc
+    client = api_client(
+        str(options.kubeconfig) if options.kubeconfig else None, context=options.context
+    )
     client.user_agent = f"lbroute-allocator/{__version__}"
     name = f"{options.identity or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
     settings = Settings(

@@ -17,7 +17,13 @@ as the lab's nodes have it) and measures one of:
 Runs are interleaved (floor, reconcile, pass, floor, ...); every run checks that
 kube-lb0 holds exactly the N addresses afterwards.
 
+``--python`` (no root, no namespace) times instead what the agent computes in Python on
+each pass, on the same objects: reading every Service dict (``parse_service``, with all
+its checks), loading the rest (``api.load``) and ``desired_state``; the median of
+``--runs`` at each size, garbage collected before each run.
+
     .venv/bin/python bench/kubelb_bench.py [--quick] [--runs 5] [--sizes 1000,10000]
+    .venv/bin/python bench/kubelb_bench.py --python [--runs 9] [--sizes 10000]
 """
 
 from __future__ import annotations
@@ -130,6 +136,43 @@ def child(mode: str, n: int) -> Json:
     return {"seconds": done - started, "desired_state": computed - started, "count": len(owned)}
 
 
+# -- the pass in Python alone -------------------------------------------------------------
+
+
+def python_pass(n: int, runs: int) -> Json:
+    """Median seconds of each step of the agent's pass over N Services, in this process."""
+    from lbroute.model import api
+    from lbroute.model.endpoints import ready_nodes, split_objects
+    from lbroute.model.service import parse_service
+    from nodeagent.desired import desired_state
+
+    found = objects(n)
+    steps: dict[str, list[float]] = {"read_services": [], "load": [], "desired_state": []}
+    for _ in range(runs):
+        gc.collect()
+        started = time.perf_counter()
+        services_raw, slices, rest = split_objects(found)
+        problems: list[Any] = []
+        parsed = [
+            s
+            for s in (
+                parse_service(o, default_class=False, problems=problems) for o in services_raw
+            )
+            if s is not None
+        ]
+        read = time.perf_counter()
+        model = api.load(rest)
+        loaded = time.perf_counter()
+        desired = desired_state(model, parsed, ready_nodes(slices), "node-a")
+        done = time.perf_counter()
+        if len(desired.interfaces) != n or problems:
+            raise SystemExit(f"wrong result: {len(desired.interfaces)} addresses, {problems}")
+        steps["read_services"].append(read - started)
+        steps["load"].append(loaded - read)
+        steps["desired_state"].append(done - loaded)
+    return {"services": n, **{k: summary(v) for k, v in steps.items()}}
+
+
 # -- the parent ---------------------------------------------------------------------------
 
 
@@ -217,9 +260,21 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", default="1000,10000", help="comma-separated counts")
     parser.add_argument("--json", type=Path, help="write the results here (default: stdout)")
+    parser.add_argument(
+        "--python", action="store_true", help="time the pass's Python steps only (no root)"
+    )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], int(args.child[1]))))
+        return 0
+    if args.python:
+        passes = []
+        for n in [int(s) for s in args.sizes.split(",") if s]:
+            passes.append(python_pass(n, args.runs))
+            steps = {k: v for k, v in passes[-1].items() if isinstance(v, dict)}
+            medians = ", ".join(f"{k} {v['median'] * 1000:.1f} ms" for k, v in steps.items())
+            log(f"{n} Services: {medians}")
+        write_json(args.json, {"benchmark": "kubelb-python", "runs": args.runs, "results": passes})
         return 0
     need_root()
     stop_on_signals()

@@ -4,7 +4,8 @@ errors, run with click's CliRunner.
 Allocate fills in status.loadBalancer.ingress and lbroute.io/allocated-from of the
 Service manifests in place: only the documents of changed Services are rewritten (the
 others byte for byte, comments included), a second run changes nothing, Lists are
-handled, --dry-run writes nothing, and failures name the Service and field and exit 1.
+handled, --dry-run writes nothing, failures name the Service and field and exit 1, and
+names are printed escaped, so a Service's name cannot fake a line of output.
 """
 
 from __future__ import annotations
@@ -232,3 +233,30 @@ def test_a_bad_file_is_reported_and_the_others_are_still_allocated(tmp_path: Pat
     assert "default/web: assigned 192.0.2.1, 2001:db8::1 from public" in result.stdout
     assert ingress(d / "services.yaml")["web"] == ["192.0.2.1", "2001:db8::1"]
     assert (d / "junk.yaml").read_bytes() == b"\xff\xfe junk", "a bad file is never written"
+
+
+def test_a_service_name_cannot_fake_an_output_line(tmp_path: Path) -> None:
+    """A Service that stopped being lbroute's is released whatever its name holds; the
+    line that says so shows the name escaped, never a second line or a terminal code."""
+    fake = "x\ndefault/web: assigned 203.0.113.9 from public\x1b[2K"
+    gone = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": fake,
+                "namespace": "default",
+                "annotations": {"lbroute.io/allocated-from": "public:192.0.2.0/24"},
+            },
+            "spec": {"type": "ClusterIP"},
+            "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.9"}]}},
+        }
+    )
+    d = tree(tmp_path, gone)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d), "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        r"default/x\ndefault/web: assigned 203.0.113.9 from public\x1b[2K: "
+        "would release 192.0.2.9",
+        f"would write {d / 'services.yaml'}",
+    ]

@@ -7,18 +7,24 @@ still render when others are invalid, that ``validate`` runs the real router par
 sandboxed: Jinja errors, sandbox escapes and values that would add statements are
 refused with the template's file and line. ``agent`` and ``allocator`` check their
 options and name a kubeconfig they cannot load in one line; the CLI itself loads no
-Kubernetes client until one of them starts.
+Kubernetes client until one of them starts. Every command module's commands are in the
+group, and its import contract keeps the command modules from importing each other.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
+import lbroute.cli
 from lbroute.cli import main
 
 NODE = """\
@@ -422,3 +428,24 @@ def test_the_cli_does_not_load_the_kubernetes_client() -> None:
     code = "import sys, lbroute.cli; print('kubernetes' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_every_command_module_is_in_the_group_and_its_contract() -> None:
+    """A new command is a new module of lbroute/cli/ with a ``COMMANDS`` tuple: it must be
+    added to the group and to the top layer of the CLI's import contract."""
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    contracts = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["importlinter"]
+    (cli,) = [c for c in contracts["contracts"] if c.get("containers") == ["lbroute.cli"]]
+    top = {m.strip() for m in cli["layers"][0].split("|")}
+    modules = set()
+    for info in pkgutil.iter_modules(lbroute.cli.__path__):
+        module = importlib.import_module(f"lbroute.cli.{info.name}")
+        commands: tuple[click.Command, ...] = getattr(module, "COMMANDS", ())
+        if commands:
+            modules.add(info.name)
+        for command in commands:
+            assert command.name is not None
+            assert main.commands.get(command.name) is command, f"{command.name} is not in lbroute"
+    assert modules == top
+    expected = {"render", "validate", "agent", "allocator", "status", "allocate", "demo"}
+    assert set(main.commands) == expected

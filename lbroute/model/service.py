@@ -52,6 +52,7 @@ _SERVICE_NAME = re.compile(r"[a-z]([-a-z0-9]{0,61}[a-z0-9])?")
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _KEY_MAX = 253
 """The longest service-group or allow-shared-ip annotation value used."""
+_NO_PORTS: frozenset[tuple[str, int]] = frozenset()
 
 
 class Policy(StrEnum):
@@ -62,9 +63,15 @@ class Policy(StrEnum):
     REQUIRE = "RequireDualStack"
 
 
+_POLICIES = {p.value: p for p in Policy}
+
+
 def annotation_path(key: str) -> str:
     """The field path of one annotation, for messages."""
     return f"metadata.annotations[{key}]"
+
+
+_ADDRESSES_PATH = annotation_path(ADDRESSES_ANNOTATION)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,7 +95,7 @@ class Service:
     policy: Policy | None = None
     requested: tuple[IPAddress, ...] = ()
     """lbroute.io/addresses, else spec.loadBalancerIP; at most one per family."""
-    requested_path: str = annotation_path(ADDRESSES_ANNOTATION)
+    requested_path: str = _ADDRESSES_PATH
     """Where the request came from, for messages."""
     share_key: str | None = None
     """lbroute.io/allow-shared-ip (sharing is among Services of one namespace)."""
@@ -115,7 +122,10 @@ class Service:
         **extra: Any,
     ) -> Self:
         """Read one Service dict. Ingress entries of ours that are not IPs are reported
-        in ``problems`` when given; ``extra`` are the fields a subclass adds."""
+        in ``problems`` when given; ``extra`` are the fields a subclass adds.
+
+        Every pass of the agent reads every Service, so a field that is absent costs one
+        lookup and nothing more (``bench/kubelb_bench.py --python`` times it)."""
         meta = mapping_at(obj, "metadata")
         spec = mapping_at(obj, "spec")
         ref = _ref(meta)
@@ -132,52 +142,31 @@ class Service:
 
         _check_names(meta, error)
         annotations = mapping_at(meta, "annotations")
-        families: list[Family] = []
-        bad = [
-            (i, value)
-            for i, value in enumerate(list_at(spec, "ipFamilies"))
-            if not isinstance(value, str) or value not in _FAMILIES
-        ]
-        if bad:
-            i, value = bad[0]
-            more = f" ({len(bad) - 1} more entries are not valid either)" if len(bad) > 1 else ""
+        families = _families(spec.get("ipFamilies"), error)
+        value = spec.get("ipFamilyPolicy")
+        policy = _POLICIES.get(value) if isinstance(value, str) else None
+        if policy is None and value is not None:
             error(
-                f"spec.ipFamilies[{i}]", f"{quote(value)} is not valid; expected IPv4 or IPv6{more}"
+                "spec.ipFamilyPolicy",
+                f"{quote(value)} is not valid; expected one of "
+                + ", ".join(p.value for p in Policy),
             )
-        for value in list_at(spec, "ipFamilies"):
-            family = _FAMILIES.get(value) if isinstance(value, str) else None
-            if family is not None and family not in families:
-                families.append(family)
-        policy = None
-        if spec.get("ipFamilyPolicy") is not None:
-            try:
-                policy = Policy(spec["ipFamilyPolicy"])
-            except ValueError:
-                error(
-                    "spec.ipFamilyPolicy",
-                    f"{quote(spec['ipFamilyPolicy'])} is not valid; expected one of "
-                    + ", ".join(p.value for p in Policy),
-                )
-        requested = _requested(annotations, spec, error)
-        requested_path = (
-            "spec.loadBalancerIP"
-            if spec.get("loadBalancerIP") and not annotations.get(ADDRESSES_ANNOTATION)
-            else annotation_path(ADDRESSES_ANNOTATION)
-        )
-        ports: set[tuple[str, int]] = set()
-        for item in list_at(spec, "ports"):
-            if not isinstance(item, Mapping) or not isinstance(item.get("port"), int):
-                continue
-            protocol = item.get("protocol") or "TCP"
-            if isinstance(protocol, str) and protocol in _PROTOCOLS:
-                ports.add((protocol, int(item["port"])))
-        share_key = _key(annotations, SHARED_ANNOTATION, error)
+        requested: tuple[IPAddress, ...] = ()
+        requested_path = _ADDRESSES_PATH
+        share_key = group = None
+        if annotations or spec.get("loadBalancerIP"):
+            requested = _requested(annotations, spec, error)
+            if spec.get("loadBalancerIP") and not annotations.get(ADDRESSES_ANNOTATION):
+                requested_path = "spec.loadBalancerIP"
+        if annotations:
+            share_key = _key(annotations, SHARED_ANNOTATION, error)
         local = spec.get("externalTrafficPolicy") == "Local"
         scope: tuple[str, ...] = ("Cluster",)
         if local:
             selector = mapping_at(spec, "selector")
             scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
-        group = _key(annotations, SERVICE_GROUP_ANNOTATION, error)
+        if annotations:
+            group = _key(annotations, SERVICE_GROUP_ANNOTATION, error)
         return cls(
             ref=ref,
             uid=uid,
@@ -186,16 +175,50 @@ class Service:
             local=local,
             group=group,
             addresses=addresses,
-            families=tuple(families),
+            families=families,
             policy=policy,
             requested=requested,
             requested_path=requested_path,
             share_key=share_key,
             share_scope=scope,
-            ports=frozenset(ports),
-            problems=tuple(found),
+            ports=_ports(spec.get("ports")),
+            problems=tuple(found) if found else (),
             **extra,
         )
+
+
+def _families(value: Any, error: Callable[[str, str], None]) -> tuple[Family, ...]:
+    """spec.ipFamilies in order, each once; one problem for the entries that are not a
+    family (a value that is not a list reads as unset)."""
+    if not isinstance(value, list) or not value:
+        return ()
+    families: list[Family] = []
+    bad: list[tuple[int, Any]] = []
+    for i, item in enumerate(value):
+        family = _FAMILIES.get(item) if isinstance(item, str) else None
+        if family is None:
+            bad.append((i, item))
+        elif family not in families:
+            families.append(family)
+    if bad:
+        i, item = bad[0]
+        more = f" ({len(bad) - 1} more entries are not valid either)" if len(bad) > 1 else ""
+        error(f"spec.ipFamilies[{i}]", f"{quote(item)} is not valid; expected IPv4 or IPv6{more}")
+    return tuple(families)
+
+
+def _ports(value: Any) -> frozenset[tuple[str, int]]:
+    """(protocol, port) of each usable entry of spec.ports; the others are not read."""
+    if not isinstance(value, list) or not value:
+        return _NO_PORTS
+    ports: set[tuple[str, int]] = set()
+    for item in value:
+        if not isinstance(item, Mapping) or not isinstance(item.get("port"), int):
+            continue
+        protocol = item.get("protocol") or "TCP"
+        if isinstance(protocol, str) and protocol in _PROTOCOLS:
+            ports.add((protocol, int(item["port"])))
+    return frozenset(ports)
 
 
 def parse_service(
@@ -275,17 +298,19 @@ def ingress_ips(
 ) -> tuple[IPAddress, ...]:
     """The IPs of status.loadBalancer.ingress, in order, each once. Entries that are not
     IPs are left out, and reported in ``problems`` when given."""
-    found: dict[IPAddress, None] = {}
+    found: list[IPAddress] = []
     bad: list[tuple[int, Any]] = []
     ingress = list_at(mapping_at(mapping_at(obj, "status"), "loadBalancer"), "ingress")
     for i, item in enumerate(ingress):
-        ip = item.get("ip") if isinstance(item, Mapping) else None
+        ip = item.get("ip") if type(item) is dict or isinstance(item, Mapping) else None
         if ip is None:
             continue  # hostname-only ingress: nothing to announce
         try:
-            found.setdefault(parse_ip(ip))
+            found.append(parse_ip(ip))
         except (TypeError, ValueError):
             bad.append((i, ip))
+    if len(found) > 1:  # hashing an address is slow: only when there is something to drop
+        found = list(dict.fromkeys(found))
     if bad and problems is not None:
         i, ip = bad[0]
         more = f" ({len(bad) - 1} more entries are not IP addresses either)" if len(bad) > 1 else ""

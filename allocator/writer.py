@@ -1,0 +1,262 @@
+"""What the leader writes after a pass: Services, their Events, ServiceGroups, metrics.
+
+A pass (allocator.controller) decides every Service's addresses; :class:`PassWriter`
+then writes what changed, asking before each write whether this replica still leads
+(a replica that lost the Lease must not write another word):
+
+- ``status.loadBalancer.ingress`` through the status subresource, then the
+  ``lbroute.io/allocated-from`` annotation, each by read, change, write with the
+  resourceVersion read. A 409, or a Service that changed since the pass read it, is read
+  again; when what the pass decided on no longer holds (the Service reads differently
+  now), the write is left to the next pass, which recomputes from the new objects;
+- Events on Services: ``AddressAssigned``, ``AddressReleased`` (after the write landed),
+  ``AllocationFailed`` and ``AddressOutsidePool`` (once each, while they last; forgotten
+  when leadership changes, so a new leader says them again);
+- on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
+  ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
+  condition is never touched);
+- the pool metrics, from the pass's counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from allocator.ipam import Allocation, Assignment, Failure, GroupStats
+from allocator.metrics import AllocatorMetrics
+from allocator.service import LBService, ingress, parse_service
+from lbroute.kube.client import Api
+from lbroute.kube.events import EventRecorder
+from lbroute.kube.trim import JSON
+from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
+from lbroute.model import api
+from lbroute.model.errors import Conflict, NotFound, ObjectRef
+from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION, SERVICE_GROUP
+
+log = logging.getLogger(__name__)
+
+CONDITION = "Allocatable"
+
+ServiceKey = tuple[str, str]
+"""A Service's (namespace, name)."""
+
+
+class PassWriter:
+    """Writes the outcome of passes for one replica, only while ``leading()`` says so."""
+
+    def __init__(
+        self,
+        kube: Api,
+        recorder: EventRecorder,
+        metrics: AllocatorMetrics,
+        *,
+        namespace: str,
+        default_class: bool,
+        leading: Callable[[], bool],
+    ) -> None:
+        self.kube = kube
+        self.recorder = recorder
+        self.metrics = metrics
+        self.namespace = namespace
+        self.default_class = default_class
+        self.leading = leading
+        self._reported: set[tuple[ObjectRef, str, str]] = set()
+
+    def forget_reported(self) -> None:
+        """Say every standing failure again at the next pass (leadership changed)."""
+        self._reported.clear()
+
+    def publish(
+        self,
+        result: Allocation,
+        model: api.Model,
+        invalid: Mapping[str, str],
+        expected: Mapping[ServiceKey, LBService],
+    ) -> bool:
+        """Write one pass's ``result``: ``expected`` is each Service as the pass read it,
+        ``invalid`` the ServiceGroups left out and why. False when leadership was lost
+        on the way (the rest is left unwritten)."""
+        for assignment in result.changes():
+            if not self.leading():
+                return False
+            svc = expected.get((assignment.ref.namespace, assignment.ref.name))
+            if svc is not None:
+                self._write_service(assignment, svc)
+        if not self.leading():
+            return False
+        self._report(result)
+        refs = {g.ref: g for g in result.groups}
+        for g in model.service_groups:
+            self._write_group(g.ref, refs.get(g.ref), None)
+        for name, why in sorted(invalid.items()):
+            ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
+            self._write_group(ref, None, why)
+        self._pool_metrics(result)
+        return True
+
+    # -- Services ----------------------------------------------------------------------------
+
+    def _parse(self, obj: Mapping[str, Any]) -> LBService | None:
+        return parse_service(obj, default_class=self.default_class)
+
+    def _write_service(self, a: Assignment, expected: LBService) -> None:
+        ref = a.ref
+        for _ in range(CONFLICT_RETRIES):
+            if not self.leading():
+                return
+            try:
+                fresh = self.kube.read(ref)
+            except NotFound:
+                return  # deleted meanwhile
+            if self._parse(fresh) != expected:
+                log.debug("%s changed since the pass read it; the next pass decides", ref)
+                return
+            rv = str(fresh["metadata"]["resourceVersion"])
+            if not self.leading():
+                return
+            if a.addresses != expected.addresses:
+                lb = dict((fresh.get("status") or {}).get("loadBalancer") or {})
+                lb["ingress"] = ingress(fresh, a.addresses)
+                body = {"metadata": {"resourceVersion": rv}, "status": {"loadBalancer": lb}}
+                try:
+                    written = self.kube.patch(ref, body, status=True)
+                except Conflict:
+                    continue
+                except NotFound:
+                    return
+                rv = str(written["metadata"]["resourceVersion"])
+                expected = self._parse(written) or expected
+                self._announce(a)
+            if a.allocated_from != a.allocated_before:
+                if not self.leading():
+                    return
+                body = {
+                    "metadata": {
+                        "resourceVersion": rv,
+                        "annotations": {ALLOCATED_FROM_ANNOTATION: a.allocated_from},
+                    }
+                }
+                try:
+                    self.kube.patch(ref, body)
+                except Conflict:
+                    continue  # read again: the status is written, only this is left
+                except NotFound:
+                    return
+            return
+        log.warning("%s kept changing under us; the next pass tries again", ref)
+
+    def _announce(self, a: Assignment) -> None:
+        group = f" from {a.group}" if a.group else ""
+        if a.assigned:
+            text = ", ".join(map(str, a.assigned))
+            log.info("%s: assigned %s%s", a.ref, text, group)
+            self._emit(a.ref, "Normal", "AddressAssigned", f"{text} assigned{group}", uid=a.uid)
+            self.metrics.assigned.inc(len(a.assigned))
+        if a.released:
+            text = ", ".join(map(str, a.released))
+            log.info("%s: released %s", a.ref, text)
+            self._emit(a.ref, "Normal", "AddressReleased", f"{text} released", uid=a.uid)
+            self.metrics.released.inc(len(a.released))
+
+    def _emit(
+        self, ref: ObjectRef, kind: str, reason: str, note: str, *, uid: str | None = None
+    ) -> None:
+        if self.leading():
+            self.recorder.emit(ref, kind, reason, note, uid=uid)
+
+    def _report(self, result: Allocation) -> None:
+        uids = {a.ref: a.uid for a in result.assignments}
+        now: set[tuple[ObjectRef, str, str]] = set()
+        failure: Failure
+        for failure in result.failures:
+            key = (failure.ref, str(failure.reason), str(failure))
+            now.add(key)
+            if key in self._reported:
+                continue
+            self.metrics.failures.labels(reason=str(failure.reason)).inc()
+            note = f"{failure.reason}: " + (
+                f"{failure.path}: {failure.message}" if failure.path else failure.message
+            )
+            log.info("%s: allocation failed: %s", failure.ref, note)
+            self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
+        for outside in result.outside:
+            key = (outside.ref, "AddressOutsidePool", str(outside))
+            now.add(key)
+            if key not in self._reported:
+                self._emit(
+                    outside.ref,
+                    "Warning",
+                    "AddressOutsidePool",
+                    str(outside).split(": ", 1)[1],
+                    uid=uids.get(outside.ref),
+                )
+        self._reported = now
+
+    # -- ServiceGroups -----------------------------------------------------------------------
+
+    def _write_group(self, ref: ObjectRef, stats: GroupStats | None, invalid: str | None) -> None:
+        want = _group_status(stats, invalid)
+
+        def change(current: JSON) -> JSON | None:
+            if _group_status_is(dict(current.get("status") or {}), want):
+                return None
+            status = with_condition(current, CONDITION, want["condition"])
+            for key in ("allocated", "available"):
+                if want[key] is None:
+                    status.pop(key, None)
+                else:
+                    status[key] = want[key]
+            return {"status": status}
+
+        read_change_write(self.kube, ref, change, status=True, allowed=self.leading)
+
+    def _pool_metrics(self, result: Allocation) -> None:
+        self.metrics.pool_size.clear()
+        self.metrics.pool_in_use.clear()
+        for p in result.pools:
+            labels = {"group": p.group.name, "pool": p.pool, "family": str(p.family)}
+            self.metrics.pool_size.labels(**labels).set(p.size)
+            self.metrics.pool_in_use.labels(**labels).set(p.in_use)
+
+
+def _count(n: int) -> int | str:
+    """The CRD takes a decimal string where an integer would not fit in 64 bits."""
+    return n if n < 2**63 else str(n)
+
+
+def _group_status(stats: GroupStats | None, invalid: str | None) -> dict[str, Any]:
+    if stats is None:
+        message = f"not used for allocation until it is valid: {invalid or 'invalid'}"
+        return {
+            "allocated": None,
+            "available": None,
+            "condition": ("False", "Invalid", message[:MAX_MESSAGE]),
+        }
+    parts = [
+        f"{f}: {stats.allocated[f]} allocated, {stats.available[f]} free" for f in stats.allocated
+    ]
+    if stats.exhausted:
+        families = " and ".join(str(f) for f in stats.exhausted)
+        state = ("False", "Exhausted", f"no free {families} address left; add a pool")
+    else:
+        state = ("True", "Allocatable", "; ".join(parts))
+    if stats.outside:
+        message = f"{state[2]}; {stats.outside} Services keep addresses outside every pool"
+        state = (state[0], state[1], message)
+    return {
+        "allocated": {str(f): n for f, n in stats.allocated.items()},
+        "available": {str(f): _count(n) for f, n in stats.available.items()},
+        "condition": state,
+    }
+
+
+def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
+    mine = next((c for c in status.get("conditions") or () if c.get("type") == CONDITION), None)
+    have = None if mine is None else (mine.get("status"), mine.get("reason"), mine.get("message"))
+    return bool(
+        have == want["condition"]
+        and status.get("allocated") == want["allocated"]
+        and status.get("available") == want["available"]
+    )

@@ -1,0 +1,129 @@
+"""``lbroute render`` and ``lbroute validate``: one node's configuration from manifests.
+
+Both load the manifests, check them, and render the node's BIRD or FRR configuration
+(renderer); validate then hands the text to the router's own parser
+(nodeagent.routers.check_config). Invalid objects and unreadable files are reported on
+stderr and left out, the rest still renders, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lbroute.cli.options import (
+    filename_option,
+    mode_option,
+    node_option,
+    router_option,
+    stacked,
+    templates_option,
+)
+from lbroute.cli.output import fail, report
+from lbroute.model import api
+from lbroute.model.errors import LbrouteError, quote
+from lbroute.model.manifests import read_manifests
+from renderer.render import render_view
+from renderer.templating import load_template_set
+from renderer.view import NodeView, build_view, select_agent
+
+render_options = stacked(
+    filename_option("YAML file or directory of manifests (repeatable)."),
+    node_option("Name of the node to render for."),
+    router_option("Router to render for (default: the node's NodeAgent, else bird)."),
+    mode_option("managed: whole config; include: a fragment for an existing BIRD."),
+    templates_option("Directory whose templates override the built-in ones by name."),
+    click.option("--router-id", help="Router id when no NodeAgent or Node gives one."),
+)
+
+
+def load_and_render(
+    paths: tuple[Path, ...],
+    node: str,
+    router: str | None,
+    mode: str | None,
+    templates_dir: Path | None,
+    router_id: str | None,
+) -> tuple[NodeView, str, int]:
+    """Load, check and render; returns the view, the text and the number of errors."""
+    rid = None
+    if router_id is not None:
+        try:
+            rid = ipaddress.IPv4Address(router_id)
+        except ValueError:
+            raise click.BadParameter(
+                f"{quote(router_id)} is not an IPv4 address", param_hint="--router-id"
+            ) from None
+    manifests = read_manifests(paths)
+    for error in manifests.errors:
+        click.echo(f"error: {error}", err=True)
+    try:
+        model = api.load(manifests.objects)
+        view = build_view(
+            model,
+            api.Router(router) if router else None,
+            node,
+            mode=api.Mode(mode) if mode else None,
+            router_id=rid,
+        )
+        user_dir = templates_dir
+        if user_dir is None:
+            agent_dir = _agent_templates(model, node)
+            user_dir = Path(agent_dir) if agent_dir else None
+        text = render_view(view, load_template_set(view.router, user_dir))
+    except LbrouteError as exc:
+        fail(str(exc))
+    errors = len(manifests.errors) + report((*model.problems, *view.problems))
+    return view, text, errors
+
+
+def _agent_templates(model: api.Model, node: str) -> str | None:
+    found = model.node(node)
+    agent, _ = select_agent(model, found or api.Node(name=node))
+    return agent.templates_dir if agent is not None else None
+
+
+@click.command()
+@render_options
+def render(**kwargs: Any) -> None:
+    """Print the router configuration of one node.
+
+    Invalid objects and files that cannot be read are reported on stderr and left
+    out; the rest still renders. Exits 1 when any was.
+    """
+    _view, text, errors = load_and_render(**kwargs)
+    click.echo(text, nl=False)
+    if errors:
+        sys.exit(1)
+
+
+@click.command()
+@render_options
+def validate(**kwargs: Any) -> None:
+    """Render, then check the result with the router's own parser.
+
+    Runs ``bird -p -c`` or ``vtysh --dryrun -f`` and prints OK, or the parser's error
+    with the offending lines.
+    """
+    from nodeagent.routers import check_config
+
+    view, text, errors = load_and_render(**kwargs)
+    try:
+        result = check_config(view.router, text, view.mode)
+    except LbrouteError as exc:
+        fail(str(exc))
+    if not result.ok:
+        fail(f"{view.router} rejected the configuration for node {view.node}:\n{result.describe()}")
+    click.echo(
+        f"OK: {view.router} accepts the {view.mode} configuration for node {view.node} "
+        f"({len(view.groups)} ServiceGroups, {len(view.bgp)} BGP neighbors)"
+    )
+    if errors:
+        sys.exit(1)
+
+
+COMMANDS = (render, validate)
