@@ -1,4 +1,5 @@
-"""kube-lb0 through netlink: the one place lbroute touches the kernel.
+"""kube-lb0 and the local addresses on the node's NIC through netlink: the one place
+lbroute changes the kernel's addresses and routes.
 
 Ownership is kept in the kernel itself: every address lbroute adds carries the address
 protocol :data:`~lbroute.model.vocabulary.ROUTE_PROTO` (``IFA_PROTO``), so after a
@@ -18,11 +19,19 @@ before it is needed, deleted before the prefix's last address goes. BIRD learns 
 routes (``protocol kernel``); FRR announces the interface's connected prefixes, which
 zebra keeps stable as long as ``promote_secondaries`` is on.
 
+Local addresses (``announce: local``) are marked the same way, on the node's LAN
+interface, with a valid lifetime the agent renews (docs/local-nic-notes.md). There an
+``EEXIST`` on add is a failure, not done: the address is someone else's.
+
 Inside, one module per concern::
 
     kubelb   Kubelb: the interface (through pyroute2), and carrying out a plan
     plan     the reconcile plan: current + desired -> what to add and delete, in order
              (pure)
+    nic      local addresses: which interface and prefix length, the subnets a node
+             serves, the reconcile plan (pure)
+    lan      Lan: the snapshot those are decided on, and carrying out a local plan
+    ipvs     kube-ipvs0 against ARP strictness: the finding (pure) and the sysctls
     rtnl     a plain rtnetlink socket for requests and dumps in bulk
     wire     the bytes: message and attribute formats, requests, dump parsers (pure)
 

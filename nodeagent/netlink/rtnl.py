@@ -26,7 +26,9 @@ class Rtnl:
     :meth:`requests` sends up to :attr:`CHUNK` requests in one datagram and then
     reads the kernel's replies, so the kernel never waits for Python between two
     requests; the result is the error code of each request (0: done). :meth:`addresses`
-    and :meth:`routes` are dumps the kernel filters (strict checking).
+    (of one link, or of all with index 0) and :meth:`routes` are dumps the kernel
+    filters (strict checking); :meth:`links` and :meth:`default_routes` read what a
+    NIC is chosen from.
     """
 
     CHUNK = 1024
@@ -111,6 +113,19 @@ class Rtnl:
             address = wire.parse_address(payload)
             if address is not None:
                 yield address
+
+    def links(self) -> Iterator[wire.Link]:
+        for payload in self._dump(wire.link_dump()):
+            link = wire.parse_link(payload)
+            if link is not None:
+                yield link
+
+    def default_routes(self, family: int) -> Iterator[wire.DefaultRoute]:
+        """The unicast default routes of ``family`` in the main table."""
+        for payload in self._dump(wire.default_route_dump(family)):
+            route = wire.parse_default_route(payload)
+            if route is not None:
+                yield route
 
     def routes(self, family: int, table: int, oif: int) -> Iterator[wire.Route]:
         for payload in self._dump(wire.route_dump(family, table, oif)):

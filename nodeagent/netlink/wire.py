@@ -1,9 +1,10 @@
 """rtnetlink on the wire: the bytes of the messages lbroute sends and reads.
 
 Pure functions, no socket: the message header and attribute formats, the requests that
-add and delete an address or a route and ask for dumps of them, and the parsers of
-what a dump returns. :mod:`nodeagent.netlink.rtnl` sends and receives them; the unit
-tests take them apart without root.
+add and delete an address or a route and ask for dumps of them (addresses, routes,
+links, default routes), the requests for local addresses on a NIC (with lifetimes, and
+their renewal), and the parsers of what a dump returns. :mod:`nodeagent.netlink.rtnl`
+sends and receives them; the unit tests take them apart without root.
 """
 
 from __future__ import annotations
@@ -23,23 +24,34 @@ RTATTR = struct.Struct("=HH")
 IFADDRMSG = struct.Struct("=BBBBI")
 RTMSG = struct.Struct("=BBBBBBBBI")
 IFINFOMSG = struct.Struct("=BxHiII")
+"""family, link type (ARPHRD_*), index, flags (IFF_*), change mask"""
 U32 = struct.Struct("=I")
+IFA_CACHEINFO_FMT = struct.Struct("=IIII")
+"""preferred lifetime, valid lifetime (seconds), created, updated (1/100 s since boot)"""
+RTNEXTHOP = struct.Struct("=HBBi")
+"""length, flags, hops, link index: one next hop of RTA_MULTIPATH"""
 
 NLMSG_NOOP, NLMSG_ERROR, NLMSG_DONE = 1, 2, 3
-RTM_SETLINK = 19
+RTM_GETLINK, RTM_SETLINK = 18, 19
 RTM_NEWADDR, RTM_DELADDR, RTM_GETADDR = 20, 21, 22
 RTM_NEWROUTE, RTM_DELROUTE, RTM_GETROUTE = 24, 25, 26
 NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
+NLM_F_REPLACE = 0x100
 CREATE = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
+REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE
+"""Change an existing address in place (its lifetimes); the kernel creates it if absent."""
 
-IFA_ADDRESS, IFA_LOCAL, IFA_FLAGS, IFA_PROTO = 1, 2, 8, 11
+IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_FLAGS, IFA_PROTO = 1, 2, 6, 8, 11
+INFINITY_LIFE_TIME = 0xFFFFFFFF
 IFA_F_NODAD = 0x02
 """IPv6: usable at once, no duplicate address detection (the address is a VIP)."""
 IFA_F_NOPREFIXROUTE = 0x200
 """The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
-RTA_DST, RTA_OIF, RTA_TABLE = 1, 4, 15
-RTN_UNICAST, RT_TABLE_COMPAT, RT_SCOPE_LINK = 1, 252, 253
+RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 9, 15
+RTN_UNICAST, RT_TABLE_COMPAT, RT_TABLE_MAIN, RT_SCOPE_LINK = 1, 252, 254, 253
+IFLA_ADDRESS, IFLA_IFNAME = 1, 3
 IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
+IFF_UP = 0x1
 IPV4_DEVCONF_PROMOTE_SECONDARIES = 20
 
 Request = tuple[int, int, bytes]
@@ -52,6 +64,30 @@ class Address:
     address: str
     prefixlen: int
     proto: int | None
+    valid_lft: int | None = None
+    """Seconds left (:data:`INFINITY_LIFE_TIME`: forever); None without IFA_CACHEINFO."""
+    preferred_lft: int | None = None
+    created: int | None = None
+    """When the kernel created the address (1/100 s since boot): a re-added address has
+    a new one, a renewed address keeps it."""
+
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    up: bool
+    mac: bytes
+    """The link-layer address (6 bytes on Ethernet; empty when the link has none)."""
+
+
+@dataclass(frozen=True)
+class DefaultRoute:
+    """A default route of the main table: the link it leaves through, and its metric."""
+
+    family: int
+    oif: int
+    metric: int
 
 
 @dataclass(frozen=True)
@@ -114,6 +150,23 @@ def add_address(iface: Interface, index: int, proto: int) -> Request:
     return RTM_NEWADDR, CREATE, body
 
 
+def local_address(
+    iface: Interface, index: int, proto: int, *, valid: int, renew: bool = False
+) -> Request:
+    """Add (or with ``renew``, refresh in place) a local address on a NIC: like
+    :func:`add_address`, with a valid lifetime of ``valid`` seconds after which the
+    kernel removes the address by itself. IPv6: preferred lifetime 0, so it is never
+    picked as a source address; IPv4: preferred = valid (IPv4 source selection ignores
+    deprecation, so marking it would change nothing but how ``ip addr`` shows it).
+
+    A renewal (``NLM_F_REPLACE``) also rewrites the address's mark and creates the
+    address if it is gone, so send it only for an address the dump showed as lbroute's."""
+    preferred = 0 if iface.version == 6 else valid
+    kind, flags, body = add_address(iface, index, proto)
+    body += attr(IFA_CACHEINFO, IFA_CACHEINFO_FMT.pack(preferred, valid, 0, 0))
+    return kind, REPLACE if renew else flags, body
+
+
 def delete_address(iface: Interface, index: int) -> Request:
     return RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK, _address(iface, index, 0)
 
@@ -158,6 +211,18 @@ def address_dump(index: int) -> Request:
     return RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, body
 
 
+def link_dump() -> Request:
+    """Ask for every link of the namespace."""
+    return RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
+
+
+def default_route_dump(family: int) -> Request:
+    """Ask for the routes of ``family`` in the main table (the default routes among them
+    are picked out by :func:`parse_default_route`)."""
+    body = RTMSG.pack(family, 0, 0, 0, RT_TABLE_MAIN, 0, 0, 0, 0)
+    return RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP, body + attr(RTA_TABLE, U32.pack(RT_TABLE_MAIN))
+
+
 def route_dump(family: int, table: int, oif: int) -> Request:
     """Ask for the routes of ``family`` in ``table`` through link ``oif``."""
     body = RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
@@ -173,12 +238,55 @@ def parse_address(payload: bytes) -> Address | None:
     if packed is None:
         return None
     proto = found.get(IFA_PROTO)
+    cache = found.get(IFA_CACHEINFO)
+    preferred, valid, created, _updated = (
+        IFA_CACHEINFO_FMT.unpack(cache[: IFA_CACHEINFO_FMT.size])
+        if cache is not None and len(cache) >= IFA_CACHEINFO_FMT.size
+        else (None, None, None, None)
+    )
     return Address(
         index=ifindex,
         address=socket.inet_ntop(family, packed),
         prefixlen=prefixlen,
         proto=proto[0] if proto else None,
+        valid_lft=valid,
+        preferred_lft=preferred,
+        created=created,
     )
+
+
+def parse_link(payload: bytes) -> Link | None:
+    """One RTM_NEWLINK of a dump; None without a name."""
+    _family, _type, index, flags, _change = IFINFOMSG.unpack_from(payload)
+    found = attrs(payload, IFINFOMSG.size, len(payload))
+    name = found.get(IFLA_IFNAME)
+    if name is None:
+        return None
+    return Link(
+        index=index,
+        name=name.split(b"\0", 1)[0].decode(errors="replace"),
+        up=bool(flags & IFF_UP),
+        mac=found.get(IFLA_ADDRESS, b""),
+    )
+
+
+def parse_default_route(payload: bytes) -> DefaultRoute | None:
+    """One RTM_NEWROUTE of a main-table dump if it is a unicast default route with a
+    link (the first next hop's, when it has several); else None."""
+    family, dst_len, _src_len, _tos, _table, _proto, _scope, kind, _flags = RTMSG.unpack_from(
+        payload
+    )
+    if dst_len != 0 or kind != RTN_UNICAST:
+        return None
+    found = attrs(payload, RTMSG.size, len(payload))
+    metric = found.get(RTA_PRIORITY)
+    oif: int | None = U32.unpack(found[RTA_OIF])[0] if RTA_OIF in found else None
+    hops = found.get(RTA_MULTIPATH)
+    if oif is None and hops is not None and len(hops) >= RTNEXTHOP.size:
+        oif = RTNEXTHOP.unpack_from(hops)[3]
+    if not oif:
+        return None
+    return DefaultRoute(family=family, oif=oif, metric=U32.unpack(metric)[0] if metric else 0)
 
 
 def parse_route(payload: bytes) -> Route | None:
