@@ -1,8 +1,8 @@
 """The directory source (lbroute.kube.directory.DirectorySource) on real files: after the first
-snapshot only changed files are read again, a broken file keeps its objects and its
-error until fixed, and objects are kept trimmed to what the agent reads. Hostile files
-(an alias bomb, binary junk, deep nesting, duplicate keys, a list for a document) are
-errors of their own that cost nothing else."""
+snapshot only changed files are read again, a broken file (or one emptied while it is
+written) keeps its objects and its error until fixed, and objects are kept trimmed to
+what the agent reads. Hostile files (an alias bomb, binary junk, deep nesting, duplicate
+keys, a list for a document) are errors of their own that cost nothing else."""
 
 from __future__ import annotations
 
@@ -132,6 +132,40 @@ def test_a_broken_file_keeps_its_objects_and_its_error_until_fixed(tmp_path: Pat
     fixed = source.load()
     assert fixed.errors == ()
     assert fixed.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.9"
+
+
+def test_an_emptied_file_keeps_its_objects_until_it_has_content_or_is_removed(
+    tmp_path: Path,
+) -> None:
+    """A file written in place is seen empty between its truncate and its write."""
+    good = tmp_path / "a.yaml"
+    write(good, service("a", "192.0.2.1"))
+    write(tmp_path / "b.yaml", service("b", "192.0.2.2"))
+    (tmp_path / "never.yaml").write_text("")
+    source = DirectorySource(tmp_path)
+    assert source.load().errors == (), "a file empty from the start is nothing to report"
+
+    good.write_text("")
+    for _ in range(2):
+        emptied = source.load()
+        assert names(emptied.objects) == ["a", "b"]
+        assert emptied.errors == (
+            f"{good}: is empty; the objects it held before are kept until it has content "
+            "again or is removed",
+        )
+    write(good, service("a", "192.0.2.9"))
+    written = source.load()
+    assert written.errors == ()
+    assert written.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.9"
+
+    good.write_text("# nothing here any more\n")
+    assert names(source.load().objects) == ["b"], "a file left with a comment is an edit"
+    write(good, service("a", "192.0.2.1"))
+    assert names(source.load().objects) == ["a", "b"]
+    good.write_text("")
+    assert names(source.load().objects) == ["a", "b"]
+    good.unlink()
+    assert names(source.load().objects) == ["b"], "removed: its objects go"
 
 
 def test_a_removed_file_takes_its_objects_with_it(tmp_path: Path) -> None:

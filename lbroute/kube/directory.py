@@ -10,10 +10,20 @@ cares about; the allocator's Services and ServiceGroups, from the API.
 hold and watches it with watchfiles. A file that cannot be read or parsed is reported;
 the objects it held when it was last read still count (a typo or a half-written file
 must not withdraw every Service in it), and so do the other files. A file that never
-parsed counts for nothing. After the first snapshot only the files that changed are
-read again (named by watchfiles, or with a different inode, size or mtime: a
-ConfigMap's symlink swap), and each object is trimmed as it is parsed to what the
-agent reads (:mod:`lbroute.kube.trim`), as the Kubernetes source does.
+parsed counts for nothing. A file that is empty (zero bytes) after it held objects keeps
+them too, reported the same way: between the truncate and the write of a file written
+in place the watcher can see it empty, and dropping its objects then would withdraw and
+announce them again a moment later. To delete the objects, remove the file (or leave a
+comment in it); writing to a temporary file and renaming it, as ConfigMap volumes and
+Git checkouts do, is never seen half-written. A file cut short after one of its
+documents still loses the ones it no longer holds: it is indistinguishable from an
+edit that removed them. An object cut in the middle is invalid, and keeps its last
+valid version (:mod:`lbroute.model.lastgood`).
+
+After the first snapshot only the files that changed are read again (named by
+watchfiles, or with a different inode, size or mtime: a ConfigMap's symlink swap), and
+each object is trimmed as it is parsed to what the agent reads
+(:mod:`lbroute.kube.trim`), as the Kubernetes source does.
 :class:`DirectoryWatcher` watches any other directory.
 """
 
@@ -31,7 +41,7 @@ import watchfiles
 
 from lbroute.kube.trim import trim_object
 from lbroute.model.errors import ManifestError
-from lbroute.model.manifests import manifest_files, read_manifest_file
+from lbroute.model.manifests import manifest_files, path_name, read_manifest_file
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +107,11 @@ class DirectorySource:
     def _read(self, file: Path, known: _File, stat: tuple[int, int, int, int] | None) -> None:
         self.reads += 1
         kept = "; the objects it held before are kept" if known.stat is not None else ""
+        if stat is not None and stat[2] == 0 and known.objects:
+            known.error = (
+                f"{path_name(file)}: is empty{kept} until it has content again or is removed"
+            )
+            return
         try:
             known.objects = read_manifest_file(file, each=trim_object)
         except ManifestError as exc:
