@@ -4,20 +4,93 @@ Rendered by ``templates/bird/bgp.j2`` and ``templates/frr/bgp.j2`` (the route-ma
 ``templates/frr/policy.j2``). A neighbor is keyed by its address, or by its interface
 when unnumbered (FRR only); a second Peer for the same neighbor on one node is
 reported and left out.
+
+A ServiceGroup's BGP attributes do not all mean something on every session, so each
+neighbor's filter gets the group's :class:`BgpActions` for its :class:`Session` kind,
+iBGP when its ASN is the local one, eBGP otherwise: ``asPathPrepend`` only towards
+eBGP (an iBGP neighbor finds its own AS in the path and drops the route as a loop,
+RFC 4271 9.1.2, so a prepending group could never reach a route reflector),
+``localPref`` only towards iBGP (LOCAL_PREF is not sent to eBGP neighbors, RFC 4271
+5.1.5; BIRD and FRR leave it out there), communities, large communities and MED
+towards both.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
+from enum import StrEnum
 
-from lbroute.model.api import BgpPeer, Family, Peer, Router
-from lbroute.model.errors import ObjectRef
+from lbroute.model.api import BgpPeer, Community, Family, LargeCommunity, Peer, Router
+from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import IPAddress
 from renderer.secret import Secret, sealed
 from renderer.view.bfd import BfdView
 from renderer.view.context import FAST, Context, problem
 from renderer.view.names import ExportView, GroupView, Names, family_groups, family_suffix, ident
+
+
+class Session(StrEnum):
+    """The kind of BGP session a neighbor runs: iBGP when its ASN is the local one."""
+
+    IBGP = "iBGP"
+    EBGP = "eBGP"
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpActions:
+    """What one ServiceGroup's routes get towards the neighbors of one ``session`` kind
+    (or both): each attribute only where the receiving router uses it (see the module
+    docstring)."""
+
+    group: GroupView
+    session: Session | None
+    """None when the group's policy is the same on both kinds (no prepend, no local
+    preference)."""
+    function: str
+    """BIRD function that applies them, called from the filter of every such neighbor:
+    ``lbr_sg_<group>_bgp`` for both kinds, ``..._ibgp`` / ``..._ebgp`` for one."""
+    communities: tuple[Community, ...]
+    large_communities: tuple[LargeCommunity, ...]
+    local_pref: int | None
+    med: int | None
+    prepend: int
+    """How many times the neighbor's local ASN is prepended (BIRD passes it in)."""
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.communities or self.large_communities or self.prepend
+            or self.local_pref is not None or self.med is not None
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpExportEntry:
+    """One group in a neighbor's outbound filter, with its actions towards that neighbor."""
+
+    actions: BgpActions
+    as_path_prepend: tuple[int, ...]
+    """FRR: the ASNs ``set as-path prepend`` adds (the neighbor's local ASN, repeated)."""
+
+    @property
+    def group(self) -> GroupView:
+        return self.actions.group
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpExportView(ExportView):
+    """What one BGP neighbor exports for one family, and each group's actions there."""
+
+    session: Session
+    entries: tuple[BgpExportEntry, ...]
+    """In the order of ``groups``."""
+
+    @functools.cached_property
+    def entries_by_seq(self) -> tuple[BgpExportEntry, ...]:
+        """The entries in FRR's route-map order (by the group's sequence number)."""
+        return tuple(sorted(self.entries, key=lambda e: e.group.seq))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,7 +115,11 @@ class BgpNeighborView:
     password: Secret | None
     bfd: BfdView | None
     graceful_restart: bool
-    exports: tuple[ExportView, ...]
+    exports: tuple[BgpExportView, ...]
+
+    @property
+    def session(self) -> Session:
+        return Session.IBGP if self.ibgp else Session.EBGP
 
     @property
     def key(self) -> str:
@@ -83,21 +160,41 @@ def bgp_views(peers: list[Peer], ctx: Context) -> tuple[BgpNeighborView, ...]:
                 problem(p.ref, "metadata.name", f"has the same router name as {ids[pid]}")
             )
             continue
-        seen[key], ids[pid] = p.ref, p.ref
-        accepted.append((p, spec, pid, spec.local_asn or ctx.agent.local_asn))
-    shared = _shared_exports(accepted, ctx)
-    views: list[BgpNeighborView] = []
-    for p, spec, pid, local_asn in accepted:
-        exports = tuple(
-            ExportView(
-                family=f,
-                name=shared.get((f, local_asn, gs)) or ctx.names.bgp_export(pid, f),
-                groups=gs,
+        local_asn = spec.local_asn or ctx.agent.local_asn
+        if _frr_refuses_local_as(spec, local_asn, ctx):
+            ctx.problems.append(
+                problem(
+                    p.ref,
+                    "spec.bgp.localASN",
+                    f"{quote(local_asn)} is also the neighbor's asn: an iBGP session in "
+                    f"another AS than the node's ({ctx.agent.local_asn}, the NodeAgent's "
+                    "localASN), which FRR refuses (its local-as must differ from the "
+                    "neighbor's AS); set localASN on the NodeAgent instead, or run BIRD "
+                    "on this node",
+                )
             )
-            for f, gs in family_groups(ctx.carried[p.ref], spec.families)
-        )
-        views.append(_bgp_neighbor(p, spec, pid, local_asn, exports, ctx))
+            continue
+        seen[key], ids[pid] = p.ref, p.ref
+        accepted.append((p, spec, pid, local_asn))
+    exports = _Exports(ctx)
+    views = [
+        _bgp_neighbor(p, spec, pid, local_asn, exports.of(p, spec, pid, local_asn), ctx)
+        for p, spec, pid, local_asn in accepted
+    ]
     return tuple(sorted(views, key=_neighbor_order))
+
+
+def bgp_functions(bgp: tuple[BgpNeighborView, ...]) -> tuple[BgpActions, ...]:
+    """BIRD: every group's actions that some neighbor's filter calls, once each, by
+    group and function name."""
+    found = {
+        x.actions.function: x.actions
+        for n in bgp
+        for e in n.exports
+        for x in e.entries
+        if not x.actions.empty
+    }
+    return tuple(sorted(found.values(), key=lambda a: (a.group.ref, a.function)))
 
 
 def bgp_redistribute(bgp: tuple[BgpNeighborView, ...], names: Names) -> tuple[ExportView, ...]:
@@ -118,28 +215,109 @@ def bgp_redistribute(bgp: tuple[BgpNeighborView, ...], names: Names) -> tuple[Ex
     )
 
 
-def _shared_exports(
-    accepted: list[_Accepted], ctx: Context
-) -> dict[tuple[Family, int, tuple[GroupView, ...]], str]:
-    """FRR: neighbors whose outbound route-maps would be identical (same family, same
-    groups, same local ASN for ``set as-path prepend``) share one; otherwise every
-    neighbor's route-map would repeat one entry per group (1,000 groups and 500 peers:
-    288,000 lines instead of 47,000). A shared route-map is named after what it exports
-    (a hash of the local ASN and the groups), never after a neighbor, so neighbors that
-    come or go never rename the one the others use; a neighbor whose groups change
-    moves to another one, which the FRR driver sends as a re-point. BIRD keeps one
-    filter per protocol (empty result)."""
-    if ctx.names.router is not Router.FRR:
-        return {}
-    found: dict[tuple[Family, int, tuple[GroupView, ...]], str] = {}
-    for p, spec, _, local_asn in accepted:
-        for f, gs in family_groups(ctx.carried[p.ref], spec.families):
-            content = f"{local_asn}:{','.join(g.ident for g in gs)}"
-            digest = hashlib.sha256(content.encode()).hexdigest()[:12]
-            found.setdefault(
-                (f, local_asn, gs), ctx.names.join("bgp", "out", digest, family_suffix(f))
+_Part = tuple[Family, tuple[GroupView, ...], tuple[BgpExportEntry, ...], str | None]
+"""One family of a neighbor's exports: the groups, their entries, the shared FRR
+route-map name (None for BIRD)."""
+
+
+class _Exports:
+    """The exports of the node's neighbors. Peers with the same serviceGroupSelector
+    carry the very same tuple of groups (``build_view`` matches once per selector), so
+    what depends only on that tuple, the families, the session kind and the local ASN
+    (the groups per family, their entries, the shared route-map name) is built once per
+    combination, keyed by the tuple's identity: with 1,000 groups and 500 Peers, building
+    and hashing the groups again for every neighbor cost more than the rest of the view.
+    Each group's :class:`BgpActions` are built once per session kind, so every filter
+    that carries the group calls the same BIRD function."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.actions: dict[tuple[str, Session], BgpActions] = {}
+        self.parts: dict[tuple[int, tuple[Family, ...], Session, int], tuple[_Part, ...]] = {}
+
+    def of(self, p: Peer, spec: BgpPeer, pid: str, local_asn: int) -> tuple[BgpExportView, ...]:
+        session = _session(spec, local_asn)
+        carried = self.ctx.carried[p.ref]
+        key = (id(carried), spec.families, session, local_asn)
+        if key not in self.parts:
+            self.parts[key] = tuple(
+                (
+                    f,
+                    gs,
+                    tuple(self._entry(g, session, local_asn) for g in gs),
+                    self._shared_name(f, session, local_asn, gs),
+                )
+                for f, gs in family_groups(carried, spec.families)
             )
-    return found
+        return tuple(
+            BgpExportView(
+                family=f,
+                name=shared or self.ctx.names.bgp_export(pid, f),
+                groups=gs,
+                session=session,
+                entries=entries,
+            )
+            for f, gs, entries, shared in self.parts[key]
+        )
+
+    def _entry(self, group: GroupView, session: Session, local_asn: int) -> BgpExportEntry:
+        key = (group.ident, session)
+        if key not in self.actions:
+            self.actions[key] = _actions(group, session, self.ctx.names)
+        found = self.actions[key]
+        return BgpExportEntry(actions=found, as_path_prepend=(local_asn,) * found.prepend)
+
+    def _shared_name(
+        self, family: Family, session: Session, local_asn: int, groups: tuple[GroupView, ...]
+    ) -> str | None:
+        """FRR: neighbors whose outbound route-maps would be identical (same family,
+        same groups, same session kind, and for eBGP the same local ASN for ``set
+        as-path prepend``) share one; otherwise every neighbor's route-map would repeat
+        one entry per group (1,000 groups and 500 peers: 288,000 lines instead of
+        47,000). A shared route-map is named after what it exports (a hash of the local
+        ASN, or of "ibgp", and the groups), never after a neighbor, so neighbors that
+        come or go never rename the one the others use; a neighbor whose groups change
+        moves to another one, which the FRR driver sends as a re-point. BIRD keeps one
+        filter per protocol (None)."""
+        if self.ctx.names.router is not Router.FRR:
+            return None
+        owner = local_asn if session is Session.EBGP else "ibgp"
+        content = f"{owner}:{','.join(g.ident for g in groups)}"
+        digest = hashlib.sha256(content.encode()).hexdigest()[:12]
+        return self.ctx.names.join("bgp", "out", digest, family_suffix(family))
+
+
+def _actions(group: GroupView, session: Session, names: Names) -> BgpActions:
+    """``group``'s actions towards ``session`` neighbors (see the module docstring)."""
+    policy = group.bgp
+    by_session = bool(policy.prepend) or policy.local_pref is not None
+    ebgp = session is Session.EBGP
+    return BgpActions(
+        group=group,
+        session=session if by_session else None,
+        function=names.join("sg", group.ident, session.lower() if by_session else "bgp"),
+        communities=policy.communities,
+        large_communities=policy.large_communities,
+        local_pref=None if ebgp else policy.local_pref,
+        med=policy.med,
+        prepend=policy.prepend if ebgp else 0,
+    )
+
+
+def _session(spec: BgpPeer, local_asn: int) -> Session:
+    """iBGP when the neighbor's ASN is the local one; an unnumbered neighbor without an
+    ASN is FRR's ``remote-as external``."""
+    return Session.IBGP if spec.asn == local_asn else Session.EBGP
+
+
+def _frr_refuses_local_as(spec: BgpPeer, local_asn: int, ctx: Context) -> bool:
+    """FRR's ``neighbor X local-as N`` must name another AS than the neighbor's, so it
+    cannot turn a session into iBGP in an AS other than ``router bgp``'s."""
+    return (
+        ctx.names.router is Router.FRR
+        and local_asn != ctx.agent.local_asn
+        and spec.asn == local_asn
+    )
 
 
 def _neighbor_order(n: BgpNeighborView) -> tuple[int, int, str]:
@@ -154,7 +332,7 @@ def _bgp_neighbor(
     spec: BgpPeer,
     pid: str,
     local_asn: int,
-    exports: tuple[ExportView, ...],
+    exports: tuple[BgpExportView, ...],
     ctx: Context,
 ) -> BgpNeighborView:
     fast = ctx.fast_convergence
@@ -170,7 +348,7 @@ def _bgp_neighbor(
         remote_asn=spec.asn,
         local_asn=local_asn,
         local_asn_override=local_asn != ctx.agent.local_asn,
-        ibgp=spec.asn == local_asn,
+        ibgp=_session(spec, local_asn) is Session.IBGP,
         port=spec.port,
         hold_time=spec.hold_time,
         keepalive_time=spec.keepalive_time,
