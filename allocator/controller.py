@@ -1,33 +1,27 @@
-"""The allocator from the Kubernetes API: leader election, status, annotations, Events.
+"""The allocator from the Kubernetes API: one replica's loop, and who among them writes.
 
 Every replica lists and watches Services (all namespaces) and the ServiceGroups of the
 install namespace (lbroute.kube.reflector: bookmarks, relist on 410, backoff with
-jitter). Only the holder of a ``coordination.k8s.io/v1`` Lease writes:
+jitter), and computes every Service's addresses with allocator.ipam from the current
+objects; a ServiceGroup edited into an invalid one counts as its last valid version
+(lbroute.model.lastgood) until it is fixed or deleted. Only the holder of a
+``coordination.k8s.io/v1`` Lease writes what a pass decided (allocator.writer: Services'
+status and annotation, Events, ServiceGroups' status, pool metrics).
 
-- the replicas elect the holder with lbroute.kube.lease: a Lease held by another
-  replica is taken over only once it has not changed for its whole duration, measured
-  on this replica's own clock; a leader counts as one only until ``renew_deadline``
-  after its last successful renew, shorter than the Lease's duration, so a replica that
-  cannot renew stops writing before anyone else may start, and one that sees another
-  holder stops at once. On a clean stop the Lease is handed back;
-- each pass computes every Service's addresses with allocator.ipam from the current
-  objects, then writes what changed: ``status.loadBalancer.ingress`` through the
-  status subresource, then the ``lbroute.io/allocated-from`` annotation, each by read,
-  change, write with the resourceVersion read. A 409, or a Service that changed since
-  the pass read it, is read again; when what the pass decided on no longer holds, the
-  write is left to the next pass, which recomputes from the new objects;
-- Events on Services: ``AddressAssigned``, ``AddressReleased`` (after the write landed),
-  ``AllocationFailed`` and ``AddressOutsidePool`` (once each, while they last);
-- on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
-  ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
-  condition is never touched);
-- metrics: pool size and addresses in use per pool, allocation failures by reason,
-  leadership.
+The replicas elect the holder with lbroute.kube.lease: a Lease held by another replica
+is taken over only once it has not changed for its whole duration, measured on this
+replica's own clock; a leader counts as one only until ``renew_deadline`` after its
+last successful renew, shorter than the Lease's duration, so a replica that cannot renew
+stops writing before anyone else may start, and one that sees another holder stops at
+once. On a clean stop the Lease is handed back. A new leader says every standing
+failure again.
 
 Passes run only while every watch is connected, so a new leader decides from what the
 API says now; even so, two Services that claim one address are found and the younger
-one moves (allocator.ipam). Should the lease thread or the watch feeder fail
-unexpectedly, the run ends (allocator.main: the process exits 1 and is started again).
+one moves (allocator.ipam). A pass that fails on the API is tried again after
+``retry``. Should the lease thread or the watch feeder fail unexpectedly, the run ends
+(allocator.main: the process exits 1 and is started again). Each Service is parsed once
+per resourceVersion.
 """
 
 from __future__ import annotations
@@ -40,29 +34,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from allocator.ipam import Allocation, Assignment, Failure, GroupStats, allocate, invalid_groups
-from allocator.service import LBService, ingress, parse_service
+from allocator.ipam import Allocation, allocate, invalid_groups
+from allocator.metrics import AllocatorMetrics
+from allocator.service import LBService, parse_service
+from allocator.writer import PassWriter, ServiceKey
 from lbroute.kube.client import Api, ApiClient
 from lbroute.kube.directory import Snapshot
 from lbroute.kube.events import EventRecorder
 from lbroute.kube.lease import LeaderElector
 from lbroute.kube.reflector import KubernetesSource, Timing, lbroute_kind, service_kind
 from lbroute.kube.serving import Health
-from lbroute.kube.trim import JSON, trim_service, trim_service_group
-from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
-from lbroute.model import api
-from lbroute.model.errors import Conflict, KubernetesError, NotFound, ObjectRef
-from lbroute.model.vocabulary import (
-    ALLOCATED_FROM_ANNOTATION,
-    ALLOCATOR_CONTROLLER,
-    SERVICE_GROUP,
-)
+from lbroute.kube.trim import trim_service, trim_service_group
+from lbroute.kube.writes import seconds_time
+from lbroute.model import api, lastgood
+from lbroute.model.errors import KubernetesError
+from lbroute.model.vocabulary import ALLOCATOR_CONTROLLER, SERVICE_GROUP
 
 log = logging.getLogger(__name__)
-
-CONDITION = "Allocatable"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,60 +73,6 @@ class Settings:
     """Seconds a pass waits for a burst of changes to land."""
     retry: float = 2.0
     """Seconds before a failed pass is tried again."""
-
-
-class AllocatorMetrics:
-    """The allocator's Prometheus metrics, in a registry of its own."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        labels = ["group", "pool", "family"]
-        self.pool_size = Gauge(
-            "lbroute_allocator_pool_addresses",
-            "Addresses a pool may hand out (network, broadcast and anycast left out).",
-            labels,
-            registry=self.registry,
-        )
-        self.pool_in_use = Gauge(
-            "lbroute_allocator_pool_in_use",
-            "Addresses of a pool held by Services.",
-            labels,
-            registry=self.registry,
-        )
-        self.failures = Counter(
-            "lbroute_allocator_allocation_failures",
-            "Services that could not get (all) their addresses, by reason.",
-            ["reason"],
-            registry=self.registry,
-        )
-        self.assigned = Counter(
-            "lbroute_allocator_addresses_assigned",
-            "Addresses written to Services.",
-            registry=self.registry,
-        )
-        self.released = Counter(
-            "lbroute_allocator_addresses_released",
-            "Addresses taken back from Services.",
-            registry=self.registry,
-        )
-        self.leader = Gauge(
-            "lbroute_allocator_leader",
-            "1 while this replica holds the lease and writes.",
-            registry=self.registry,
-        )
-        self.pass_seconds = Gauge(
-            "lbroute_allocator_pass_seconds",
-            "Time the last pass took to compute every Service's addresses.",
-            registry=self.registry,
-        )
-        self.events_dropped = Counter(
-            "lbroute_allocator_events_dropped",
-            "Events not sent because of the rate limit.",
-            registry=self.registry,
-        )
-
-
-# -- the controller ---------------------------------------------------------------------------
 
 
 class Allocator:
@@ -188,11 +122,20 @@ class Allocator:
             namespace=ns,
             on_dropped_event=self.metrics.events_dropped.inc,
         )
+        self.writer = PassWriter(
+            self.kube,
+            self.recorder,
+            self.metrics,
+            namespace=ns,
+            default_class=settings.default_class,
+            leading=self.elector.is_leader,
+        )
         self._cond = threading.Condition()
         self._latest: Snapshot | None = None
         self._dirty = False
-        self._parsed: dict[tuple[str, str], tuple[str, LBService | None]] = {}
-        self._reported: set[tuple[ObjectRef, str, str]] = set()
+        self._parsed: dict[ServiceKey, tuple[str, LBService | None]] = {}
+        self._last_valid = lastgood.Memory()
+        """Each ServiceGroup's last valid version, seen by this replica's passes."""
         self.passes = 0
         """Passes that ran to the end (as leader)."""
 
@@ -241,7 +184,7 @@ class Allocator:
         self.metrics.leader.set(1 if leader else 0)
         with self._cond:
             self._dirty = self._dirty or leader
-            self._reported.clear()
+            self.writer.forget_reported()
             self._cond.notify_all()
 
     def _loop(self, stop: threading.Event) -> None:
@@ -277,8 +220,12 @@ class Allocator:
     def compute(self, snapshot: Snapshot) -> tuple[Allocation, api.Model, dict[str, str]]:
         """Every Service's addresses from the objects of ``snapshot`` (no writes)."""
         groups = [o for o in snapshot.objects if o.get("kind") == SERVICE_GROUP]
-        model = api.load(groups)
-        invalid = invalid_groups(model.problems)
+        # A group edited into an invalid one is used as its last valid version (its
+        # Services keep their addresses, new ones get theirs from it); the agents report it.
+        loaded = lastgood.load(groups, self._last_valid, now=seconds_time())
+        model, self._last_valid = loaded.model, loaded.memory
+        used = {g.name for g in model.service_groups}
+        invalid = {n: why for n, why in invalid_groups(model.problems).items() if n not in used}
         services = []
         for obj in snapshot.objects:
             if obj.get("kind") == "Service":
@@ -305,6 +252,7 @@ class Allocator:
         return parsed
 
     def reconcile(self, snapshot: Snapshot) -> None:
+        """One pass: compute, then (as the leader) write what changed."""
         start = time.perf_counter()
         result, model, invalid = self.compute(snapshot)
         self.metrics.pass_seconds.set(time.perf_counter() - start)
@@ -317,146 +265,8 @@ class Allocator:
         expected = {
             key: parsed for key, (_rv, parsed) in self._parsed.items() if parsed is not None
         }
-        for assignment in result.changes():
-            if not self.elector.is_leader():
-                return
-            svc = expected.get((assignment.ref.namespace, assignment.ref.name))
-            if svc is not None:
-                self._write_service(assignment, svc)
-        if not self.elector.is_leader():
-            return
-        self._report(result)
-        refs = {g.ref: g for g in result.groups}
-        for g in model.service_groups:
-            self._write_group(g.ref, refs.get(g.ref), None)
-        for name, why in sorted(invalid.items()):
-            ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.settings.namespace, name=name)
-            self._write_group(ref, None, why)
-        self._pool_metrics(result)
-        self.passes += 1
-
-    # -- Services ----------------------------------------------------------------------------
-
-    def _write_service(self, a: Assignment, expected: LBService) -> None:
-        ref = a.ref
-        for _ in range(CONFLICT_RETRIES):
-            if not self.elector.is_leader():
-                return
-            try:
-                fresh = self.kube.read(ref)
-            except NotFound:
-                return  # deleted meanwhile
-            if parse_service(fresh, default_class=self.settings.default_class) != expected:
-                log.debug("%s changed since the pass read it; the next pass decides", ref)
-                return
-            rv = str(fresh["metadata"]["resourceVersion"])
-            if not self.elector.is_leader():
-                return
-            if a.addresses != expected.addresses:
-                lb = dict((fresh.get("status") or {}).get("loadBalancer") or {})
-                lb["ingress"] = ingress(fresh, a.addresses)
-                body = {"metadata": {"resourceVersion": rv}, "status": {"loadBalancer": lb}}
-                try:
-                    written = self.kube.patch(ref, body, status=True)
-                except Conflict:
-                    continue
-                except NotFound:
-                    return
-                rv = str(written["metadata"]["resourceVersion"])
-                expected = parse_service(written, default_class=self.settings.default_class) or (
-                    expected
-                )
-                self._announce(a)
-            if a.allocated_from != a.allocated_before:
-                if not self.elector.is_leader():
-                    return
-                body = {
-                    "metadata": {
-                        "resourceVersion": rv,
-                        "annotations": {ALLOCATED_FROM_ANNOTATION: a.allocated_from},
-                    }
-                }
-                try:
-                    self.kube.patch(ref, body)
-                except Conflict:
-                    continue  # read again: the status is written, only this is left
-                except NotFound:
-                    return
-            return
-        log.warning("%s kept changing under us; the next pass tries again", ref)
-
-    def _announce(self, a: Assignment) -> None:
-        group = f" from {a.group}" if a.group else ""
-        if a.assigned:
-            text = ", ".join(map(str, a.assigned))
-            log.info("%s: assigned %s%s", a.ref, text, group)
-            self._emit(a.ref, "Normal", "AddressAssigned", f"{text} assigned{group}", uid=a.uid)
-            self.metrics.assigned.inc(len(a.assigned))
-        if a.released:
-            text = ", ".join(map(str, a.released))
-            log.info("%s: released %s", a.ref, text)
-            self._emit(a.ref, "Normal", "AddressReleased", f"{text} released", uid=a.uid)
-            self.metrics.released.inc(len(a.released))
-
-    def _emit(
-        self, ref: ObjectRef, kind: str, reason: str, note: str, *, uid: str | None = None
-    ) -> None:
-        if self.elector.is_leader():
-            self.recorder.emit(ref, kind, reason, note, uid=uid)
-
-    def _report(self, result: Allocation) -> None:
-        uids = {a.ref: a.uid for a in result.assignments}
-        now: set[tuple[ObjectRef, str, str]] = set()
-        failure: Failure
-        for failure in result.failures:
-            key = (failure.ref, str(failure.reason), str(failure))
-            now.add(key)
-            if key in self._reported:
-                continue
-            self.metrics.failures.labels(reason=str(failure.reason)).inc()
-            note = f"{failure.reason}: " + (
-                f"{failure.path}: {failure.message}" if failure.path else failure.message
-            )
-            log.info("%s: allocation failed: %s", failure.ref, note)
-            self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
-        for outside in result.outside:
-            key = (outside.ref, "AddressOutsidePool", str(outside))
-            now.add(key)
-            if key not in self._reported:
-                self._emit(
-                    outside.ref,
-                    "Warning",
-                    "AddressOutsidePool",
-                    str(outside).split(": ", 1)[1],
-                    uid=uids.get(outside.ref),
-                )
-        self._reported = now
-
-    # -- ServiceGroups -----------------------------------------------------------------------
-
-    def _write_group(self, ref: ObjectRef, stats: GroupStats | None, invalid: str | None) -> None:
-        want = _group_status(stats, invalid)
-
-        def change(current: JSON) -> JSON | None:
-            if _group_status_is(dict(current.get("status") or {}), want):
-                return None
-            status = with_condition(current, CONDITION, want["condition"])
-            for key in ("allocated", "available"):
-                if want[key] is None:
-                    status.pop(key, None)
-                else:
-                    status[key] = want[key]
-            return {"status": status}
-
-        read_change_write(self.kube, ref, change, status=True, allowed=self.elector.is_leader)
-
-    def _pool_metrics(self, result: Allocation) -> None:
-        self.metrics.pool_size.clear()
-        self.metrics.pool_in_use.clear()
-        for p in result.pools:
-            labels = {"group": p.group.name, "pool": p.pool, "family": str(p.family)}
-            self.metrics.pool_size.labels(**labels).set(p.size)
-            self.metrics.pool_in_use.labels(**labels).set(p.in_use)
+        if self.writer.publish(result, model, invalid, expected):
+            self.passes += 1
 
 
 def _until_failure(
@@ -468,44 +278,3 @@ def _until_failure(
     except Exception:
         log.exception("%s failed; stopping", what)
         stop.set()
-
-
-def _count(n: int) -> int | str:
-    """The CRD takes a decimal string where an integer would not fit in 64 bits."""
-    return n if n < 2**63 else str(n)
-
-
-def _group_status(stats: GroupStats | None, invalid: str | None) -> dict[str, Any]:
-    if stats is None:
-        message = f"not used for allocation until it is valid: {invalid or 'invalid'}"
-        return {
-            "allocated": None,
-            "available": None,
-            "condition": ("False", "Invalid", message[:MAX_MESSAGE]),
-        }
-    parts = [
-        f"{f}: {stats.allocated[f]} allocated, {stats.available[f]} free" for f in stats.allocated
-    ]
-    if stats.exhausted:
-        families = " and ".join(str(f) for f in stats.exhausted)
-        state = ("False", "Exhausted", f"no free {families} address left; add a pool")
-    else:
-        state = ("True", "Allocatable", "; ".join(parts))
-    if stats.outside:
-        message = f"{state[2]}; {stats.outside} Services keep addresses outside every pool"
-        state = (state[0], state[1], message)
-    return {
-        "allocated": {str(f): n for f, n in stats.allocated.items()},
-        "available": {str(f): _count(n) for f, n in stats.available.items()},
-        "condition": state,
-    }
-
-
-def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    mine = next((c for c in status.get("conditions") or () if c.get("type") == CONDITION), None)
-    have = None if mine is None else (mine.get("status"), mine.get("reason"), mine.get("message"))
-    return bool(
-        have == want["condition"]
-        and status.get("allocated") == want["allocated"]
-        and status.get("available") == want["available"]
-    )

@@ -13,12 +13,24 @@ directory is watched, wherever it was named). Bursts of changes are coalesced: a
 configuration is applied once no newer one arrived for ``settle`` seconds, and at the
 latest ``max_delay`` seconds after the first (nodeagent.settings holds the numbers).
 
-A configuration the router's parser rejects is not retried until the input changes or
-the router restarts; the last good one keeps running. Any other failed apply (the
-router not answering, a reload that did not take) is retried with exponential backoff,
-a few times. When the router daemon restarts, the agent applies its configuration again.
+A ServiceGroup, Peer or NodeAgent edited into an invalid one is used as its last valid
+version (lbroute.model.lastgood) and reported, until it is fixed or deleted: a typo
+withdraws nothing.
+
+A configuration the router rejects is not retried until the input changes or the
+router restarts; the last good one keeps running. Any other failed apply (the router not
+answering; a configuration the router took but after which it still runs something
+else) is retried with exponential backoff, a few times. Each is reported as what it is
+(:class:`~nodeagent.routers.Outcome`: the status, the NodeState and an Event say which).
+When the router daemon restarts, the agent applies its configuration again.
 What to apply when is :class:`~nodeagent.scheduler.ApplySchedule`'s to decide; this
 loop asks it, calls the router and tells it the outcome.
+
+Which router the agent drives, and how, is decided on every pass by
+:func:`~nodeagent.settings.decide_router`. Settings it keeps rather than change (an
+agent in include mode whose NodeAgent went away; a NodeAgent that asks for a path or
+command the command line does not allow) render nothing new: the router keeps what it
+runs, and the reason is reported.
 
 The source runs in a thread of its own; if it fails, the loop ends (and the process
 with it, so that Kubernetes starts it again) rather than run on blind.
@@ -37,7 +49,7 @@ from pathlib import Path
 
 from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
-from lbroute.model import api
+from lbroute.model import api, lastgood
 from lbroute.model.endpoints import ready_nodes, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
@@ -47,8 +59,17 @@ from nodeagent.desired import desired_state
 from nodeagent.pacing import isis_only
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
 from nodeagent.scheduler import ApplySchedule, Offer
-from nodeagent.settings import AgentSettings, RouterSettings, router_settings
-from nodeagent.status import LastApply, Metrics, Report, Reporter, SessionState, Status, now
+from nodeagent.settings import AgentSettings, RouterSettings, decide_router
+from nodeagent.status import (
+    STATUS_MODE,
+    LastApply,
+    Metrics,
+    Report,
+    Reporter,
+    SessionState,
+    Status,
+    now,
+)
 from renderer.render import render_view
 from renderer.templating import TemplateSet, load_template_set
 from renderer.view import build_view, select_agent
@@ -66,6 +87,7 @@ def _make_driver(rs: RouterSettings) -> RouterDriver:
         mode=rs.mode,
         include_path=rs.include_path,
         reload_command=rs.reload_command,
+        replace_host_config=rs.mode_chosen,
     )
 
 
@@ -96,6 +118,8 @@ class Agent:
         self._snapshot: Snapshot | None = None
         self._report: Report | None = None
         self._problems: list[str] = []
+        self._last_valid = lastgood.Memory()
+        """Each ServiceGroup's, Peer's and NodeAgent's last valid version."""
         # The router the newest NodeAgent and the command line pick, and how it does.
         self._router: RouterSettings | None = None
         self._driver: RouterDriver | None = None
@@ -169,7 +193,8 @@ class Agent:
         self._snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
         services_raw, slices_raw, rest = split_objects(snapshot.objects)
-        model = api.load(rest)
+        loaded = lastgood.load(rest, self._last_valid, now=now())
+        model, self._last_valid = loaded.model, loaded.memory
         svc_problems: list[Problem] = []
         services = [
             s
@@ -181,13 +206,23 @@ class Agent:
         ]
         node = model.node(self.settings.node) or api.Node(name=self.settings.node)
         agent_spec, agent_problems = select_agent(model, node)
-        self._use_router(router_settings(self.settings, agent_spec))
+        decision = decide_router(self.settings, agent_spec, self._router)
+        self._use_router(decision.settings)
         desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
         paced = isis_only(model, desired)
-        self.status.announced = self.addresses.program(desired, paced, time.monotonic())
+        if self._router is not None:
+            self.status.announced = self.addresses.program(desired, paced, time.monotonic())
         self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
-        text, render_problems = self._render(model, agent_spec.ref if agent_spec else None)
-        node_problems = (*agent_problems, *svc_problems, *desired.problems, *render_problems)
+        text, render_problems = None, list[Problem]()
+        if self._router is not None and not decision.kept:  # kept: nothing new renders
+            text, render_problems = self._render(model, agent_spec.ref if agent_spec else None)
+        node_problems = (
+            *agent_problems,
+            *decision.problems,
+            *svc_problems,
+            *desired.problems,
+            *render_problems,
+        )
         problems += [str(p) for p in (*model.problems, *node_problems)]
         for problem in sorted(set(problems) - set(self._problems)):
             log.warning("%s", problem)
@@ -211,8 +246,8 @@ class Agent:
         )
         self._write_status()
 
-    def _use_router(self, rs: RouterSettings) -> None:
-        if rs == self._router:
+    def _use_router(self, rs: RouterSettings | None) -> None:
+        if rs is None or rs == self._router:
             return
         if self._router is not None:
             log.info("router settings changed: %s %s", rs.router, rs.mode)
@@ -262,11 +297,11 @@ class Agent:
         if self.schedule.fresh and self._driver.is_current(text):
             log.info("router already runs this configuration; nothing to apply")
             self.schedule.adopt(text)
-            self._record(text, ApplyResult(ok=True), result="Unchanged")
+            self._record(text, ApplyResult(), result="Unchanged")
         elif self.schedule.offer(text, time.monotonic()) is Offer.RECOVERED:
             # Back to the configuration the router runs (a broken input was fixed):
             # nothing to apply, and the old failure no longer describes the node.
-            self._record(text, ApplyResult(ok=True), result="Unchanged")
+            self._record(text, ApplyResult(), result="Unchanged")
 
     def _apply(self, text: str) -> None:
         assert self._driver is not None
@@ -278,7 +313,11 @@ class Agent:
 
     def _record(self, text: str, outcome: ApplyResult, *, result: str) -> None:
         self.status.last_apply = LastApply(
-            time=now(), result=result, error=outcome.error, duration=round(outcome.duration, 3)
+            time=now(),
+            result=result,
+            reason="" if outcome.ok else outcome.outcome.value,
+            error=outcome.error,
+            duration=round(outcome.duration, 3),
         )
         if outcome.ok:
             self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -287,10 +326,7 @@ class Agent:
                 self.metrics.applies.labels("applied").inc()
         else:
             self.metrics.applies.labels("failed").inc()
-            log.error(
-                "router rejected the new configuration; the last good one keeps running: %s",
-                outcome.error,
-            )
+            log.error("%s: %s", outcome.summary(self.status.router), outcome.error)
 
     # -- the router daemon ------------------------------------------------------------
 
@@ -341,7 +377,7 @@ class Agent:
         self.status.updated = now()
         document = self.status.to_json()
         try:
-            write_atomic(self.settings.status_file, document)
+            write_atomic(self.settings.status_file, document, mode=STATUS_MODE)
         except OSError as exc:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
         if self.reporter is not None and self._report is not None:

@@ -6,10 +6,14 @@ or absent API never holds up the agent. What is published only when it changed:
 
 - the node's ``NodeState`` (created when missing; the status subresource carries the
   router, mode, configuration hash, last apply, sessions, announced addresses and a
-  Ready condition);
+  Ready condition; after a failed apply, ``lastApply.reason`` and the condition's
+  reason, ``Apply`` and the reason, say how it failed: Rejected, NotConverged,
+  Unavailable or Refused, see :class:`~nodeagent.routers.Outcome`);
 - Events (events.k8s.io/v1) on Services: ``Announced`` and ``Withdrawn`` from this
-  node, ``ApplyFailed`` when the router refused a configuration (also on the NodeState
-  and the NodeAgent); ``InvalidOnNode`` on an object that cannot be used on this node;
+  node, ``ApplyFailed`` when an apply failed (also on the NodeState and the NodeAgent),
+  its note saying how (tenants read Events on their Services, so the note only says
+  where the router's message is, never configuration text); ``InvalidOnNode`` on an
+  object that cannot be used on this node;
 - a ``Valid`` condition on every ServiceGroup, Peer and NodeAgent, with the same
   messages as ``lbroute validate``. Every agent computes the same value; each writes
   only when the object does not already say it (read, change only that condition,
@@ -37,6 +41,7 @@ from lbroute.kube.events import EventRecorder
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import MAX_MESSAGE, State, condition, read_change_write, with_condition
 from lbroute.model.errors import KubernetesError, NotFound, ObjectRef, Problem, Severity
+from lbroute.model.secrets import redact
 from lbroute.model.vocabulary import (
     AGENT_CONTROLLER,
     ANNOUNCING_ANNOTATION,
@@ -70,7 +75,10 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
     }
     out = {k: v for k, v in out.items() if v is not None}
     if st.last_apply.result:
-        last: JSON = {"result": st.last_apply.result, "error": st.last_apply.error[:MAX_MESSAGE]}
+        error = redact(st.last_apply.error)[:MAX_MESSAGE]
+        last: JSON = {"result": st.last_apply.result, "error": error}
+        if st.last_apply.reason:
+            last["reason"] = st.last_apply.reason
         if st.last_apply.time:
             last["time"] = st.last_apply.time
         out["lastApply"] = last
@@ -88,7 +96,9 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
     failed = st.last_apply.result == "Failed"
     errors = [p for p in st.problems if p.startswith("error:")]
     if failed:
-        status, reason, message = "False", "ApplyFailed", st.last_apply.error
+        reason = f"Apply{st.last_apply.reason or 'Failed'}"
+        message = f"{st.last_apply.summary(st.router or 'router')}: {st.last_apply.error}"
+        status, message = "False", redact(message)
     elif not st.last_apply.result:
         status, reason, message = "Unknown", "Pending", "no configuration applied yet"
     elif errors:
@@ -251,8 +261,12 @@ class KubeReporter:
         if failure is None or failure == self._failure:
             self._failure = failure
             return
-        note = f"the {report.status.router} on {self.node} refused a new configuration "
-        note += f"(the last good one keeps running): {last.error}"
+        # Tenants read the Events on their Services: no configuration text, however
+        # redacted, goes into one; the router's message is on the NodeState.
+        note = (
+            f"{last.summary(f'{report.status.router} on {self.node}')}; its message: "
+            f"lbroute status on node {self.node}, or NodeState {self.namespace}/{self.node}"
+        )
         targets = [ObjectRef(kind=NODE_STATE, namespace=self.namespace, name=self.node)]
         if report.agent is not None:
             targets.append(report.agent)
@@ -324,7 +338,7 @@ class KubeReporter:
             self._uids = {
                 _ref_of(o): str((o.get("metadata") or {}).get("uid") or "") for o in self._objects
             }
-        self.recorder.emit(ref, kind, reason, note, uid=self._uids.get(ref))
+        self.recorder.emit(ref, kind, reason, redact(note), uid=self._uids.get(ref))
 
 
 def _current_valid(obj: Mapping[str, Any]) -> State | None:

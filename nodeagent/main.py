@@ -23,7 +23,6 @@ from lbroute.kube.client import api_client
 from lbroute.kube.directory import DirectorySource, Source
 from lbroute.kube.reflector import KubernetesSource
 from lbroute.kube.serving import Health, serve, stopped_by_signals
-from lbroute.model.errors import KubernetesError
 from nodeagent.agent import Agent
 from nodeagent.kubereport import KubeReporter
 from nodeagent.settings import AgentSettings
@@ -66,15 +65,9 @@ def run_agent(options: AgentOptions) -> int:
     if options.source_dir is not None:
         source = DirectorySource(options.source_dir)
     else:
-        try:
-            client = api_client(
-                str(options.kubeconfig) if options.kubeconfig else None, context=options.context
-            )
-        except KubernetesError as exc:
-            where = options.kubeconfig or "the in-cluster service account"
-            raise KubernetesError(
-                f"cannot load the Kubernetes configuration from {where}: {exc}"
-            ) from exc
+        client = api_client(
+            str(options.kubeconfig) if options.kubeconfig else None, context=options.context
+        )
         source = KubernetesSource(client, node=settings.node, namespace=options.namespace)
         reporter = KubeReporter(
             client,

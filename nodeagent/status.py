@@ -1,10 +1,11 @@
 """What the agent reports: a status document, reports to publish, Prometheus metrics.
 
-The status document (JSON, written atomically to the status file after every change)
-is what ``lbroute status`` prints; the :class:`Report` of every pass is what a
-:class:`Reporter` publishes (nodeagent.kubereport: the node's NodeState, Events,
-conditions). The metrics are served with ``/healthz`` and ``/readyz`` on one port
-(lbroute.kube.serving).
+The status document (JSON, written atomically to the status file after every change,
+readable by its owner only: :data:`STATUS_MODE`) is what ``lbroute status`` prints; the
+:class:`Report` of every pass is what a :class:`Reporter` publishes (nodeagent.kubereport:
+the node's NodeState, Events, conditions). The router's message in a failed apply has its
+passwords and keys redacted before it is in either. The metrics are served with
+``/healthz`` and ``/readyz`` on one port (lbroute.kube.serving).
 """
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lbroute.model.errors import ObjectRef, Problem
+from lbroute.model.secrets import redact
+from nodeagent.routers.driver import Outcome
+
+STATUS_MODE = 0o600
+"""The status file's mode: the router's messages in it quote configuration lines."""
 
 
 @dataclass(kw_only=True)
@@ -27,10 +33,23 @@ class LastApply:
     """When it ended (UTC, ``2026-11-28T01:12:09Z``)."""
     result: str = ""
     """Applied, Unchanged or Failed (the NodeState enum)."""
+    reason: str = ""
+    """Why it failed ("" when it did not), a :class:`~nodeagent.routers.Outcome` value:
+    Rejected (the router refused the text: not tried again until it changes),
+    NotConverged (the router took it but still runs something else), Unavailable (the
+    router did not answer), Refused (lbroute did not load it: the router is not set up
+    for it). All but Rejected are retried on the backoff."""
     error: str = ""
     """The router's own message when it failed."""
     duration: float = 0.0
     """Seconds it took."""
+
+    def summary(self, router: str) -> str:
+        """What a failed apply came to, in one sentence (see ``reason``)."""
+        try:
+            return Outcome(self.reason).summary(router)
+        except ValueError:  # a document from before reasons
+            return f"the {router} did not take the new configuration"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +96,10 @@ class Status:
     """When the document was written (UTC)."""
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True)
+        """The document; the router's message with passwords and keys redacted."""
+        data = asdict(self)
+        data["last_apply"]["error"] = redact(data["last_apply"]["error"])
+        return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> Status:

@@ -118,8 +118,8 @@ def text_size(value: Any) -> int:
         value._fail_with_undefined_error()
     if isinstance(value, Secret):
         raise OverBudget(
-            "a secret has no text of its own; print it only as the value of its "
-            "password or key statement"
+            "a secret has no text of its own; print it only as the value of its own "
+            "statement (right after 'password', 'md5' or another key keyword)"
         )
     raise OverBudget(f"cannot turn a {type(value).__name__} into text; use one of its fields")
 

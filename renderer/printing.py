@@ -15,8 +15,9 @@ A ``{% filter %}`` or ``{% call %}`` block writes through the same check
 A :class:`~renderer.secret.Secret` prints as a placeholder that text made from it cannot
 carry (a NUL character, never inert); :meth:`Printer.place_secrets` puts the values
 in at the end, and only where the line so far ends with a password or key keyword
-(:data:`SECRET_STATEMENT`): the place the built-in templates print them, and where
-the agent's redaction finds them before any configuration text leaves the node.
+(:data:`SECRET_STATEMENT`, the model's grammar of secrets): the place the built-in
+templates print them, and where :func:`~lbroute.model.secrets.redact` finds them before
+any configuration text leaves the node.
 """
 
 from __future__ import annotations
@@ -32,20 +33,13 @@ from typing import Any
 import jinja2
 
 from lbroute.model.errors import RenderError, quote
+from lbroute.model.secrets import SECRET_STATEMENT
 from renderer.budget import Budget
 from renderer.secret import Secret
 
 # What a printed string may contain: names, numbers, addresses, passwords (which are
 # validated against a narrower set), never whitespace, quotes, braces, ';' or '#'.
 _INERT = re.compile(r"[A-Za-z0-9_.:/\-+=@%^*!~,()\[\]<>?&$|]*")
-
-SECRET_STATEMENT = re.compile(
-    r"""\b(?:password|md5|authentication[ \t]+string|key-string)[ \t]+"?\Z"""
-)
-"""How the line must end where a secret is printed: BIRD ``password "``, FRR
-``password``, ``message-digest-key 1 md5``, ``authentication string``, ``key-string``.
-The agent's redaction (``nodeagent.routers.driver.redact``) replaces what follows
-these words, so a secret printed anywhere else would leave the node in error texts."""
 
 _PLACEHOLDER = re.compile("\x00([0-9]+)\x00")
 
@@ -145,9 +139,10 @@ class Printer:
             if not SECRET_STATEMENT.search(text, line_start, m.start()):
                 where = origin(printed.template) if printed.template is not None else None
                 raise RenderError(
-                    f"a secret is printed outside a password or key statement (output "
+                    f"a secret is printed outside the statement it belongs to (output "
                     f"line {text.count(chr(10), 0, m.start()) + 1}); print it only right "
-                    "after 'password', 'md5', 'authentication string' or 'key-string'",
+                    "after 'password', 'md5', 'authentication string', 'authentication-key' "
+                    "or 'key-string'",
                     template=where,
                     line=printed.line,
                 )

@@ -17,6 +17,7 @@ from renderer.templating import (
     render_template,
 )
 from renderer.view import NodeView, build_view
+from renderer.view.names import ExportView
 
 
 def render_view(view: NodeView, templates: TemplateSet | None = None) -> str:
@@ -32,7 +33,7 @@ def render_view(view: NodeView, templates: TemplateSet | None = None) -> str:
 def view_scale(view: NodeView) -> int:
     """How many items the view holds (groups, prefixes, neighbors, interfaces, filter
     entries): what a user template's budget grows with."""
-    exports = [e for n in view.bgp for e in n.exports]
+    exports: list[ExportView] = [e for n in view.bgp for e in n.exports]
     exports += [o.export for o in view.ospf] + [r.export for r in view.rip]
     exports += list(view.isis.exports) if view.isis is not None else []
     return (

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what lbroute's tests and demo need on a fresh Debian machine: the routing
-# daemons (BIRD 2, FRR with frr-reload.py), iproute2, and a virtualenv with lbroute.
+# daemons (BIRD 2, FRR with frr-reload.py), iproute2, the LAN probes (arping, ping,
+# ndisc6), and a virtualenv with lbroute.
 # With --python-only, only the virtualenv (what `make lint` needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,10 @@ command -v bird >/dev/null 2>&1 || need_pkgs+=(bird2)
 command -v vtysh >/dev/null 2>&1 || need_pkgs+=(frr)
 [ -x /usr/lib/frr/frr-reload.py ] || need_pkgs+=(frr-pythontools)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# The local-address tests: a client on the LAN probes with arping, ping and ndisc6.
+command -v arping >/dev/null 2>&1 || need_pkgs+=(iputils-arping)
+command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
+command -v ndisc6 >/dev/null 2>&1 || need_pkgs+=(ndisc6)
 if ! $python_only && [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "install-deps: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""

@@ -21,7 +21,8 @@ What it serves, as the real API server does:
 - ``Status`` errors with the real reasons and codes: NotFound 404, AlreadyExists 409, Conflict 409,
   Expired 410 (the reason the real server gives for a too-old watch or continue token; the code is
   the 410 Gone clients act on), BadRequest 400, Invalid 422, UnsupportedMediaType 415,
-  Unauthorized 401.
+  Unauthorized 401, and Forbidden 403 for what ``authorize`` (method, path, query string)
+  refuses, when given (tests/rbac.py decides as RBAC would).
 
 Approximations, on purpose:
 
@@ -698,8 +699,11 @@ class FakeAPI:
         namespaces: Iterable[str] = ("default", "kube-system"),
         host: str = "127.0.0.1",
         netns: str | None = None,
+        authorize: Callable[[str, str, str], bool] | None = None,
     ) -> None:
         self.token = token
+        self.authorize = authorize
+        """(method, path, query string) -> allowed; None: everything is."""
         self.host = host
         self.netns = netns
         """Listen inside this network namespace (root only): for clients running there."""
@@ -1109,6 +1113,10 @@ class FakeAPI:
                     content_type=ctype or None,
                     user_agent=agent,
                 )
+                if self.authorize is not None and not self.authorize(
+                    h.command, url.path, url.query
+                ):
+                    raise APIError(403, "Forbidden", f"{verb} {url.path} is forbidden")
                 if verb == "watch":
                     self._watch(h, res, self._filter(res, ns, query), query, record)
                     return

@@ -6,8 +6,10 @@ addressed as it should be (assignment, requested, shared, dual-stack, groups, fa
 with the allocated-from annotation, Events and the ServiceGroup status (valid against
 its CRD, the agents' Valid condition untouched); a restart changes nothing; deletes,
 type and class changes release; policy changes add and release a family; pool edits
-never renumber. Two allocators: only the lease holder writes, the other takes over when
-it hands the lease back, and a leader whose lease is taken stops writing at once.
+never renumber; a ServiceGroup edited into an invalid one (or to overlap another) keeps
+serving as its last valid version until it is deleted. Two allocators: only the lease
+holder writes, the other takes over when it hands the lease back, and a leader whose
+lease is taken stops writing at once.
 Conflicts (409) on the Service and the ServiceGroup status are read again and retried.
 """
 
@@ -310,6 +312,47 @@ def test_a_shrunk_pool_renumbers_nothing_and_reports_what_lies_outside(
     fake.put("services", service("new", families=["IPv4"]))
     (failed,) = wait(lambda: events(fake, "AllocationFailed", "new"), "no address left")
     assert failed["note"].startswith("PoolExhausted: no free ipv4 address left")
+
+
+def allocatable(fake: FakeAPI, name: str) -> Obj:
+    obj = fake.get("servicegroups", name, NS) or {}
+    conditions = (obj.get("status") or {}).get("conditions") or ()
+    return next((dict(c) for c in conditions if c["type"] == "Allocatable"), {})
+
+
+def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_version(
+    fake: FakeAPI, replicas: Callable[..., Running]
+) -> None:
+    fake.put_all([service("a"), service("b")])
+    replicas()
+    wait(lambda: ips(fake, "b") == ["192.0.2.2"], "two addresses")
+    wait(lambda: allocatable(fake, "public").get("status") == "True", "Allocatable")
+
+    # A typo: the default group's IPv4 pool becomes a /33.
+    fake.put("servicegroups", group("public", "192.0.2.0/33", "2001:db8:1::/64",
+                                    default=True), NS)  # fmt: skip
+    fake.put("services", service("c"))
+    wait(lambda: ips(fake, "c") == ["192.0.2.3"], "served from the last valid version")
+    assert [ips(fake, n) for n in ("a", "b")] == [["192.0.2.1"], ["192.0.2.2"]]
+    assert annotation(fake, "c") == "public:192.0.2.0/24"
+    assert events(fake, "AllocationFailed", "c") == []
+    public = fake.get("servicegroups", "public", NS)
+    assert public is not None and public["status"]["allocated"] == {"ipv4": 3, "ipv6": 0}
+    assert allocatable(fake, "public")["status"] == "True", "still allocatable"
+
+    # Another group edited to overlap it loses, although its name comes first.
+    fake.put("servicegroups", group("campus", "192.0.2.128/25"), NS)
+    fake.put("services", service("d"))
+    wait(lambda: ips(fake, "d") == ["192.0.2.4"], "public keeps serving")
+    fake.put("services", service("in-campus", group="campus"))
+    wait(lambda: ips(fake, "in-campus") == ["198.51.100.1"], "campus as it was")
+
+    # Deleted: its Services keep what they hold, a new one gets nothing.
+    fake.remove("servicegroups", "public", NS)
+    fake.put("services", service("e"))
+    (failed,) = wait(lambda: events(fake, "AllocationFailed", "e"), "no group any more")
+    assert failed["note"].startswith("NoServiceGroup: ")
+    assert ips(fake, "e") == [] and ips(fake, "a") == ["192.0.2.1"]
 
 
 def test_only_the_leader_writes_and_the_other_takes_over_when_it_leaves(

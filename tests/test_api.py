@@ -33,6 +33,7 @@ from lbroute.model.api import (
     Router,
 )
 from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity
+from lbroute.model.secrets import SecretValue
 
 V4 = ipaddress.IPv4Address
 V6 = ipaddress.IPv6Address
@@ -1034,8 +1035,8 @@ def test_secret_values_are_decoded() -> None:
         )
     )
     assert s.ref == ObjectRef(kind="Secret", namespace="lbroute", name="bgp-auth")
-    assert s.get("password") == "from-string-data"
-    assert s.get("other") == "x"
+    assert s.get("password") == SecretValue("from-string-data")
+    assert s.get("other") == SecretValue("x")
     assert s.get("missing") is None
 
 
@@ -1203,11 +1204,11 @@ def test_secret_is_resolved_into_the_peer() -> None:
     assert model.problems == ()
     by_name = {p.name: p for p in model.peers}
     assert by_name["tor"].bgp is not None
-    assert by_name["tor"].bgp.password == "s3cret!"
+    assert by_name["tor"].bgp.password == SecretValue("s3cret!")
     assert by_name["ospf"].ospf is not None
-    assert by_name["ospf"].ospf.auth_key == "ospfkey"
+    assert by_name["ospf"].ospf.auth_key == SecretValue("ospfkey")
     assert by_name["rip"].rip is not None
-    assert by_name["rip"].rip.auth_key == "ripkey"
+    assert by_name["rip"].rip.auth_key == SecretValue("ripkey")
 
 
 @pytest.mark.parametrize(

@@ -30,14 +30,19 @@ from lbroute.model import api
 from lbroute.model.errors import ObjectRef
 from nodeagent.desired import Announcement, DesiredState
 from nodeagent.pacing import Pacer, isis_only
-from nodeagent.routers import ApplyResult
+from nodeagent.routers import ApplyResult, Outcome
 from nodeagent.scheduler import ApplySchedule, Offer
 from nodeagent.settings import ApplyTiming
 
 INF = float("inf")
-OK = ApplyResult(ok=True)
-DOWN = ApplyResult(ok=False, error="birdc: Unable to connect to server control socket")
-REJECTED = ApplyResult(ok=False, error="bird -p: syntax error, line 3", rejected=True)
+OK = ApplyResult()
+DOWN = ApplyResult(
+    outcome=Outcome.UNAVAILABLE, error="birdc: Unable to connect to server control socket"
+)
+REJECTED = ApplyResult(outcome=Outcome.REJECTED, error="bird -p: syntax error, line 3")
+NOT_CONVERGED = ApplyResult(
+    outcome=Outcome.NOT_CONVERGED, error="frr-reload.py --test still finds: no hostname x"
+)
 
 
 class RecordingRouter:
@@ -48,7 +53,7 @@ class RecordingRouter:
 
     def apply(self, text: str) -> ApplyResult:
         self.applied.append(text)
-        return self.outcomes.pop(0) if self.outcomes else ApplyResult(ok=True)
+        return self.outcomes.pop(0) if self.outcomes else ApplyResult()
 
 
 def schedule(settle: float = 0.2, max_delay: float = 2.0) -> ApplySchedule:
@@ -127,6 +132,19 @@ def test_an_apply_the_router_could_not_take_is_retried_with_backoff() -> None:
     assert router.applied == ["config\n"] * 3
     assert s.applied == "config\n" and s.failed is None, "the configuration now runs"
     assert s.retry_at == INF and s.retries == 0
+
+
+def test_a_configuration_the_router_took_but_does_not_run_is_retried() -> None:
+    """Issue 14: not converged is not rejected: retried on the backoff like a router
+    that did not answer."""
+    s, router = schedule(), RecordingRouter(NOT_CONVERGED, NOT_CONVERGED)
+    s.offer("config\n", now=0.0)
+    assert apply_due(s, router, 0.2) == ["config\n"]
+    assert s.failed == "config\n" and s.retry_at == pytest.approx(1.2)
+    assert apply_due(s, router, 1.2) == ["config\n"]
+    assert s.retry_at == pytest.approx(3.2)
+    assert apply_due(s, router, 3.2) == ["config\n"]
+    assert s.applied == "config\n" and s.failed is None
 
 
 def test_retries_stop_after_the_last_backoff_step(caplog: pytest.LogCaptureFixture) -> None:

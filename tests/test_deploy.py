@@ -11,14 +11,15 @@ What is checked:
 (b) Names and labels agree: each DaemonSet's selector matches its pod labels, the
     ServiceAccount exists, every volume mount has its volume and every volume is
     mounted, the probes use the agent's named metrics port, which is the CLI's
-    --metrics-port and the scrape annotation; NODE_NAME and POD_NAMESPACE come from the
-    downward API; everything namespaced is in the install namespace.
+    --metrics-port and the scrape annotation; NODE_NAME, POD_NAMESPACE and the address
+    metrics listen on (the node's, status.hostIP; the allocator's pod's, status.podIP)
+    come from the downward API; everything namespaced is in the install namespace.
 (c) The DaemonSets as a node agent needs them: host network, the node label that
     NodeAgents select by, one node at a time, requests and memory limits, capabilities
-    dropped but for the listed ones, never privileged, the router's config and socket
-    directories shared between the agent and the router sidecar at the paths the agent
-    is told, the sidecar command present in the image, the FRR group ids those of the
-    image.
+    dropped but for the listed ones, each of which a comment in the manifest explains,
+    never privileged, the router's config and socket directories shared between the
+    agent and the router sidecar at the paths the agent is told, the sidecar command
+    present in the image, the FRR group ids those of the image.
 (d) The agent's arguments are accepted by the real CLI (click parses them against
     ``lbroute.cli:main``), and every option the manifests use is in an explicit
     expected set that must exist in the CLI.
@@ -30,7 +31,8 @@ What is checked:
     entrypoint is the console script in the venv; the sidecar scripts pass ``bash -n``
     and the minimal router configurations pass ``bird -p`` and ``vtysh --dryrun``.
 (g) RBAC: the checker in tests/rbac.py against table cases, and deploy/rbac.yaml grants
-    the agent exactly the permissions listed in EXPECTED_GRANTS and nothing broader.
+    the agent exactly the permissions listed in EXPECTED_GRANTS and nothing broader;
+    Secrets only by name, only the named ones (those examples/ refers to).
 
 What this cannot show: that the images build and run (no docker here), and how a real
 API server, kubelet and container runtime treat the manifests.
@@ -157,7 +159,7 @@ ROUTER_PODS = (
         dockerfile="Dockerfile.frr",
         image="lbroute-frr",
         sidecar="frr",
-        # SYS_ADMIN: Debian's FRR daemons refuse to start without it (see the manifest).
+        # Why each one, as measured: the comment above it in deploy/agent-frr.yaml.
         sidecar_caps=frozenset(
             {
                 "NET_ADMIN",
@@ -469,6 +471,8 @@ def test_environment_from_the_downward_api(pod: RouterPod) -> None:
     env = {e["name"]: e for e in agent["env"]}
     assert env["NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["HOST_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.hostIP"}}
+    assert _arg(agent["args"], "--metrics-address") == "$(HOST_IP)"
     for arg in agent["args"]:
         for var in re.findall(r"\$\((\w+)\)", arg):
             assert var in env, f"{arg} refers to {var}, which the container does not define"
@@ -560,6 +564,38 @@ def test_capabilities_are_the_listed_ones(pod: RouterPod) -> None:
         assert sc["readOnlyRootFilesystem"] is True, name
 
 
+def test_every_added_capability_is_explained_in_its_manifest() -> None:
+    """Only what is needed, and why: each capability a container adds is named in a
+    comment of its manifest."""
+    for path in sorted(DEPLOY.glob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        added: set[str] = set()
+        for obj in documents(path):
+            if obj and obj.get("kind") in ("DaemonSet", "Deployment"):
+                for c in obj["spec"]["template"]["spec"]["containers"]:
+                    added |= set(
+                        c.get("securityContext", {}).get("capabilities", {}).get("add", [])
+                    )
+        comments = "\n".join(line for line in text.splitlines() if line.lstrip().startswith("#"))
+        for cap in sorted(added):
+            assert re.search(rf"\b{cap}\b", comments), f"{path.name}: {cap} is not explained"
+
+
+def test_the_allocator_serves_metrics_on_its_pods_address() -> None:
+    (deployment,) = [
+        o for o in documents(DEPLOY / "allocator.yaml") if o and o["kind"] == "Deployment"
+    ]
+    (allocator,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in allocator["env"]}
+    assert env["POD_IP"]["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    args = [expand(a, container_env(allocator)) for a in allocator["args"]]
+    command = cli_main.commands["allocator"] if isinstance(cli_main, click.Group) else None
+    assert command is not None
+    with cli_main.make_context("lbroute", ["allocator"]) as group_ctx:
+        ctx = command.make_context("allocator", args[1:], parent=group_ctx)
+    assert ctx.params["metrics_address"] == PLACEHOLDERS["status.podIP"]
+
+
 @pytest.mark.parametrize("pod", ROUTER_PODS, ids=pod_id)
 def test_router_directories_are_shared_with_the_agent(pod: RouterPod) -> None:
     ds = pod.daemonset()
@@ -624,7 +660,9 @@ EXPECTED_AGENT_OPTIONS = frozenset(
         "--mode",
         "--router-config",
         "--router-socket",
+        "--allow-path",
         "--metrics-port",
+        "--metrics-address",
         "--status-file",
     }
 )
@@ -632,7 +670,13 @@ EXPECTED_AGENT_OPTIONS = frozenset(
 test then insists that the CLI has it."""
 CLI_OPTIONS_NEEDED = EXPECTED_AGENT_OPTIONS | {"--kubeconfig"}
 """Also --kubeconfig, which the agent's Kubernetes mode offers outside a cluster."""
-PLACEHOLDERS = {"spec.nodeName": "node-a", "metadata.namespace": NAMESPACE}
+PLACEHOLDERS = {
+    "spec.nodeName": "node-a",
+    "metadata.namespace": NAMESPACE,
+    "status.hostIP": "10.0.0.11",
+    "status.podIP": "10.244.0.7",
+    "metadata.name": "lbroute-allocator-5d9f8-x2x7k",
+}
 """Values the downward API would give, to expand $(VAR) as the kubelet does."""
 
 
@@ -698,6 +742,7 @@ def test_agent_arguments_parse_with_the_real_cli(
     assert params["node"] == PLACEHOLDERS["spec.nodeName"]
     assert params["namespace"] == NAMESPACE
     assert params["metrics_port"] == METRICS_PORT
+    assert params["metrics_address"] == PLACEHOLDERS["status.hostIP"], "the node's own"
     assert params["router"] == pod.router.value
     assert str(params["status_file"]) == "/run/lbroute/status.json"
     assert group_params["verbose"] == 1, "the agent's INFO lines: one per outside action"
@@ -1450,7 +1495,6 @@ EXPECTED_GRANTS: dict[tuple[str, str, str], frozenset[str]] = {
     ("cluster", "", "nodes"): frozenset({"get", "list", "watch"}),
     ("cluster", "discovery.k8s.io", "endpointslices"): frozenset({"list", "watch"}),
     ("cluster", "events.k8s.io", "events"): frozenset({"create", "get", "patch"}),
-    (NAMESPACE, "", "secrets"): frozenset({"get", "list", "watch"}),
     (NAMESPACE, "lbroute.io", "servicegroups"): frozenset({"get", "list", "watch"}),
     (NAMESPACE, "lbroute.io", "peers"): frozenset({"get", "list", "watch"}),
     (NAMESPACE, "lbroute.io", "nodeagents"): frozenset({"get", "list", "watch"}),
@@ -1461,6 +1505,9 @@ EXPECTED_GRANTS: dict[tuple[str, str, str], frozenset[str]] = {
         {"get", "list", "watch", "create", "update", "patch"}
     ),
     (NAMESPACE, "lbroute.io", "nodestates/status"): frozenset({"get", "update", "patch"}),
+    (NAMESPACE, "coordination.k8s.io", "leases"): frozenset(
+        {"get", "list", "watch", "create", "update", "delete"}
+    ),
 }
 VERBS = (
     "get",
@@ -1498,6 +1545,10 @@ OTHER_RESOURCES = (
 )
 
 
+NAMED_SECRETS = frozenset({"bgp-upstream", "ospf-auth", "rip-auth"})
+"""The Secrets the agent may read: those examples/ refers to (a user lists theirs)."""
+
+
 def deploy_permissions() -> Permissions:
     return Permissions.load(DEPLOY, namespace=NAMESPACE, name=SERVICE_ACCOUNT)
 
@@ -1533,6 +1584,41 @@ def test_deploy_rbac_grants_nothing_more() -> None:
         expected |= {(ns, group, resource, verb) for ns in places for verb in verbs}
     assert granted - expected == set(), "granted beyond the list"
     assert expected - granted == set()
+
+
+def test_deploy_rbac_reads_only_the_named_secrets_and_only_one_at_a_time() -> None:
+    """The Secrets of the install namespace: list and watch, each by its name (the
+    agent's field selector), of exactly the named ones; no other verb, no other Secret,
+    no list of them all, and none anywhere else."""
+    perms = deploy_permissions()
+    granted = {
+        (ns, name, verb)
+        for ns in ("", NAMESPACE, "default", "kube-system")
+        for name in (*NAMED_SECRETS, "", "lbroute-agent-token", "sh.helm.release.v1.lbroute.v1")
+        for verb in VERBS
+        if perms.allows(verb, "", "secrets", namespace=ns, name=name)
+    }
+    assert granted == {(NAMESPACE, n, v) for n in NAMED_SECRETS for v in ("list", "watch")}
+    request = request_attributes(
+        "GET", f"/api/v1/namespaces/{NAMESPACE}/secrets", "fieldSelector=metadata.name%3Dospf-auth"
+    )
+    assert perms.allows_request(request)
+    assert not perms.allows_request(
+        request_attributes("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets", "")
+    )
+
+
+def test_every_secret_the_examples_refer_to_is_named_for_the_agent() -> None:
+    """Installing the examples as they are works: each Secret a Peer in examples/ names
+    is one the agent may read (and the list names no other)."""
+    referred = set()
+    for path in sorted((ROOT / "examples").glob("*.yaml")):
+        for obj in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            for section in ((obj or {}).get("spec") or {}).values() if obj else ():
+                for key in ("passwordSecretRef", "authSecretRef"):
+                    if isinstance(section, dict) and key in section:
+                        referred.add(section[key]["name"])
+    assert referred == NAMED_SECRETS
 
 
 def test_deploy_rbac_rules_name_no_wildcard() -> None:

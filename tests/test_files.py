@@ -1,10 +1,11 @@
 """``write_atomic``: the one way lbroute replaces a file others read (router
 configurations, the status document, rewritten manifests).
 
-The new text is there whole, with the mode asked for whatever the umask, and with the
-owner asked for; no temporary file stays behind, also when writing fails, and then the
-old file is untouched. A symbolic link stays a link to the file it named. Parent
-directories are created unless the caller says otherwise.
+The new text is there whole, with the mode asked for whatever the umask (by default
+0600: readable by its owner only), and with the owner asked for; no temporary file stays
+behind, also when writing fails, and then the old file is untouched. A symbolic link
+stays a link to the file it named. Parent directories are created unless the caller says
+otherwise.
 """
 
 from __future__ import annotations
@@ -51,10 +52,10 @@ def test_mode_is_the_one_asked_for_whatever_the_umask(tmp_path: Path, mode: int)
         assert _mode(path) == mode, path.name
 
 
-def test_default_mode_is_world_readable(tmp_path: Path) -> None:
+def test_default_mode_is_readable_by_the_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "status.json"
     write_atomic(path, "{}\n")
-    assert _mode(path) == 0o644
+    assert _mode(path) == 0o600
 
 
 def test_owner_is_given_to_the_file(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """``nodeagent.routers.frr_delta``: ``frr_policy_delta``, the vtysh commands FrrDriver
 sends instead of a whole ``frr-reload.py --reload`` when a configuration changes only in
 prefix-lists and route-maps (or in the outbound route-map a BGP neighbor uses);
-``frr_stanzas``, which splits FRR's canonical form into statements; ``frr_is_empty``,
+``frr_stanzas``, which splits FRR's canonical form into statements; ``frr_hostnames``,
+the hostnames a configuration or ``show running-config`` names; ``frr_is_empty``,
 which tells daemons that run nothing; ``frr_commands``, a whole file as commands.
 
 Table-driven: each case is an edit of a golden FRR configuration (or of a small
@@ -15,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.routers.frr_delta import frr_commands, frr_is_empty, frr_policy_delta, frr_stanzas
+from nodeagent.routers.frr_delta import (
+    frr_commands,
+    frr_hostnames,
+    frr_is_empty,
+    frr_policy_delta,
+    frr_stanzas,
+)
 
 GOLDEN = Path(__file__).parent / "golden"
 POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
@@ -283,3 +290,20 @@ def test_whole_file_as_commands_keeps_every_statement_and_no_closers() -> None:
     assert commands.splitlines() == kept
     assert " exit-address-family" in commands.splitlines()
     assert frr_stanzas(commands).keys() == frr_stanzas(POLICY).keys()
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        (POLICY, ("node-a",)),
+        (EMPTY_RUNNING, ("node-a",)),
+        # A daemon started with a hostname of its own: vtysh prints its own and that one.
+        (EMPTY_RUNNING.replace("hostname node-a\n", "hostname other\nhostname node-a\n"),
+         ("other", "node-a")),
+        (POLICY.replace("hostname node-a\n", ""), ()),
+        ("router bgp 1\n neighbor hostname x\nexit\n", ()),
+    ],
+    ids=["rendered", "running", "a daemon's own", "none", "not a top-level hostname"],
+)  # fmt: skip
+def test_hostnames(text: str, names: tuple[str, ...]) -> None:
+    assert frr_hostnames(text) == names

@@ -270,6 +270,7 @@ def report(
     *,
     result: str = "Applied",
     error: str = "",
+    reason: str = "",
     announced: dict[ObjectRef, tuple[str, ...]] | None = None,
     local: frozenset[ObjectRef] = frozenset(),
 ) -> Report:
@@ -294,7 +295,9 @@ def report(
         router="bird",
         mode="managed",
         config_hash="0123456789abcdef",
-        last_apply=LastApply(time="2026-11-28T03:00:00Z", result=result, error=error),
+        last_apply=LastApply(
+            time="2026-11-28T03:00:00Z", result=result, reason=reason, error=error
+        ),
         sessions=[
             SessionState(name="lbr_bgp_upstream", protocol="bgp", state="Established",
                          since="2026-11-28 02:59:01"),
@@ -375,6 +378,38 @@ def test_service_events_announced_withdrawn_and_apply_failed(
     assert failed == {"NodeState/node-a", "NodeAgent/bird-nodes", "Service/web-2"}
     reporter.sync(report(fake, result="Failed", error="no-such-option", announced={web2: ()}))
     assert len(events(fake, "ApplyFailed")) == 3, "the same failure is reported once"
+
+
+@pytest.mark.parametrize(
+    ("reason", "says"),
+    [
+        ("Rejected", "the bird on node-a rejected the new configuration; the last good one"),
+        ("NotConverged", "the bird on node-a accepted the new configuration, but after loading"),
+        ("Unavailable", "the bird on node-a could not be reached to load the new configuration"),
+    ],
+)
+def test_a_failed_apply_says_how_it_failed(
+    fake: FakeAPI, reporter: KubeReporter, reason: str, says: str
+) -> None:
+    """Issue 14: a configuration the router took but does not run exactly is not
+    reported as rejected; NodeState, its Ready condition and the Event say which."""
+    web = ObjectRef(kind="Service", namespace="default", name="web-1")
+    reporter.sync(report(fake, announced={web: ()}))
+    error = "frr-reload.py --test still finds:\nLines To Delete\nno hostname other"
+    reporter.sync(report(fake, result="Failed", reason=reason, error=error, announced={web: ()}))
+    state = fake.get("nodestates", "node-a", NS)
+    assert state is not None
+    jsonschema.validate(state, crd_schema("nodestates"))
+    assert state["status"]["lastApply"]["reason"] == reason
+    (ready,) = state["status"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", f"Apply{reason}")
+    assert ready["message"].startswith(says.replace(" on node-a", ""))
+    assert ready["message"].endswith(error)
+    notes = {e["note"] for e in events(fake, "ApplyFailed")}
+    assert len(notes) == 1
+    assert notes.pop().startswith(says)
+    if reason != "Rejected":
+        assert "rejected" not in ready["message"] and "refused" not in ready["message"]
 
 
 BROKEN = {

@@ -1,10 +1,11 @@
 """``lbroute status`` and the agent's metrics and health endpoints.
 
 ``lbroute status`` reads the status document the agent writes (nodeagent.status) and
-prints it as a table or, with ``--json``, as the document itself; a missing or
-unreadable file is one line on stderr and exit 1. The HTTP server answers /metrics in
-the Prometheus text format with lbroute's metrics, /healthz 200 while the loop beats,
-/readyz 503 until the router runs a configuration lbroute applied, then 200.
+prints it as a table (Service names escaped) or, with ``--json``, as the document
+itself; a missing or unreadable file is one line on stderr and exit 1. The HTTP server
+answers /metrics in the Prometheus text format with lbroute's metrics, /healthz 200
+while the loop beats, /readyz 503 until the router runs a configuration lbroute
+applied, then 200.
 """
 
 from __future__ import annotations
@@ -127,6 +128,44 @@ def test_a_healthy_node_has_no_error_or_problem_lines(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "last apply:  Unchanged 2026-11-28T01:12:09Z (0.000s)" in result.output
     assert "error:" not in result.output and "problems" not in result.output
+
+
+def test_a_failed_apply_says_how_it_failed(tmp_path: Path) -> None:
+    """Issue 14: not converged is not rejected; the table says which."""
+    status = _status()
+    status.last_apply = LastApply(
+        time="2026-11-28T01:12:09Z",
+        result="Failed",
+        reason="NotConverged",
+        error="frr-reload.py --test still finds:\nno hostname other",
+        duration=1.5,
+    )
+    path = tmp_path / "status.json"
+    write_atomic(path, status.to_json())
+    result = _run("--status-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert "last apply:  Failed (NotConverged) 2026-11-28T01:12:09Z (1.500s)" in result.output
+    assert Status.from_json(path.read_text(encoding="utf-8")) == status
+
+
+def test_a_service_name_in_the_document_cannot_fake_a_line(tmp_path: Path) -> None:
+    """Service names are a tenant's text: the table shows them escaped."""
+    status = _status()
+    status.announced = [
+        Announced(
+            address="192.0.2.10/24",
+            group="lbroute/web",
+            services=("default/a\n  198.51.100.1/32  lbroute/web  default/b\x1b[2K",),
+        )
+    ]
+    path = tmp_path / "status.json"
+    write_atomic(path, status.to_json())
+    result = _run("--status-file", str(path))
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert not [line for line in lines if "198.51.100.1" in line and "192.0.2.10" not in line]
+    (web,) = [line for line in lines if "192.0.2.10/24" in line]
+    assert web.endswith(r"default/a\n  198.51.100.1/32  lbroute/web  default/b\x1b[2K")
 
 
 @pytest.mark.parametrize(

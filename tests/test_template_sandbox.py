@@ -367,7 +367,7 @@ def test_a_secret_printed_outside_its_statement_is_refused(
             render_user(tmp_path / str(i), text, case="bgp-session-options", router=router)
         message = str(caught.value)
         assert message.startswith(f"{tmp_path / str(i) / 'templates' / 'bgp.j2'}:1: ")
-        assert "a secret is printed outside a password or key statement" in message
+        assert "a secret is printed outside the statement it belongs to" in message
         assert PASSWORD not in message
 
 

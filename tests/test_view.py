@@ -106,8 +106,8 @@ def exports(v: NodeView) -> dict[str, list[str]]:
     for r in v.rip:
         out[f"rip {r.family}"] = [g.name for g in r.export.groups]
     if v.isis is not None:
-        for e in v.isis.exports:
-            out[f"isis {e.family}"] = [g.name for g in e.groups]
+        for ie in v.isis.exports:
+            out[f"isis {ie.family}"] = [g.name for g in ie.groups]
     return out
 
 
@@ -276,7 +276,7 @@ def test_frr_neighbors_with_the_same_exports_share_one_route_map() -> None:
     assert maps["tor-c ipv4"] != maps["tor-a ipv4"]  # other groups
     assert maps["tor-d ipv4"] != maps["tor-a ipv4"]  # prepends another local ASN
     assert all(re.fullmatch(r"lbr-bgp-out-[0-9a-f]{12}-v4", name) for name in maps.values())
-    assert [e.name for _, e in v.bgp_export_maps] == list(dict.fromkeys(maps.values()))
+    assert [e.name for e in v.bgp_export_maps] == list(dict.fromkeys(maps.values()))
 
     # Neighbors that come or go never rename the route-map the others use.
     for others in (

@@ -12,6 +12,7 @@ other::
     writes      read-change-write with merge patches and 409 retries; conditions
     events      Events, rate limited
     lease       holding a Lease: leader election, membership
+    leases      the agents' membership Leases: ours written, everyone's watched
     serving     /metrics, /healthz and /readyz
 
 Only this package imports the ``kubernetes`` client (an import-linter contract): the

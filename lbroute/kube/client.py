@@ -28,9 +28,10 @@ ApiClient: TypeAlias = client.ApiClient
 def api_client(kubeconfig: str | None = None, *, context: str | None = None) -> ApiClient:
     """A client from ``kubeconfig``, or the in-cluster service account when None.
 
-    Raises :class:`~lbroute.model.errors.KubernetesError` when neither can be loaded."""
+    Raises :class:`~lbroute.model.errors.KubernetesError` naming the file (or the
+    service account) when it cannot be loaded."""
     cfg = client.Configuration()
-    with loading_config():
+    with loading_config(kubeconfig or "the in-cluster service account"):
         if kubeconfig:
             config.load_kube_config(  # type: ignore[no-untyped-call]
                 config_file=kubeconfig, context=context, client_configuration=cfg
@@ -117,6 +118,13 @@ class Api:
         if ref.kind == "Lease":
             return _call(self.leases.replace_namespaced_lease, ref.name, ref.namespace, body)
         raise _unsupported("replace", ref, False)
+
+    def delete(self, ref: ObjectRef) -> None:
+        """Delete the object; 404 when it is not there."""
+        if ref.kind == "Lease":
+            _call(self.leases.delete_namespaced_lease, ref.name, ref.namespace)
+            return
+        raise _unsupported("delete", ref, False)
 
 
 def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> JSON:

@@ -98,12 +98,14 @@ def translated() -> Iterator[None]:
 
 
 @contextmanager
-def loading_config() -> Iterator[None]:
-    """Around loading a kubeconfig or the in-cluster service account."""
+def loading_config(where: str) -> Iterator[None]:
+    """Around loading a kubeconfig or the in-cluster service account (``where``, as the
+    message names it)."""
+    cannot = f"cannot load the Kubernetes configuration from {where}"
     try:
         yield
     except (ConfigException, OSError, yaml.YAMLError) as exc:
-        raise KubernetesError(str(exc)) from exc
+        raise KubernetesError(f"{cannot}: {exc}") from exc
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         # A kubeconfig of the wrong shape: the loader indexes into it unchecked.
-        raise KubernetesError(f"malformed ({describe(exc)})") from exc
+        raise KubernetesError(f"{cannot}: malformed ({describe(exc)})") from exc

@@ -16,7 +16,10 @@ A :class:`KubernetesSource` runs one reflector per kind it is given, by default 
 node's agent reads (:func:`node_kinds`): Services, EndpointSlices (all namespaces),
 this agent's Node (by name), the ServiceGroups, Peers and NodeAgents of the install
 namespace, and only the Secrets that Peers reference (one watch per referenced name,
-started and stopped as Peers change).
+started and stopped as Peers change). The agent may read only the Secrets its Role
+names (deploy/rbac.yaml): one it may not read (403) counts as listed and absent, so the
+Peer naming it is reported and every other object still renders; the reflector keeps
+asking, and the Secret arrives once the Role names it.
 
 No snapshot is yielded before every reflector has listed once (a Peer must not be
 rendered before its Secret is known). A reflector that cannot reach the API keeps the
@@ -71,6 +74,8 @@ class Kind:
     call: Callable[..., Any]
     """A generated list function taking the usual list/watch keyword arguments."""
     trim: Trim
+    absent_when_forbidden: bool = False
+    """A 403 means "none that this agent may read": listed, empty (Secrets)."""
 
 
 def service_kind(api: Api, trim: Trim = trim_service) -> Kind:
@@ -98,7 +103,12 @@ def secret_kind(api: Api, namespace: str, name: str) -> Kind:
             namespace, field_selector=f"metadata.name={name}", **kwargs
         )
 
-    return Kind(name=f"secret {namespace}/{name}", call=call, trim=keep_as("Secret", "v1"))
+    return Kind(
+        name=f"secret {namespace}/{name}",
+        call=call,
+        trim=keep_as("Secret", "v1"),
+        absent_when_forbidden=True,
+    )
 
 
 def node_kinds(api: Api, *, node: str, namespace: str) -> list[Kind]:
@@ -195,6 +205,8 @@ class Reflector:
                 log.info("%s: resourceVersion too old (410 Gone); listing again", self.kind.name)
                 self.resource_version = None
             except KubernetesError as exc:
+                if exc.status == 403 and self.kind.absent_when_forbidden:
+                    self._forbidden()
                 self._failed(exc)
             except Exception as exc:  # a bug (a trimmer choking on an odd object): the
                 # thread must survive it, or this kind would never change again
@@ -214,6 +226,15 @@ class Reflector:
         self.healthy = False
         self._stop.wait(random.uniform(0, self._limit))
         self._limit = min(self._limit * 2, self.timing.backoff[1])
+
+    def _forbidden(self) -> None:
+        """Not allowed to read: as listed, with nothing in it (see the module docstring)."""
+        with self.lock:
+            changed, self.items = bool(self.items), {}
+        self.resource_version = None
+        self.synced.set()
+        if changed:
+            self.on_change()
 
     def _reached(self) -> None:
         """The API answered: the next failure starts the backoff from the beginning."""

@@ -5,12 +5,21 @@ the main loop ran recently, else 503 and the kubelet restarts the container) and
 ``/readyz`` (readiness: the caller says when it is ready). The agent and the allocator
 each serve their own metrics this way, and stop on SIGTERM or SIGINT through
 :func:`stopped_by_signals`.
+
+The port listens on one address when given one (``--metrics-address``): the agent runs
+in the node's network namespace, where "all addresses" would include every network the
+node is on, so the DaemonSets give it the node's own address (``status.hostIP``, which
+is where the kubelet probes a host-network pod and Prometheus scrapes it), or
+``127.0.0.1`` where only something on the node reads it. IPv4 or IPv6; an address that
+is not this node's is an error at start, not a silent fallback to all of them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -20,6 +29,8 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from lbroute.model.errors import ServingError, quote
 
 
 class Health:
@@ -50,7 +61,9 @@ class Registered(Protocol):
 
 
 def serve(port: int, metrics: Registered, health: Health, host: str = "") -> ThreadingHTTPServer:
-    """Serve /metrics, /healthz and /readyz on ``port`` in a daemon thread."""
+    """Serve /metrics, /healthz and /readyz on ``port`` of ``host`` (an IP address of this
+    node; empty: every IPv4 address) in a daemon thread. Raises ServingError when the
+    address is not an IP address or not this node's, or the port is taken."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
@@ -81,9 +94,29 @@ def serve(port: int, metrics: Registered, health: Health, host: str = "") -> Thr
         def log_message(self, format: str, *args: Any) -> None:
             return
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    server_class = ThreadingHTTPServer
+    if host:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ServingError(
+                f"metrics address {quote(host)} is not an IP address; give one of this "
+                "node's addresses (its InternalIP), 127.0.0.1 or ::1, or none for all"
+            ) from None
+        if address.version == 6:
+            server_class = _ThreadingHTTPServer6
+    try:
+        server = server_class((host, port), Handler)
+    except OSError as exc:
+        raise ServingError(
+            f"cannot serve metrics on {quote(host or '*')} port {port}: {exc.strerror or exc}"
+        ) from exc
     threading.Thread(target=server.serve_forever, name="lbroute-http", daemon=True).start()
     return server
+
+
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
 
 
 @contextlib.contextmanager

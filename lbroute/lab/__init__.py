@@ -15,14 +15,17 @@ Everything the lab starts is started by it, with pid files and sockets of its ow
 and :meth:`Lab.stop` stops exactly that and deletes the namespaces, even after a
 failure.
 
-Modules: :mod:`~lbroute.lab.netns` (namespaces, veth pairs), :mod:`~lbroute.lab.daemons`
-(FRR and BIRD instances, stopping by pid), :mod:`~lbroute.lab.configs` (the upstream's
-and a node's fixed configurations), :mod:`~lbroute.lab.topology` (the lab).
+Modules: :mod:`~lbroute.lab.netns` (namespaces, veth pairs, a bridged LAN),
+:mod:`~lbroute.lab.daemons` (FRR and BIRD instances, stopping by pid),
+:mod:`~lbroute.lab.configs` (the upstream's and a node's fixed configurations),
+:mod:`~lbroute.lab.topology` (the lab), :mod:`~lbroute.lab.ibgp` (a second upstream
+that speaks iBGP with the nodes, and the BGP paths an upstream received, read alike
+from FRR and BIRD).
 """
 
 from lbroute.lab.configs import UPSTREAM_ASN, UPSTREAM_V4, UPSTREAM_V6
 from lbroute.lab.daemons import FRR_BIN, BirdInstance, FrrInstance, alive, kill, vtysh_conf
-from lbroute.lab.netns import Netns, run, veth
+from lbroute.lab.netns import Lan, Netns, run, veth
 from lbroute.lab.topology import Lab, LabNode, NodeSpec, Route
 
 __all__ = [
@@ -34,6 +37,7 @@ __all__ = [
     "FrrInstance",
     "Lab",
     "LabNode",
+    "Lan",
     "Netns",
     "NodeSpec",
     "Route",

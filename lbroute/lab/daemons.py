@@ -39,12 +39,19 @@ class FrrInstance:
         shutil.chown(self.dir, "frr", "frr")
         self.pids: list[int] = []
         self.daemons: tuple[str, ...] = ()
+        self.config: Path | None = None
 
-    def start(self, daemons: tuple[str, ...] = FRR_DAEMONS) -> None:
-        self.daemons = daemons
+    def start(self, daemons: tuple[str, ...] = FRR_DAEMONS, *, config: Path | None = None) -> None:
+        """Start ``daemons``; with ``config``, each reads that file as it starts (``-f``),
+        as daemons started with a configuration file of their own do."""
+        self.daemons, self.config = daemons, config
+        own = ("-f", str(config)) if config is not None else ()
         for daemon in daemons:
             pidfile = self.dir / f"{daemon}.pid"
             pidfile.unlink(missing_ok=True)
+            # bfdd's control socket is /var/run/frr/bfdd.sock for every bfdd on the
+            # host unless named: labs started at the same time fought over it.
+            private = ("--bfdctl", str(self.dir / "bfdd.sock")) if daemon == "bfdd" else ()
             self.ns.exec(
                 str(FRR_BIN / daemon),
                 "-d",
@@ -58,6 +65,8 @@ class FrrInstance:
                 str(self.dir / "zserv.api"),
                 "--vty_socket",
                 str(self.dir),
+                *private,
+                *own,
             )
             self.pids.append(wait_pid(pidfile))
         deadline = time.monotonic() + 10
@@ -100,7 +109,7 @@ class FrrInstance:
         for pid in self.pids:
             kill(pid)
         self.pids.clear()
-        self.start(self.daemons)
+        self.start(self.daemons, config=self.config)
 
     def stop(self) -> None:
         for pid in self.pids:

@@ -1,11 +1,14 @@
 """Network namespaces and veth pairs: the lab's wiring, run with ``ip``.
 
-Every namespace gets a unique name (pid, tag, counter), so labs never collide.
+Every namespace gets a unique name (pid, tag, counter), so labs never collide. A
+:class:`Lan` is a Linux bridge in a namespace of its own that other namespaces plug
+into: the shared segment local addresses (ARP/ND) are tested on.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 
@@ -56,3 +59,36 @@ def veth(a: Netns, a_name: str, b: Netns, b_name: str) -> None:
     for tmp, ns, name in ((tmp_a, a, a_name), (tmp_b, b, b_name)):
         run("ip", "link", "set", tmp, "netns", ns.name, "name", name)
         ns.ip("link", "set", name, "up")
+
+
+class Lan:
+    """A LAN: the bridge ``br0`` in a namespace of its own (from :meth:`create` until
+    :meth:`delete`); :meth:`plug` connects another namespace to it."""
+
+    def __init__(self, tag: str = "lan") -> None:
+        self.ns = Netns(tag)
+        self._ports = itertools.count()
+
+    def create(self) -> Lan:
+        self.ns.create()
+        self.ns.ip("link", "add", "br0", "type", "bridge")
+        self.ns.ip("link", "set", "br0", "up")
+        return self
+
+    def plug(self, ns: Netns, name: str = "eth0") -> str:
+        """Connect ``ns`` to the LAN as interface ``name``, up, with IPv6 duplicate
+        address detection off (usable at once, as the lab's other links); returns its
+        MAC address."""
+        port = f"port{next(self._ports)}"
+        n = next(_counter)
+        tmp_a, tmp_b = f"lla{os.getpid() % 100000}-{n}", f"llb{os.getpid() % 100000}-{n}"
+        run("ip", "link", "add", tmp_a, "type", "veth", "peer", "name", tmp_b)
+        run("ip", "link", "set", tmp_a, "netns", ns.name, "name", name)
+        run("ip", "link", "set", tmp_b, "netns", self.ns.name, "name", port)
+        ns.sysctl(f"net.ipv6.conf.{name}.accept_dad", "0")
+        ns.ip("link", "set", name, "up")
+        self.ns.ip("link", "set", port, "master", "br0", "up")
+        return str(json.loads(ns.ip("-j", "link", "show", name))[0]["address"])
+
+    def delete(self) -> None:
+        self.ns.delete()

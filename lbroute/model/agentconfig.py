@@ -6,6 +6,12 @@ addresses live on and are answered from, and where the router's files, socket an
 templates are. The module is not called ``nodeagent`` so that it is never mistaken for
 the agent package of that name. Which NodeAgent applies to a node is decided by the
 renderer's view, where the nodes are known.
+
+A NodeAgent only chooses among what the agent's command line allows (issue 24: whoever
+can write a NodeAgent must not be able to run commands or write files on every node):
+the paths here are absolute and normalised (no ``.`` or ``..`` part), so that the
+agent's check that one lies under an allowed directory (nodeagent.settings) means what
+it says, and ``reloadCommand`` is one argv, each argument without shell syntax.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from lbroute.model.common import (
     selector,
 )
 from lbroute.model.errors import ObjectRef, quote
-from lbroute.model.fields import parse_ip
+from lbroute.model.fields import Reader, parse_ip
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, NODE_AGENT
 
 DEFAULT_LOCAL_ASN = 64512
@@ -63,6 +69,16 @@ def _ipv4(value: Any) -> ipaddress.IPv4Address:
     return address
 
 
+def _path(spec: Reader, key: str) -> str | None:
+    """An absolute path with no ``.`` or ``..`` part (``/etc/bird/../shadow`` would
+    otherwise pass for a path under ``/etc/bird``)."""
+    value = spec.str_(key, pattern=PATH_RE, valid=PATH_VALID)
+    if value is not None and {".", ".."} & set(value.split("/")):
+        spec.error(key, f"{quote(value)} is not valid; expected {PATH_VALID}, without '.' or '..'")
+        return None
+    return value
+
+
 def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     ref, _meta, spec = envelope(obj, NODE_AGENT)
     spec.unknown(
@@ -96,7 +112,7 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
             )
         else:
             reload_command.append(item)
-    include_path = spec.str_("includePath", pattern=PATH_RE, valid=PATH_VALID)
+    include_path = _path(spec, "includePath")
     if mode is Mode.INCLUDE and include_path is None and not spec.failed:
         spec.error("includePath", "is required with mode include: the file the fragment goes to")
     agent = NodeAgent(
@@ -108,10 +124,10 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
         local_asn=spec.int_("localASN", 1, 4294967295) or DEFAULT_LOCAL_ASN,
         interface=spec.interface("interface") or DEFAULT_INTERFACE,
         local_interface=local_interface or "default",
-        templates_dir=spec.str_("templatesDir", pattern=PATH_RE, valid=PATH_VALID),
+        templates_dir=_path(spec, "templatesDir"),
         fast_convergence=spec.bool_("fastConvergence", True),
-        config_path=spec.str_("configPath", pattern=PATH_RE, valid=PATH_VALID),
-        socket_path=spec.str_("socketPath", pattern=PATH_RE, valid=PATH_VALID),
+        config_path=_path(spec, "configPath"),
+        socket_path=_path(spec, "socketPath"),
         include_path=include_path,
         reload_command=tuple(reload_command),
     )

@@ -166,13 +166,16 @@ def envelope(
 ) -> tuple[ObjectRef, Reader, Reader]:
     """The object's reference and readers of its metadata and spec (sharing one problem
     list); the name, namespace and apiVersion are checked here."""
-    meta = obj.get("metadata") if isinstance(obj, Mapping) else None
-    meta = meta if isinstance(meta, Mapping) else {}
+    raw_meta = obj.get("metadata") if isinstance(obj, Mapping) else None
+    meta = raw_meta if isinstance(raw_meta, Mapping) else {}
     namespace = name_text(meta.get("namespace"), "default" if namespaced else "")
     ref = ObjectRef(kind=kind, namespace=namespace, name=name_text(meta.get("name"), "<no name>"))
     problems: list[Problem] = []
     m = Reader(meta, ref, "metadata", problems)
-    m.str_("name", pattern=NAME_RE, valid="a lowercase DNS name", required=True)
+    if raw_meta is not None and meta is not raw_meta:
+        m.error("", f"must be an object such as {{name: web}}, not {quote(raw_meta)}")
+    else:
+        m.str_("name", pattern=NAME_RE, valid="a lowercase DNS name", required=True)
     if namespaced:
         m.str_("namespace", pattern=NAME_RE, valid="a lowercase DNS label")
     want_version = CORE_KINDS.get(kind, API_VERSION)

@@ -10,6 +10,7 @@ Hierarchy::
     │                              IS-IS asked of BIRD); raised only when nothing can be rendered
     ├── RouterToolMissing          the router's command-line tool is not installed
     ├── InterfaceError             kube-lb0 or a NIC could not be created, found or configured
+    ├── ServingError               health and metrics cannot be served (address, port)
     └── KubernetesError            the API server said no, or did not answer
         ├── Conflict               409: someone wrote first; read again and retry   (retryable)
         ├── NotFound               404: the object is not there
@@ -148,6 +149,11 @@ class RouterToolMissing(LbrouteError):
 
 class InterfaceError(LbrouteError):
     """kube-lb0 or a NIC could not be created, found or configured."""
+
+
+class ServingError(LbrouteError):
+    """/metrics, /healthz and /readyz cannot be served: the address is not an IP address
+    or not this node's, or the port is taken."""
 
 
 class KubernetesError(LbrouteError):

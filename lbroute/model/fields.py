@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -265,12 +266,22 @@ _IP_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}")
 
 
 def parse_ip(value: Any) -> IPAddress:
-    """An IPv4 or IPv6 address; no zone ids, no surrounding text."""
+    """An IPv4 or IPv6 address; no zone ids, no surrounding text.
+
+    Accepts exactly what :func:`ipaddress.ip_address` accepts and fails with its message,
+    but faster (every Service's ingress goes through here on every pass): a dotted quad
+    is read by ``inet_pton``, as strict as :mod:`ipaddress` (four decimal octets of at
+    most 255, no leading zeros), and only text with a ``:`` is tried as IPv6."""
     if not isinstance(value, str):
         raise TypeError("must be a string")
     if not _IP_CHARS.fullmatch(value):
         raise ValueError("")
-    return ipaddress.ip_address(value)
+    try:
+        if ":" in value:
+            return ipaddress.IPv6Address(value)
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, value))
+    except (OSError, ValueError):
+        raise ValueError(f"{value!r} does not appear to be an IPv4 or IPv6 address") from None
 
 
 _NET_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}/[0-9]{1,3}")
@@ -287,6 +298,8 @@ def mapping_at(obj: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     not validated field by field (Services, EndpointSlices), where a wrong shape reads
     as absent."""
     value = obj.get(key)
+    if type(value) is dict:  # the usual case, without the slower check for any Mapping
+        return value
     return value if isinstance(value, Mapping) else {}
 
 

@@ -7,8 +7,11 @@ rewrites (allocator.manifests). The text goes to a temporary file in the target'
 directory (a rename is atomic only within one file system), is flushed to disk, gets
 its mode (and, when asked, its owner) before anyone can see it, and is renamed over the
 target; the directory is then flushed too, so after a crash the name points at one
-complete file. A path that is a symbolic link stays one: the file it points to is
-replaced, as an editor would, so a configuration linked from elsewhere keeps its link.
+complete file. A file is readable by its owner only unless the caller says who else
+may read it: router configurations hold passwords, and the status document quotes the
+lines around them (redacted). A path that is a symbolic link stays one: the file it
+points to is replaced, as an editor would, so a configuration linked from elsewhere
+keeps its link.
 """
 
 from __future__ import annotations
@@ -22,16 +25,17 @@ def write_atomic(
     path: Path,
     text: str,
     *,
-    mode: int = 0o644,
+    mode: int = 0o600,
     owner: tuple[int, int] | None = None,
     parents: bool = True,
 ) -> None:
     """Replace ``path`` with ``text`` (UTF-8) atomically and durably.
 
-    ``mode`` is set as given, whatever the umask; ``owner`` is a (uid, gid) to give the
-    file, otherwise it belongs to whoever writes it. With ``parents`` the directories
-    leading to it are created; without, a missing directory is an error. Raises OSError
-    (and UnicodeEncodeError) with ``path`` untouched and no temporary file left behind.
+    ``mode`` (default 0600) is set as given, whatever the umask; ``owner`` is a (uid,
+    gid) to give the file, otherwise it belongs to whoever writes it. With ``parents``
+    the directories leading to it are created; without, a missing directory is an error.
+    Raises OSError (and UnicodeEncodeError) with ``path`` untouched and no temporary
+    file left behind.
     """
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
     if parents:

@@ -4,14 +4,15 @@
 NodeAgent, Node, Secret) and ignores other kinds. :func:`load` parses a batch, skips the
 invalid objects so that the valid ones still render, then makes the checks that need
 more than one object: duplicates (the first by namespace/name is used), Peers' Secrets,
-pools that overlap across ServiceGroups, Peers that carry no group, and more than one
-default group. Each check costs O(n log n) in the number of objects (or pools), never
+pools that overlap across ServiceGroups (of two, a *settled* one wins: see
+:mod:`lbroute.model.lastgood`), Peers that carry no group, and more than one default
+group. Each check costs O(n log n) in the number of objects (or pools), never
 one object against every other: 64,000 ServiceGroups load in seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
@@ -89,8 +90,16 @@ class Model:
         return tuple(p for p in self.problems if p.severity is Severity.ERROR)
 
 
-def load(objects: Iterable[Mapping[str, Any]]) -> Model:
-    """Parse a batch of objects and run the cross-object checks; never raises for input."""
+def load(
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    settled: Collection[ObjectRef] = frozenset(),
+    parse: Callable[[Mapping[str, Any]], Parsed | None] = parse_object,
+) -> Model:
+    """Parse a batch of objects and run the cross-object checks; never raises for input.
+    ``settled`` objects (used as they are before: :mod:`lbroute.model.lastgood`) win a
+    conflict with one that is not, whatever their names; ``parse`` is
+    :func:`parse_object` or one that remembers what it parsed."""
     problems: list[Problem] = []
     groups: list[ServiceGroup] = []
     peers: list[Peer] = []
@@ -99,7 +108,7 @@ def load(objects: Iterable[Mapping[str, Any]]) -> Model:
     secrets: dict[tuple[str, str], Secret] = {}
     for obj in objects:
         try:
-            parsed = parse_object(obj)
+            parsed = parse(obj)
         except InvalidObject as exc:
             problems.extend(exc.problems)
             continue
@@ -117,7 +126,7 @@ def load(objects: Iterable[Mapping[str, Any]]) -> Model:
     peers = _dedupe(peers, problems)
     agents = _dedupe(agents, problems)
     peers = [p for p in (_resolve_secrets(p, secrets, problems) for p in peers) if p is not None]
-    groups = _check_pool_overlaps(groups, problems)
+    groups = _check_pool_overlaps(groups, problems, settled)
     _check_peers_select_groups(peers, groups, problems)
     _check_defaults(groups, problems)
     return Model(
@@ -161,21 +170,24 @@ def _resolve_secrets(
     if peer.ospf is not None and peer.ospf.auth_ref is not None:
         ref = peer.ospf.auth_ref
         value = secret_value(ref, secrets.get((ns, ref.name)), r, "ospf.authSecretRef")
-        if value is not None and len(value) > 16:
+        if value is not None and len(value.reveal()) > 16:
             r.error("ospf.authSecretRef", "an OSPF MD5 key is at most 16 characters")
         peer = replace(peer, ospf=replace(peer.ospf, auth_key=value))
     if peer.rip is not None and peer.rip.auth_ref is not None:
         ref = peer.rip.auth_ref
         value = secret_value(ref, secrets.get((ns, ref.name)), r, "rip.authSecretRef")
-        if value is not None and len(value) > 16:
+        if value is not None and len(value.reveal()) > 16:
             r.error("rip.authSecretRef", "a RIP MD5 key is at most 16 characters")
         peer = replace(peer, rip=replace(peer.rip, auth_key=value))
     problems.extend(r.problems)
     return None if r.failed else peer
 
 
-def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) -> list[ServiceGroup]:
-    """A pool may belong to one ServiceGroup; the later group (by namespace/name) is skipped.
+def _check_pool_overlaps(
+    groups: list[ServiceGroup], problems: list[Problem], settled: Collection[ObjectRef] = ()
+) -> list[ServiceGroup]:
+    """A pool may belong to one ServiceGroup; of two, the one not ``settled``, else the
+    later (by namespace/name), is skipped.
 
     The pools of the groups kept so far never overlap each other, so a pool overlaps one
     of them exactly when the kept pool that starts at or before it reaches it, or the next
@@ -187,7 +199,7 @@ def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) ->
     marks = _Marks(len(starts))
     at: list[tuple[Pool, ServiceGroup] | None] = [None] * len(starts)
     kept: list[ServiceGroup] = []
-    for group in groups:
+    for group in sorted(groups, key=lambda g: g.ref not in settled) if settled else groups:
         clash = None
         for n, a in enumerate(group.pools):
             first, last = int(a.first), int(a.last)
@@ -220,7 +232,7 @@ def _check_pool_overlaps(groups: list[ServiceGroup], problems: list[Problem]) ->
             i = index[(a.first.version, int(a.first))]
             marks.add(i)
             at[i] = (a, group)
-    return kept
+    return sorted(kept, key=lambda g: g.ref) if settled else kept
 
 
 class _Marks:

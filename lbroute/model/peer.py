@@ -3,9 +3,11 @@
 A Peer is a BGP neighbor (by address, or unnumbered on an interface), an OSPF area, a
 RIP instance or an IS-IS area on some of the node's interfaces, with its timers, BFD,
 address families and authentication (a reference to a Secret, resolved in
-:mod:`lbroute.model.model` where the Secrets are known). Its selectors say on which
-nodes it exists and which ServiceGroups it carries (:meth:`Peer.carries`). Adding an
-option to one protocol means its dataclass here and its reader below it.
+:mod:`lbroute.model.model` where the Secrets are known, into a
+:class:`~lbroute.model.secrets.SecretValue` that no repr or message shows). Its
+selectors say on which nodes it exists and which ServiceGroups it carries
+(:meth:`Peer.carries`). Adding an option to one protocol means its dataclass here and
+its reader below it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from lbroute.model.common import (
 )
 from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import INTERFACE_RE, INTERFACE_VALID, IPAddress, Reader
-from lbroute.model.secrets import SecretRef, secret_ref
+from lbroute.model.secrets import SecretRef, SecretValue, secret_ref
 from lbroute.model.servicegroup import ServiceGroup
 from lbroute.model.vocabulary import PEER
 
@@ -72,7 +74,8 @@ class BgpPeer:
     ebgp_multihop: int | None = None
     source_address: IPAddress | None = None
     password_ref: SecretRef | None = None
-    password: str | None = None
+    password: SecretValue | None = None
+    """Resolved from ``password_ref`` by the model; shows as ``<secret>``."""
     bfd: Bfd | None = None
     graceful_restart: bool = False
     families: tuple[Family, ...] = (Family.IPV4,)
@@ -94,7 +97,7 @@ class OspfPeer:
     interfaces: tuple[OspfInterface, ...]
     bfd: Bfd | None = None
     auth_ref: SecretRef | None = None
-    auth_key: str | None = None
+    auth_key: SecretValue | None = None
     """OSPFv2 MD5 key (key id 1); OSPFv3 has no authentication here."""
     families: tuple[Family, ...] = (Family.IPV4,)
 
@@ -112,7 +115,7 @@ class RipPeer:
     version: int = 2
     timers: RipTimers | None = None
     auth_ref: SecretRef | None = None
-    auth_key: str | None = None
+    auth_key: SecretValue | None = None
     families: tuple[Family, ...] = (Family.IPV4,)
 
 

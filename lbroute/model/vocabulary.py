@@ -42,6 +42,20 @@ ALLOCATED_FROM_ANNOTATION: Final = f"{GROUP}/allocated-from"
 """Written by the allocator: the ServiceGroup and pool each address came from."""
 ANNOUNCING_ANNOTATION: Final = f"{GROUP}/announcing"
 """Written by the agents: which nodes announce the Service (and, for local pools, where)."""
+LOCAL_SUBNETS_ANNOTATION: Final = f"{GROUP}/local-subnets"
+"""On a node's membership Lease: the subnets (comma-separated CIDRs) the node has an
+interface on, of the local pools whose ServiceGroup selects it."""
+LOCAL_HOLDING_ANNOTATION: Final = f"{GROUP}/local-holding"
+"""On a node's membership Lease: the local addresses (comma-separated) it holds now."""
+
+LEASE: Final = "Lease"
+LEASE_API_VERSION: Final = "coordination.k8s.io/v1"
+MEMBER_LEASE_PREFIX: Final = "lbroute-node-"
+"""A node's membership Lease is named this prefix and the node's name."""
+MEMBER_LABEL: Final = f"{GROUP}/member"
+"""The label on every membership Lease (its value :data:`MEMBER_LABEL_VALUE`), so that the
+agents list and watch those and no other Lease of the install namespace."""
+MEMBER_LABEL_VALUE: Final = "node"
 
 AGENT_CONTROLLER: Final = f"{GROUP}/agent"
 """The agents' field manager and Event reporting controller."""

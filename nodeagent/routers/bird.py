@@ -1,17 +1,30 @@
 """BIRD 2 through ``bird -p`` and ``birdc``: :class:`BirdDriver`, and the parsers of
-what ``birdc`` prints (reply codes, ``show protocols all``).
+what ``birdc`` prints (reply codes, ``show protocols all``, ``show symbols``).
 
 A configuration is checked by ``bird -p`` before the file is touched, written
-atomically, then loaded with ``birdc configure ... timeout`` and confirmed; when BIRD
+atomically, then loaded with ``birdc configure timeout`` and confirmed; when BIRD
 refuses it, the previous file is put back and BIRD keeps (or, by its own timer, goes
 back to) the previous configuration. Which BIRD runs is the control socket's peer pid,
 or BIRD's boot time where that pid is not visible.
+
+lbroute only ever has BIRD load the file BIRD runs: ``configure`` is given no file name,
+so BIRD reads again the file it was started with (``bird -c``). Named with a file,
+``configure`` replaces BIRD's whole configuration with that file's, whatever it is: an
+agent in include mode once loaded the packaged default ``/etc/bird/bird.conf`` that way
+and wiped a CNI's configuration (issue 14). In managed mode that file must be the one
+the agent writes, which is checked before anything is touched (``configure check`` says
+which file BIRD reads); in include mode it is the host's, which must include the
+fragment. Either way, before the new configuration is confirmed, BIRD must know every
+symbol the text defines (``show symbols``); otherwise it is undone. Whether BIRD already
+runs a text is decided from BIRD too, not from the file alone: the same symbols, and a
+reload no older than the file.
 """
 
 from __future__ import annotations
 
 import datetime
 import logging
+import os
 import re
 import socket
 import struct
@@ -20,9 +33,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lbroute.model.api import Mode, Router
+from lbroute.model.errors import quote
 from nodeagent.routers.check import check_config, context, tool
 from nodeagent.routers.driver import (
     ApplyResult,
+    Outcome,
     Session,
     failed,
     read_file,
@@ -32,6 +47,11 @@ from nodeagent.routers.driver import (
 from nodeagent.routers.process import Output, call
 
 BIRD_BOOT_JITTER = datetime.timedelta(milliseconds=500)
+LOAD_SLACK = 1.0
+"""Seconds by which BIRD's last reload may seem older than the file it loaded: BIRD's
+clock is read through ``birdc``, in its own time zone, with the delay of the call."""
+PATH_QUOTE = 256
+"""How much of a file name BIRD gives a message quotes (more than an input value)."""
 _UCRED = struct.Struct("3i")
 """struct ucred: pid, uid, gid (SO_PEERCRED)."""
 
@@ -41,12 +61,15 @@ log = logging.getLogger(__name__)
 class BirdDriver:
     """BIRD 2 through ``bird -p`` and ``birdc``.
 
-    Managed mode: ``config_path`` is BIRD's whole configuration and lbroute owns it.
-    ``configure "<config_path>" timeout T`` loads it (BIRD undoes it by itself after T
-    seconds unless confirmed), then ``configure confirm``.
+    Managed mode: ``config_path`` is BIRD's whole configuration and lbroute owns it; it
+    must be the file BIRD was started with. ``configure timeout T`` loads it (BIRD undoes
+    it by itself after T seconds unless confirmed), then ``configure confirm``. With
+    ``replace_host_config`` False (nobody chose managed mode: it is the default), a
+    ``config_path`` that includes other files is taken for the host's own and not
+    replaced.
     Include mode: the text is a fragment written to ``include_path``, which the host's
-    own configuration ``config_path`` includes; it is loaded with ``reload_command``
-    when given, otherwise like managed mode.
+    own configuration includes; it is loaded like managed mode (BIRD reads its own file
+    again), or with ``reload_command`` when given. ``config_path`` is not used.
     """
 
     def __init__(
@@ -57,6 +80,7 @@ class BirdDriver:
         mode: Mode = Mode.MANAGED,
         include_path: Path | str | None = None,
         reload_command: Sequence[str] = (),
+        replace_host_config: bool = True,
         timeout: float = 30,
     ) -> None:
         if mode is Mode.INCLUDE and include_path is None:
@@ -68,6 +92,7 @@ class BirdDriver:
             Path(include_path) if mode is Mode.INCLUDE and include_path else self.config_path
         )
         self.reload_command = tuple(reload_command)
+        self.replace_host_config = replace_host_config
         self.timeout = timeout
         self._booted: tuple[datetime.datetime, str] | None = None
         """The boot time last seen, and the generation reported for it."""
@@ -78,12 +103,21 @@ class BirdDriver:
         parsed = check_config(Router.BIRD, text, self.mode)
         if not parsed.ok:
             log.info("bird -p rejected the configuration for %s; nothing changed", self.target)
-            return failed(parsed.describe(), started, rejected=True)
+            return failed(parsed.describe(), started, Outcome.REJECTED)
+        refusal, outcome = self._refusal()
+        if refusal:
+            log.info("not loading %s: %s", self.target, refusal.splitlines()[0])
+            return failed(refusal, started, outcome)
         try:
             previous = replace_file(self.target, text)
         except OSError as exc:
-            return failed(f"cannot write {self.target}: {exc}", started)
-        error = self._run_reload_command() if self.reload_command else self._configure(text)
+            return failed(f"cannot write {self.target}: {exc}", started, Outcome.UNAVAILABLE)
+        if self.reload_command:
+            error, outcome = self._run_reload_command(), Outcome.REJECTED
+            if not error:
+                error, outcome = self._not_running(text, undo=False), Outcome.NOT_CONVERGED
+        else:
+            error, outcome = self._configure(text)
         if error:
             try:
                 restore_file(self.target, previous)
@@ -92,11 +126,12 @@ class BirdDriver:
             if self.reload_command:
                 self._run_reload_command()  # best effort: reload what is on disk again
             log.info(
-                "BIRD refused the configuration in %s; put the previous file back", self.target
+                "BIRD did not take the configuration in %s; put the previous file back",
+                self.target,
             )
-            return failed(error, started)
+            return failed(error, started, outcome)
         log.info("BIRD configuration %s applied", self.target)
-        return ApplyResult(ok=True, duration=time.monotonic() - started)
+        return ApplyResult(duration=time.monotonic() - started)
 
     def generation(self) -> str | None:
         """The pid of the BIRD behind the control socket, when this process can see it;
@@ -143,32 +178,152 @@ class BirdDriver:
         return parse_bird_protocols(out.stdout) if out.returncode == 0 else []
 
     def is_current(self, text: str) -> bool:
-        """The file holds ``text`` and BIRD answers (BIRD loads its file when it starts
-        and lbroute's file changes only through :meth:`apply`)."""
-        return read_file(self.target) == text and self.generation() is not None
+        """BIRD runs ``text``: the file holds it, BIRD reloaded after the file was last
+        written, it knows every symbol the text defines, and (managed mode) the file is
+        the one BIRD runs. The file alone is not enough: an agent restarted after
+        another file was loaded (by hand, or by an older lbroute) must load it again."""
+        if read_file(self.target) != text:
+            return False
+        asked = time.time()
+        status = self._birdc("show", "status")
+        if status.returncode != 0 or not self._loaded_since_written(status.stdout, asked):
+            return False
+        if self.mode is Mode.MANAGED and self._refusal()[0]:
+            return False
+        return not self._missing_symbols(text)
+
+    def _loaded_since_written(self, status: str, asked: float) -> bool:
+        """BIRD's last reload (``show status``) is not older than the file. BIRD prints
+        times in its own zone: its "current server time" against this process's clock
+        (read just before asking) gives the offset. Times lbroute cannot read (another
+        ``timeformat``) do not decide."""
+        times = dict(_STATUS_TIME.findall(status))
+        try:
+            server = _timestamp(times["Current server time is"])
+            loaded = _timestamp(times["Last reconfiguration on"])
+            written = self.target.stat().st_mtime
+        except (KeyError, ValueError, OSError):
+            return True
+        return loaded + (asked - server) + LOAD_SLACK >= written
+
+    def _refusal(self) -> tuple[str, Outcome]:
+        """Why this configuration must not be loaded, before anything is touched ("" when
+        it may), and what that is. Managed mode only: include mode loads the file BIRD
+        runs."""
+        if self.mode is not Mode.MANAGED:
+            return "", Outcome.APPLIED
+        if not self.replace_host_config:
+            included = bird_includes(read_file(self.config_path) or "")
+            if included:
+                return (
+                    f"{self.config_path} is the host's own BIRD configuration (it includes "
+                    f"{_named(included[0])}): managed mode by default never replaces it. "
+                    "lbroute owns BIRD's whole configuration only when told so: a NodeAgent "
+                    "that selects this node, or --mode managed. Nothing was changed"
+                ), Outcome.REFUSED
+        own, said = self._own_file()
+        if own is None:
+            said = f"BIRD does not say which file it runs (birdc configure check: {said})"
+            return said, Outcome.UNAVAILABLE
+        if not self._is_config_path(own):
+            return (
+                f"BIRD runs {_named(own)}, not {self.config_path}: lbroute only has BIRD "
+                "reload the file it runs, so this one would never be loaded. Start BIRD "
+                f"with -c {self.config_path}, or give the agent BIRD's file with "
+                "--router-config (lbroute then owns all of it). Nothing was changed"
+            ), Outcome.REFUSED
+        return "", Outcome.APPLIED
+
+    def _own_file(self) -> tuple[str | None, str]:
+        """The file BIRD was started with, as ``configure check`` names it (it reads the
+        file without loading it); and what birdc said."""
+        out = self._birdc("configure", "check", verbose=True)
+        own = _reading(out.stdout)
+        return own, out.output.strip() or "no reply"
+
+    def _is_config_path(self, own: str) -> bool:
+        """BIRD's own file, as BIRD names it, is ``config_path``. A relative name is
+        BIRD's working directory's: seen through /proc when BIRD's pid is visible,
+        otherwise compared by its last parts."""
+        named = Path(own)
+        if not named.is_absolute():
+            pid = self._daemon_pid()
+            if pid is None:
+                return self.config_path.parts[-len(named.parts) :] == named.parts
+            named = Path(f"/proc/{pid}/cwd") / named
+        if os.path.normpath(named) == os.path.normpath(self.config_path):
+            return True
+        try:
+            return os.path.samefile(named, self.config_path)
+        except OSError:
+            return False
+
+    def _missing_symbols(self, text: str) -> list[str]:
+        """The symbols ``text`` defines that the running BIRD does not know."""
+        defined = bird_symbols(text)
+        if not defined:
+            return []
+        out = self._birdc("show", "symbols")
+        if out.returncode != 0:
+            return sorted(defined)
+        known = {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+        return sorted(defined - known)
+
+    def _not_running(self, text: str, *, undo: bool) -> str:
+        """After a reload: "" when BIRD knows what ``text`` defines, otherwise the error
+        (and, with ``undo``, the reload undone)."""
+        missing = self._missing_symbols(text)
+        if not missing:
+            return ""
+        names = ", ".join(quote(m) for m in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        if self.mode is Mode.INCLUDE:
+            said = (
+                f"BIRD reloaded its own configuration, but does not know {names}{more}, "
+                f"which {self.target} defines: BIRD's configuration does not include "
+                f'{self.target}; add include "{self.target}"; to it'
+            )
+        else:
+            said = f"BIRD reloaded, but does not know {names}{more}, which {self.target} defines"
+        if undo:
+            self._birdc("configure", "undo", verbose=True)
+            said += "; undone"
+        return said
 
     def _birdc(self, *command: str, verbose: bool = False) -> Output:
         birdc = tool("birdc", "/usr/sbin/birdc")
         flags = ["-v"] if verbose else []
         return call([birdc, *flags, "-s", str(self.socket_path), *command], self.timeout)
 
-    def _configure(self, text: str) -> str:
-        """Load the configuration and confirm it; the error ("" when it runs)."""
+    def _configure(self, text: str) -> tuple[str, Outcome]:
+        """Have BIRD reload the file it runs, check that it runs ``text`` and confirm;
+        the error ("" when it runs) and what it was."""
         seconds = str(max(1, round(self.timeout)))
-        out = self._birdc("configure", f'"{self.config_path}"', "timeout", seconds, verbose=True)
+        out = self._birdc("configure", "timeout", seconds, verbose=True)
         codes = _bird_replies(out.stdout)
         if not {"0003", "0004", "0005"} & {code for code, _ in codes}:
             # Not taken (a parse or file error), or no answer at all; if BIRD did take
             # it without saying so, its own timer undoes it since nobody confirms.
             errors = [msg for code, msg in codes if code[0] in "89"]
             said = "\n".join(errors) or out.output.strip() or "no reply"
-            return f"birdc configure: {said}{self._context(said, text)}"
+            outcome = Outcome.REJECTED if errors else Outcome.UNAVAILABLE
+            return f"birdc configure: {said}{self._context(said, text)}", outcome
+        own = _reading(out.stdout)
+        if self.mode is Mode.MANAGED and own is not None and not self._is_config_path(own):
+            self._birdc("configure", "undo", verbose=True)
+            return (
+                f"BIRD reloaded {_named(own)}, not {self.config_path}; undone",
+                Outcome.REFUSED,
+            )
+        missing = self._not_running(text, undo=True)
+        if missing:
+            return missing, Outcome.NOT_CONVERGED
         confirm = self._birdc("configure", "confirm", verbose=True)
         if any(code == "0018" for code, _ in _bird_replies(confirm.stdout)):
-            return ""
+            return "", Outcome.APPLIED
         self._birdc("configure", "undo", verbose=True)
         said = confirm.output.strip() or "no reply"
-        return f"birdc configure confirm failed ({said}); undone"
+        return f"birdc configure confirm failed ({said}); undone", Outcome.UNAVAILABLE
 
     def _context(self, said: str, text: str) -> str:
         m = re.search(rf"{re.escape(str(self.target))}:(\d+):", said)
@@ -181,6 +336,54 @@ class BirdDriver:
             return ""
         said = out.output.strip() or f"exit status {out.returncode}"
         return f"{' '.join(self.reload_command)}: {said}"
+
+
+_SYMBOL = r"[A-Za-z_]\w*"
+_DEFINITION = re.compile(
+    r"^[ \t]*(?:"
+    rf"protocol[ \t]+\w+[ \t]+(?!from\b)(?P<protocol>{_SYMBOL})"
+    rf"|template[ \t]+\w+[ \t]+(?P<template>{_SYMBOL})"
+    rf"|(?:filter|function|define)[ \t]+(?P<name>{_SYMBOL})"
+    rf"|attribute[ \t]+\w+[ \t]+(?P<attribute>{_SYMBOL})"
+    rf"|(?:ipv4|ipv6|ipv6[ \t]+sadr|vpn4|vpn6|roa4|roa6|flow4|flow6|mpls)[ \t]+table[ \t]+"
+    rf"(?P<table>{_SYMBOL})"
+    r")",
+    re.M,
+)
+_STATUS_TIME = re.compile(r"^\s*(Current server time is|Last reconfiguration on) (.+?)\s*$", re.M)
+_INCLUDE = re.compile(r'^[ \t]*include[ \t]+"([^"]*)"', re.M)
+
+
+def bird_symbols(text: str) -> set[str]:
+    """The names a BIRD configuration defines at its top level: protocols, templates,
+    filters, functions, constants, attributes and tables (what ``show symbols`` lists)."""
+    return {next(g for g in m.groups() if g) for m in _DEFINITION.finditer(text)}
+
+
+def bird_includes(text: str) -> list[str]:
+    """The files a BIRD configuration includes, as written."""
+    return _INCLUDE.findall(text)
+
+
+def _reading(text: str) -> str | None:
+    """The file BIRD says it reads (``birdc -v configure``: ``0002-Reading configuration
+    from <file>``)."""
+    for code, message in _bird_replies(text):
+        if code == "0002" and message.startswith("Reading configuration from "):
+            return message.removeprefix("Reading configuration from ")
+    return None
+
+
+def _named(path: str) -> str:
+    """A file name BIRD gave, quoted for a message (longer than an input value may be)."""
+    return quote(path, PATH_QUOTE)
+
+
+def _timestamp(printed: str) -> float:
+    """A time BIRD printed (its default format, its own zone) as seconds, read as UTC:
+    only differences between two of them mean anything."""
+    moment = datetime.datetime.fromisoformat(printed)
+    return moment.replace(tzinfo=datetime.UTC).timestamp()
 
 
 def _bird_replies(text: str) -> list[tuple[str, str]]:

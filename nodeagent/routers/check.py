@@ -4,8 +4,10 @@ parser rejects.
 :func:`check_config` feeds a rendered configuration to the router's real parser
 (``bird -p -c``, ``vtysh --dryrun -f``) in a temporary directory and reports the
 parser's verdict as a :class:`ParseResult`, with the offending line and the lines
-around it when the parser names one. ``lbroute validate``, the golden tests and both
-drivers use it. :func:`tool` finds a router's tool, or says how to install it.
+around it when the parser names one; passwords and keys in what it says and in those
+lines are redacted (:func:`lbroute.model.secrets.redact`), wherever it is shown.
+``lbroute validate``, the golden tests and both drivers use it. :func:`tool` finds a
+router's tool, or says how to install it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 from lbroute.model.api import Mode, Router
 from lbroute.model.errors import RouterToolMissing
+from lbroute.model.secrets import redact
 from nodeagent.routers.process import run
 
 PARSE_TIMEOUT = 30.0
@@ -75,10 +78,9 @@ def _check_bird(text: str, mode: Mode) -> ParseResult:
         output = proc.output.replace(str(conf), "<config>")
         output = output.replace(str(main), "<host config>")
     if proc.returncode == 0:
-        return ParseResult(ok=True, output=output)
+        return ParseResult(ok=True, output=redact(output))
     m = re.search(r"<config>:(\d+):", output)
-    line = int(m.group(1)) if m else None
-    return ParseResult(ok=False, output=output, line=line, context=context(text, line))
+    return _rejected(output, text, int(m.group(1)) if m else None)
 
 
 def _check_frr(text: str) -> ParseResult:
@@ -89,10 +91,16 @@ def _check_frr(text: str) -> ParseResult:
         proc = run([vtysh, "--dryrun", "-f", str(conf)], PARSE_TIMEOUT)
     output = proc.output.replace(str(conf), "<config>")
     if proc.returncode == 0 and "% " not in output:
-        return ParseResult(ok=True, output=output)
+        return ParseResult(ok=True, output=redact(output))
     m = re.search(r"line (\d+):", output)
-    line = int(m.group(1)) if m else None
-    return ParseResult(ok=False, output=output, line=line, context=context(text, line))
+    return _rejected(output, text, int(m.group(1)) if m else None)
+
+
+def _rejected(output: str, text: str, line: int | None) -> ParseResult:
+    """The parser's refusal, what it said and the lines around ``line`` redacted."""
+    return ParseResult(
+        ok=False, output=redact(output), line=line, context=redact(context(text, line))
+    )
 
 
 def context(text: str, line: int | None, around: int = 2) -> str:

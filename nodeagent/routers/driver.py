@@ -4,18 +4,22 @@
 say which daemon instance runs (to notice a restart), list the sessions, tell whether
 a text already runs. An apply never raises for a refusal: it returns an
 :class:`ApplyResult` whose error, like every message a driver returns, has passwords
-and keys :func:`redact`-ed.
+and keys :func:`redact`-ed (the model's one redaction, :func:`lbroute.model.secrets.redact`).
+Its :class:`Outcome` says what happened, because each calls for something else: a text
+the router rejected is not tried again until it changes, one it took but does not run
+exactly, or a router that did not answer, is retried.
 
 A driver replaces its configuration file with :func:`replace_file` and, when the
 router refuses the new one, puts the old text back with :func:`restore_file`: the
 file on disk is always one the router ran, so a restarted daemon comes up with the
-last good configuration.
+last good configuration. (A text the router loaded without converging stays: it is
+what the router runs, all but the lines the error names, and what the retries load.)
 """
 
 from __future__ import annotations
 
+import enum
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass
@@ -23,17 +27,67 @@ from pathlib import Path
 from typing import Protocol
 
 from lbroute.model.files import write_atomic
+from lbroute.model.secrets import redact as redact
+
+
+class Outcome(enum.Enum):
+    """What came of an apply (the value is what the status and NodeState say)."""
+
+    APPLIED = "Applied"
+    """The router runs the text."""
+    REJECTED = "Rejected"
+    """The router said no: its parser refused the text, or the daemon refused a line of
+    it while loading it. The same text would be refused again; the last good
+    configuration keeps running."""
+    NOT_CONVERGED = "NotConverged"
+    """The parser accepted the text and the router loaded it, but what it runs
+    afterwards still differs from it (the error says which lines): worth trying again."""
+    UNAVAILABLE = "Unavailable"
+    """The router did not answer, or its configuration file could not be written:
+    nothing was loaded; worth trying again."""
+    REFUSED = "Refused"
+    """lbroute did not load the text, because the router is not set up as the mode
+    needs (BIRD runs another file than the agent's; a host's own configuration where
+    nobody chose managed mode): nothing was touched, and the error says what to change."""
+
+    def summary(self, router: str) -> str:
+        """One sentence on what happened, for logs, conditions and Events (without the
+        router's message); ``router`` names the router (``frr``, ``bird on node-a``)."""
+        return _SUMMARY[self].format(router=router)
 
 
 @dataclass(frozen=True, kw_only=True)
 class ApplyResult:
-    ok: bool
+    outcome: Outcome = Outcome.APPLIED
     error: str = ""
     """The router's own message, with the offending lines when it names them."""
     duration: float = 0.0
     """Seconds the whole apply took."""
-    rejected: bool = False
-    """The router's parser refused the text itself: applying it again cannot help."""
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.APPLIED
+
+    @property
+    def rejected(self) -> bool:
+        """The router refused the text itself: applying it again cannot help."""
+        return self.outcome is Outcome.REJECTED
+
+    def summary(self, router: str) -> str:
+        """See :meth:`Outcome.summary`."""
+        return self.outcome.summary(router)
+
+
+_SUMMARY = {
+    Outcome.APPLIED: "the {router} runs the new configuration",
+    Outcome.REJECTED: "the {router} rejected the new configuration; the last good one keeps "
+    "running",
+    Outcome.NOT_CONVERGED: "the {router} accepted the new configuration, but after loading it "
+    "still runs something else",
+    Outcome.UNAVAILABLE: "the {router} could not be reached to load the new configuration",
+    Outcome.REFUSED: "lbroute did not load the new configuration into the {router}, which is "
+    "not set up for it",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,7 +109,8 @@ class Session:
 class RouterDriver(Protocol):
     def apply(self, text: str) -> ApplyResult:
         """Validate ``text`` with the real parser, write it atomically and make it the
-        running configuration; on failure the previous configuration keeps running."""
+        running configuration; when the router rejects it, the previous configuration
+        keeps running."""
         ...
 
     def generation(self) -> str | None:
@@ -70,25 +125,9 @@ class RouterDriver(Protocol):
         ...
 
 
-def failed(error: str, started: float, *, rejected: bool = False) -> ApplyResult:
+def failed(error: str, started: float, outcome: Outcome) -> ApplyResult:
     """A failed apply that began at ``started`` (``time.monotonic()``)."""
-    return ApplyResult(
-        ok=False, error=redact(error), duration=time.monotonic() - started, rejected=rejected
-    )
-
-
-_SECRETS = re.compile(
-    r"""(?P<key>\bpassword\s+|\bkey-string\s+|\bmd5\s+|\bauthentication\s+string\s+)"""
-    r"""(?P<value>"[^"\n]*"|\S+)"""
-)
-
-
-def redact(text: str) -> str:
-    """``text`` with passwords and keys (BIRD or FRR syntax) replaced by ``<redacted>``."""
-    return _SECRETS.sub(
-        lambda m: m["key"] + ('"<redacted>"' if m["value"].startswith('"') else "<redacted>"),
-        text,
-    )
+    return ApplyResult(outcome=outcome, error=redact(error), duration=time.monotonic() - started)
 
 
 def read_file(path: Path) -> str | None:

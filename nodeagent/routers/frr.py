@@ -1,13 +1,23 @@
-"""FRR through ``vtysh`` and ``frr-reload.py``: :class:`FrrDriver`, and the parsers of
-what vtysh's JSON commands report about sessions (BGP, OSPF, OSPFv3, IS-IS, BFD).
+"""FRR through ``vtysh`` and ``frr-reload.py``: :class:`FrrDriver` (the sessions it
+reports are read by :mod:`nodeagent.routers.frr_sessions`).
 
 A configuration is checked by ``vtysh --dryrun`` before the file is touched, written
 atomically, then made the running one by the cheapest way that works: only the
 prefix-list and route-map changes (:mod:`nodeagent.routers.frr_delta`) when FRR runs the
 previous file, the whole file through one ``vtysh -f`` when the daemons run nothing,
 otherwise ``frr-reload.py --reload``. Whatever the way, success is
-``frr-reload.py --test`` finding nothing left to change; when FRR does not take the
-configuration, the previous file is put back and reloaded.
+``frr-reload.py --test`` finding nothing left to change.
+
+Managed mode means lbroute's text is FRR's whole configuration, whatever FRR ran before
+(another ``router bgp``, stray policy, IGPs, other defaults): frr-reload.py removes what
+the text does not have. The one thing it cannot change is a daemon's ``hostname`` (vtysh
+runs that command in its own process only), so the driver tells the daemons itself.
+
+What the apply comes to (:class:`~nodeagent.routers.driver.Outcome`): rejected when
+``vtysh --dryrun`` refuses the text or FRR refuses lines while loading them (the previous
+file is then put back and reloaded); not converged when FRR took every line and still
+runs something else (the error names the lines; the file stays, for the retries);
+unavailable when FRR does not answer.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -25,6 +36,7 @@ from lbroute.model.api import Router
 from nodeagent.routers.check import check_config, tool
 from nodeagent.routers.driver import (
     ApplyResult,
+    Outcome,
     Session,
     failed,
     read_file,
@@ -32,7 +44,20 @@ from nodeagent.routers.driver import (
     replace_file,
     restore_file,
 )
-from nodeagent.routers.frr_delta import frr_commands, frr_is_empty, frr_policy_delta
+from nodeagent.routers.frr_delta import (
+    frr_commands,
+    frr_hostnames,
+    frr_is_empty,
+    frr_policy_delta,
+)
+from nodeagent.routers.frr_sessions import (
+    bfd_sessions,
+    bgp_uptimes,
+    isis_sessions,
+    items,
+    ospf6_sessions,
+    ospf_sessions,
+)
 from nodeagent.routers.process import Output, call
 
 FRR_RELOAD = Path("/usr/lib/frr/frr-reload.py")
@@ -78,27 +103,85 @@ class FrrDriver:
                 "vtysh --dryrun rejected the configuration for %s; nothing changed",
                 self.config_path,
             )
-            return failed(parsed.describe(), started, rejected=True)
+            return failed(parsed.describe(), started, Outcome.REJECTED)
+        generation = self.generation()
+        if generation is None:
+            said = _strip_ansi(self._vtysh("show modules").output).strip() or "no reply"
+            log.info("FRR does not answer; %s not changed", self.config_path)
+            return failed(
+                f"FRR does not answer (vtysh: {said}); nothing changed",
+                started,
+                Outcome.UNAVAILABLE,
+            )
         try:
             previous = replace_file(self.config_path, text)
         except OSError as exc:
-            return failed(f"cannot write {self.config_path}: {exc}", started)
-        if self._apply_delta(previous, text):
+            return failed(f"cannot write {self.config_path}: {exc}", started, Outcome.UNAVAILABLE)
+        if self._apply_delta(previous, text, generation):
             log.info("FRR configuration %s applied (policy changes only)", self.config_path)
-            return ApplyResult(ok=True, duration=time.monotonic() - started)
-        if self._load_empty(text):
+            return ApplyResult(duration=time.monotonic() - started)
+        shown = self._vtysh("show running-config")
+        told = self._tell_hostname(text, shown.stdout) if shown.returncode == 0 else ""
+        if shown.returncode == 0 and self._load_empty(text, shown.stdout):
             log.info("FRR configuration %s applied (FRR ran none before)", self.config_path)
-            return ApplyResult(ok=True, duration=time.monotonic() - started)
+            return ApplyResult(duration=time.monotonic() - started)
         self._running = None  # until a reload is checked
         reload, pending = self._reload()
         if pending.clean:
             self._seen_running(text)
             log.info("FRR configuration %s applied", self.config_path)
-            return ApplyResult(ok=True, duration=time.monotonic() - started)
-        error = _frr_error(reload, pending)
-        restored = self._restore(previous)
-        log.info("FRR did not take the configuration in %s; %s", self.config_path, restored)
-        return failed(f"{error}\n{restored}", started)
+            return ApplyResult(duration=time.monotonic() - started)
+        return self._not_taken(text, previous, reload, pending, told, started)
+
+    def _not_taken(
+        self,
+        text: str,
+        previous: str | None,
+        reload: Output,
+        pending: _Diff,
+        told: str,
+        started: float,
+    ) -> ApplyResult:
+        """The result when differences remain after the reload. FRR refusing lines
+        while loading them is a rejection: the previous file is put back and reloaded.
+        frr-reload.py failing to talk to FRR means FRR is unavailable. Otherwise FRR took
+        every line it was given and still runs something else: not converged; the new
+        file stays (it is what the retries load again) and the error names the lines."""
+        if pending.failure:
+            log.info("frr-reload.py cannot compare %s with FRR", self.config_path)
+            return failed(
+                f"frr-reload.py cannot compare the configuration with FRR's: {pending.failure}",
+                started,
+                Outcome.UNAVAILABLE,
+            )
+        complaints = _frr_complaints(reload)
+        if complaints:
+            restored = self._restore(previous)
+            log.info("FRR refused lines of %s; %s", self.config_path, restored)
+            error = "\n".join(
+                [
+                    "FRR refused lines of the configuration while loading it:",
+                    *complaints,
+                    "frr-reload.py --test still finds:",
+                    pending.describe(),
+                    restored,
+                ]
+            )
+            return failed(error, started, Outcome.REJECTED)
+        log.info(
+            "FRR still differs from %s after loading it\n%s", self.config_path, pending.describe()
+        )
+        lines = [
+            "FRR's parser (vtysh --dryrun) accepted the configuration and FRR loaded it "
+            "without an error, but FRR still runs something else; frr-reload.py --test "
+            "still finds:",
+            pending.describe(),
+        ]
+        if any("hostname " in line for line in pending.lines):
+            lines.append(_HOSTNAME_NOTE.format(hostname=_hostname_of(text)))
+        if told:
+            lines += ["Telling the daemons the hostname, they said:", told]
+        return failed("\n".join(lines), started, Outcome.NOT_CONVERGED)
 
     def generation(self) -> str | None:
         """The daemons' pids, from ``show modules``: a restarted daemon has a new pid."""
@@ -110,18 +193,18 @@ class FrrDriver:
 
     def sessions(self) -> list[Session]:
         found: list[Session] = []
-        uptimes = _frr_bgp_uptimes(self._json("show bgp summary json"))
+        uptimes = bgp_uptimes(self._json("show bgp summary json"))
         neighbors = self._json("show bgp neighbors json")
-        for name, peer in _items(neighbors):
+        for name, peer in items(neighbors):
             if isinstance(peer, dict) and "bgpState" in peer:
                 since = uptimes.get(name) or str(peer.get("bgpTimerUpString", ""))
                 found.append(
                     Session(name=name, protocol="bgp", state=peer["bgpState"], since=since)
                 )
-        found += _frr_ospf(self._json("show ip ospf neighbor json"))
-        found += _frr_ospf6(self._json("show ipv6 ospf6 neighbor json"))
-        found += _frr_isis(self._json("show isis neighbor detail json"))
-        found += _frr_bfd(self._json("show bfd peers json"))
+        found += ospf_sessions(self._json("show ip ospf neighbor json"))
+        found += ospf6_sessions(self._json("show ipv6 ospf6 neighbor json"))
+        found += isis_sessions(self._json("show isis neighbor detail json"))
+        found += bfd_sessions(self._json("show bfd peers json"))
         return found
 
     def is_current(self, text: str) -> bool:
@@ -135,14 +218,14 @@ class FrrDriver:
         generation = self.generation()
         self._running = (text, generation) if generation else None
 
-    def _apply_delta(self, previous: str | None, text: str) -> bool:
-        """When FRR runs ``previous`` and ``text`` differs from it only in prefix-lists
-        and route-maps, send just those changes through one ``vtysh -f`` (what
-        frr-reload.py would send, without reading the running configuration twice and
-        without one vtysh per deleted line). True when ``frr-reload.py --test`` then
-        finds nothing to change; otherwise the caller reloads the whole file."""
-        generation = self.generation()
-        if self._running is None or previous is None or not generation:
+    def _apply_delta(self, previous: str | None, text: str, generation: str) -> bool:
+        """When FRR (the daemons of ``generation``) runs ``previous`` and ``text``
+        differs from it only in prefix-lists and route-maps, send just those changes
+        through one ``vtysh -f`` (what frr-reload.py would send, without reading the
+        running configuration twice and without one vtysh per deleted line). True when
+        ``frr-reload.py --test`` then finds nothing to change; otherwise the caller
+        reloads the whole file."""
+        if self._running is None or previous is None:
             return False
         if self._running != (previous, generation):
             return False
@@ -152,17 +235,39 @@ class FrrDriver:
         self._running = None  # FRR runs neither text until checked
         return self._send_checked(commands, text, "after the policy changes")
 
-    def _load_empty(self, text: str) -> bool:
-        """When FRR runs no configuration yet (daemons just started), send the whole of
-        ``text`` through one ``vtysh -f`` without its ``!``/``exit`` lines instead of
-        frr-reload.py (1,000 ServiceGroups: about 2 minutes instead of more than 15).
-        True when ``frr-reload.py --test``
-        then finds nothing to change; otherwise the caller reloads the whole file (for
-        example when IP forwarding is off: frr-reload.py turns it on, this does not)."""
-        shown = self._vtysh("show running-config")
-        if shown.returncode != 0 or not frr_is_empty(shown.stdout):
+    def _load_empty(self, text: str, running: str) -> bool:
+        """When FRR runs no configuration yet (daemons just started: ``running`` is what
+        ``show running-config`` printed), send the whole of ``text`` through one
+        ``vtysh -f`` without its ``!``/``exit`` lines instead of frr-reload.py (1,000
+        ServiceGroups: about 2 minutes instead of more than 15). True when
+        ``frr-reload.py --test`` then finds nothing to change; otherwise the caller
+        reloads the whole file (for example when IP forwarding is off: frr-reload.py
+        turns it on, this does not)."""
+        if not frr_is_empty(running):
             return False
         return self._send_checked(frr_commands(text), text, "after loading it onto empty daemons")
+
+    def _tell_hostname(self, text: str, running: str) -> str:
+        """Give every daemon the hostname ``text`` names when the running configuration
+        shows another; what the daemons said ("" when nothing was sent or all took it).
+
+        Each daemon prints its own hostname in the running configuration (the one it
+        was started with, from a file of its own), and vtysh prints its own besides.
+        vtysh runs ``hostname`` only in its own process, and so does frr-reload.py
+        through it, so no reload changes a daemon's: lbroute sends the command to each
+        daemon's vty socket, as vtysh sends it the commands a daemon runs."""
+        wanted = frr_hostnames(text)
+        if set(frr_hostnames(running)) <= set(wanted):
+            return ""
+        command = f"hostname {wanted[0]}" if wanted else "no hostname"
+        said: list[str] = []
+        for path in sorted(self.vty_socket_dir.glob("*.vty")):
+            daemon = path.name.removesuffix(".vty")
+            reply = _vty(path, ("enable", "configure terminal", command, "end"), self.timeout)
+            if reply:
+                said.append(f"{daemon}: {reply}")
+        log.info("FRR's daemons told: %s", command)
+        return "\n".join(said)
 
     def _send_checked(self, commands: str, text: str, what: str) -> bool:
         """Send ``commands`` through one ``vtysh -f``; True when ``frr-reload.py --test``
@@ -270,93 +375,6 @@ class FrrDriver:
         return f"restoring the previous configuration left differences:\n{pending.describe()}"
 
 
-def _items(data: Any) -> list[tuple[str, Any]]:
-    return [(str(k), v) for k, v in data.items()] if isinstance(data, dict) else []
-
-
-def _frr_bgp_uptimes(summary: Any) -> dict[str, str]:
-    """Neighbor -> the Up/Down column of ``show bgp summary`` (``never``, ``00:01:02``)."""
-    uptimes: dict[str, str] = {}
-    for _, family in _items(summary):
-        for name, peer in _items(family.get("peers") if isinstance(family, dict) else None):
-            if isinstance(peer, dict) and "peerUptime" in peer:
-                uptimes.setdefault(name, str(peer["peerUptime"]))
-    return uptimes
-
-
-def _frr_ospf(data: Any) -> list[Session]:
-    found = []
-    for router_id, adjacencies in _items(data.get("neighbors") if isinstance(data, dict) else None):
-        for adj in adjacencies if isinstance(adjacencies, list) else []:
-            interface = str(adj.get("ifaceName", "")).split(":")[0]
-            state = str(adj.get("converged") or adj.get("nbrState", "")).split("/")[0]
-            found.append(
-                Session(
-                    name=f"{router_id}@{interface}",
-                    protocol="ospf",
-                    state=state,
-                    since=str(adj.get("upTime", "")),
-                )
-            )
-    return found
-
-
-def _frr_ospf6(data: Any) -> list[Session]:
-    neighbors = data.get("neighbors") if isinstance(data, dict) else None
-    return [
-        Session(
-            name=f"{adj.get('neighborId', '')}@{adj.get('interfaceName', '')}",
-            protocol="ospf6",
-            state=str(adj.get("state", "")),
-            since=str(adj.get("duration", "")),
-        )
-        for adj in (neighbors if isinstance(neighbors, list) else [])
-        if isinstance(adj, dict)
-    ]
-
-
-def _frr_isis(data: Any) -> list[Session]:
-    found = []
-    areas = data.get("areas") if isinstance(data, dict) else None
-    for area in areas if isinstance(areas, list) else []:
-        for circuit in area.get("circuits", []) if isinstance(area, dict) else []:
-            if not isinstance(circuit, dict) or "adj" not in circuit:
-                continue
-            interface = circuit.get("interface")
-            detail = interface if isinstance(interface, dict) else {}
-            ifname = detail.get("name", "") if detail else str(interface or "")
-            found.append(
-                Session(
-                    name=f"{circuit['adj']}@{ifname}",
-                    protocol="isis",
-                    state=str(circuit.get("state") or detail.get("state", "")),
-                    since=str(detail.get("last-ago", "")),
-                )
-            )
-    return found
-
-
-def _frr_bfd(data: Any) -> list[Session]:
-    found = []
-    for peer in data if isinstance(data, list) else []:
-        if not isinstance(peer, dict) or "peer" not in peer:
-            continue
-        status = str(peer.get("status", ""))
-        seconds = peer.get("uptime" if status == "up" else "downtime")
-        name = str(peer["peer"])
-        if peer.get("interface"):
-            name = f"{name}@{peer['interface']}"
-        found.append(
-            Session(
-                name=name,
-                protocol="bfd",
-                state=status,
-                since=f"{seconds}s" if seconds is not None else "",
-            )
-        )
-    return found
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Diff:
     """What ``frr-reload.py --test`` still wants to change."""
@@ -377,7 +395,9 @@ class _Diff:
         return "\n".join(shown)
 
 
-def _frr_error(reload: Output, pending: _Diff, limit: int = 20) -> str:
+def _frr_complaints(reload: Output, limit: int = 20) -> list[str]:
+    """What FRR said against lines while frr-reload.py loaded them (its ``%`` messages
+    and frr-reload.py's ERROR lines), each once."""
     said: list[str] = []
     for raw in _strip_ansi(reload.output).splitlines():
         # "line N:" counts lines of frr-reload.py's own temporary file: drop it.
@@ -385,13 +405,44 @@ def _frr_error(reload: Output, pending: _Diff, limit: int = 20) -> str:
         router_message = line.startswith("%") or "Failure to communicate" in line
         if (router_message or "ERROR" in line) and line not in said:
             said.append(line)
-    parts = [
-        "FRR did not take the configuration; frr-reload.py --test still finds:",
-        pending.describe(),
-    ]
-    if said:
-        parts += ["FRR said:", *said[:limit]]
-    return "\n".join(parts)
+    return said[:limit]
+
+
+_HOSTNAME_NOTE = (
+    "FRR's daemons were told the hostname the configuration names ({hostname}); a "
+    "hostname left over is the one vtysh prints itself: the name of the host vtysh runs "
+    "on, or the hostname its vtysh.conf sets"
+)
+
+
+def _hostname_of(text: str) -> str:
+    names = frr_hostnames(text)
+    return names[0] if names else "none"
+
+
+def _vty(path: Path, commands: tuple[str, ...], timeout: float) -> str:
+    """Run ``commands`` on the daemon behind the vty socket ``path``, in order, as vtysh
+    does: each command ends with a NUL byte, each reply with three NUL bytes and the
+    command's status. What the daemon said against them ("" when all succeeded)."""
+    said: list[str] = []
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            for command in commands:
+                sock.sendall(command.encode() + b"\0")
+                reply = b""
+                while len(reply) < 4 or reply[-4:-1] != b"\0\0\0":
+                    chunk = sock.recv(4096)
+                    if not chunk:
+                        return "\n".join([*said, f"{command}: the daemon closed its vty"])
+                    reply += chunk
+                if reply[-1] != 0:
+                    output = reply[:-4].decode(errors="replace").strip()
+                    said.append(f"{command}: {output or f'status {reply[-1]}'}")
+    except OSError as exc:
+        said.append(str(exc))
+    return "\n".join(said)
 
 
 def _strip_ansi(text: str) -> str:

@@ -5,7 +5,8 @@ Pure functions on configuration text in FRR's canonical form (what lbroute rende
 top-level statements; :func:`frr_policy_delta` turns one configuration into another by
 vtysh commands when only prefix-lists and route-maps (and the outbound route-map a BGP
 neighbor uses) differ; :func:`frr_is_empty` tells daemons that run nothing yet;
-:func:`frr_commands` is a whole configuration as commands for one ``vtysh -f``.
+:func:`frr_commands` is a whole configuration as commands for one ``vtysh -f``;
+:func:`frr_hostnames` the hostnames it names (FRR prints one per name its daemons have).
 No process, file or router here: :class:`~nodeagent.routers.frr.FrrDriver` sends the
 commands and has ``frr-reload.py --test`` confirm the result, and the table-driven
 tests (tests/test_frr_delta.py) need no FRR.
@@ -114,6 +115,16 @@ def frr_is_empty(running: str) -> bool:
     except ValueError:
         return False
     return bool(body) and all(not lines and h.startswith(_EMPTY) for h, lines in stanzas.items())
+
+
+def frr_hostnames(text: str) -> tuple[str, ...]:
+    """The hostnames a configuration names, in order. ``show running-config`` prints one
+    line for each name among vtysh's own and its daemons'; a file normally has one."""
+    return tuple(
+        words[1]
+        for words in (line.split() for line in text.splitlines())
+        if words[:1] == ["hostname"] and len(words) == 2
+    )
 
 
 def frr_commands(text: str) -> str:

@@ -122,19 +122,8 @@ class GroupView:
     isis: IsisPolicy
     rip: RipPolicy
 
-    bgp_function: str = ""
-    """BIRD function holding this group's BGP actions (called from every peer's filter)."""
-
     def __hash__(self) -> int:
         return hash(self.ref)
-
-    @property
-    def has_bgp_actions(self) -> bool:
-        b = self.bgp
-        return bool(
-            b.communities or b.large_communities or b.prepend
-            or b.local_pref is not None or b.med is not None
-        )  # fmt: skip
 
     @property
     def name(self) -> str:
@@ -182,7 +171,6 @@ def group_views(groups: list[ServiceGroup], names: Names) -> list[GroupView]:
                 seq=stable_seq(gid, used_seqs, 10, 65000),
                 prefixes=prefixes,
                 set_names={f: names.group_set(gid, f) for f in prefixes},
-                bgp_function=names.join("sg", gid, "bgp"),
                 bgp=g.bgp,
                 ospf=g.ospf,
                 isis=g.isis,

@@ -30,7 +30,14 @@ from lbroute.model.api import (
 from lbroute.model.errors import ObjectRef, Problem, RouterError
 from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 from renderer.view.bfd import BfdProfiles, BfdView
-from renderer.view.bgp import BgpNeighborView, bgp_redistribute, bgp_views
+from renderer.view.bgp import (
+    BgpActions,
+    BgpExportView,
+    BgpNeighborView,
+    bgp_functions,
+    bgp_redistribute,
+    bgp_views,
+)
 from renderer.view.context import FAST, Context, FastConvergence, problem
 from renderer.view.isis import IsisInterfaceView, IsisView, isis_view
 from renderer.view.names import ExportView, GroupView, Names, group_views, ident
@@ -124,14 +131,19 @@ class NodeView:
         )
 
     @functools.cached_property
-    def bgp_export_maps(self) -> tuple[tuple[BgpNeighborView, ExportView], ...]:
-        """FRR: every distinct outbound route-map once (neighbors may share one), with
-        a neighbor that uses it (for its local ASN), in neighbor order."""
-        found: dict[str, tuple[BgpNeighborView, ExportView]] = {}
+    def bgp_export_maps(self) -> tuple[BgpExportView, ...]:
+        """FRR: every distinct outbound route-map once (neighbors may share one), in
+        neighbor order."""
+        found: dict[str, BgpExportView] = {}
         for n in self.bgp:
             for e in n.exports:
-                found.setdefault(e.name, (n, e))
+                found.setdefault(e.name, e)
         return tuple(found.values())
+
+    @functools.cached_property
+    def bgp_functions(self) -> tuple[BgpActions, ...]:
+        """BIRD: each group's BGP actions per session kind that some filter calls."""
+        return bgp_functions(self.bgp)
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:

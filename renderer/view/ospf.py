@@ -107,7 +107,7 @@ def _ospf_iface(
     i: OspfInterface,
     area: ipaddress.IPv4Address,
     bfd: BfdView | None,
-    auth_key: str | None,
+    auth_key: Secret | None,
 ) -> OspfInterfaceView:
     return OspfInterfaceView(
         name=i.name,

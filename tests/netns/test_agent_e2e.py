@@ -20,6 +20,9 @@ the next hops; and, where it matters, its RIB, its BGP attributes and message co
   BGP session or moving a route.
 - A broken user template, an invalid ServiceGroup and a manifest file that stops
   parsing keep the routes, are reported in ``lbroute status``, and fixing them recovers.
+- A ServiceGroup edited into an invalid one (a /33, a misspelt ``pools``) keeps its last
+  valid version: its routes and addresses stay, ``lbroute status`` says so; deleting
+  it withdraws them.
 - A templates directory named on the NodeAgent (a mounted ConfigMap, a Git checkout) is
   watched: a change is applied, a broken template keeps the last good configuration.
 - The node's router daemon killed and restarted: the routes come back, the agent keeps
@@ -807,6 +810,58 @@ def test_invalid_objects_and_files_keep_the_routes_are_reported_and_recover(env:
     env.wait(lambda: all(problems(n) == [] for n in BOTH), what="problems cleared")
 
 
+def test_a_group_edited_into_an_invalid_one_keeps_its_routes_until_deleted(env: Env) -> None:
+    """A typo that is still valid YAML (a /33, a misspelt pools) keeps the group's last
+    valid version: no address leaves kube-lb0, no route moves upstream, and the status
+    says so. Deleting the group withdraws it."""
+    web = GROUPS["web"]
+
+    def problems(node: str) -> list[str]:
+        return list(env.status(node).get("problems", []))
+
+    def breaks(change: Callable[[Any], None], says: str) -> None:
+        env.edit("cluster.yaml", "ServiceGroup", "web", change)
+        about = "error: ServiceGroup lbroute/web: "
+        samples = env.sample(
+            until=lambda: all(any(p.startswith(about) for p in problems(n)) for n in BOTH),
+            settle=1.0,
+        )
+        assert moved(samples, env.baseline) == []
+        reported = f"{about}is invalid ({says}"
+        for node in BOTH:
+            assert env.kube_lb0(node) == ADDRESSES[node]
+            doc = json.loads(env.cli_status(node, "--json"))
+            (problem,) = doc["problems"]
+            assert problem.startswith(reported), problem
+            assert "; keeping its last valid version (read at " in problem
+            assert problem.endswith(") until it is fixed or deleted"), problem
+            assert doc["config_hash"] == env.hashes[node]
+
+    breaks(
+        lambda o: o["spec"]["pools"][0].update(cidr="192.0.2.0/33"),
+        "spec.pools[0].cidr: '192.0.2.0/33' is not valid",
+    )
+    breaks(lambda o: o["spec"].update(pols=o["spec"].pop("pools")), "spec.pols: unknown field")
+
+    # Deleted (while invalid): its Services are withdrawn, everything else stays.
+    env.write_objects(
+        "cluster.yaml",
+        [
+            o
+            for o in env.objects("cluster.yaml")
+            if not (o["kind"] == "ServiceGroup" and o["metadata"]["name"] == "web")
+        ],
+    )
+    gone = {*web.prefixes, LOCAL}
+    view = env.wait_view(lambda v: not gone & v.keys())
+    assert view == {p: r for p, r in env.baseline.items() if p not in gone}
+    addresses = {"192.0.2.10/24", "192.0.2.11/24", "2001:db8:1::10/64", LOCAL}
+    env.wait(
+        lambda: all(not env.kube_lb0(n) & addresses for n in BOTH),
+        what="web's addresses off kube-lb0",
+    )
+
+
 def _configmap(directory: Path, files: dict[str, str], version: int) -> None:
     """Lay ``files`` out as the kubelet mounts a ConfigMap: every name a symlink into
     ``..data``, itself a symlink swapped atomically to a new timestamped directory."""
@@ -840,7 +895,8 @@ def test_a_templates_directory_named_on_the_nodeagent_is_watched(env: Env) -> No
     try:
         for node in BOTH:  # agents that take the templates directory from the NodeAgent
             env.lab.stop_agent(node)
-            env.lab.start_agent(node, env.source)
+            # A NodeAgent only names paths the agent's command line allows (issue 24).
+            env.lab.start_agent(node, env.source, "--allow-path", str(env.templates.parent))
         for agent, directory in named.items():
 
             def take_templates(o: Any, d: Path = directory) -> None:

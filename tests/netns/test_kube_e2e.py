@@ -10,7 +10,8 @@ upstream FRR.
   upstream, Events say Announced and Withdrawn, the announcing annotation names the
   node of an ETP Local Service.
 - An invalid ServiceGroup: the condition says why, with the CLI's words; the routes
-  stay.
+  stay. One edited into an invalid one keeps its last valid version: the condition
+  and an ``Invalid`` Event say so, nothing moves, and fixing it says ``Valid``.
 - The API going away (and objects changing meanwhile) and coming back, and a watch
   expiring (410 Gone): nothing moves upstream or on kube-lb0; the changes made
   meanwhile arrive afterwards.
@@ -28,6 +29,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jsonschema
 import pytest
@@ -45,7 +47,7 @@ from tests.netns.test_agent_e2e import (
     moved,
     service,
 )
-from tests.rbac import Permissions
+from tests.rbac import Permissions, request_attributes
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "lbroute"
@@ -245,6 +247,43 @@ def test_an_invalid_service_group_gets_the_clis_words_and_the_routes_stay(
     kenv.api.remove("servicegroups", "broken", NS)
 
 
+def test_a_group_edited_into_an_invalid_one_keeps_its_routes_and_says_so(
+    kenv: KubeEnv,
+) -> None:
+    web = kenv.api.get("servicegroups", "web", NS)
+    assert web is not None
+    broken = copy.deepcopy(web)
+    broken["spec"]["pools"][0]["cidr"] = "192.0.2.0/33"
+    samples = [kenv.view()]
+    kenv.api.put("servicegroups", broken, NS)
+    condition = kenv.wait(
+        lambda: (c := kenv.condition("servicegroups", "web")) and c["status"] == "False" and c,
+        what="Valid False",
+    )
+    assert condition["reason"] == "Invalid"
+    message = condition["message"]
+    assert message.startswith(
+        "error: ServiceGroup lbroute/web: is invalid (spec.pools[0].cidr: '192.0.2.0/33' is not"
+    ), message
+    generation = web["metadata"]["generation"]
+    assert message.endswith(
+        f"keeping its last valid version (generation {generation}) until it is fixed or deleted"
+    ), message
+    (event,) = kenv.wait(lambda: kenv.events("Invalid", "web"), what="Invalid event")
+    assert event["type"] == "Warning" and event["note"] == message
+    samples += kenv.sample(until=lambda: True, settle=2.0)
+    assert moved(samples, kenv.baseline) == []
+    assert all(kenv.kube_lb0(node) == ADDRESSES[node] for node in BOTH)
+
+    fixed = kenv.api.get("servicegroups", "web", NS)
+    assert fixed is not None
+    fixed["spec"] = web["spec"]
+    kenv.api.put("servicegroups", fixed, NS)
+    kenv.wait(lambda: kenv.condition("servicegroups", "web")["status"] == "True", what="fixed")
+    kenv.wait(lambda: kenv.events("Valid", "web"), what="Valid event")
+    assert kenv.view() == kenv.baseline
+
+
 def test_the_api_going_away_and_a_410_move_nothing(kenv: KubeEnv) -> None:
     sessions = kenv.bgp_sessions()
     applied = {n: kenv.status(n)["last_apply"]["time"] for n in BOTH}
@@ -291,10 +330,16 @@ def test_the_api_going_away_and_a_410_move_nothing(kenv: KubeEnv) -> None:
 def test_every_request_the_agents_made_is_allowed_by_deploy_rbac(kenv: KubeEnv) -> None:
     rules = Permissions.load(ROOT / "deploy", namespace=NS, name="lbroute-agent")
     made = {
-        (r.verb, r.group or "", r.resource, r.subresource or "", r.namespace or "")
+        request_attributes(r.method, r.path, urlencode(r.query))
         for r in kenv.api.requests
         if r.resource is not None
     }
-    assert {m[2] for m in made} >= {"services", "endpointslices", "nodes", "nodestates", "events"}
-    refused = sorted(m for m in made if not rules.allows(*m))
+    assert {m.resource for m in made} >= {
+        "services",
+        "endpointslices",
+        "nodes",
+        "nodestates",
+        "events",
+    }
+    refused = sorted(str(m) for m in made if not rules.allows_request(m))
     assert refused == [], json.dumps(refused, indent=1)

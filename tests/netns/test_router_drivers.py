@@ -15,8 +15,9 @@ host configuration (which the wrapper check cannot see) is refused and put back.
 
 FRR: two goldens one after the other each leave ``frr-reload.py --test`` clean; a
 configuration ``vtysh --dryrun`` rejects, and one it accepts but bgpd refuses (the
-neighbor is a local address), fail with FRR's message while the running configuration
-still equals the previous one. generation() changes when the daemons restart. A change
+neighbor is a local address), fail as rejected with FRR's message while the running
+configuration still equals the previous one; FRR not answering is "unavailable" and
+changes nothing. generation() changes when the daemons restart. A change
 only in route-maps and prefix-lists goes as a delta through vtysh; when the delta leaves
 a difference (the running configuration was changed behind the driver's back), or the
 daemons restarted, the whole file is reloaded, and either way ``frr-reload.py --test``
@@ -41,7 +42,7 @@ from pathlib import Path
 import pytest
 
 from lbroute.model.api import Mode, Router
-from nodeagent.routers import BirdDriver, FrrDriver, Session, check_config
+from nodeagent.routers import BirdDriver, FrrDriver, Outcome, Session, check_config
 from nodeagent.routers.frr_delta import frr_policy_delta
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
@@ -138,6 +139,7 @@ def test_bird_managed_apply_rejects_and_keeps_the_last_good(
     broken = good.replace("connect retry time 5;", "connect retry 5 s;")
     rejected = driver.apply(broken)
     assert not rejected.ok
+    assert rejected.outcome is Outcome.REJECTED
     assert "syntax error" in rejected.error
     line = broken.splitlines().index("  connect retry 5 s;") + 1
     assert f">{line:6d} |   connect retry 5 s;" in rejected.error
@@ -147,6 +149,7 @@ def test_bird_managed_apply_rejects_and_keeps_the_last_good(
     assert check_config(Router.BIRD, late).ok
     refused = driver.apply(late)
     assert not refused.ok
+    assert refused.outcome is Outcome.REJECTED, "BIRD's configure said no: rejected"
     assert "Unable to open log file" in refused.error
     assert f'>     3 | log "{tmp_path}/missing/bird.log" all;' in refused.error
 
@@ -227,6 +230,7 @@ def test_frr_apply_rejects_and_keeps_the_last_good(
 
     rejected = driver.apply(good.replace("timers connect 5", "timers connect 0"))
     assert not rejected.ok
+    assert rejected.outcome is Outcome.REJECTED
     assert "neighbor 10.0.0.1 timers connect 0" in rejected.error
 
     # vtysh --dryrun accepts a local address as neighbor; bgpd refuses it.
@@ -234,6 +238,8 @@ def test_frr_apply_rejects_and_keeps_the_last_good(
     assert check_config(Router.FRR, local).ok
     refused = driver.apply(local)
     assert not refused.ok
+    assert refused.outcome is Outcome.REJECTED, "bgpd said no to a line: rejected"
+    assert "FRR refused lines of the configuration while loading it" in refused.error
     assert "Can not configure the local system as neighbor" in refused.error
     assert "previous configuration restored" in refused.error
 
@@ -361,8 +367,15 @@ def test_frr_first_load_onto_empty_daemons(
 def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:
     assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").generation() is None
     assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").sessions() == []
+    bird_down = BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").apply(BIRD_START)
+    assert bird_down.outcome is Outcome.UNAVAILABLE, bird_down.error
+    assert not (tmp_path / "bird.conf").exists(), "nothing changed"
     assert FrrDriver(tmp_path / "frr.conf", tmp_path).generation() is None
     assert FrrDriver(tmp_path / "frr.conf", tmp_path).sessions() == []
+    down = FrrDriver(tmp_path / "frr.conf", tmp_path).apply(_golden("bgp-ipv4.frr.conf"))
+    assert down.outcome is Outcome.UNAVAILABLE
+    assert down.error.startswith("FRR does not answer (vtysh: ")
+    assert not (tmp_path / "frr.conf").exists(), "nothing changed"
 
 
 def test_sessions_established_between_bird_and_frr(
