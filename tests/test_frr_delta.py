@@ -17,11 +17,15 @@ from pathlib import Path
 import pytest
 
 from nodeagent.routers.frr_delta import (
+    frr_bfd_defaults,
     frr_commands,
     frr_hostnames,
     frr_is_empty,
+    frr_not_reloaded,
+    frr_not_reloaded_commands,
     frr_policy_delta,
     frr_stanzas,
+    frr_version_line,
 )
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -307,3 +311,108 @@ def test_whole_file_as_commands_keeps_every_statement_and_no_closers() -> None:
 )  # fmt: skip
 def test_hostnames(text: str, names: tuple[str, ...]) -> None:
     assert frr_hostnames(text) == names
+
+
+RUNNING_FOREIGN = """\
+Building configuration...
+
+Current configuration:
+!
+frr version 8.4.4
+frr defaults traditional
+hostname node-a
+service integrated-vtysh-config
+!
+password 8 zebra-login
+enable password zebra-enable
+agentx
+!
+line vty
+ access-class vty-hosts
+ exec-timeout 0 0
+ no login
+exit
+!
+end
+"""
+
+
+def test_what_frr_reload_leaves_is_found_and_removed_by_its_no_commands() -> None:
+    left = frr_not_reloaded(RUNNING_FOREIGN, POLICY)
+    assert left == [
+        "password 8 zebra-login",
+        "enable password zebra-enable",
+        "agentx",
+        "line vty",
+        " access-class vty-hosts",
+        " exec-timeout 0 0",
+        " no login",
+    ]
+    assert frr_not_reloaded_commands(left) == (
+        "no password\n"
+        "no enable password\n"
+        "no agentx\n"
+        "line vty\n"
+        " no access-class vty-hosts\n"
+        " exec-timeout 10 0\n"  # FRR's ``no exec-timeout`` means no timeout at all
+        " login\n"
+    )
+
+
+def test_what_the_text_has_and_an_empty_line_vty_are_not_left_over() -> None:
+    kept = "password 8 zebra-login\nline vty\n exec-timeout 0 0\nexit\n"
+    assert frr_not_reloaded(RUNNING_FOREIGN, POLICY + kept) == [
+        "enable password zebra-enable",
+        "agentx",
+        "line vty",
+        " access-class vty-hosts",
+        " no login",
+    ]
+    empty = "Current configuration:\n!\nhostname a\n!\nline vty\nexit\n!\nend\n"
+    assert frr_not_reloaded(empty, POLICY) == []
+    assert frr_not_reloaded_commands([]) == ""
+
+
+@pytest.mark.parametrize(
+    ("line", "ignored"),
+    [
+        ("frr version 8.4.4", True),
+        ("frr version 9.1-dev", True),
+        ("  frr version 9.1", True),
+        ("frr defaults traditional", False),
+        ("frr version", False),
+        ("no hostname frr version", False),
+    ],
+)
+def test_only_the_frr_version_line_is_ignored(line: str, ignored: bool) -> None:
+    assert frr_version_line(line) is ignored
+
+
+def test_bfd_settings_without_a_no_form_are_set_back_to_their_defaults() -> None:
+    pending = (
+        "Lines To Delete",
+        "bfd",
+        " profile lbr-500-300-3",
+        "  no transmit-interval 900",
+        "bfd",
+        " peer 10.0.0.1",
+        "  no detect-multiplier 5",
+        "bfd",
+        " profile other",
+        "  no echo receive-interval 90",
+        "bfd",
+        " profile other",
+        "  no echo-mode",  # FRR has this one: frr-reload.py removed it
+        "ip route 198.18.0.0/16 Null0",
+        "Lines To Add",
+        "bfd",
+        " profile lbr-500-300-3",
+        "  no transmit-interval 900",  # not a deletion: left alone
+    )
+    assert frr_bfd_defaults(pending) == (
+        "bfd\n profile lbr-500-300-3\n  transmit-interval 300\n"
+        "bfd\n peer 10.0.0.1\n  detect-multiplier 3\n"
+        "bfd\n profile other\n  echo receive-interval 50\n"
+    )
+    assert frr_bfd_defaults(("Lines To Delete", "router bgp 1", "  no transmit-interval 9")) == ""
+    assert frr_bfd_defaults(()) == ""

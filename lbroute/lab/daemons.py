@@ -48,13 +48,11 @@ class FrrInstance:
         own = ("-f", str(config)) if config is not None else ()
         for daemon in daemons:
             pidfile = self.dir / f"{daemon}.pid"
-            pidfile.unlink(missing_ok=True)
             # bfdd's control socket is /var/run/frr/bfdd.sock for every bfdd on the
             # host unless named: labs started at the same time fought over it.
             private = ("--bfdctl", str(self.dir / "bfdd.sock")) if daemon == "bfdd" else ()
-            self.ns.exec(
+            args = (
                 str(FRR_BIN / daemon),
-                "-d",
                 "-u",
                 "frr",
                 "-g",
@@ -68,13 +66,48 @@ class FrrInstance:
                 *private,
                 *own,
             )
-            self.pids.append(wait_pid(pidfile))
+            self.pids.append(self._start_daemon(args, pidfile))
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.vtysh("show version", check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise RuntimeError(f"FRR in {self.ns.name} did not answer vtysh")
+
+    def _start_daemon(self, args: tuple[str, ...], pidfile: Path, attempts: int = 3) -> int:
+        """Start one daemon in the background; its pid.
+
+        The daemons run as user frr, so every directory above :attr:`dir` must let it
+        through (:func:`traversable`), and that is made so again before each start:
+        every pytest session run as root on the host resets its base temporary
+        directory (``/tmp/pytest-of-root``) to 0700, also while a lab under it runs,
+        and a daemon started then cannot create its pid file ("Can't create pid lock
+        file ... (Permission denied), exiting": exit status 1, the restart that
+        failed now and then). A start that fails so is tried again."""
+        for attempt in range(1, attempts + 1):
+            traversable(self.dir)
+            pidfile.unlink(missing_ok=True)
+            started = self.ns.exec(args[0], "-d", *args[1:], check=False)
+            if started.returncode == 0:
+                with contextlib.suppress(RuntimeError):
+                    return wait_pid(pidfile)
+            if attempt == attempts:
+                said = (started.stdout + started.stderr).strip()[-2000:]
+                raise RuntimeError(
+                    f"{args[0]} in {self.ns.name} did not start (exit status "
+                    f"{started.returncode}, {said or 'nothing said'}); {self._said(args)}"
+                )
+            time.sleep(0.2)
+        raise AssertionError("unreachable")
+
+    def _said(self, args: tuple[str, ...]) -> str:
+        """What a daemon that died while starting says when started in the foreground
+        (for 5 s at most), logging to its standard output."""
+        try:
+            out = self.ns.exec(*args, "--log", "stdout", check=False, timeout=5)
+        except subprocess.TimeoutExpired:
+            return "in the foreground it started (and was stopped after 5 s)"
+        return f"in the foreground it exited {out.returncode}: {(out.stdout + out.stderr)[-2000:]}"
 
     def vtysh(self, *commands: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         args = ["vtysh", "--vty_socket", str(self.dir)]
@@ -151,6 +184,16 @@ class BirdInstance:
             self.pid = None
         if self._own_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def traversable(path: Path) -> None:
+    """Let user frr reach ``path`` (FRR's daemons keep their pid files and sockets
+    there): every directory above it searchable by others (temporary directories are
+    often 0700)."""
+    for p in (path, *path.parents):
+        mode = p.stat().st_mode
+        if not mode & 0o001:
+            p.chmod(mode | 0o001)
 
 
 def wait_pid(pidfile: Path, timeout: float = 10) -> int:

@@ -23,7 +23,7 @@ from lbroute.lab.configs import (
     UPSTREAM_V4,
     UPSTREAM_V6,
 )
-from lbroute.lab.daemons import BirdInstance, FrrInstance, kill, vtysh_conf
+from lbroute.lab.daemons import BirdInstance, FrrInstance, kill, traversable, vtysh_conf
 from lbroute.lab.netns import Netns, run
 
 
@@ -92,7 +92,7 @@ class Lab:
 
     def _start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        _traversable(self.workdir)
+        traversable(self.workdir)
         up = self.upstream = Netns(f"{self.tag}up").create()
         up.ip("link", "add", "br0", "type", "bridge")
         up.ip("addr", "add", f"{UPSTREAM_V4}/24", "dev", "br0")
@@ -284,15 +284,6 @@ class Lab:
             member.ns.delete()
         if self.upstream is not None:
             self.upstream.delete()
-
-
-def _traversable(path: Path) -> None:
-    """FRR's daemons run as user frr: let it reach its socket directories under ``path``
-    (temporary directories are often 0700)."""
-    for p in (path, *path.parents):
-        mode = p.stat().st_mode
-        if not mode & 0o001:
-            p.chmod(mode | 0o001)
 
 
 _BIRD_PROTOCOLS = {metric: name for name, metric in BIRD_SOURCE_METRIC.items()}

@@ -9,9 +9,14 @@ otherwise ``frr-reload.py --reload``. Whatever the way, success is
 ``frr-reload.py --test`` finding nothing left to change.
 
 Managed mode means lbroute's text is FRR's whole configuration, whatever FRR ran before
-(another ``router bgp``, stray policy, IGPs, other defaults): frr-reload.py removes what
-the text does not have. The one thing it cannot change is a daemon's ``hostname`` (vtysh
-runs that command in its own process only), so the driver tells the daemons itself.
+(another ``router bgp``, stray policy, IGPs, other defaults, a VRF, BFD peers, interface
+descriptions): frr-reload.py removes what the text does not have. What it cannot change
+the driver does itself: a daemon's ``hostname`` (vtysh runs that command in its own
+process only: the driver tells the daemons), and the lines frr-reload.py neither
+removes nor compares (passwords, ``agentx``, ``line vty`` settings: the driver sends
+their ``no`` commands and checks them after the reload). The one line FRR cannot change
+at runtime is ``frr version`` (each daemon prints its own build's): the check ignores
+exactly that line.
 
 What the apply comes to (:class:`~nodeagent.routers.driver.Outcome`): rejected when
 ``vtysh --dryrun`` refuses the text or FRR refuses lines while loading them (the previous
@@ -45,10 +50,14 @@ from nodeagent.routers.driver import (
     restore_file,
 )
 from nodeagent.routers.frr_delta import (
+    frr_bfd_defaults,
     frr_commands,
     frr_hostnames,
     frr_is_empty,
+    frr_not_reloaded,
+    frr_not_reloaded_commands,
     frr_policy_delta,
+    frr_version_line,
 )
 from nodeagent.routers.frr_sessions import (
     bfd_sessions,
@@ -126,7 +135,9 @@ class FrrDriver:
             log.info("FRR configuration %s applied (FRR ran none before)", self.config_path)
             return ApplyResult(duration=time.monotonic() - started)
         self._running = None  # until a reload is checked
-        reload, pending = self._reload()
+        if shown.returncode == 0:
+            self._remove_not_reloaded(text, shown.stdout)
+        reload, pending = self._reload(text)
         if pending.clean:
             self._seen_running(text)
             log.info("FRR configuration %s applied", self.config_path)
@@ -209,7 +220,7 @@ class FrrDriver:
 
     def is_current(self, text: str) -> bool:
         """The file holds ``text`` and the running configuration matches it."""
-        if read_file(self.config_path) == text and self._pending().clean:
+        if read_file(self.config_path) == text and self._pending(text).clean:
             self._seen_running(text)
             return True
         return False
@@ -274,7 +285,7 @@ class FrrDriver:
         then finds FRR running ``text``, otherwise log what differs (the caller reloads
         the whole file)."""
         said = self._vtysh_file(commands) if commands else ""
-        pending = self._pending()
+        pending = self._pending(text)
         if not pending.clean:
             log.info(
                 "FRR still differs from %s %s; reloading the whole file\n%s%s",
@@ -338,17 +349,32 @@ class FrrDriver:
             self.timeout,
         )
 
-    def _reload(self, passes: int = 2) -> tuple[Output, _Diff]:
-        """Reload the file until nothing is left to change, at most ``passes`` times;
-        the last reload's output and what is still left."""
+    def _reload(self, text: str, passes: int = 2) -> tuple[Output, _Diff]:
+        """Reload the file (holding ``text``) until nothing is left to change, at most
+        ``passes`` times; the last reload's output and what is still left."""
         for _ in range(passes):
             reload = self._reload_tool("--reload")
-            pending = self._pending()
+            pending = self._pending(text)
+            defaults = frr_bfd_defaults(pending.lines)
+            if defaults:  # what frr-reload.py sent as "no" commands FRR does not have
+                said = self._vtysh_file(defaults)
+                log.info(
+                    "FRR's BFD settings set back to their defaults:\n%s%s",
+                    defaults,
+                    f"vtysh said:\n{redact(said)}" if said else "",
+                )
+                pending = self._pending(text)
             if pending.clean or pending.failure:
                 break
         return reload, pending
 
-    def _pending(self) -> _Diff:
+    def _pending(self, text: str) -> _Diff:
+        """What differs between FRR and ``text`` (the file): what ``frr-reload.py
+        --test`` still finds, except an ``frr version`` line (FRR cannot change it at
+        runtime: :func:`~nodeagent.routers.frr_delta.frr_version_line`), and the lines
+        frr-reload.py does not compare (passwords, ``agentx``, ``line vty`` settings:
+        :func:`~nodeagent.routers.frr_delta.frr_not_reloaded`) that FRR runs and
+        ``text`` has not."""
         out = self._reload_tool("--test")
         if out.returncode != 0:
             said = [line for line in _strip_ansi(out.output).splitlines() if " INFO: " not in line]
@@ -356,9 +382,36 @@ class FrrDriver:
         lines = [
             line
             for line in out.stdout.splitlines()
-            if line.strip() and " INFO: " not in line and not set(line) <= {"="}
+            if line.strip()
+            and " INFO: " not in line
+            and not set(line) <= {"="}
+            and not frr_version_line(line)
         ]
+        lines = [  # a heading whose lines were all ``frr version`` ones
+            line
+            for i, line in enumerate(lines)
+            if line not in _HEADINGS or (i + 1 < len(lines) and lines[i + 1] not in _HEADINGS)
+        ]
+        shown = self._vtysh("show running-config")
+        if shown.returncode == 0:
+            left = frr_not_reloaded(shown.stdout, text)
+            if left:
+                lines += ["Lines frr-reload.py does not compare, to delete", *left]
         return _Diff(lines=tuple(lines))
+
+    def _remove_not_reloaded(self, text: str, running: str) -> None:
+        """Remove what FRR runs (``running``) and frr-reload.py would leave although
+        ``text`` does not have it (passwords, ``agentx``, ``line vty`` settings), by
+        their ``no`` commands through vtysh. Whatever stays is what the check after
+        the reload reports."""
+        commands = frr_not_reloaded_commands(frr_not_reloaded(running, text))
+        if commands:
+            said = self._vtysh_file(commands)
+            log.info(
+                "FRR told to remove what frr-reload.py leaves:\n%s%s",
+                commands,
+                f"\nvtysh said:\n{redact(said)}" if said else "",
+            )
 
     def _restore(self, previous: str | None) -> str:
         try:
@@ -368,11 +421,15 @@ class FrrDriver:
         if previous is None:
             return "no previous configuration to restore"
         self._running = None
-        _, pending = self._reload()
+        _, pending = self._reload(previous)
         if pending.clean:
             self._seen_running(previous)
             return "previous configuration restored"
         return f"restoring the previous configuration left differences:\n{pending.describe()}"
+
+
+_HEADINGS = ("Lines To Delete", "Lines To Add")
+"""The headings of frr-reload.py's report."""
 
 
 @dataclass(frozen=True, kw_only=True)

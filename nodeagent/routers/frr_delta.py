@@ -183,3 +183,112 @@ def _rule(line: str) -> str:
     words = line.split()
     size = 4 if words[1:2] in (["ip"], ["ipv6"]) else 3 if words[1:2] == ["as-path"] else 2
     return " ".join(words[:size])
+
+
+_NOT_RELOADED = ("password ", "enable password ", "agentx", "line vty")
+"""Top-level statements frr-reload.py never removes nor compares (it drops them from
+its "Lines To Delete" as lines that "cannot be removed"), although FRR removes them
+at runtime: ``no password``, ``no agentx``, ``no exec-timeout`` under ``line vty``...
+(``enable password`` it does remove: listed for the comparison only). ``username`` is
+not among them: FRR 8.4 has no such command, so no daemon runs one."""
+
+
+def frr_not_reloaded(running: str, text: str) -> list[str]:
+    """The lines of ``running`` (what ``show running-config`` prints) that frr-reload.py
+    leaves in place although ``text`` does not have them: passwords, ``agentx``, the
+    settings inside ``line vty``. Each as FRR prints it (``line vty`` settings indented
+    under their statement); none when FRR runs what ``text`` says of them."""
+    try:
+        have = frr_stanzas(running.partition("Current configuration:")[2] or running)
+        want = frr_stanzas(text)
+    except ValueError:
+        return []
+    left: list[str] = []
+    for head, lines in have.items():
+        if not head.startswith(_NOT_RELOADED):
+            continue
+        extra = [line for line in lines if line not in want.get(head, ())]
+        # An empty ``line vty`` (FRR may print one) is nothing.
+        if extra or (head not in want and head != "line vty"):
+            left += [head, *extra]
+    return left
+
+
+def frr_not_reloaded_commands(left: list[str]) -> str:
+    """The vtysh commands that remove the lines :func:`frr_not_reloaded` found:
+    ``no password``, ``no enable password``, ``no agentx``, and inside ``line vty``
+    the ``no`` of each setting (``login`` for ``no login``, the default timeout for an
+    ``exec-timeout``). An empty ``line vty`` statement (FRR prints one) needs nothing."""
+    out: list[str] = []
+    for line in left:
+        words = line.split()
+        if line.startswith("password "):
+            out.append("no password")
+        elif line.startswith("enable password "):
+            out.append("no enable password")
+        elif line == "agentx":
+            out.append("no agentx")
+        elif line == "line vty":
+            out.append(line)
+        elif words == ["no", "login"]:
+            out.append(" login")
+        elif words[:1] == ["exec-timeout"]:
+            # FRR 8.4's ``no exec-timeout`` sets no timeout at all (``exec-timeout 0
+            # 0``); the default, which FRR does not print, is 10 minutes.
+            out.append(" exec-timeout 10 0")
+        elif line.startswith(" "):
+            out.append(f" no {line.strip()}")
+    return "".join(f"{line}\n" for line in out)
+
+
+_VERSION = re.compile(r"^frr version \S+$")
+
+
+def frr_version_line(line: str) -> bool:
+    """``frr version X``: the one line FRR cannot change at runtime. Every daemon prints
+    the version it was built as, whatever file it loaded (``frr version`` in a file is
+    read and ignored), so a rendered text for another FRR version keeps this line
+    different forever: verification ignores exactly it."""
+    return bool(_VERSION.match(line.strip()))
+
+
+_BFD_DEFAULTS = {
+    "detect-multiplier": "3",
+    "transmit-interval": "300",
+    "receive-interval": "300",
+    "echo transmit-interval": "50",
+    "echo receive-interval": "50",
+}
+"""BFD settings FRR 8.4 has no ``no`` form for (``no transmit-interval 900`` is an
+unknown command inside a ``bfd`` profile or peer), with the defaults that remove them
+from the running configuration."""
+
+_NO_BFD_SETTING = re.compile(
+    r"^(?P<indent>\s+)no (?P<setting>" + "|".join(_BFD_DEFAULTS) + r") \d+$"
+)
+
+
+def frr_bfd_defaults(pending: tuple[str, ...] | list[str]) -> str:
+    """The vtysh commands for the BFD settings among what ``frr-reload.py --test``
+    still wants to delete (``pending``, its report's lines), which frr-reload.py sends
+    as ``no`` commands FRR does not have: each setting set back to its default inside
+    its ``bfd`` profile or peer. "" when there is none."""
+    out: list[str] = []
+    context: list[str] = []
+    deleting = False
+    for line in pending:
+        if line in ("Lines To Delete", "Lines To Add"):
+            deleting = line == "Lines To Delete"
+            continue
+        if not deleting:
+            continue
+        if line == "bfd":
+            context = [line]
+        elif context and line.startswith(" ") and not line.startswith("  "):
+            context = [context[0], line]
+        elif len(context) == 2 and (found := _NO_BFD_SETTING.match(line)):
+            setting = found["setting"]
+            out += [*context, f"{found['indent']}{setting} {_BFD_DEFAULTS[setting]}"]
+        else:
+            context = []
+    return "".join(f"{line}\n" for line in out)

@@ -19,8 +19,12 @@ Starting states: daemons that started with another ``hostname`` in their own fil
 leftover ``router bgp`` with another ASN (with a session to the same upstream); stray
 prefix-lists, route-maps (some in lbroute's own names) and static routes; OSPF,
 OSPFv3, RIP, RIPng and IS-IS instances with interface settings; another
-``frr defaults`` with ``log`` lines and a leftover ``router bgp`` of the same ASN; and
-all of them at once.
+``frr defaults`` with ``log`` lines and a leftover ``router bgp`` of the same ASN; the
+lines frr-reload.py handles badly or not at all (another ``frr version``, passwords,
+``line vty`` settings, forwarding off, interface descriptions, hand-made BFD peers, a
+``vrf``); and all of them at once. A text rendered for another FRR version converges
+with exactly its ``frr version`` line different, and the lab's daemons restart even
+after their directory was closed to user frr.
 
 When a difference remains after the apply (frr-reload.py's vtysh prints a hostname of
 its own, from a ``vtysh.conf``), the apply fails as "not converged", not as
@@ -164,14 +168,66 @@ router bgp 64512
 exit
 """
 
+FRR_ONLY_LINES = """\
+frr version 7.5.1
+frr defaults datacenter
+log syslog informational
+log record-priority
+log timestamp precision 6
+no ip forwarding
+no ipv6 forwarding
+service integrated-vtysh-config
+password zebra-login
+enable password zebra-enable
+!
+vrf blue
+ ip route 198.19.0.0/16 Null0
+exit-vrf
+!
+interface eth0
+ description uplink to the old router
+exit
+!
+interface kube-lb0
+ description services
+ ip address 198.18.7.1/32
+exit
+!
+bfd
+ peer 10.0.0.1
+  detect-multiplier 5
+  receive-interval 500
+ exit
+ !
+ profile stray
+  transmit-interval 900
+ exit
+exit
+!
+line vty
+ access-class vty-hosts
+ exec-timeout 0 0
+ no login
+exit
+"""
+"""Lines frr-reload.py handles badly or not at all: another ``frr version``, vtysh's
+own lines (``service integrated-vtysh-config``, passwords, ``line vty`` settings, which
+frr-reload.py never removes), ``log`` lines, forwarding turned off, interface
+descriptions and addresses, BFD peers configured by hand, a ``vrf`` with a static
+route. Not here: ``agentx`` (FRR takes it only with its SNMP module, not installed
+here) and ``username`` (FRR 8.4 has no such command)."""
+
 STATES = {
     "another hostname": HOSTNAME,
     "router bgp with another ASN": OTHER_ASN,
     "stray prefix-lists, route-maps and static routes": STRAY_POLICY,
     "OSPF, OSPFv3, RIP, RIPng and IS-IS": IGPS,
     "another frr defaults and log lines, router bgp with the same ASN": DEFAULTS_AND_LOG + SAME_ASN,
+    "vtysh lines, agentx, passwords, forwarding off, descriptions, BFD peers, a VRF": (
+        FRR_ONLY_LINES
+    ),
 }
-EVERYTHING = DEFAULTS_AND_LOG + OTHER_ASN + STRAY_POLICY + IGPS
+EVERYTHING = OTHER_ASN + STRAY_POLICY + IGPS + FRR_ONLY_LINES
 """Every state at once (one ``router bgp`` only: FRR runs one in the default VRF)."""
 
 
@@ -179,8 +235,15 @@ def objects() -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(OBJECTS) if d]
 
 
-def rendered() -> str:
-    view = build_view(api.load(objects()), api.Router.FRR, NODE.name, hostname=socket.gethostname())
+def rendered(*, bfd: bool = False) -> str:
+    """What lbroute renders for node-a; with ``bfd``, BFD (a profile of its own) on the
+    IPv4 session."""
+    docs = objects()
+    if bfd:
+        for doc in docs:
+            if doc["kind"] == "Peer" and doc["metadata"]["name"] == "tor-v4":
+                doc["spec"]["bgp"]["bfd"] = {"minRx": 500}
+    view = build_view(api.load(docs), api.Router.FRR, NODE.name, hostname=socket.gethostname())
     return render_view(view)
 
 
@@ -290,6 +353,78 @@ def test_the_first_apply_converges_from_everything_at_once(lab: Lab, node: LabNo
     result = FrrDriver(node.config_path, node.frr.dir).apply(text)
     assert result.outcome is Outcome.APPLIED, result.error
     _converged(lab, node, text)
+
+
+OWN_BFD = """\
+bfd
+ peer 10.0.0.1
+  detect-multiplier 5
+ exit
+ !
+ peer fd00::1 multihop local-address fd00::11
+ exit
+ !
+ profile lbr-500-300-3
+  transmit-interval 900
+  echo-mode
+ exit
+ !
+ profile stray
+ exit
+exit
+"""
+"""BFD configured by hand around lbroute's own: peers for its neighbors and its
+profile's name with other settings."""
+
+
+def test_bfd_of_its_own_converges_to_lbroute_bfd(lab: Lab, node: LabNode) -> None:
+    _start_in(node, OWN_BFD)
+    assert node.frr is not None
+    text = rendered(bfd=True)
+    assert "bfd profile lbr-500-300-3" in text
+    result = FrrDriver(node.config_path, node.frr.dir).apply(text)
+    assert result.outcome is Outcome.APPLIED, result.error
+    _converged(lab, node, text)
+
+
+def test_only_the_frr_version_line_may_differ(lab: Lab, node: LabNode) -> None:
+    """A text rendered for another FRR version converges: FRR cannot change the
+    ``frr version`` it prints (every daemon prints its own build's), so verification
+    ignores exactly that line, and nothing else."""
+    _start_in(node, FRR_ONLY_LINES)
+    assert node.frr is not None
+    text = rendered()
+    assert "frr version 8.4.4\n" in text
+    other = text.replace("frr version 8.4.4\n", "frr version 99.1\n")
+    result = FrrDriver(node.config_path, node.frr.dir).apply(other)
+    assert result.outcome is Outcome.APPLIED, result.error
+    running = canonical(node.frr.vtysh("show running-config").stdout)
+    wanted = canonical(other)
+    assert running.keys() - wanted.keys() == {"frr version 8.4.4"}
+    assert wanted.keys() - running.keys() == {"frr version 99.1"}
+    del running["frr version 8.4.4"], wanted["frr version 99.1"]
+    assert running == wanted
+    # Any other difference still counts: a password set behind the driver's back.
+    node.frr.vtysh("configure terminal", "password behind-its-back")
+    driver = FrrDriver(node.config_path, node.frr.dir)
+    assert not driver.is_current(other)
+    assert driver.apply(other).outcome is Outcome.APPLIED
+    assert "password" not in node.frr.vtysh("show running-config").stdout
+    assert driver.is_current(other)
+
+
+def test_daemons_restart_after_their_directory_was_closed_to_others(
+    lab: Lab, node: LabNode
+) -> None:
+    """Every pytest session run as root resets its base temporary directory to 0700,
+    also while a lab under it runs: FRR's daemons (user frr) restarted then could not
+    create their pid files and exited 1. The lab opens the way again at each start."""
+    frr = node.frr
+    assert frr is not None
+    lab.workdir.chmod(0o700)
+    frr.restart()
+    assert frr.vtysh("show version").returncode == 0
+    assert lab.workdir.stat().st_mode & 0o001
 
 
 def _vtysh_prints_hostname(node: LabNode, name: str) -> None:
