@@ -217,8 +217,12 @@ class Allocator:
 
     # -- one pass ----------------------------------------------------------------------------
 
-    def compute(self, snapshot: Snapshot) -> tuple[Allocation, api.Model, dict[str, str]]:
-        """Every Service's addresses from the objects of ``snapshot`` (no writes)."""
+    def compute(
+        self, snapshot: Snapshot
+    ) -> tuple[Allocation, api.Model, dict[str, str], dict[str, str]]:
+        """Every Service's addresses from the objects of ``snapshot`` (no writes); the
+        ServiceGroups left out and why; those serving as their last valid version and
+        what to say of them."""
         groups = [o for o in snapshot.objects if o.get("kind") == SERVICE_GROUP]
         # A group edited into an invalid one is used as its last valid version (its
         # Services keep their addresses, new ones get theirs from it); the agents report it.
@@ -226,6 +230,7 @@ class Allocator:
         model, self._last_valid = loaded.model, loaded.memory
         used = {g.name for g in model.service_groups}
         invalid = {n: why for n, why in invalid_groups(model.problems).items() if n not in used}
+        kept = {r.name: why for r, why in loaded.standing.items() if r.kind == SERVICE_GROUP}
         services = []
         for obj in snapshot.objects:
             if obj.get("kind") == "Service":
@@ -238,7 +243,7 @@ class Allocator:
             invalid_groups=invalid,
             namespace=self.settings.namespace,
         )
-        return result, model, invalid
+        return result, model, invalid, kept
 
     def _parse(self, obj: Mapping[str, Any]) -> LBService | None:
         meta = obj.get("metadata") or {}
@@ -254,7 +259,7 @@ class Allocator:
     def reconcile(self, snapshot: Snapshot) -> None:
         """One pass: compute, then (as the leader) write what changed."""
         start = time.perf_counter()
-        result, model, invalid = self.compute(snapshot)
+        result, model, invalid, kept = self.compute(snapshot)
         self.metrics.pass_seconds.set(time.perf_counter() - start)
         present = {
             (str((o.get("metadata") or {}).get("namespace")), str(o["metadata"].get("name")))
@@ -265,7 +270,7 @@ class Allocator:
         expected = {
             key: parsed for key, (_rv, parsed) in self._parsed.items() if parsed is not None
         }
-        if self.writer.publish(result, model, invalid, expected):
+        if self.writer.publish(result, model, invalid, expected, kept=kept):
             self.passes += 1
 
 

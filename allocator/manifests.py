@@ -98,11 +98,13 @@ def allocate_manifests(
     groups: list[dict[str, Any]] = []
     services = []
     duplicates: list[str] = []
+    places: dict[int, str] = {}
     for f in files:
         for doc in f.documents:
             for obj in doc.objects:
                 if obj.get("kind") == "ServiceGroup":
                     groups.append(obj)
+                    places[id(obj)] = f"{doc.document.origin}:{doc.document.line}"
                 elif obj.get("kind") == "Service" and obj.get("apiVersion") == "v1":
                     svc = parse_service(obj, default_class=default_class)
                     if svc is not None and svc.ref in where:
@@ -114,7 +116,7 @@ def allocate_manifests(
                     elif svc is not None:
                         services.append(svc)
                         where[svc.ref] = (f, doc, obj)
-    model = api.load(groups)
+    model = api.load(groups, where=lambda obj: places.get(id(obj)))
     namespace = model.service_groups[0].ref.namespace if model.service_groups else "lbroute"
     result = allocate(
         model.service_groups,

@@ -74,10 +74,13 @@ class PassWriter:
         model: api.Model,
         invalid: Mapping[str, str],
         expected: Mapping[ServiceKey, LBService],
+        *,
+        kept: Mapping[str, str] | None = None,
     ) -> bool:
         """Write one pass's ``result``: ``expected`` is each Service as the pass read it,
-        ``invalid`` the ServiceGroups left out and why. False when leadership was lost
-        on the way (the rest is left unwritten)."""
+        ``invalid`` the ServiceGroups left out and why, ``kept`` those used as their last
+        valid version (:mod:`lbroute.model.lastgood`) and what to say of them. False when
+        leadership was lost on the way (the rest is left unwritten)."""
         for assignment in result.changes():
             if not self.leading():
                 return False
@@ -89,7 +92,7 @@ class PassWriter:
         self._report(result)
         refs = {g.ref: g for g in result.groups}
         for g in model.service_groups:
-            self._write_group(g.ref, refs.get(g.ref), None)
+            self._write_group(g.ref, refs.get(g.ref), None, (kept or {}).get(g.name))
         for name, why in sorted(invalid.items()):
             ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
             self._write_group(ref, None, why)
@@ -196,8 +199,14 @@ class PassWriter:
 
     # -- ServiceGroups -----------------------------------------------------------------------
 
-    def _write_group(self, ref: ObjectRef, stats: GroupStats | None, invalid: str | None) -> None:
-        want = _group_status(stats, invalid)
+    def _write_group(
+        self,
+        ref: ObjectRef,
+        stats: GroupStats | None,
+        invalid: str | None,
+        kept: str | None = None,
+    ) -> None:
+        want = _group_status(stats, invalid, kept)
 
         def change(current: JSON) -> JSON | None:
             if _group_status_is(dict(current.get("status") or {}), want):
@@ -226,7 +235,11 @@ def _count(n: int) -> int | str:
     return n if n < 2**63 else str(n)
 
 
-def _group_status(stats: GroupStats | None, invalid: str | None) -> dict[str, Any]:
+def _group_status(
+    stats: GroupStats | None, invalid: str | None, kept: str | None = None
+) -> dict[str, Any]:
+    """What the group's status should be; ``kept`` (the group serves as its last valid
+    version, and why) leads the condition's message, whatever its state."""
     if stats is None:
         message = f"not used for allocation until it is valid: {invalid or 'invalid'}"
         return {
@@ -245,6 +258,8 @@ def _group_status(stats: GroupStats | None, invalid: str | None) -> dict[str, An
     if stats.outside:
         message = f"{state[2]}; {stats.outside} Services keep addresses outside every pool"
         state = (state[0], state[1], message)
+    if kept:
+        state = (state[0], state[1], f"{kept}; {state[2]}"[:MAX_MESSAGE])
     return {
         "allocated": {str(f): n for f, n in stats.allocated.items()},
         "available": {str(f): _count(n) for f, n in stats.available.items()},

@@ -16,21 +16,27 @@ TrustedEnvironment` and any set with a user template in the metered sandbox
 :mod:`renderer.printing`. A template can neither run code nor print a value that adds
 a statement, whatever a CR contains, nor print a secret outside its password line, and
 whatever it does ends, within its budget, as a string or a RenderError naming the
-template file and line.
+template file and line. Compiled templates are shared between renders, keyed by their
+source text (:class:`_CompiledTemplates`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
+import threading
 import traceback
+from collections import OrderedDict
 from collections.abc import MutableMapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import CodeType
 from typing import Any
 
 import jinja2
+from jinja2.bccache import Bucket
 
 from lbroute.model.api import Router
 from lbroute.model.errors import RenderError, escape, quote
@@ -156,6 +162,62 @@ class _Loader(jinja2.BaseLoader):
             raise _Uncompilable(name) from exc
 
 
+class _CompiledTemplates(jinja2.BytecodeCache):
+    """The compiled code of templates, shared by every render in the process: compiling
+    a set costs tens of milliseconds per router, and a node renders the same sources
+    over and over.
+
+    Keyed by the environment's class (the sandbox compiles its metering into the code;
+    every other option is fixed per class in :mod:`renderer.sandbox`), the template's
+    name and a hash of its source text, which :func:`load_template_set` reads afresh for
+    every set: an edited file is a new key and is compiled again, whatever its mtime.
+    The code holds no printer, budget or view: a template calls them through the
+    environment it is loaded into, one per render, so the sandbox and the budget apply
+    as when each render compiled its own. At most ``size`` entries, the least recently
+    used dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._code: OrderedDict[tuple[str, str], CodeType] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_bucket(
+        self, environment: jinja2.Environment, name: str, filename: str | None, source: str
+    ) -> Bucket:
+        kind = type(environment)
+        key = f"{kind.__module__}.{kind.__qualname__}\0{name}\0{filename}"
+        checksum = hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+        bucket = Bucket(environment, key, checksum)
+        self.load_bytecode(bucket)
+        return bucket
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        key = (bucket.key, bucket.checksum)
+        with self._lock:
+            code = self._code.get(key)
+            if code is not None:
+                self._code.move_to_end(key)
+        bucket.code = code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        if bucket.code is None:
+            return
+        with self._lock:
+            self._code[(bucket.key, bucket.checksum)] = bucket.code
+            while len(self._code) > self._size:
+                self._code.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._code.clear()
+
+
+COMPILED_TEMPLATES = 512
+"""Compiled templates kept (about 20 per router; a user directory's edits add more)."""
+
+_COMPILED = _CompiledTemplates(COMPILED_TEMPLATES)
+
+
 class _Uncompilable(Exception):
     def __init__(self, name: str) -> None:
         super().__init__(name)
@@ -177,6 +239,7 @@ def render_template(
         env = TrustedEnvironment(loader, printer)
     else:
         env = SandboxedEnvironment(loader, printer, budget)
+    env.bytecode_cache = _COMPILED
     try:
         text = env.get_template(entry).render(context)
     except jinja2.TemplateSyntaxError as exc:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import re
 import threading
 import time
 import urllib.parse
@@ -320,6 +321,11 @@ def allocatable(fake: FakeAPI, name: str) -> Obj:
     return next((dict(c) for c in conditions if c["type"] == "Allocatable"), {})
 
 
+def allocated(fake: FakeAPI, name: str) -> object:
+    obj = fake.get("servicegroups", name, NS) or {}
+    return (obj.get("status") or {}).get("allocated")
+
+
 def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_version(
     fake: FakeAPI, replicas: Callable[..., Running]
 ) -> None:
@@ -336,8 +342,8 @@ def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_vers
     assert [ips(fake, n) for n in ("a", "b")] == [["192.0.2.1"], ["192.0.2.2"]]
     assert annotation(fake, "c") == "public:192.0.2.0/24"
     assert events(fake, "AllocationFailed", "c") == []
-    public = fake.get("servicegroups", "public", NS)
-    assert public is not None and public["status"]["allocated"] == {"ipv4": 3, "ipv6": 0}
+    # The group's status is written after the Service's annotation: wait for it.
+    wait(lambda: allocated(fake, "public") == {"ipv4": 3, "ipv6": 0}, "status counts c")
     assert allocatable(fake, "public")["status"] == "True", "still allocatable"
 
     # Another group edited to overlap it loses, although its name comes first.
@@ -353,6 +359,57 @@ def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_vers
     (failed,) = wait(lambda: events(fake, "AllocationFailed", "e"), "no group any more")
     assert failed["note"].startswith("NoServiceGroup: ")
     assert ips(fake, "e") == [] and ips(fake, "a") == ["192.0.2.1"]
+
+
+def test_a_group_serving_as_its_last_valid_version_says_so_and_is_not_called_skipped(
+    fake: FakeAPI, replicas: Callable[..., Running]
+) -> None:
+    fake.put("services", service("a"))
+    replicas()
+    wait(lambda: allocated(fake, "public") == {"ipv4": 1, "ipv6": 0}, "one address")
+    assert allocatable(fake, "public")["message"].startswith("ipv4: 1 allocated")
+
+    # A typo: its condition says which version serves, and what is wrong with the new one.
+    fake.put("servicegroups", group("public", "192.0.2.0/33", "2001:db8:1::/64",
+                                    default=True), NS)  # fmt: skip
+    # (The allocator keeps no generation: the version is named by when it was read.)
+    serving = r"serving as its last valid version \(read at \d{4}-\d\d-\d\dT[\d:]{8}Z\): "
+    condition = wait(
+        lambda: (
+            (c := allocatable(fake, "public"))
+            and re.match(serving + r"spec\.pools\[0\]\.cidr: ", c.get("message", ""))
+            and c
+        ),
+        "the condition says it serves as its last valid version",
+    )
+    assert condition["status"] == "True" and condition["reason"] == "Allocatable"
+    assert "'192.0.2.0/33'" in condition["message"]
+    assert condition["message"].endswith("; ipv4: 1 allocated, 253 free; ipv6: 0 allocated, "
+                                         f"{2**64 - 1} free")  # fmt: skip
+
+    # A group edited to overlap it keeps serving as it was: not "skipped".
+    fake.put("servicegroups", group("campus", "192.0.2.128/25"), NS)
+    campus = wait(
+        lambda: (c := allocatable(fake, "campus")).get("message", "").startswith("serving") and c,
+        "campus says it serves as its last valid version",
+    )
+    assert campus["status"] == "True"
+    assert re.fullmatch(
+        serving + r"spec\.pools\[0\]: pool 192\.0\.2\.128/25 overlaps pool 192\.0\.2\.0/24 of "
+        r"ServiceGroup lbroute/public; pools of different ServiceGroups must not overlap; "
+        r"ipv4: 0 allocated, \d+ free",
+        campus["message"],
+    ), campus["message"]
+    assert "skipped" not in campus["message"]
+    fake.put("services", service("in-campus", group="campus"))
+    wait(lambda: ips(fake, "in-campus") == ["198.51.100.1"], "campus as it was")
+
+    # Fixed: the condition is plain again.
+    fake.put("servicegroups", PUBLIC, NS)
+    wait(
+        lambda: allocatable(fake, "public").get("message", "").startswith("ipv4: 1 allocated"),
+        "the fixed group's condition no longer speaks of its last valid version",
+    )
 
 
 def test_only_the_leader_writes_and_the_other_takes_over_when_it_leaves(

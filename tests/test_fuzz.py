@@ -31,7 +31,8 @@ What must hold, whatever the input:
   in a configuration (so redaction hides it), never in a problem, an error or a repr;
 - objects still valid render exactly as they would alone: an object refused (or a file
   that cannot be read) leaves the configuration of both routers as if it were not
-  there; a duplicate or a conflicting newcomer leaves it as it was; the Services that
+  there; a duplicate (of any kind, Secrets and Nodes too) is an error on its object
+  and, like a conflicting newcomer, leaves it as it was; the Services that
   hold addresses keep them, and are announced as before.
 
 Profiles: ``LBROUTE_FUZZ=ci`` (the default: fixed examples, derandomized, so CI runs the
@@ -57,7 +58,14 @@ from hypothesis import strategies as st
 from allocator.ipam import allocate, invalid_groups
 from allocator.service import parse_service as allocator_service
 from lbroute.model import api
-from lbroute.model.errors import InvalidObject, LbrouteError, ManifestError, Problem, escape
+from lbroute.model.errors import (
+    InvalidObject,
+    LbrouteError,
+    ManifestError,
+    Problem,
+    Severity,
+    escape,
+)
 from lbroute.model.manifests import parse_manifest_text
 from lbroute.model.service import parse_service
 from nodeagent.desired import desired_state
@@ -153,6 +161,9 @@ class ManifestCase:
     path: tuple[Any, ...] = ()
     value: Any = None
     """The field set, and the value it was set to."""
+    reported: tuple[str, int] | None = None
+    """The object (as a problem names it) that must have an error, unless the file (by
+    index) that holds its duplicate cannot be read."""
 
 
 @st.composite
@@ -195,14 +206,18 @@ def manifest_cases(draw: st.DrawFn) -> ManifestCase:
         files[i] = dump(target)
         return ManifestCase(f"unknown field in {path} of object {i}", files, None, refused_alone=i)
     if kind == "duplicate":
-        if target["kind"] in ("Node", "Secret"):  # the last of those wins: see the report
-            return ManifestCase("base", files, ALL)
+        # A copy, changed or not (a Node's status, a Secret's data, a spec): an error on
+        # the object, and its first copy is used, whatever its kind. Half of them copy
+        # the Secret (the last object), which holds every password.
+        i = draw(st.sampled_from([i, len(objects) - 1]))
+        target = objects[i]
         copy_ = copy.deepcopy(target)
-        places = [p for p in paths(copy_) if p[0] == "spec"]
+        places = [p for p in paths(copy_) if p[0] not in ("apiVersion", "kind", "metadata")]
         if places:
             set_at(copy_, draw(st.sampled_from(places)), draw(HOSTILE))
         files.insert(i + 1, dump(copy_))
-        return ManifestCase(f"duplicate of object {i}", files, ALL)
+        what = f"duplicate of object {i}"
+        return ManifestCase(what, files, ALL, reported=(ref_text(target), i + 1))
     if kind == "conflict":
         extra: dict[str, Any] = draw(
             st.sampled_from(
@@ -240,6 +255,14 @@ def manifest_cases(draw: st.DrawFn) -> ManifestCase:
     else:
         files[i] = "\ufeff\ufeff" + text
     return ManifestCase(f"{how} file of object {i}", files, None, refused_alone=i)
+
+
+def ref_text(obj: dict[str, Any]) -> str:
+    """How a problem names the object: ``Node n1``, ``Secret lbroute/router-secrets``."""
+    meta = obj["metadata"]
+    if obj["kind"] == "Node":
+        return f"Node {meta['name']}"
+    return f"{obj['kind']} {meta.get('namespace', 'default')}/{meta['name']}"
 
 
 def _get(obj: Any, path: tuple[Any, ...]) -> Any:
@@ -308,6 +331,11 @@ def test_manifest_sets() -> None:
             model, rendered = render_all(objects)
             check_problems(model.problems)
             check_no_secret(repr(model))
+            if c.reported is not None and c.reported[1] not in unreadable:
+                assert any(
+                    str(p.ref) == c.reported[0] and p.severity is Severity.ERROR
+                    for p in model.problems
+                ), f"{c.what}: no error on {c.reported[0]}: {[str(p) for p in model.problems]}"
             for router, text in rendered.items():
                 check_config_text(text)
                 collected.add(router, text)

@@ -408,3 +408,60 @@ def test_a_valid_node_name_with_dots_renders(tmp_path: Path) -> None:
     (tmp_path / "good.yaml").write_text(GOOD.replace("name: n1", "name: n1.rack-2.example"))
     result = run("render", "-f", tmp_path, "--node", "n1.rack-2.example")
     assert result.exit_code == 0, result.output
+
+
+# -- the same object twice --------------------------------------------------------------
+
+
+def secret(password: str) -> str:
+    return (
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: tor, namespace: lbroute}\n"
+        f"stringData: {{password: {password}}}\n"
+    )
+
+
+def test_a_secret_or_node_written_twice_is_an_error_naming_both_files(tmp_path: Path) -> None:
+    with_password = TOR.replace(
+        "asn: 65000}", "asn: 65000, passwordSecretRef: {name: tor, key: password}}"
+    )
+    first, again = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text("---\n".join((NODE, WEB, with_password, secret("first-pw7"))), "utf-8")
+    other_node = NODE.replace("10.0.0.1", "10.0.0.2")
+    again.write_text("---\n".join((secret("second-pw7"), other_node)), "utf-8")
+
+    result = run("render", "-f", tmp_path, "--node", "n1")
+
+    assert_no_traceback(result)
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: Secret lbroute/tor: metadata.name: appears more than once (in {first}:18 and "
+        f"again in {again}:1); the first one is used: each Secret in namespace 'lbroute' needs "
+        "a name of its own, so remove one copy or rename it",
+        f"error: Node n1: metadata.name: appears more than once (in {first}:1 and again in "
+        f"{again}:6); the first one is used: each Node needs a name of its own, so remove one "
+        "copy or rename it",
+    ]
+    # The first of each is used, not the last; everything else still renders.
+    assert "router id 10.0.0.1;" in result.stdout
+    assert 'password "first-pw7";' in result.stdout and "second-pw7" not in result.stdout
+    assert "neighbor 10.0.0.254 as 65000;" in result.stdout
+    assert "192.0.2.0/24" in result.stdout
+
+
+def test_a_servicegroup_or_peer_written_twice_names_both_places_too(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD, encoding="utf-8")
+    (tmp_path / "b.yaml").write_text(WEB.replace("192.0.2.0/24", "198.51.100.0/24"), "utf-8")
+    result = run("validate", "-f", tmp_path, "--node", "n1")
+    assert result.exit_code == 1
+    assert (
+        f"error: ServiceGroup lbroute/web: metadata.name: appears more than once (in "
+        f"{tmp_path / 'a.yaml'}:6 and again in {tmp_path / 'b.yaml'}:1); the first one is used"
+    ) in result.stderr
+    manifests = read_manifests([tmp_path])
+    assert [manifests.where(o) for o in manifests.objects] == [
+        f"{tmp_path / 'a.yaml'}:1",
+        f"{tmp_path / 'a.yaml'}:6",
+        f"{tmp_path / 'a.yaml'}:12",
+        f"{tmp_path / 'b.yaml'}:1",
+    ]

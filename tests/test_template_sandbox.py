@@ -501,3 +501,40 @@ def test_fifo_and_oversized_templates_are_refused(tmp_path: Path) -> None:
     (directory / "bgp.j2").write_text("#" * (MAX_TEMPLATE_BYTES + 1), encoding="utf-8")
     with pytest.raises(RenderError, match=r"bgp\.j2: is larger than 1024 KiB"):
         load_template_set(api.Router.BIRD, directory)
+
+
+# -- compiled templates are shared between renders -----------------------------------------
+
+
+def test_an_edited_template_is_picked_up_although_its_compiled_code_is_shared(
+    tmp_path: Path,
+) -> None:
+    view = case_view("mixed")
+    directory = user_dir(tmp_path, {"header.j2": "# first header\n"})
+    before = os.stat(directory / "header.j2")
+    assert "# first header" in render_view(view, load_template_set(api.Router.BIRD, directory))
+    assert "# first header" in render_view(view, load_template_set(api.Router.BIRD, directory))
+    # Same size, and the same mtime as before: only the content tells them apart.
+    (directory / "header.j2").write_text("# other header\n", encoding="utf-8")
+    os.utime(directory / "header.j2", ns=(before.st_atime_ns, before.st_mtime_ns))
+    text = render_view(view, load_template_set(api.Router.BIRD, directory))
+    assert "# other header" in text and "# first header" not in text
+    # The built-in set still renders as the golden file says.
+    golden = (GOLDEN / "mixed.bird.conf").read_text(encoding="utf-8")
+    assert render_view(view, builtin_template_set(api.Router.BIRD)) == golden
+
+
+def test_a_template_compiled_before_keeps_its_sandbox_and_budget(tmp_path: Path) -> None:
+    endless = "{% for i in range(100000) %}\n{% for j in range(100000) %}{% endfor %}{% endfor %}\n"
+    for _ in range(2):  # the second render uses the code the first compiled
+        with pytest.raises(RenderError, match=r"bgp\.j2:2: "):
+            render_user(tmp_path, endless)
+        with pytest.raises(RenderError, match="unsafe"):
+            render_user(tmp_path, "{{ view.__class__ }}")
+    # A user's copy of a built-in template is compiled for the sandbox (its own code, not
+    # the trusted one compiled from the same text) and renders the same.
+    source = dict(builtin_template_set(api.Router.BIRD).sources)["bgp.j2"]
+    view = case_view("mixed")
+    trusted = render_view(view, builtin_template_set(api.Router.BIRD))
+    templates = load_template_set(api.Router.BIRD, user_dir(tmp_path, {"bgp.j2": source}))
+    assert not templates.trusted and render_view(view, templates) == trusted

@@ -56,7 +56,7 @@ from typing import Any, Final
 
 from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import name_text
-from lbroute.model.model import Model, Parsed, parse_object
+from lbroute.model.model import SKIPPED, Model, Parsed, parse_object
 from lbroute.model.model import load as load_model
 from lbroute.model.vocabulary import GROUP, NODE_AGENT, PEER, SERVICE_GROUP
 
@@ -98,6 +98,10 @@ class Loaded:
     """For the next :func:`load`."""
     kept: tuple[ObjectRef, ...] = ()
     """The objects whose last valid version stands in for their current one."""
+    standing: Mapping[ObjectRef, str] = field(default_factory=dict)
+    """Each of :attr:`kept` -> what to say of it where it is used (the allocator's
+    ``Allocatable`` condition): ``serving as its last valid version (generation 3): <what
+    is wrong with the current one>``."""
 
 
 def load(objects: Iterable[Mapping[str, Any]], memory: Memory, *, now: str) -> Loaded:
@@ -137,6 +141,11 @@ def load(objects: Iterable[Mapping[str, Any]], memory: Memory, *, now: str) -> L
         model=_reported(model, used, current, remembered),
         memory=_remember(objects, present, used, current, unchanged, remembered, now, parse),
         kept=tuple(sorted(r for r in current if r in used)),
+        standing={
+            r: f"serving as its last valid version ({remembered[r].label}): {_shown(found)}"
+            for r, found in sorted(current.items())
+            if r in used
+        },
     )
 
 
@@ -242,17 +251,26 @@ def _reported(
 
 
 def _standing_in_problem(ref: ObjectRef, found: list[Problem], version: Version) -> Problem:
-    errors = [p for p in found if p.severity is Severity.ERROR]
-    shown = "; ".join(f"{p.path}: {p.message}" if p.path else p.message for p in errors[:SHOWN])
-    if len(errors) > SHOWN:
-        shown += f"; and {len(errors) - SHOWN} more"
     return Problem(
         severity=Severity.ERROR,
         ref=ref,
         path="",
-        message=f"is invalid ({shown or 'not usable'}); keeping its last valid version "
+        message=f"is invalid ({_shown(found)}); keeping its last valid version "
         f"({version.label}) until it is fixed or deleted",
     )
+
+
+def _shown(found: list[Problem]) -> str:
+    """The first :data:`SHOWN` errors of a current version whose last valid version stands
+    in; "skipped" left out of them, since the object is not."""
+    errors = [p for p in found if p.severity is Severity.ERROR]
+    shown = "; ".join(
+        (f"{p.path}: {p.message}" if p.path else p.message).replace(SKIPPED, "")
+        for p in errors[:SHOWN]
+    )
+    if len(errors) > SHOWN:
+        shown += f"; and {len(errors) - SHOWN} more"
+    return shown or "not usable"
 
 
 def _remember(

@@ -5,8 +5,9 @@ directories left out) in sorted order; multi-document files and ``kind: List`` a
 flattened. The YAML is decoded as the API server decodes it, with what a document can
 cost bounded (:mod:`lbroute.model.yamldecode`).
 
-:func:`read_manifests` returns the objects and, apart, one error per path or file that
-could not be read; the other files still count: ``lbroute render``, ``validate`` and
+:func:`read_manifests` returns the objects, where each was read (file and line: a
+duplicate object is reported naming both places) and, apart, one error per path or file
+that could not be read; the other files still count: ``lbroute render``, ``validate`` and
 ``allocate`` report the error and go on, and the agent's directory source
 (:mod:`lbroute.kube.directory`) keeps what the file held when it last read. A file is
 read whole or not at all: it is one error, naming the file and line, when it cannot be
@@ -19,8 +20,8 @@ quoted, so a file name cannot fake a line of output.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,18 +37,33 @@ class Manifests:
     """Every object of the files that could be read, in file order."""
     errors: tuple[str, ...]
     """One per path or file that could not be read, naming it (and the line)."""
+    places: Mapping[int, str] = field(default_factory=dict)
+    """``id()`` of each of :attr:`objects` -> the file and line of its document."""
+
+    def where(self, obj: Mapping[str, Any]) -> str | None:
+        """The file and line (``dir/web.yaml:12``) one of :attr:`objects` was read from,
+        for messages (a duplicate names both places): pass to ``load(where=...)``."""
+        return self.places.get(id(obj))
 
 
 def read_manifests(paths: Iterable[Path]) -> Manifests:
     """The objects in ``paths`` (files or directories) and what could not be read."""
     files, errors = manifest_files(paths)
     objects: list[dict[str, Any]] = []
+    places: dict[int, str] = {}
     for file in files:
         try:
-            objects += read_manifest_file(file)
+            documents = decode_documents(read_text(file), path_name(file))
+            found = [
+                (obj, f"{d.origin}:{d.line}") for d in documents for obj in document_objects(d)
+            ]
         except ManifestError as exc:
             errors.append(str(exc))
-    return Manifests(objects=tuple(objects), errors=tuple(errors))
+            continue
+        for obj, place in found:
+            objects.append(obj)
+            places[id(obj)] = place
+    return Manifests(objects=tuple(objects), errors=tuple(errors), places=places)
 
 
 def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:

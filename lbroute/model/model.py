@@ -3,7 +3,8 @@
 :func:`parse_object` hands each object to the parser of its kind (ServiceGroup, Peer,
 NodeAgent, Node, Secret) and ignores other kinds. :func:`load` parses a batch, skips the
 invalid objects so that the valid ones still render, then makes the checks that need
-more than one object: duplicates (the first by namespace/name is used), Peers' Secrets,
+more than one object: duplicates (an error naming both places; the first valid copy is
+used, for every kind, Secrets and Nodes too), Peers' Secrets,
 pools that overlap across ServiceGroups (of two, a *settled* one wins: see
 :mod:`lbroute.model.lastgood`), Peers that carry no group, and more than one default
 group. Each check costs O(n log n) in the number of objects (or pools), never
@@ -14,16 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from lbroute.model.agentconfig import NodeAgent, parse_node_agent
 from lbroute.model.common import LabelSelector, Protocol
-from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity, quote
+from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity, escape, quote
 from lbroute.model.fields import Reader, name_text
 from lbroute.model.nodes import Node, parse_node
 from lbroute.model.peer import Peer, parse_peer
-from lbroute.model.secrets import Secret, parse_secret, secret_value
-from lbroute.model.servicegroup import Pool, ServiceGroup, parse_service_group
+from lbroute.model.secrets import Secret, SecretRef, SecretValue, parse_secret, secret_value
+from lbroute.model.servicegroup import Pool, ServiceGroup, local_problems, parse_service_group
 from lbroute.model.vocabulary import API_VERSION, GROUP, NODE_AGENT, PEER, SERVICE_GROUP
 
 Parsed = ServiceGroup | Peer | NodeAgent | Node | Secret
@@ -90,72 +91,94 @@ class Model:
         return tuple(p for p in self.problems if p.severity is Severity.ERROR)
 
 
+Where = Callable[[Mapping[str, Any]], str | None]
+"""Where an object was read (``file.yaml:12``), or None when not known."""
+
+
 def load(
     objects: Iterable[Mapping[str, Any]],
     *,
     settled: Collection[ObjectRef] = frozenset(),
     parse: Callable[[Mapping[str, Any]], Parsed | None] = parse_object,
+    where: Where | None = None,
 ) -> Model:
     """Parse a batch of objects and run the cross-object checks; never raises for input.
     ``settled`` objects (used as they are before: :mod:`lbroute.model.lastgood`) win a
     conflict with one that is not, whatever their names; ``parse`` is
-    :func:`parse_object` or one that remembers what it parsed."""
+    :func:`parse_object` or one that remembers what it parsed; ``where`` names the place
+    an object was read (:meth:`lbroute.model.manifests.Manifests.where`), for messages."""
     problems: list[Problem] = []
-    groups: list[ServiceGroup] = []
-    peers: list[Peer] = []
-    agents: list[NodeAgent] = []
-    nodes: dict[str, Node] = {}
-    secrets: dict[tuple[str, str], Secret] = {}
+    found = _first_of_each(objects, parse, where, problems)
+    groups = [p for p in found if isinstance(p, ServiceGroup)]
+    peers = [p for p in found if isinstance(p, Peer)]
+    agents = [p for p in found if isinstance(p, NodeAgent)]
+    nodes = [p for p in found if isinstance(p, Node)]
+    secrets = {(p.ref.namespace, p.ref.name): p for p in found if isinstance(p, Secret)}
+    peers = [p for p in (_resolve_secrets(p, secrets, problems) for p in peers) if p is not None]
+    groups = _check_pool_overlaps(groups, problems, settled)
+    _check_peers_select_groups(peers, groups, problems)
+    _check_defaults(groups, problems)
+    problems.extend(p for g in groups for p in local_problems(g))
+    return Model(
+        service_groups=tuple(groups),
+        peers=tuple(peers),
+        node_agents=tuple(agents),
+        nodes=tuple(nodes),
+        problems=tuple(problems),
+    )
+
+
+def _first_of_each(
+    objects: Iterable[Mapping[str, Any]],
+    parse: Callable[[Mapping[str, Any]], Parsed | None],
+    where: Where | None,
+    problems: list[Problem],
+) -> list[Parsed]:
+    """Every valid object, sorted by kind, namespace and name. An object written twice
+    (two documents or files with the same kind, namespace and name: a manifest set can
+    hold that, the API server cannot) is an error on that object; its first valid copy
+    is used, whatever its kind, so a duplicate never silently replaces another."""
+    found: dict[ObjectRef, tuple[Parsed, str | None]] = {}
     for obj in objects:
         try:
             parsed = parse(obj)
         except InvalidObject as exc:
             problems.extend(exc.problems)
             continue
-        if isinstance(parsed, ServiceGroup):
-            groups.append(parsed)
-        elif isinstance(parsed, Peer):
-            peers.append(parsed)
-        elif isinstance(parsed, NodeAgent):
-            agents.append(parsed)
-        elif isinstance(parsed, Node):
-            nodes[parsed.name] = parsed
-        elif isinstance(parsed, Secret):
-            secrets[(parsed.ref.namespace, parsed.ref.name)] = parsed
-    groups = _dedupe(groups, problems)
-    peers = _dedupe(peers, problems)
-    agents = _dedupe(agents, problems)
-    peers = [p for p in (_resolve_secrets(p, secrets, problems) for p in peers) if p is not None]
-    groups = _check_pool_overlaps(groups, problems, settled)
-    _check_peers_select_groups(peers, groups, problems)
-    _check_defaults(groups, problems)
-    return Model(
-        service_groups=tuple(groups),
-        peers=tuple(peers),
-        node_agents=tuple(agents),
-        nodes=tuple(sorted(nodes.values(), key=lambda n: n.name)),
-        problems=tuple(problems),
+        if parsed is None:
+            continue
+        ref = _ref(parsed)
+        place = where(obj) if where is not None else None
+        if ref in found:
+            problems.append(_duplicate(ref, found[ref][1], place))
+            continue
+        found[ref] = (parsed, place)
+    return [found[ref][0] for ref in sorted(found)]
+
+
+def _ref(parsed: Parsed) -> ObjectRef:
+    if isinstance(parsed, Node):
+        return ObjectRef(kind="Node", namespace="", name=parsed.name)
+    return parsed.ref
+
+
+def _duplicate(ref: ObjectRef, first: str | None, again: str | None) -> Problem:
+    places = ""
+    if first is not None or again is not None:
+        places = f" (in {escape(first or 'an earlier document', PLACE_LIMIT)} and again in "
+        places += f"{escape(again or 'a later document', PLACE_LIMIT)})"
+    scope = f"in namespace {quote(ref.namespace)} " if ref.namespace else ""
+    return Problem(
+        severity=Severity.ERROR,
+        ref=ref,
+        path="metadata.name",
+        message=f"appears more than once{places}; the first one is used: each {ref.kind} "
+        f"{scope}needs a name of its own, so remove one copy or rename it",
     )
 
 
-_Obj = TypeVar("_Obj", ServiceGroup, Peer, NodeAgent)
-
-
-def _dedupe(items: list[_Obj], problems: list[Problem]) -> list[_Obj]:
-    by_ref: dict[ObjectRef, _Obj] = {}
-    for item in items:
-        if item.ref in by_ref:
-            problems.append(
-                Problem(
-                    severity=Severity.ERROR,
-                    ref=item.ref,
-                    path="metadata.name",
-                    message="appears more than once; the first one is used",
-                )
-            )
-            continue
-        by_ref[item.ref] = item
-    return [by_ref[k] for k in sorted(by_ref)]
+PLACE_LIMIT = 300
+"""The most characters of a place (a file's path and line) a message shows."""
 
 
 def _resolve_secrets(
@@ -168,19 +191,38 @@ def _resolve_secrets(
         value = secret_value(ref, secrets.get((ns, ref.name)), r, "bgp.passwordSecretRef")
         peer = replace(peer, bgp=replace(peer.bgp, password=value))
     if peer.ospf is not None and peer.ospf.auth_ref is not None:
-        ref = peer.ospf.auth_ref
-        value = secret_value(ref, secrets.get((ns, ref.name)), r, "ospf.authSecretRef")
-        if value is not None and len(value.reveal()) > 16:
-            r.error("ospf.authSecretRef", "an OSPF MD5 key is at most 16 characters")
+        value = _md5_key(peer.ospf.auth_ref, "OSPF", secrets, r, ns)
         peer = replace(peer, ospf=replace(peer.ospf, auth_key=value))
     if peer.rip is not None and peer.rip.auth_ref is not None:
-        ref = peer.rip.auth_ref
-        value = secret_value(ref, secrets.get((ns, ref.name)), r, "rip.authSecretRef")
-        if value is not None and len(value.reveal()) > 16:
-            r.error("rip.authSecretRef", "a RIP MD5 key is at most 16 characters")
+        value = _md5_key(peer.rip.auth_ref, "RIP", secrets, r, ns)
         peer = replace(peer, rip=replace(peer.rip, auth_key=value))
     problems.extend(r.problems)
     return None if r.failed else peer
+
+
+MD5_KEY_LIMIT = 16
+"""The longest MD5 key OSPF and RIP take (RFC 2328 D.3, RFC 2082): 16 characters."""
+
+
+def _md5_key(
+    ref: SecretRef,
+    protocol: str,
+    secrets: Mapping[tuple[str, str], Secret],
+    r: Reader,
+    namespace: str,
+) -> SecretValue | None:
+    """The MD5 key a Peer's OSPF or RIP authentication names, checked for its length."""
+    path = f"{protocol.lower()}.authSecretRef"
+    value = secret_value(ref, secrets.get((namespace, ref.name)), r, path)
+    if value is not None and len(value.reveal()) > MD5_KEY_LIMIT:
+        r.error(path, f"the {protocol} MD5 key is at most {MD5_KEY_LIMIT} characters")
+    return value
+
+
+SKIPPED = " (this ServiceGroup is skipped)"
+"""How an overlap error ends: the group that loses is left out. Where its last valid
+version stands in for it (:mod:`lbroute.model.lastgood`) it is not, and that module
+leaves this remark out."""
 
 
 def _check_pool_overlaps(
@@ -223,7 +265,7 @@ def _check_pool_overlaps(
                     ref=group.ref,
                     path=f"spec.pools[{n}]",
                     message=f"pool {a} overlaps pool {b} of {other.ref}; pools of different "
-                    "ServiceGroups must not overlap (this ServiceGroup is skipped)",
+                    f"ServiceGroups must not overlap{SKIPPED}",
                 )
             )
             continue
