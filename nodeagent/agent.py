@@ -56,6 +56,9 @@ from lbroute.model.files import write_atomic
 from lbroute.model.service import parse_service
 from nodeagent.addresses import Addresses
 from nodeagent.desired import desired_state
+from nodeagent.local.membership import LeaseStore
+from nodeagent.local.plan import local_inputs
+from nodeagent.local.runner import LocalReport, LocalRunner
 from nodeagent.pacing import isis_only
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
 from nodeagent.scheduler import ApplySchedule, Offer
@@ -103,6 +106,8 @@ class Agent:
         metrics: Metrics | None = None,
         health: Health | None = None,
         reporter: Reporter | None = None,
+        lease_store: LeaseStore | None = None,
+        namespace: str = "lbroute",
     ) -> None:
         self.settings = settings
         self.source = source
@@ -113,8 +118,23 @@ class Agent:
         self.reporter = reporter
         self.schedule = ApplySchedule(settings.apply)
         self.addresses = Addresses(settings.isis_pace, self.metrics)
-        self._events: queue.Queue[Snapshot | None] = queue.Queue()
-        """Snapshots from the source; None when a template changed."""
+        self._events: queue.Queue[Snapshot | LocalReport | None] = queue.Queue()
+        """Snapshots from the source, reports of the local loop; None when a template
+        changed."""
+        self.local = (
+            None
+            if lease_store is None
+            else LocalRunner(
+                lease_store,
+                node=settings.node,
+                namespace=namespace,
+                on_report=self._events.put,
+                metrics=self.metrics,
+            )
+        )
+        """The local address loop (announce: local), in a thread of its own; None
+        without a Lease store."""
+        self._local_report = LocalReport()
         self._snapshot: Snapshot | None = None
         self._report: Report | None = None
         self._problems: list[str] = []
@@ -137,6 +157,12 @@ class Agent:
             target=self._feed, args=(stop,), name="lbroute-source", daemon=True
         )
         feeder.start()
+        if self.local is not None:
+            self.local.start()
+            # A stop releases the local addresses at once, whatever the loop is doing.
+            threading.Thread(
+                target=self._release_on_stop, args=(stop,), name="lbroute-local-stop", daemon=True
+            ).start()
         next_check = time.monotonic()
         try:
             while not stop.is_set():
@@ -158,19 +184,35 @@ class Agent:
                 self.health.beat()
         finally:
             stop.set()
+            if self.local is not None:
+                self.local.stop()
             if self._watcher is not None:
                 self._watcher.stop()
             self.addresses.close()
 
-    def _drain(self) -> list[Snapshot | None]:
-        events: list[Snapshot | None] = []
+    def _release_on_stop(self, stop: threading.Event) -> None:
+        stop.wait()
+        if self.local is not None:
+            self.local.stop()
+
+    def _drain(self) -> list[Snapshot | LocalReport | None]:
+        events: list[Snapshot | LocalReport | None] = []
         while not self._events.empty():
             events.append(self._events.get_nowait())
         return events
 
-    def _handle(self, events: list[Snapshot | None]) -> None:
-        """Process the newest snapshot; a template change alone re-renders the last."""
-        snapshots = [e for e in events if e is not None]
+    def _handle(self, events: list[Snapshot | LocalReport | None]) -> None:
+        """Process the newest snapshot; a template change alone re-renders the last; a
+        report of the local loop only updates the status."""
+        reports = [e for e in events if isinstance(e, LocalReport)]
+        if reports:
+            self._local_report = reports[-1]
+            self._show_local()
+            events = [e for e in events if not isinstance(e, LocalReport)]
+            if not events:
+                self._write_status()
+                return
+        snapshots = [e for e in events if isinstance(e, Snapshot)]
         if len(snapshots) < len(events):
             log.info("templates in %s changed", self._router and self._router.templates_dir)
             self._templates = None
@@ -208,7 +250,32 @@ class Agent:
         agent_spec, agent_problems = select_agent(model, node)
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
-        desired = desired_state(model, services, ready_nodes(slices_raw), self.settings.node)
+        ready = ready_nodes(slices_raw)
+        desired = desired_state(model, services, ready, self.settings.node)
+        inputs = local_inputs(
+            model,
+            services,
+            ready,
+            node=self.settings.node,
+            local_interface=agent_spec.local_interface if agent_spec else ("default",),
+            lease=agent_spec.local_lease if agent_spec else None,
+            service_interface=self._router.interface if self._router else "kube-lb0",
+        )
+        local_problems: list[Problem] = []
+        if self.local is not None:
+            self.local.update(inputs)
+        elif inputs.addresses:
+            ref = inputs.addresses[0].group
+            local_problems.append(
+                Problem(
+                    severity=Severity.ERROR,
+                    ref=ref,
+                    path="spec.announce",
+                    message="announce local needs the agents to share their membership "
+                    "Leases: run lbroute agent with --lease-dir DIR (the same directory for "
+                    "every agent) in manifest-directory mode; its addresses are not held",
+                )
+            )
         paced = isis_only(model, desired)
         if self._router is not None:
             self.status.announced = self.addresses.program(desired, paced, time.monotonic())
@@ -222,12 +289,13 @@ class Agent:
             *svc_problems,
             *desired.problems,
             *render_problems,
+            *local_problems,
         )
         problems += [str(p) for p in (*model.problems, *node_problems)]
         for problem in sorted(set(problems) - set(self._problems)):
             log.warning("%s", problem)
         self._problems = problems
-        self.status.problems = problems
+        self._show_local()
         if text is not None:
             self._offer(text)
         local = {s.ref for s in services if s.local}
@@ -245,6 +313,14 @@ class Agent:
             agent=agent_spec.ref if agent_spec else None,
         )
         self._write_status()
+
+    def _show_local(self) -> None:
+        """The local loop's last report in the status (its problems after the pass's)."""
+        report = self._local_report
+        self.status.local = None if self.local is None else list(report.holding)
+        self.status.arp = report.arp or ""
+        extra = [f"warning: {report.arp}"] if report.arp else []
+        self.status.problems = [*self._problems, *report.problems, *extra]
 
     def _use_router(self, rs: RouterSettings | None) -> None:
         if rs is None or rs == self._router:

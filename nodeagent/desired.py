@@ -10,6 +10,10 @@ holds the address (pools never overlap). The address goes on kube-lb0:
 
 Services that share an address (allow-shared-ip) share one entry; if any of them
 wants the aggregate, the aggregate is used (it covers the host route as well).
+
+Addresses of ServiceGroups with ``announce: local`` never go on kube-lb0, whatever the
+ETP, so neither the kernel nor the router ever routes or announces them: they go on one
+elected node's NIC (nodeagent.local) and are answered by ARP/NDP there.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ from lbroute.model.vocabulary import (
     PEER,
     SERVICE_GROUP,
 )
-from nodeagent.status import Report
+from nodeagent.status import LocalHeld, Report
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,37 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
         status, reason, message = "True", "AppliedWithProblems", "\n".join(errors)
     else:
         status, reason, message = "True", "Applied", "the router runs the rendered configuration"
-    out["conditions"] = [condition("Ready", status, reason, message, previous)]
+    conditions = [condition("Ready", status, reason, message, previous)]
+    if st.local:
+        out["local"] = [
+            {
+                k: v
+                for k, v in {
+                    "address": h.address,
+                    "interface": h.interface,
+                    "group": h.group or None,
+                    "services": list(h.services),
+                    "since": h.since or None,
+                }.items()
+                if v is not None
+            }
+            for h in st.local or ()
+        ]
+    if st.arp:
+        conditions.append(
+            condition("LocalArpStrict", "False", "KubeIpvsAnswers", st.arp[:MAX_MESSAGE], previous)
+        )
+    elif st.local:
+        conditions.append(
+            condition(
+                "LocalArpStrict",
+                "True",
+                "ArpStrict",
+                "no second answerer for local addresses on this node (kube-ipvs0)",
+                previous,
+            )
+        )
+    out["conditions"] = conditions
     return out
 
 
@@ -168,6 +198,8 @@ class KubeReporter:
         self._announced: dict[ObjectRef, tuple[str, ...]] | None = None
         self._failure: tuple[str, str] | None = None
         self._node_problems: set[tuple[ObjectRef, str]] = set()
+        self._local: dict[str, LocalHeld] | None = None
+        self._arp = ""
         self._objects: tuple[dict[str, Any], ...] = ()
         self._uids: dict[ObjectRef, str] | None = None
         """uid by object, built from ``_objects`` when the first Event of a sync needs it."""
@@ -225,6 +257,7 @@ class KubeReporter:
         self._apply_failure(report)
         self._validity(report)
         self._node_problem_events(report)
+        self._local_events(report)
         self._announcing(report)
 
     def _node_state(self, report: Report) -> None:
@@ -310,13 +343,40 @@ class KubeReporter:
             self._event(ref, "Warning", "InvalidOnNode", f"on node {self.node}: {text}")
         self._node_problems = now
 
+    def _local_events(self, report: Report) -> None:
+        """``AnnouncingLocal`` on the Services of a local address this node took,
+        ``LocalHandover`` on those of one it gave up (and ``LocalArpStrict`` trouble
+        as a Warning on the NodeState once)."""
+        held = {h.address: h for h in report.status.local or ()}
+        previous, self._local = self._local, held
+        arp, self._arp = self._arp, report.status.arp
+        if report.status.arp and report.status.arp != arp:
+            ref = ObjectRef(kind=NODE_STATE, namespace=self.namespace, name=self.node)
+            self._event(ref, "Warning", "KubeIpvsAnswers", report.status.arp)
+        if previous is None:
+            return  # just started: what is held is not news
+        for address in sorted(held.keys() - previous.keys()):
+            h = held[address]
+            for ref in _service_refs(h.services):
+                note = f"{address} on node {self.node}, interface {h.interface} (elected)"
+                self._event(ref, "Normal", "AnnouncingLocal", note)
+        for address in sorted(previous.keys() - held.keys()):
+            h = previous[address]
+            for ref in _service_refs(h.services):
+                note = (
+                    f"{address} no longer on node {self.node}: another node was elected, "
+                    "the Service no longer uses it, or the agent is stopping"
+                )
+                self._event(ref, "Normal", "LocalHandover", note)
+
     def _announcing(self, report: Report) -> None:
+        holding = {ref for h in report.status.local or () for ref in _service_refs(h.services)}
         for obj in report.objects:
             if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
                 continue
             ref = _ref_of(obj)
             nodes = _nodes(obj)
-            want = ref in report.local
+            want = ref in report.local or ref in holding
             if (self.node in nodes) != want:
                 self._set_announcing(ref, want)
 
@@ -339,6 +399,16 @@ class KubeReporter:
                 _ref_of(o): str((o.get("metadata") or {}).get("uid") or "") for o in self._objects
             }
         self.recorder.emit(ref, kind, reason, redact(note), uid=self._uids.get(ref))
+
+
+def _service_refs(services: tuple[str, ...]) -> list[ObjectRef]:
+    """The Services named ``namespace/name`` (as the status lists them)."""
+    refs = []
+    for text in services:
+        namespace, _, name = text.partition("/")
+        if name:
+            refs.append(ObjectRef(kind="Service", namespace=namespace, name=name))
+    return refs
 
 
 def _current_valid(obj: Mapping[str, Any]) -> State | None:

@@ -19,12 +19,15 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from lbroute.kube.client import api_client
-from lbroute.kube.directory import DirectorySource, Source
+from lbroute.kube.client import Api, api_client
+from lbroute.kube.directory import DirectorySource, DirectoryWatcher, Source
+from lbroute.kube.leases import KubeLeaseStore
 from lbroute.kube.reflector import KubernetesSource
 from lbroute.kube.serving import Health, serve, stopped_by_signals
 from nodeagent.agent import Agent
 from nodeagent.kubereport import KubeReporter
+from nodeagent.local.leasedir import DirectoryLeaseStore
+from nodeagent.local.membership import LeaseStore
 from nodeagent.settings import AgentSettings
 from nodeagent.status import Metrics
 
@@ -62,8 +65,12 @@ def run_agent(options: AgentOptions) -> int:
     stop = threading.Event()
     source: Source
     reporter: KubeReporter | None = None
+    store: LeaseStore | None = None
+    kube_store: KubeLeaseStore | None = None
     if options.source_dir is not None:
         source = DirectorySource(options.source_dir)
+        if settings.lease_dir is not None:
+            store = DirectoryLeaseStore(settings.lease_dir, namespace=options.namespace)
     else:
         client = api_client(
             str(options.kubeconfig) if options.kubeconfig else None, context=options.context
@@ -75,14 +82,37 @@ def run_agent(options: AgentOptions) -> int:
             namespace=options.namespace,
             on_dropped_event=metrics.events_dropped.inc,
         )
+        store = kube_store = KubeLeaseStore(Api(client), namespace=options.namespace)
     if options.metrics_port:
         serve(options.metrics_port, metrics, health, options.metrics_address)
     with stopped_by_signals(stop) as asked:
         if reporter is not None:
             reporter.start(on_failure=stop.set)
+        agent = Agent(
+            settings,
+            source,
+            metrics=metrics,
+            health=health,
+            reporter=reporter,
+            lease_store=store,
+            namespace=options.namespace,
+        )
+        watcher = None
+        if agent.local is not None:  # a Lease that changes wakes the local loop at once
+            if kube_store is not None:
+                kube_store.reflector.on_change = agent.local.poke
+            elif settings.lease_dir is not None:
+                watcher = DirectoryWatcher(settings.lease_dir, agent.local.poke, debounce_ms=5)
+                watcher.start()
+        if kube_store is not None:
+            kube_store.start()
         try:
-            Agent(settings, source, metrics=metrics, health=health, reporter=reporter).run(stop)
+            agent.run(stop)
         finally:
+            if watcher is not None:
+                watcher.stop()
+            if kube_store is not None:
+                kube_store.close()
             if reporter is not None:
                 reporter.stop()
     if asked.is_set():

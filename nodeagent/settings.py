@@ -123,6 +123,10 @@ class AgentSettings:
     checks: RouterChecks = field(default_factory=RouterChecks)
     """How often the router is checked."""
     isis_pace: float = 0.25
+    lease_dir: Path | None = None
+    """Manifest-directory mode: the directory whose files are the agents' membership
+    Leases for local addresses (``--lease-dir``; shared by the agents of one host).
+    None: no local addresses in that mode (with the API, the Leases live there)."""
     """Addresses that only IS-IS announces are programmed at most this often (see
     :class:`nodeagent.pacing.Pacer`)."""
 

@@ -65,6 +65,22 @@ class Announced:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LocalHeld:
+    """A local address (``announce: local``) this node holds on its NIC."""
+
+    address: str
+    """With the prefix length of its subnet on the NIC: ``192.0.2.7/24``."""
+    interface: str
+    """The NIC it is on."""
+    group: str = ""
+    """The ServiceGroup of its pool: ``namespace/name``."""
+    services: tuple[str, ...] = ()
+    """The Services that use it: ``namespace/name`` each."""
+    since: str = ""
+    """When this node took it (UTC)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class SessionState:
     """One routing session or adjacency, as the router last reported it."""
 
@@ -90,6 +106,11 @@ class Status:
     last_apply: LastApply = field(default_factory=LastApply)
     announced: list[Announced] = field(default_factory=list)
     sessions: list[SessionState] = field(default_factory=list)
+    local: list[LocalHeld] | None = None
+    """The local addresses this node holds; None (left out of the document): the agent
+    runs no local address loop."""
+    arp: str = ""
+    """What is wrong with ARP strictness for local addresses (kube-ipvs0); empty: fine."""
     problems: list[str] = field(default_factory=list)
     """What is wrong with the objects or on this node, one line each."""
     updated: str = ""
@@ -99,6 +120,10 @@ class Status:
         """The document; the router's message with passwords and keys redacted."""
         data = asdict(self)
         data["last_apply"]["error"] = redact(data["last_apply"]["error"])
+        if data["local"] is None:
+            del data["local"]
+        if not data["arp"]:
+            del data["arp"]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
@@ -110,7 +135,15 @@ class Status:
         data["last_apply"] = LastApply(**data.get("last_apply", {}))
         data["announced"] = [_announced(a) for a in data.get("announced", [])]
         data["sessions"] = [SessionState(**dict(s)) for s in data.get("sessions", [])]
+        if data.get("local") is not None:
+            data["local"] = [_local(h) for h in data["local"]]
         return cls(**data)
+
+
+def _local(entry: Any) -> LocalHeld:
+    fields = dict(entry)
+    fields["services"] = tuple(fields.get("services", ()))
+    return LocalHeld(**fields)
 
 
 def _announced(entry: Any) -> Announced:
@@ -190,6 +223,33 @@ class Metrics:
         self.netlink_errors = Counter(
             "lbroute_netlink_errors",
             "Addresses that could not be added or removed.",
+            registry=self.registry,
+        )
+        self.local_holdings = Gauge(
+            "lbroute_local_holdings",
+            "Local addresses (announce: local) this node holds on its NIC.",
+            registry=self.registry,
+        )
+        self.local_elections = Counter(
+            "lbroute_local_elections",
+            "Elections of local addresses whose outcome changed.",
+            registry=self.registry,
+        )
+        self.local_handovers = Counter(
+            "lbroute_local_handovers",
+            "Local addresses this node took over or released, by direction.",
+            ["direction"],
+            registry=self.registry,
+        )
+        self.local_announcements = Counter(
+            "lbroute_local_announcements",
+            "Gratuitous ARP frames and unsolicited Neighbor Advertisements sent, by kind.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.local_failures = Counter(
+            "lbroute_local_failures",
+            "Steps of the local address loop that failed (retried).",
             registry=self.registry,
         )
         self.events_dropped = Counter(

@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from lbroute.model import api
+from lbroute.model.agentconfig import LocalLease
 from lbroute.model.api import (
     Announce,
     Bfd,
@@ -535,6 +536,49 @@ INVALID = [
      "an interface name"),
     ("agent-local-interface", node_agent({"localInterface": "eth0;"}), "spec.localInterface",
      "an interface name"),
+    ("agent-local-interface-too-long", node_agent({"localInterface": "a" * 16}),
+     "spec.localInterface", "1 to 15 of letters"),
+    ("agent-local-interface-number", node_agent({"localInterface": 7}), "spec.localInterface",
+     "must be a string or a non-empty list of strings: 'default', an interface name"),
+    ("agent-local-interface-empty-list", node_agent({"localInterface": []}),
+     "spec.localInterface", "a non-empty list"),
+    ("agent-local-interface-object", node_agent({"localInterface": {"name": "eth0"}}),
+     "spec.localInterface", "must be a string or a non-empty list"),
+    ("agent-local-interface-duplicate", node_agent({"localInterface": ["eth0", "eth1", "eth0"]}),
+     "spec.localInterface[2]", "'eth0' is listed twice"),
+    ("agent-local-interface-bad-pattern", node_agent({"localInterface": ["eth0", "eth/*"]}),
+     "spec.localInterface[1]", "'eth/*' is not valid; expected 'default', an interface name, "
+     "or an fnmatch pattern such as 'eth*'"),
+    ("agent-local-interface-item-type", node_agent({"localInterface": ["eth0", ["eth1"]]}),
+     "spec.localInterface[1]", "is not valid; expected 'default'"),
+    ("agent-local-lease-renew-over-half",
+     node_agent({"localLease": {"durationSeconds": 4, "renewSeconds": 2.5}}),
+     "spec.localLease.renewSeconds",
+     "2.5 is more than half of durationSeconds 4: one late renewal would make the node look "
+     "dead; expected at most half of durationSeconds"),
+    ("agent-local-lease-renew-over-half-of-default",
+     node_agent({"localLease": {"renewSeconds": 2}}),
+     "spec.localLease.renewSeconds", "more than half of durationSeconds 2"),
+    ("agent-local-lease-duration-low", node_agent({"localLease": {"durationSeconds": 0.5}}),
+     "spec.localLease.durationSeconds", "0.5 is out of range; expected 1 to 300 seconds"),
+    ("agent-local-lease-duration-high", node_agent({"localLease": {"durationSeconds": 301}}),
+     "spec.localLease.durationSeconds", "301 is out of range; expected 1 to 300 seconds"),
+    ("agent-local-lease-renew-low", node_agent({"localLease": {"renewSeconds": 0.05}}),
+     "spec.localLease.renewSeconds", "0.05 is out of range; expected 0.1 to 60 seconds"),
+    ("agent-local-lease-renew-high",
+     node_agent({"localLease": {"durationSeconds": 300, "renewSeconds": 61}}),
+     "spec.localLease.renewSeconds", "61 is out of range; expected 0.1 to 60 seconds"),
+    ("agent-local-lease-huge", node_agent({"localLease": {"durationSeconds": 10**400}}),
+     "spec.localLease.durationSeconds", "a number of seconds from 1 to 300"),
+    ("agent-local-lease-string", node_agent({"localLease": {"durationSeconds": "10s"}}),
+     "spec.localLease.durationSeconds", "a number of seconds from 1 to 300"),
+    ("agent-local-lease-boolean", node_agent({"localLease": {"renewSeconds": True}}),
+     "spec.localLease.renewSeconds", "a number of seconds from 0.1 to 60"),
+    ("agent-local-lease-unknown-key", node_agent({"localLease": {"duration": 10}}),
+     "spec.localLease.duration",
+     "unknown field; valid fields here: durationSeconds, renewSeconds"),
+    ("agent-local-lease-not-object", node_agent({"localLease": 10}), "spec.localLease",
+     "must be an object"),
     ("agent-templates-relative", node_agent({"templatesDir": "templates"}), "spec.templatesDir",
      "an absolute path"),
     ("agent-include-needs-path", node_agent({"mode": "include"}), "spec.includePath",
@@ -970,9 +1014,43 @@ def test_node_agent_defaults() -> None:
     assert (agent.local_asn, agent.interface, agent.local_interface) == (
         64512,
         "kube-lb0",
-        "default",
+        ("default",),
     )
     assert agent.fast_convergence is True
+    assert agent.local_lease == LocalLease(duration=2.0, renew=0.5)
+    assert agent.local_lease.address_lifetime == 1
+
+
+@pytest.mark.parametrize(
+    ("value", "parsed"),
+    [
+        ("default", ("default",)),
+        ("bond0", ("bond0",)),
+        ("eth*", ("eth*",)),
+        (["eth1", "en[ps]*", "default"], ("eth1", "en[ps]*", "default")),
+        (["default"], ("default",)),
+    ],
+)
+def test_node_agent_local_interface_forms(value: Any, parsed: tuple[str, ...]) -> None:
+    assert parse(node_agent({"localInterface": value})).local_interface == parsed
+
+
+@pytest.mark.parametrize(
+    ("lease", "duration", "renew", "lifetime"),
+    [
+        ({"durationSeconds": 10, "renewSeconds": 2}, 10.0, 2.0, 8),
+        ({"durationSeconds": 3}, 3.0, 0.5, 2),
+        ({"renewSeconds": 1}, 2.0, 1.0, 1),
+        ({"durationSeconds": 300, "renewSeconds": 60}, 300.0, 60.0, 240),
+        ({}, 2.0, 0.5, 1),
+    ],
+)
+def test_node_agent_local_lease(
+    lease: dict[str, Any], duration: float, renew: float, lifetime: int
+) -> None:
+    agent = parse(node_agent({"localLease": lease}))
+    assert (agent.local_lease.duration, agent.local_lease.renew) == (duration, renew)
+    assert agent.local_lease.address_lifetime == lifetime
 
 
 def test_node_agent_with_every_field() -> None:
@@ -986,6 +1064,7 @@ def test_node_agent_with_every_field() -> None:
                 "localASN": 65001,
                 "interface": "lb0",
                 "localInterface": "eth1",
+                "localLease": {"durationSeconds": 10, "renewSeconds": 2},
                 "templatesDir": "/etc/lbroute/templates",
                 "fastConvergence": False,
                 "configPath": "/etc/frr/frr.conf",
@@ -996,7 +1075,8 @@ def test_node_agent_with_every_field() -> None:
         )
     )
     assert (agent.router, agent.mode, agent.router_id) == (Router.FRR, Mode.INCLUDE, V4("10.0.0.1"))
-    assert (agent.local_asn, agent.interface, agent.local_interface) == (65001, "lb0", "eth1")
+    assert (agent.local_asn, agent.interface, agent.local_interface) == (65001, "lb0", ("eth1",))
+    assert agent.local_lease == LocalLease(duration=10.0, renew=2.0)
     assert agent.templates_dir == "/etc/lbroute/templates"
     assert agent.fast_convergence is False
     assert agent.include_path == "/etc/bird/lbroute.conf"
@@ -1144,6 +1224,53 @@ def test_duplicate_object_keeps_the_first() -> None:
         ("Peer lbroute/tor", "metadata.name", Severity.ERROR),
     ]
     assert all("more than once" in p.message for p in model.problems)
+
+
+def test_a_duplicate_secret_or_node_is_an_error_and_the_first_is_used() -> None:
+    """Not the last one silently: a Secret or Node written twice is reported, as a
+    ServiceGroup or Peer is, and the first copy counts; the other objects still load."""
+    first_pw, second_pw = "first-pw7", "second-pw7"
+    objects = [
+        node("n1", addresses=[{"type": "InternalIP", "address": "10.0.0.1"}]),
+        secret(string_data={"password": first_pw}),
+        peer({"bgp": {**BGP, "passwordSecretRef": {"name": "bgp-auth"}}}),
+        service_group(pools({"cidr": "192.0.2.0/24"})),
+        secret(string_data={"password": second_pw}),
+        secret(string_data={"password": "other-ns"}, namespace="other"),
+        node("n1", addresses=[{"type": "InternalIP", "address": "10.0.0.2"}]),
+    ]
+    places = {id(o): f"f.yaml:{n + 1}" for n, o in enumerate(objects)}
+    model = api.load(objects, where=lambda o: places.get(id(o)))
+
+    assert names(model) == {"groups": ["web"], "peers": ["tor"], "agents": [], "nodes": ["n1"]}
+    (n1,) = model.nodes
+    assert str(n1.addresses[0]) == "10.0.0.1"
+    (tor,) = model.peers
+    assert tor.bgp is not None and tor.bgp.password is not None
+    assert tor.bgp.password.reveal() == first_pw
+    assert [(str(p.ref), p.path, p.severity, p.message) for p in model.problems] == [
+        (
+            "Secret lbroute/bgp-auth",
+            "metadata.name",
+            Severity.ERROR,
+            "appears more than once (in f.yaml:2 and again in f.yaml:5); the first one is "
+            "used: each Secret in namespace 'lbroute' needs a name of its own, so remove one "
+            "copy or rename it",
+        ),
+        (
+            "Node n1",
+            "metadata.name",
+            Severity.ERROR,
+            "appears more than once (in f.yaml:1 and again in f.yaml:7); the first one is "
+            "used: each Node needs a name of its own, so remove one copy or rename it",
+        ),
+    ]
+    # Without places (the agent's objects), the message still names the object.
+    (_, again) = api.load(objects).problems
+    assert str(again) == (
+        "error: Node n1: metadata.name: appears more than once; the first one is used: each "
+        "Node needs a name of its own, so remove one copy or rename it"
+    )
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ group, and its import contract keeps the command modules from importing each oth
 from __future__ import annotations
 
 import importlib
+import json
 import pkgutil
 import subprocess
 import sys
@@ -449,3 +450,170 @@ def test_every_command_module_is_in_the_group_and_its_contract() -> None:
     assert modules == top
     expected = {"render", "validate", "agent", "allocator", "status", "allocate", "demo"}
     assert set(main.commands) == expected
+
+
+# -- local addresses (announce local) ------------------------------------------------------
+
+LAN = """\
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: lan, namespace: lbroute}
+spec:
+  announce: local
+  pools:
+    - {range: 10.0.0.200-10.0.0.220, subnet: 10.0.0.0/24}
+    - {cidr: "2001:db8:5::/120"}
+"""
+FAR = """\
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: far, namespace: lbroute}
+spec:
+  announce: local
+  pools: [{cidr: 203.0.113.0/28, subnet: 203.0.113.0/24}]
+"""
+RACK_B = """\
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {name: rack-b, namespace: lbroute}
+spec:
+  announce: local
+  nodeSelector: {matchLabels: {rack: b}}
+  pools: [{range: 198.51.100.10-198.51.100.20}]
+"""
+AGENT = """\
+apiVersion: lbroute.io/v1alpha1
+kind: NodeAgent
+metadata: {name: agent, namespace: lbroute}
+spec:
+  localInterface: [bond0, "eth*", default]
+"""
+
+
+def test_render_lists_the_local_pools_the_node_can_serve(tmp_path: Path) -> None:
+    result = run("render", "-f", manifests(tmp_path, *VALID, LAN, FAR, AGENT), "--node", "n1")
+    assert result.exit_code == 0, result.output
+    err = result.stderr
+    assert (
+        "local addresses (announce local) on node n1: one elected node holds each address on "
+        "its NIC (localInterface: bond0, eth*, default) and answers ARP/NDP for it" in err
+    )
+    assert (
+        "  ServiceGroup lbroute/lan pool 10.0.0.200-10.0.0.220: can serve (InternalIP "
+        "10.0.0.1 is in subnet 10.0.0.0/24)" in err
+    )
+    assert (
+        "  ServiceGroup lbroute/lan pool 2001:db8:5::/120: needs the node's NIC to tell (the "
+        "pool sets no subnet; the agent checks the node's interfaces)" in err
+    )
+    assert (
+        "  ServiceGroup lbroute/far pool 203.0.113.0/28: cannot serve (no InternalIP of n1 is "
+        "in subnet 203.0.113.0/24" in err
+    )
+    assert (
+        "warning: ServiceGroup lbroute/far: spec.pools[0].subnet: 203.0.113.0/24 holds no "
+        "InternalIP of the nodes the group selects (n1)" in err
+    )
+    # Local addresses are answered on the NIC, never routed: not in the configuration.
+    out = result.stdout
+    assert "192.0.2.0/24{24,32}" in out
+    assert "10.0.0.200" not in out and "2001:db8:5::" not in out and "203.0.113" not in out
+
+
+def test_validate_says_what_happens_to_local_groups(tmp_path: Path) -> None:
+    path = manifests(tmp_path, *VALID, LAN, RACK_B)
+    result = run("validate", "-f", path, "--node", "n1")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("OK: bird accepts the managed configuration for node n1")
+    assert lines[1].startswith("local addresses (announce local) on node n1: ")
+    assert "(localInterface: default)" in lines[1]
+    assert "ServiceGroup lbroute/lan pool 10.0.0.200-10.0.0.220: can serve" in lines[2]
+    assert "ServiceGroup lbroute/lan pool 2001:db8:5::/120: needs the node's NIC" in lines[3]
+    assert lines[4] == "  ServiceGroup lbroute/rack-b: its nodeSelector leaves node n1 out"
+    assert (
+        "warning: ServiceGroup lbroute/rack-b: spec.nodeSelector: selects none of the Nodes "
+        "given (n1): no node can hold its local addresses, so they are unreachable" in result.stderr
+    )
+
+
+def test_node_outside_every_local_group_is_told_so(tmp_path: Path) -> None:
+    result = run("validate", "-f", manifests(tmp_path, *VALID, RACK_B), "--node", "n1")
+    assert result.exit_code == 0, result.output
+    assert "  no local ServiceGroup selects node n1\n" in result.stdout
+
+
+def test_local_group_with_an_aggregation_is_an_error(tmp_path: Path) -> None:
+    bad = LAN.replace("subnet: 10.0.0.0/24}", "subnet: 10.0.0.0/24, aggregation: /25}")
+    result = run("render", "-f", manifests(tmp_path, *VALID, bad), "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert (
+        "error: ServiceGroup lbroute/lan: spec.pools[0].aggregation: '/25' is for announce "
+        "routed only: a local address goes on the node's NIC with the prefix length of the "
+        "NIC's subnet" in result.stderr
+    )
+    assert "set it to 'default'" in result.stderr
+
+
+def test_routing_settings_of_a_local_group_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    lan = LAN + "  protocols: [bgp]\n  bgp: {communities: ['64512:7']}\n"
+    result = run("render", "-f", manifests(tmp_path, *VALID, lan), "--node", "n1")
+    assert result.exit_code == 0, result.output
+    for field in ("protocols", "bgp"):
+        assert (
+            f"warning: ServiceGroup lbroute/lan: spec.{field}: is ignored with announce local: "
+            "local addresses are answered by ARP/NDP from the elected node's NIC" in result.stderr
+        )
+    assert "64512:7" not in result.stdout and "(64512, 7)" not in result.stdout
+
+
+# -- status: local addresses ---------------------------------------------------------------
+
+
+def _status_doc(tmp_path: Path, local: object | None) -> Path:
+    from nodeagent.status import Announced, Status
+
+    doc = json.loads(
+        Status(
+            node="n1",
+            router="bird",
+            mode="managed",
+            announced=[Announced(address="192.0.2.10/24", group="lbroute/web")],
+            updated="2026-12-06T01:00:00Z",
+        ).to_json()
+    )
+    if local is not None:
+        doc["local"] = local
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+def test_status_shows_the_local_addresses_the_node_holds(tmp_path: Path) -> None:
+    local = [
+        {"address": "10.0.0.200/24", "interface": "eth0", "group": "lbroute/lan",
+         "services": ["default/web", "default/web-udp"], "since": "2026-12-06T00:59:58Z"},
+        {"address": "fd00::200/64", "interface": "bond0", "group": "lbroute/lan",
+         "services": ["default/web\n  fake line"]},
+    ]  # fmt: skip
+    result = run("status", "--status-file", _status_doc(tmp_path, local))
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    at = lines.index("local addresses held (2):")
+    assert lines[at + 1].split() == [
+        "10.0.0.200/24", "eth0", "lbroute/lan", "default/web,", "default/web-udp", "since",
+        "2026-12-06T00:59:58Z",
+    ]  # fmt: skip
+    assert lines[at + 2].split()[:3] == ["fd00::200/64", "bond0", "lbroute/lan"]
+    assert "\\n" in lines[at + 2], "a tenant's name cannot fake a line"
+    assert len(lines) == at + 3 or not lines[at + 3].startswith("  fake")
+
+
+def test_status_without_local_addresses_prints_as_before(tmp_path: Path) -> None:
+    result = run("status", "--status-file", _status_doc(tmp_path, None))
+    assert result.exit_code == 0, result.output
+    assert "local addresses" not in result.stdout
+    assert "192.0.2.10/24" in result.stdout
+    empty = run("status", "--status-file", _status_doc(tmp_path, []))
+    assert "local addresses held (0):" in empty.stdout

@@ -236,3 +236,24 @@ def test_address_outside_pools_is_reported() -> None:
         "warning: Service default/s: status.loadBalancer.ingress: 100.64.0.1 is in no pool of "
         "a valid ServiceGroup; it is not announced"
     ]
+
+
+LAN_V4 = {"cidr": "198.51.100.128/25", "subnet": "198.51.100.0/24"}
+
+
+def test_local_groups_never_go_on_kube_lb0() -> None:
+    """A ServiceGroup with announce local is answered from one node's NIC (nodeagent.local):
+    none of its addresses is on kube-lb0, with ETP Cluster or Local, on any node, even
+    when an address is shared with a Service of that group."""
+    objects = [
+        *BASE,
+        group("lan", [LAN_V4, {"cidr": "2001:db8:1::/64"}], announce="local"),
+        service("lan-cluster", "198.51.100.130", "2001:db8:1::5"),
+        service("lan-local", "198.51.100.131", etp="Local"),
+        endpoints("lan-local", "node-a", "node-b"),
+        service("routed", "192.0.2.7"),
+    ]
+    for name in ("node-a", "node-b"):
+        state = state_of(objects, name)
+        assert [str(a.interface) for a in state.announcements] == ["192.0.2.7/24"]
+        assert state.problems == (), "a local address is in a pool: nothing to report"

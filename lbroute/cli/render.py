@@ -4,6 +4,11 @@ Both load the manifests, check them, and render the node's BIRD or FRR configura
 (renderer); validate then hands the text to the router's own parser
 (nodeagent.routers.check_config). Invalid objects and unreadable files are reported on
 stderr and left out, the rest still renders, and the exit code is 1.
+
+ServiceGroups with ``announce: local`` are in no router configuration: both commands
+list, for the node, which local pools it can serve as far as the manifests tell
+(renderer.view.local; render on stderr, so that stdout stays the configuration), and
+warn about local groups no node given can serve.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from lbroute.model.manifests import read_manifests
 from renderer.render import render_view
 from renderer.templating import load_template_set
 from renderer.view import NodeView, build_view, select_agent
+from renderer.view.local import LocalView, local_problems, local_view
 
 render_options = stacked(
     filename_option("YAML file or directory of manifests (repeatable)."),
@@ -48,8 +54,9 @@ def load_and_render(
     mode: str | None,
     templates_dir: Path | None,
     router_id: str | None,
-) -> tuple[NodeView, str, int]:
-    """Load, check and render; returns the view, the text and the number of errors."""
+) -> tuple[NodeView, LocalView, str, int]:
+    """Load, check and render; returns the view, the node's local pools, the text and
+    the number of errors."""
     rid = None
     if router_id is not None:
         try:
@@ -62,7 +69,7 @@ def load_and_render(
     for error in manifests.errors:
         click.echo(f"error: {error}", err=True)
     try:
-        model = api.load(manifests.objects)
+        model = api.load(manifests.objects, where=manifests.where)
         view = build_view(
             model,
             api.Router(router) if router else None,
@@ -75,10 +82,12 @@ def load_and_render(
             agent_dir = _agent_templates(model, node)
             user_dir = Path(agent_dir) if agent_dir else None
         text = render_view(view, load_template_set(view.router, user_dir))
+        local = local_view(model, node)
     except LbrouteError as exc:
         fail(str(exc))
-    errors = len(manifests.errors) + report((*model.problems, *view.problems))
-    return view, text, errors
+    problems = (*model.problems, *view.problems, *local_problems(model))
+    errors = len(manifests.errors) + report(problems)
+    return view, local, text, errors
 
 
 def _agent_templates(model: api.Model, node: str) -> str | None:
@@ -95,7 +104,9 @@ def render(**kwargs: Any) -> None:
     Invalid objects and files that cannot be read are reported on stderr and left
     out; the rest still renders. Exits 1 when any was.
     """
-    _view, text, errors = load_and_render(**kwargs)
+    _view, local, text, errors = load_and_render(**kwargs)
+    for line in local.lines():
+        click.echo(line, err=True)
     click.echo(text, nl=False)
     if errors:
         sys.exit(1)
@@ -111,7 +122,7 @@ def validate(**kwargs: Any) -> None:
     """
     from nodeagent.routers import check_config
 
-    view, text, errors = load_and_render(**kwargs)
+    view, local, text, errors = load_and_render(**kwargs)
     try:
         result = check_config(view.router, text, view.mode)
     except LbrouteError as exc:
@@ -122,6 +133,8 @@ def validate(**kwargs: Any) -> None:
         f"OK: {view.router} accepts the {view.mode} configuration for node {view.node} "
         f"({len(view.groups)} ServiceGroups, {len(view.bgp)} BGP neighbors)"
     )
+    for line in local.lines():
+        click.echo(line)
     if errors:
         sys.exit(1)
 

@@ -84,6 +84,12 @@ from lbroute.model import api
     "BIRD with birdc configure).",
 )
 @templates_option("Templates directory overriding the built-in ones (watched).")
+@click.option(
+    "--lease-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="With --source: the directory the agents of this host share for their "
+    "membership Leases (announce: local needs it; created if missing).",
+)
 @default_class_option("announce")
 @status_file_option
 @serving_options(9473)
@@ -102,6 +108,7 @@ def agent(
     allow_paths: tuple[Path, ...],
     allow_reload_commands: tuple[tuple[str, ...], ...],
     templates_dir: Path | None,
+    lease_dir: Path | None,
     default_class: bool,
     status_file: Path,
     metrics_port: int,
@@ -117,6 +124,10 @@ def agent(
         raise click.UsageError("give either --source DIR or --kubernetes")
     if source_dir is not None and not source_dir.is_dir():
         raise click.BadParameter(f"{source_dir} is not a directory", param_hint="--source")
+    if lease_dir is not None and source_dir is None:
+        raise click.UsageError(
+            "--lease-dir is for --source: with --kubernetes the Leases live in the API"
+        )
     settings = AgentSettings(
         node=node,
         overrides=RouterOverrides(
@@ -133,6 +144,7 @@ def agent(
         ),
         default_class=default_class,
         status_file=status_file,
+        lease_dir=lease_dir,
     )
     options = AgentOptions(
         settings=settings,

@@ -3,11 +3,20 @@
 Reads the status document the agent writes (nodeagent.status) and prints it as a table,
 or as the document itself with ``--json``. Service names in it are a tenant's text:
 they are printed escaped, so one cannot fake a line of the table.
+
+The local addresses the node holds (ServiceGroups with ``announce: local``) are the
+document's ``local`` list, one object per address with ``address`` (with the subnet's
+prefix length), ``interface``, ``group``, ``services`` and ``since``, the names of the
+NodeState's ``status.local``. They are read from the JSON as it is, so that a document
+without the list (an agent from before local addresses) prints as before.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -24,7 +33,12 @@ def status(status_file: Path, as_json: bool) -> None:
     from nodeagent.status import Status
 
     try:
-        doc = Status.from_json(status_file.read_text(encoding="utf-8"))
+        text = status_file.read_text(encoding="utf-8")
+        raw = json.loads(text)
+        local = _local(raw)
+        if local is not None and "local" not in {f.name for f in dataclasses.fields(Status)}:
+            text = json.dumps({k: v for k, v in raw.items() if k != "local"})
+        doc = Status.from_json(text)
     except FileNotFoundError:
         fail(f"{status_file} not found: is the agent running on this node?")
     except (OSError, ValueError, TypeError) as exc:
@@ -45,6 +59,10 @@ def status(status_file: Path, as_json: bool) -> None:
     for a in doc.announced:
         services = ", ".join(escape(s) for s in a.services)
         click.echo(f"  {a.address:<44} {escape(a.group):<28} {services}")
+    if local is not None:
+        click.echo(f"\nlocal addresses held ({len(local)}):")
+        for entry in local:
+            click.echo("  " + _local_line(entry))
     click.echo(f"\nsessions ({len(doc.sessions)}):")
     for s in doc.sessions:
         click.echo(f"  {s.protocol:<6} {s.name:<32} {s.state:<14} {s.since}")
@@ -52,6 +70,31 @@ def status(status_file: Path, as_json: bool) -> None:
         click.echo(f"\nproblems ({len(doc.problems)}):")
         for p in doc.problems:
             click.echo(f"  {p}")
+
+
+def _local(doc: Any) -> list[dict[str, Any]] | None:
+    """The document's ``local`` list (None when it has none), entries that are no object
+    left out."""
+    found = doc.get("local") if isinstance(doc, dict) else None
+    if not isinstance(found, list):
+        return None
+    return [e for e in found if isinstance(e, dict)]
+
+
+def _text(value: Any) -> str:
+    return escape(value) if isinstance(value, str) and value else "-"
+
+
+def _local_line(entry: dict[str, Any]) -> str:
+    services = entry.get("services")
+    names = (
+        [escape(s) for s in services if isinstance(s, str)] if isinstance(services, list) else []
+    )
+    since = f" since {_text(entry.get('since'))}" if entry.get("since") else ""
+    return (
+        f"{_text(entry.get('address')):<44} {_text(entry.get('interface')):<16} "
+        f"{_text(entry.get('group')):<28} {', '.join(names) or '-'}{since}"
+    )
 
 
 COMMANDS = (status,)

@@ -41,6 +41,33 @@ DEFAULT_LOCAL_ASN = 64512
 PATH_RE = re.compile(r"/[A-Za-z0-9_.\-/]{0,255}")
 PATH_VALID = "an absolute path of letters, digits, '_', '.', '-' and '/'"
 
+LOCAL_INTERFACE_RE = re.compile(r"[A-Za-z0-9_.\-*?\[\]]{1,15}")
+LOCAL_INTERFACE_VALID = (
+    "'default', an interface name, or an fnmatch pattern such as 'eth*' (1 to 15 of "
+    "letters, digits, '_', '.', '-', '*', '?', '[', ']')"
+)
+
+
+@dataclass(frozen=True)
+class LocalLease:
+    """How often each agent renews its membership Lease, and how long it lasts.
+
+    An agent whose Lease is older than ``duration`` seconds is dead to the others'
+    elections; local addresses are given a valid lifetime of
+    ``max(1, floor(duration - renew))`` seconds, renewed with the Lease, so a dead
+    agent's addresses leave its NIC by themselves about that long after its last
+    renewal. Every agent writes its Lease ``1 / renew`` times a second and every agent
+    watches all of them: N agents cost N/renew writes and N*N/renew watch events a
+    second on the API server.
+    """
+
+    duration: float = 2.0
+    renew: float = 0.5
+
+    @property
+    def address_lifetime(self) -> int:
+        return max(1, int(self.duration - self.renew))
+
 
 @dataclass(frozen=True, kw_only=True)
 class NodeAgent:
@@ -52,8 +79,10 @@ class NodeAgent:
     local_asn: int = DEFAULT_LOCAL_ASN
     interface: str = DEFAULT_INTERFACE
     """The dummy interface that carries Service addresses."""
-    local_interface: str = "default"
-    """NIC for local announcements; ``default`` = the one holding the default route."""
+    local_interface: tuple[str, ...] = ("default",)
+    """NICs for local announcements, in order of preference: ``default`` (the one
+    holding the family's default route), names and fnmatch patterns."""
+    local_lease: LocalLease = LocalLease()
     templates_dir: str | None = None
     fast_convergence: bool = True
     config_path: str | None = None
@@ -79,6 +108,68 @@ def _path(spec: Reader, key: str) -> str | None:
     return value
 
 
+def _local_interface(spec: Reader) -> tuple[str, ...]:
+    """``localInterface``: one entry as a string, or an ordered list of them."""
+    value = spec.raw("localInterface")
+    if value is None:
+        return ("default",)
+    if isinstance(value, str):
+        spec.str_("localInterface", pattern=LOCAL_INTERFACE_RE, valid=LOCAL_INTERFACE_VALID)
+        return (value,)
+    if not isinstance(value, list) or not value:
+        spec.error(
+            "localInterface",
+            f"must be a string or a non-empty list of strings: {LOCAL_INTERFACE_VALID}",
+        )
+        return ("default",)
+    entries: list[str] = []
+    for i, item, _ in spec.items("localInterface"):
+        if not isinstance(item, str) or not LOCAL_INTERFACE_RE.fullmatch(item):
+            spec.item_error(
+                "localInterface", i, f"{quote(item)} is not valid; expected {LOCAL_INTERFACE_VALID}"
+            )
+        elif item in entries:
+            spec.item_error("localInterface", i, f"{quote(item)} is listed twice")
+        else:
+            entries.append(item)
+    return tuple(entries) or ("default",)
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("")
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: out of range all the same
+        raise ValueError("") from None
+
+
+def _local_lease(spec: Reader) -> LocalLease:
+    if spec.raw("localLease") is None:
+        return LocalLease()
+    lease = spec.child("localLease")
+    lease.unknown({"durationSeconds", "renewSeconds"})
+    default = LocalLease()
+    duration = lease.convert("durationSeconds", _seconds, "a number of seconds from 1 to 300")
+    renew = lease.convert("renewSeconds", _seconds, "a number of seconds from 0.1 to 60")
+    duration = default.duration if duration is None else duration
+    renew = default.renew if renew is None else renew
+    if not 1 <= duration <= 300:
+        lease.error("durationSeconds", f"{duration:g} is out of range; expected 1 to 300 seconds")
+        return default
+    if not 0.1 <= renew <= 60:
+        lease.error("renewSeconds", f"{renew:g} is out of range; expected 0.1 to 60 seconds")
+        return default
+    if renew * 2 > duration:
+        lease.error(
+            "renewSeconds",
+            f"{renew:g} is more than half of durationSeconds {duration:g}: one late renewal "
+            "would make the node look dead; expected at most half of durationSeconds",
+        )
+        return default
+    return LocalLease(duration=duration, renew=renew)
+
+
 def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     ref, _meta, spec = envelope(obj, NODE_AGENT)
     spec.unknown(
@@ -90,6 +181,7 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
             "localASN",
             "interface",
             "localInterface",
+            "localLease",
             "templatesDir",
             "fastConvergence",
             "configPath",
@@ -100,13 +192,13 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
     )
     router_id = spec.convert("routerID", _ipv4, "an IPv4 address such as 10.0.0.1")
     mode = spec.choice("mode", choices(Mode), default=Mode.MANAGED) or Mode.MANAGED
-    local_interface = spec.raw("localInterface")
-    if local_interface != "default":
-        local_interface = spec.interface("localInterface")
+    local_interface = _local_interface(spec)
+    local_lease = _local_lease(spec)
     reload_command: list[str] = []
     for i, item, _ in spec.items("reloadCommand"):
         if not isinstance(item, str) or not re.fullmatch(r"[A-Za-z0-9_.,:=@%+/\-]{1,255}", item):
-            spec.child("reloadCommand").error(
+            spec.item_error(
+                "reloadCommand",
                 i,
                 f"{quote(item)} is not valid; expected one argument of letters, digits, _.,:=@%+/-",
             )
@@ -123,7 +215,8 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
         router_id=router_id,
         local_asn=spec.int_("localASN", 1, 4294967295) or DEFAULT_LOCAL_ASN,
         interface=spec.interface("interface") or DEFAULT_INTERFACE,
-        local_interface=local_interface or "default",
+        local_interface=local_interface,
+        local_lease=local_lease,
         templates_dir=_path(spec, "templatesDir"),
         fast_convergence=spec.bool_("fastConvergence", True),
         config_path=_path(spec, "configPath"),

@@ -94,6 +94,10 @@ class Reader:
     def error(self, key: str | int, message: str) -> None:
         self._add(Severity.ERROR, key, message)
 
+    def item_error(self, key: str, index: int, message: str) -> None:
+        """A problem with element ``index`` of the list field ``key``."""
+        Reader(None, self.ref, self.at(key), self.problems).error(index, message)
+
     def warning(self, key: str | int, message: str) -> None:
         self._add(Severity.WARNING, key, message)
 

@@ -41,7 +41,7 @@ from lbroute.model.common import (
     raise_if_failed,
     selector,
 )
-from lbroute.model.errors import ObjectRef, quote
+from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, IPNetwork, Reader, parse_ip, parse_network
 from lbroute.model.vocabulary import SERVICE_GROUP
 
@@ -445,5 +445,55 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
         isis=isis,
         rip=rip,
     )
+    if group.announce is Announce.LOCAL:
+        _check_local_pools(spec)
     raise_if_failed(spec)
     return group
+
+
+_LOCAL_AGGREGATION = (
+    "is for announce routed only: a local address goes on the node's NIC with the prefix "
+    "length of the NIC's subnet and is answered by ARP/NDP, nothing is aggregated; remove "
+    "aggregation or set it to 'default'"
+)
+
+
+def _check_local_pools(spec: Reader) -> None:
+    """``announce: local`` with a pool ``aggregation`` other than ``default`` is an error."""
+    for _i, item, path in spec.items("pools"):
+        if not isinstance(item, Mapping):
+            continue
+        value = item.get("aggregation")
+        if value is not None and value != "default":
+            spec.item_reader(item, path).error(
+                "aggregation", f"{quote(value)} {_LOCAL_AGGREGATION}"
+            )
+
+
+def local_problems(group: ServiceGroup) -> tuple[Problem, ...]:
+    """Warnings about a local group's settings that only routing uses (they are ignored):
+    ``protocols`` and the per-protocol route attributes. None for a routed group."""
+    if group.announce is not Announce.LOCAL:
+        return ()
+    unused = [
+        name
+        for name, set_ in (
+            ("protocols", group.protocols is not None),
+            ("bgp", group.bgp != BgpPolicy()),
+            ("ospf", group.ospf != OspfPolicy()),
+            ("isis", group.isis != IsisPolicy()),
+            ("rip", group.rip != RipPolicy()),
+        )
+        if set_
+    ]
+    return tuple(
+        Problem(
+            severity=Severity.WARNING,
+            ref=group.ref,
+            path=f"spec.{name}",
+            message="is ignored with announce local: local addresses are answered by ARP/NDP "
+            "from the elected node's NIC, no routing protocol announces them; remove it, or "
+            "set announce: routed",
+        )
+        for name in unused
+    )

@@ -11,6 +11,10 @@ on every node, from what every node publishes::
     election     pure: per address, the candidates (alive, selected, on the subnet, a
                  ready endpoint for ETP Local) and the holder (the current claimant
                  keeps it, else the highest rendezvous weight)
+    plan         pure: the loop's inputs from the objects, where won addresses go
+    addresses    lbroute's local addresses on the NIC: reconcile, renew, announce
+    runner       the loop, in a thread of the agent's: publish, read, elect, reconcile;
+                 the safety rules (start, outage, stop) are in its docstring
 
 The Kubernetes store of the same Leases is :mod:`lbroute.kube.leases`. The election is
 per address, so Services sharing an IP move together and the IPv4 and IPv6 addresses of

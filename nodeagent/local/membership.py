@@ -316,6 +316,9 @@ class Members:
         self._seen: dict[str, _Seen] = {}
         self._failing = False
         self._unreadable = False
+        self.readable = False
+        """The last :meth:`members` read the Leases (False: the store failed, or has
+        not read them yet)."""
 
     @property
     def name(self) -> str:
@@ -358,6 +361,7 @@ class Members:
             seen = None
         else:
             self._unreadable = False
+        self.readable = seen is not None
         found: dict[str, Membership] = {}
         if seen is not None:
             leases, problems = seen
