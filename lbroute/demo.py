@@ -3,11 +3,15 @@
 Two nodes (node-a runs BIRD, node-b runs FRR) each run the node agent; an upstream
 FRR router on the same link learns what they announce. The demo adds the example
 Services, prints the upstream router's view (prefix, the protocol that carried it,
-next hops), removes a Service to show the withdrawal, and cleans everything up.
+next hops), removes a Service to show the withdrawal, shows a local ServiceGroup
+(an address on the nodes' own link, held by one node, seen in the upstream's ARP
+table, handed over when that node's agent stops) and cleans
+everything up.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import tempfile
@@ -18,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from lbroute.lab import Lab, NodeSpec, run
+from lbroute.lab import UPSTREAM_V4, Lab, NodeSpec, run
 
 NODES = [
     NodeSpec(name="node-a", router="bird", v4="10.0.0.11", v6="fd00::11"),
@@ -38,6 +42,26 @@ EXPECTED = {
 }
 """Prefix -> the protocol that carries it and the nodes behind its next hops (ECMP
 where there are two)."""
+LOCAL = "10.0.0.50"
+"""The local Service's address, on the nodes' own link (10.0.0.0/24)."""
+LOCAL_OBJECTS = f"""\
+# A local ServiceGroup: its addresses come from the nodes' own link, so no router
+# carries them. One node, elected through a Lease, puts the address on its eth0 and
+# answers ARP for it; when its agent stops, another takes over (gratuitous ARP).
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {{name: lan, namespace: lbroute}}
+spec:
+  announce: local
+  pools: [{{range: 10.0.0.50-10.0.0.59}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: lan-1, namespace: default}}
+spec: {{type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}}
+status: {{loadBalancer: {{ingress: [{{ip: {LOCAL}}}]}}}}
+"""
+"""Added last (not in examples/lab, whose copies run in tests without --lease-dir)."""
 
 
 def _interrupt(*_: Any) -> None:
@@ -50,13 +74,15 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="lbroute-demo-"))
     source = workdir / "manifests"
     source.mkdir()
+    leases = workdir / "leases"  # shared by the agents, as on one host
+    leases.mkdir()
     shutil.copy(example / "cluster.yaml", source / "cluster.yaml")
     lab = Lab(workdir=workdir / "lab", nodes=NODES, upstream_router="frr", tag="demo")
     try:
         say("== Building the lab: node-a (BIRD) and node-b (FRR) on one link with an upstream FRR")
         lab.start()
         for spec in NODES:
-            lab.start_agent(spec.name, source)
+            lab.start_agent(spec.name, source, "--lease-dir", str(leases))
         say("== Agents started on the example cluster (ServiceGroups, Peers, NodeAgents, Nodes)")
         lab.wait_for(lambda: _sessions_up(lab), timeout=60)
         say("   BGP sessions established from both nodes\n")
@@ -78,13 +104,16 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
 
         say("== lbroute status on node-a")
         say(_status_text(lab, "node-a"))
+
+        _show_local(lab, source, leases, say)
         return 0
     except TimeoutError as exc:
         say(f"demo failed: {exc}")
         for spec in NODES:
             log = lab.members[spec.name].agent_log if spec.name in lab.members else None
             if log is not None and log.exists():
-                say(f"--- agent log of {spec.name}:\n{log.read_text()[-2000:]}")
+                lines = [line for line in log.read_text().splitlines() if "watchfiles" not in line]
+                say(f"--- agent log of {spec.name}:\n" + "\n".join(lines[-25:]))
         return 1
     except KeyboardInterrupt:
         say("interrupted")
@@ -93,6 +122,77 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
         say("== Cleaning up: stopping agents and routers, deleting namespaces")
         lab.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _show_local(lab: Lab, source: Path, leases: Path, say: Callable[[str], None]) -> None:
+    """The local ServiceGroup: who holds LOCAL, the upstream's ARP entry, a handover."""
+    say(f"== Adding a local ServiceGroup (announce: local) and Service default/lan-1 "
+        f"at {LOCAL}, on the nodes' own link")  # fmt: skip
+    for member in lab.members.values():  # localInterface "default": its route's link
+        member.ns.ip("route", "add", "default", "via", UPSTREAM_V4, "dev", "eth0")
+    started = time.monotonic()
+    (source / "local.yaml").write_text(LOCAL_OBJECTS, encoding="utf-8")
+    holder = lab.wait_for(lambda: _holder(lab), timeout=30)
+    say(f"   {holder} holds {LOCAL} on its eth0 after {time.monotonic() - started:.1f} s "
+        f"(the other node does not)")  # fmt: skip
+    entry = next((e for e in lab.status(holder).get("local", []) if
+                  str(e.get("address", "")).startswith(f"{LOCAL}/")), None)  # fmt: skip
+    if entry is not None:
+        say(
+            f"   lbroute status on {holder}: {entry['address']} on {entry['interface']}, "
+            f"group {entry['group']}, services {', '.join(entry['services'])}"
+        )
+    assert lab.upstream is not None
+    lab.upstream.exec("ping", "-n", "-c", "1", "-W", "1", LOCAL, check=False)
+    say(f"   upstream (the client) after a ping: {_neighbour_line(lab)}  "
+        f"= {holder}'s eth0 {_mac(lab, holder)}")  # fmt: skip
+
+    say(f"\n== Stopping the agent on {holder} (SIGTERM): it hands {LOCAL} over")
+    agent = lab.members[holder].agent
+    assert agent is not None
+    started = time.monotonic()
+    agent.send_signal(signal.SIGTERM)
+    new = lab.wait_for(lambda: _holder(lab, other_than=holder), timeout=10)
+    took = time.monotonic() - started
+    mac = _mac(lab, new)
+    lab.wait_for(lambda: mac in _neighbour_line(lab), timeout=5)
+    moved = time.monotonic() - started
+    say(
+        f"   {new} holds {LOCAL} after {took:.2f} s; the upstream's entry moved to "
+        f"{new}'s MAC after {moved:.2f} s (gratuitous ARP, no ping needed):"
+    )
+    say(f"   {_neighbour_line(lab)}")
+    lab.stop_agent(holder)
+    lab.start_agent(holder, source, "--lease-dir", str(leases))
+    time.sleep(2)  # its agent is back and elects too: the address stays where it is
+    say(f"   the agent on {holder} started again; 2 s later {LOCAL} is on "
+        f"{_holder(lab) or 'no single node'}")  # fmt: skip
+
+
+def _holder(lab: Lab, other_than: str | None = None) -> str | None:
+    """The one node with LOCAL on its eth0 (None while none or both have it, or while
+    it is ``other_than``)."""
+    found = [
+        name
+        for name, member in lab.members.items()
+        if any(
+            info.get("local") == LOCAL
+            for link in json.loads(member.ns.ip("-j", "addr", "show", "dev", "eth0") or "[]")
+            for info in link.get("addr_info", [])
+        )
+    ]
+    return found[0] if len(found) == 1 and found[0] != other_than else None
+
+
+def _mac(lab: Lab, node: str) -> str:
+    links = json.loads(lab.members[node].ns.ip("-j", "link", "show", "dev", "eth0"))
+    return str(links[0]["address"])
+
+
+def _neighbour_line(lab: Lab) -> str:
+    """The upstream's neighbour entry for LOCAL, as ``ip neigh`` prints it."""
+    assert lab.upstream is not None
+    return lab.upstream.ip("neigh", "show", LOCAL, "dev", "br0").strip() or "(no entry)"
 
 
 def _write_services(services: Path, source: Path) -> None:

@@ -23,7 +23,8 @@ def demo(example: Path) -> None:
     """Run the demo lab (needs root): two nodes, an upstream router, the example.
 
     Builds network namespaces, runs BIRD, FRR and the agent, adds the example Services,
-    prints what the upstream router learned, and removes everything again.
+    prints what the upstream router learned, hands a local address over from one node to
+    the other, and removes everything again.
     """
     import os
     import shutil
