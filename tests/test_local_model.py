@@ -135,6 +135,30 @@ def test_no_router_announces_a_local_group(router: api.Router) -> None:
     assert "198.51.100" not in text
 
 
+def test_a_peer_that_selects_only_local_groups_warns_that_it_announces_nothing() -> None:
+    lan = group("lan", [{"cidr": "198.51.100.0/25"}], announce="local")
+    lan["metadata"]["labels"] = {"site": "a"}
+    peer = {
+        **PEER,
+        "spec": {**PEER["spec"], "serviceGroupSelector": {"matchLabels": {"site": "a"}}},
+    }
+    model = api.load([lan, peer])
+    (problem,) = model.problems
+    assert (problem.severity, str(problem.ref), problem.path) == (
+        Severity.WARNING,
+        "Peer lbroute/tor",
+        "spec.serviceGroupSelector",
+    )
+    assert problem.message.startswith(
+        "selects only ServiceGroups with announce: local (ServiceGroup lbroute/lan)"
+    )
+    assert "announces nothing" in problem.message
+    routed = group("web", [{"cidr": "192.0.2.0/24"}])
+    routed["metadata"]["labels"] = {"site": "a"}
+    assert api.load([lan, routed, peer]).problems == (), "one routed group is enough"
+    assert not model.peers[0].carries(model.service_groups[0])
+
+
 # -- what the manifests tell per node --------------------------------------------------------------
 
 

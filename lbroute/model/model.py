@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from lbroute.model.agentconfig import NodeAgent, parse_node_agent
-from lbroute.model.common import LabelSelector, Protocol
+from lbroute.model.common import Announce, LabelSelector, Protocol
 from lbroute.model.errors import InvalidObject, ObjectRef, Problem, Severity, escape, quote
 from lbroute.model.fields import Reader, name_text
 from lbroute.model.nodes import Node, parse_node
@@ -334,10 +334,32 @@ def _check_peers_select_groups(
                     severity=Severity.WARNING,
                     ref=peer.ref,
                     path="spec.serviceGroupSelector",
-                    message=f"selects no ServiceGroup that uses {peer.protocol}; the session is "
-                    "set up but announces nothing",
+                    message=_carries_nothing(peer, groups, by_label),
                 )
             )
+
+
+def _carries_nothing(
+    peer: Peer, groups: list[ServiceGroup], by_label: Mapping[tuple[str, str], list[ServiceGroup]]
+) -> str:
+    """Why a Peer announces nothing: no group it selects uses its protocol, or the groups
+    it would carry are all local (announce: local, which no router announces)."""
+    local = [
+        g
+        for g in _candidates(peer.service_group_selector, groups, by_label)
+        if g.announce is Announce.LOCAL and peer.carries(replace(g, announce=Announce.ROUTED))
+    ]
+    if local:
+        names = ", ".join(str(g.ref) for g in local[:3]) + (" ..." if len(local) > 3 else "")
+        return (
+            f"selects only ServiceGroups with announce: local ({names}), whose addresses one "
+            "node holds on its NIC and no router announces; the session is set up but "
+            "announces nothing (select a routed ServiceGroup, or remove the Peer)"
+        )
+    return (
+        f"selects no ServiceGroup that uses {peer.protocol}; the session is set up but "
+        "announces nothing"
+    )
 
 
 def _candidates(

@@ -23,6 +23,7 @@ from typing import Any
 
 from lbroute.model.common import (
     EVERYTHING,
+    Announce,
     Family,
     IsisLevel,
     LabelSelector,
@@ -165,6 +166,11 @@ class Peer:
         return spec.families
 
     def carries(self, group: ServiceGroup) -> bool:
+        """The Peer announces the group's routes: its selector takes the group, the group
+        uses the Peer's protocol, and the group is routed (no router announces a local
+        group's addresses: one node holds each on its NIC)."""
+        if group.announce is Announce.LOCAL:
+            return False
         if not self.service_group_selector.matches(group.label_map):
             return False
         return group.protocols is None or self.protocol in group.protocols
