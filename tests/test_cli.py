@@ -181,6 +181,29 @@ def test_node_without_router_id_is_an_error(tmp_path: Path) -> None:
     assert "router id 10.9.9.9;" in ok.stdout
 
 
+def test_a_mistyped_node_is_named_with_the_nodes_known(tmp_path: Path) -> None:
+    result = run("validate", "-f", manifests(tmp_path, *VALID), "--node", "m1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert result.stderr.startswith(
+        "error: no Node named 'm1' in the input (known: n1); no router id for node m1"
+    ), result.stderr
+    given = run(
+        "render", "-f", manifests(tmp_path, *VALID), "--node", "m1", "--router-id", "10.9.9.9"
+    )
+    assert given.exit_code == 0, given.output
+    assert "Node m1: not found among the inputs (known: n1)" in given.stderr
+
+
+def test_field_errors_come_before_the_node_cannot_render(tmp_path: Path) -> None:
+    result = run("validate", "-f", manifests(tmp_path, WEB, BROKEN_GROUP, TOR), "--node", "n1")
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    lines = result.stderr.splitlines()
+    assert lines[0].startswith("error: ServiceGroup lbroute/broken: spec.pools[1].cidr:"), lines
+    assert lines[-1].startswith("error: no router id for node n1"), lines
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

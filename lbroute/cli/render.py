@@ -70,6 +70,10 @@ def load_and_render(
         click.echo(f"error: {error}", err=True)
     try:
         model = api.load(manifests.objects, where=manifests.where)
+    except LbrouteError as exc:
+        fail(str(exc))
+    missing = _missing_node(model, node)
+    try:
         view = build_view(
             model,
             api.Router(router) if router else None,
@@ -84,10 +88,22 @@ def load_and_render(
         text = render_view(view, load_template_set(view.router, user_dir))
         local = local_view(model, node)
     except LbrouteError as exc:
-        fail(str(exc))
+        # The objects' own errors first: they are often why the node cannot render.
+        report((*model.problems, *local_problems(model)))
+        fail(f"{missing}; {exc}" if missing else str(exc))
     problems = (*model.problems, *view.problems, *local_problems(model))
     errors = len(manifests.errors) + report(problems)
     return view, local, text, errors
+
+
+def _missing_node(model: api.Model, node: str) -> str | None:
+    """ "no Node named X in the input (known: ...)" when the input has Nodes but not this
+    one (a mistyped --node); None when it has it, or has no Node at all."""
+    if not model.nodes or model.node(node) is not None:
+        return None
+    known = [n.name for n in model.nodes]
+    more = f" and {len(known) - 10} more" if len(known) > 10 else ""
+    return f"no Node named {quote(node)} in the input (known: {', '.join(known[:10])}{more})"
 
 
 def _agent_templates(model: api.Model, node: str) -> str | None:

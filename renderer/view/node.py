@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lbroute.model.api import (
@@ -192,7 +193,9 @@ def build_view(
             problem(
                 ObjectRef(kind="Node", namespace="", name=node_name),
                 "",
-                "not found among the inputs; node selectors see a node without labels",
+                "not found among the inputs"
+                + (f" (known: {_names(model.nodes)})" if model.nodes else "")
+                + "; node selectors see a node without labels",
                 warning=True,
             )
         )
@@ -350,3 +353,9 @@ def _check_groups(
                     warning=True,
                 )
             )
+
+
+def _names(nodes: Sequence[Node]) -> str:
+    """The first ten Node names, for a message."""
+    more = f" and {len(nodes) - 10} more" if len(nodes) > 10 else ""
+    return ", ".join(n.name for n in nodes[:10]) + more
