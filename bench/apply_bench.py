@@ -146,7 +146,13 @@ class Node:
         else:
             assert self.frr is not None
             directory = str(self.frr.dir)
-            cmd = [str(FRR_BIN / "frr-reload.py"), "--reload", "--vty_socket", directory]
+            cmd = [
+                str(FRR_BIN / "frr-reload.py"),
+                "--reload",
+                "--stdout",
+                "--vty_socket",
+                directory,
+            ]
             cmd += ["--rundir", directory, "--confdir", str(self.config.parent), str(self.config)]
         started = time.perf_counter()
         # A session of its own: on a timeout, frr-reload.py's vtysh goes with it.

@@ -28,8 +28,26 @@ def vtysh_conf(directory: Path) -> None:
         path.write_text("service integrated-vtysh-config\n", encoding="utf-8")
 
 
+PRIVATE_RUNDIR = (
+    'if [ -d /run/frr ]; then mount --bind "$0" /run/frr; '
+    "else mount -t tmpfs -o mode=0755 lbroute-lab /run && mkdir /run/frr && "
+    'mount --bind "$0" /run/frr; fi && exec "$@"'
+)
+"""A shell script, run in a mount namespace of the daemon's own, that puts the daemon's
+directory where FRR writes what it has no option for (``/run/frr``: ospfd's and ospf6d's
+graceful-restart state, ospf6d's authentication sequence number), then runs the daemon.
+Nothing a lab daemon writes reaches the host's ``/run/frr``, which a host FRR uses."""
+
+
+def in_own_rundir(directory: Path, *args: str) -> tuple[str, ...]:
+    """``args`` run with ``directory`` as its ``/run/frr`` (:data:`PRIVATE_RUNDIR`), in a
+    private mount namespace so that the mount is seen by the daemon alone."""
+    return ("unshare", "--mount", "--propagation", "private", "sh", "-c", PRIVATE_RUNDIR,
+            str(directory), *args)  # fmt: skip
+
+
 class FrrInstance:
-    """FRR daemons in one namespace, with private pid files and sockets."""
+    """FRR daemons in one namespace, with private pid files, sockets and ``/run/frr``."""
 
     def __init__(self, ns: Netns, directory: Path | None = None) -> None:
         self.ns = ns
@@ -87,7 +105,8 @@ class FrrInstance:
         for attempt in range(1, attempts + 1):
             traversable(self.dir)
             pidfile.unlink(missing_ok=True)
-            started = self.ns.exec(args[0], "-d", *args[1:], check=False)
+            started = self.ns.exec(*in_own_rundir(self.dir, args[0], "-d", *args[1:]),
+                                   check=False)  # fmt: skip
             if started.returncode == 0:
                 with contextlib.suppress(RuntimeError):
                     return wait_pid(pidfile)
@@ -104,7 +123,8 @@ class FrrInstance:
         """What a daemon that died while starting says when started in the foreground
         (for 5 s at most), logging to its standard output."""
         try:
-            out = self.ns.exec(*args, "--log", "stdout", check=False, timeout=5)
+            out = self.ns.exec(*in_own_rundir(self.dir, *args, "--log", "stdout"), check=False,
+                               timeout=5)  # fmt: skip
         except subprocess.TimeoutExpired:
             return "in the foreground it started (and was stopped after 5 s)"
         return f"in the foreground it exited {out.returncode}: {(out.stdout + out.stderr)[-2000:]}"
@@ -126,6 +146,7 @@ class FrrInstance:
         return run(
             str(FRR_BIN / "frr-reload.py"),
             mode,
+            "--stdout",  # not the host's /var/log/frr/frr-reload.log
             "--vty_socket",
             str(self.dir),
             "--rundir",

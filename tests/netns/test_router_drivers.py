@@ -330,8 +330,11 @@ def test_frr_first_load_onto_empty_daemons(
     something, or a namespace with forwarding off (which frr-reload.py turns on), get
     the whole-file reload; either way FRR ends up running exactly the file. What
     frr-reload.py writes after a reload lands next to the file, never in the host's
-    /etc/frr."""
-    host_before = _files(Path("/etc/frr"))
+    /etc/frr; what the daemons write of their own (ospfd's graceful-restart state) goes
+    to their private /run/frr, and frr-reload.py logs to its output: the host's /run/frr
+    and /var/log/frr, which a host FRR uses, are left alone."""
+    host = [Path("/etc/frr"), Path("/run/frr"), Path("/var/log/frr")]
+    host_before = [_files(d) for d in host]
     _links(netns)
     for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
         netns.sysctl(key, "1")  # as on a Kubernetes node
@@ -361,7 +364,8 @@ def test_frr_first_load_onto_empty_daemons(
     assert netns.exec("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
 
     assert (tmp_path / "frr.conf").exists()  # frr-reload.py's write after its reloads
-    assert _files(Path("/etc/frr")) == host_before
+    assert [_files(d) for d in host] == host_before
+    assert (frr.dir / "ospfd-gr.json").exists(), "written in the lab's own /run/frr"
 
 
 def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:
