@@ -18,7 +18,16 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v arping >/dev/null 2>&1 || need_pkgs+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
 command -v ndisc6 >/dev/null 2>&1 || need_pkgs+=(ndisc6)
-if ! $python_only && [ ${#need_pkgs[@]} -gt 0 ]; then
+PYTHON=${PYTHON:-python3}
+# A stock Debian 12 has python3 without ensurepip, which `python3 -m venv` needs: it is
+# in the python3-venv package (needed for --python-only too).
+venv_pkgs=()
+if [ ! -x .venv/bin/python ] && ! "$PYTHON" -c 'import ensurepip' >/dev/null 2>&1; then
+    venv_pkgs+=(python3-venv)
+fi
+$python_only && need_pkgs=()
+need_pkgs+=("${venv_pkgs[@]}")
+if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "install-deps: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -33,10 +42,12 @@ if ! $python_only && [ ${#need_pkgs[@]} -gt 0 ]; then
         "${need_pkgs[@]}" >/dev/null
 fi
 
-PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     echo "install-deps: creating the virtualenv .venv"
-    "$PYTHON" -m venv .venv
+    if ! "$PYTHON" -m venv .venv; then
+        echo "install-deps: $PYTHON -m venv failed; on Debian it needs the python3-venv package" >&2
+        exit 1
+    fi
 fi
 # Install again only when what pip would install changed (pyproject.toml).
 stamp=.venv/.lbroute-installed
