@@ -11,6 +11,7 @@ everything up.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import signal
@@ -29,19 +30,23 @@ NODES = [
     NodeSpec(name="node-b", router="frr", v4="10.0.0.12", v6="fd00::12"),
 ]
 BOTH = ("node-a", "node-b")
-EXPECTED = {
-    "192.0.2.0/24": ("bgp", BOTH),
-    "192.0.2.20/32": ("bgp", ("node-a",)),  # ETP Local: the endpoint's node only
-    "2001:db8:1::/64": ("bgp", BOTH),
-    "198.51.100.0/24": ("ospf", BOTH),
-    "2001:db8:2::/64": ("ospf", BOTH),
-    "203.0.113.0/25": ("rip", BOTH),
-    "2001:db8:3::/64": ("ripng", BOTH),
-    "203.0.113.128/25": ("isis", ("node-b",)),  # IS-IS: the FRR node only
-    "2001:db8:4::/64": ("isis", ("node-b",)),
+ETP_LOCAL = "ETP Local: node-a alone has a ready endpoint"
+ISIS_FRR = "IS-IS: FRR on node-b speaks it, BIRD 2 on node-a has none"
+EXPECTED: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "192.0.2.0/24": ("bgp", BOTH, ""),
+    "192.0.2.20/32": ("bgp", ("node-a",), ETP_LOCAL),
+    "2001:db8:1::/64": ("bgp", BOTH, ""),
+    "198.51.100.0/24": ("ospf", BOTH, ""),
+    "2001:db8:2::/64": ("ospf", BOTH, ""),
+    "203.0.113.0/25": ("rip", BOTH, ""),
+    "2001:db8:3::/64": ("ripng", BOTH, ""),
+    "203.0.113.128/25": ("isis", ("node-b",), ISIS_FRR),
+    "2001:db8:4::/64": ("isis", ("node-b",), ISIS_FRR),
 }
-"""Prefix -> the protocol that carries it and the nodes behind its next hops (ECMP
-where there are two)."""
+"""Prefix -> the protocol that carries it, the nodes behind its next hops (ECMP where
+there are two) and why there is one."""
+REMOVED = "default/legacy-1"
+"""The Service the demo removes: the prefixes it alone used are withdrawn."""
 LOCAL = "10.0.0.50"
 """The local Service's address, on the nodes' own link (10.0.0.0/24)."""
 LOCAL_OBJECTS = f"""\
@@ -68,8 +73,9 @@ def _interrupt(*_: Any) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
-    """Run the demo; returns a process exit code."""
+def run_demo(example: Path, say: Callable[[str], None] = print, *, tag: str = "demo") -> int:
+    """Run the demo; returns a process exit code (0 when the verdict finds everything as
+    expected). ``tag`` prefixes the namespaces' names."""
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="lbroute-demo-"))
     source = workdir / "manifests"
@@ -77,7 +83,7 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
     leases = workdir / "leases"  # shared by the agents, as on one host
     leases.mkdir()
     shutil.copy(example / "cluster.yaml", source / "cluster.yaml")
-    lab = Lab(workdir=workdir / "lab", nodes=NODES, upstream_router="frr", tag="demo")
+    lab = Lab(workdir=workdir / "lab", nodes=NODES, upstream_router="frr", tag=tag)
     try:
         say("== Building the lab: node-a (BIRD) and node-b (FRR) on one link with an upstream FRR")
         lab.start()
@@ -95,18 +101,20 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
         say(f"   every prefix is upstream, with all its next hops, after {took:.1f} s\n")
         _print_view(lab, say)
 
-        say("\n== Removing Service default/legacy-1 (the only one in 203.0.113.0/25)")
+        carried = _services_by_prefix(example / "services.yaml")
+        alone = sorted(p for p, names in carried.items() if names == [REMOVED])
+        say(f"\n== Removing Service {REMOVED} (the only one in {' and '.join(alone)})")
         started = time.monotonic()
-        (source / "service-legacy-1.yaml").unlink()
-        lab.wait_for(lambda: lab.route("203.0.113.0/25") is None, timeout=90)
-        say(f"   203.0.113.0/25 withdrawn after {time.monotonic() - started:.1f} s; "
+        (source / f"service-{REMOVED.partition('/')[2]}.yaml").unlink()
+        lab.wait_for(lambda: all(lab.route(p) is None for p in alone), timeout=90)
+        say(f"   {' and '.join(alone)} withdrawn after {time.monotonic() - started:.1f} s; "
             "the other prefixes stay\n")  # fmt: skip
 
         say("== lbroute status on node-a")
         say(_status_text(lab, "node-a"))
 
-        _show_local(lab, source, leases, say)
-        return 0
+        holder = _show_local(lab, source, leases, say)
+        return _verdict(lab, carried, holder, say)
     except TimeoutError as exc:
         say(f"demo failed: {exc}")
         for spec in NODES:
@@ -124,8 +132,9 @@ def run_demo(example: Path, say: Callable[[str], None] = print) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _show_local(lab: Lab, source: Path, leases: Path, say: Callable[[str], None]) -> None:
-    """The local ServiceGroup: who holds LOCAL, the upstream's ARP entry, a handover."""
+def _show_local(lab: Lab, source: Path, leases: Path, say: Callable[[str], None]) -> str | None:
+    """The local ServiceGroup: who holds LOCAL, the upstream's ARP entry, a handover.
+    Returns the node that holds LOCAL at the end (None: no single node)."""
     say(f"== Adding a local ServiceGroup (announce: local) and Service default/lan-1 "
         f"at {LOCAL}, on the nodes' own link")  # fmt: skip
     for member in lab.members.values():  # localInterface "default": its route's link
@@ -165,8 +174,77 @@ def _show_local(lab: Lab, source: Path, leases: Path, say: Callable[[str], None]
     lab.stop_agent(holder)
     lab.start_agent(holder, source, "--lease-dir", str(leases))
     time.sleep(2)  # its agent is back and elects too: the address stays where it is
+    final = _holder(lab)
     say(f"   the agent on {holder} started again; 2 s later {LOCAL} is on "
-        f"{_holder(lab) or 'no single node'}")  # fmt: skip
+        f"{final or 'no single node'}")  # fmt: skip
+    return final
+
+
+def _services_by_prefix(services: Path) -> dict[str, list[str]]:
+    """Prefix of EXPECTED -> the Services (``namespace/name``) whose address it carries
+    (the most specific prefix holding the address)."""
+    found: dict[str, list[str]] = {prefix: [] for prefix in EXPECTED}
+    for doc in yaml.safe_load_all(services.read_text(encoding="utf-8")):
+        if not isinstance(doc, dict) or doc.get("kind") != "Service":
+            continue
+        meta = doc["metadata"]
+        name = f"{meta.get('namespace', 'default')}/{meta['name']}"
+        for ingress in doc.get("status", {}).get("loadBalancer", {}).get("ingress", []):
+            address = ipaddress.ip_address(ingress["ip"])
+            holding = [ipaddress.ip_network(p) for p in found]
+            holding = [n for n in holding if address in n]
+            if holding:  # the most specific prefix carries it (the ETP Local /32)
+                names = found[str(max(holding, key=lambda n: n.prefixlen))]
+                if name not in names:
+                    names.append(name)
+    return found
+
+
+def _verdict(
+    lab: Lab, carried: dict[str, list[str]], holder: str | None, say: Callable[[str], None]
+) -> int:
+    """The upstream's table and the local address against what the example asks for, one
+    row each; 0 when every row is as expected, else 1."""
+    say("\n== Verdict: the upstream router's table against what the example asks for")
+    say(f"   {'PREFIX':<18} {'SERVICES':<30} {'PROTOCOL':<8} {'NEXT HOPS':<16} RESULT")
+    rows = differ = withdrawn = 0
+    for prefix, (proto, nodes, why) in EXPECTED.items():
+        names = [n for n in carried[prefix] if n != REMOVED]
+        route = lab.route(prefix)
+        found = ", ".join(lab.via(route)) if route is not None else "-"
+        if not names:
+            services = f"(none: {REMOVED} removed)"
+            ok = route is None
+            result = "withdrawn, as expected" if ok else "still announced with no Service"
+            withdrawn += ok
+        else:
+            services = ", ".join(names)
+            ok = route is not None and route.proto == proto and lab.via(route) == nodes
+            if ok:
+                result = f"as expected ({why})" if why else "as expected"
+            elif route is None:
+                result = f"DIFFERS: missing (expected {proto} via {', '.join(nodes)})"
+            else:
+                result = f"DIFFERS: expected {proto} via {', '.join(nodes)}"
+        shown = route.proto if route is not None else proto
+        say(f"   {prefix:<18} {services:<30} {shown:<8} {found:<16} {result}")
+        rows += 1
+        differ += not ok
+    ok = holder is not None
+    result = "as expected (one node answers ARP)" if ok else "DIFFERS: not on exactly one node"
+    say(f"   {LOCAL + '/local':<18} {'default/lan-1':<30} {'arp':<8} {holder or '-':<16} {result}")
+    rows += 1
+    differ += not ok
+    announced = rows - 1 - withdrawn
+    if differ:
+        say(f"   verdict: {differ} of {rows} rows differ from the example (see DIFFERS above)")
+        return 1
+    say(
+        f"   verdict: all {rows} rows as expected: {announced} prefixes announced with their "
+        f"next hops, {withdrawn} withdrawn with their last Service, 1 local address held "
+        "by one node"
+    )
+    return 0
 
 
 def _holder(lab: Lab, other_than: str | None = None) -> str | None:
@@ -215,7 +293,7 @@ def _sessions_up(lab: Lab) -> bool:
 
 def _complete(lab: Lab) -> bool:
     routes = {r.prefix: r for r in lab.routes()}
-    for prefix, (proto, nodes) in EXPECTED.items():
+    for prefix, (proto, nodes, _) in EXPECTED.items():
         route = routes.get(prefix)
         if route is None or route.proto != proto or lab.via(route) != nodes:
             return False
