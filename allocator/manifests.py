@@ -27,6 +27,7 @@ from lbroute.model import api
 from lbroute.model.errors import ManifestError, ObjectRef
 from lbroute.model.files import write_atomic
 from lbroute.model.manifests import document_objects, manifest_files, path_name, read_text
+from lbroute.model.service import Foreign
 from lbroute.model.yamldecode import Document, decode_documents, dump_document
 
 
@@ -81,6 +82,8 @@ class Result:
     """The paths and files that could not be read (left out, not written), and the files
     that could not be written."""
     written: tuple[Path, ...]
+    foreign: tuple[tuple[ObjectRef, Foreign], ...] = ()
+    """The MetalLB and PureLB annotations of lbroute's Services, and what was made of each."""
 
 
 def allocate_manifests(
@@ -144,4 +147,5 @@ def allocate_manifests(
         problems=(*(str(p) for p in model.problems), *duplicates),
         errors=tuple(errors),
         written=tuple(written),
+        foreign=tuple((s.ref, f) for s in services for f in s.foreign),
     )

@@ -11,7 +11,10 @@ then writes what changed, asking before each write whether this replica still le
   now), the write is left to the next pass, which recomputes from the new objects;
 - Events on Services: ``AddressAssigned``, ``AddressReleased`` (after the write landed),
   ``AllocationFailed`` and ``AddressOutsidePool`` (once each, while they last; forgotten
-  when leadership changes, so a new leader says them again);
+  when leadership changes, so a new leader says them again); ``ForeignAnnotation`` once
+  per Service and MetalLB or PureLB annotation value (Normal when it is honoured, Warning
+  when lbroute's own annotation says otherwise), remembered by this process only: a
+  restarted allocator says each once more;
 - on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
   ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
   condition is never touched);
@@ -21,7 +24,7 @@ then writes what changed, asking before each write whether this replica still le
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from allocator.ipam import Allocation, Assignment, Failure, GroupStats
@@ -63,6 +66,8 @@ class PassWriter:
         self.default_class = default_class
         self.leading = leading
         self._reported: set[tuple[ObjectRef, str, str]] = set()
+        self._foreign: set[tuple[str, str, str]] = set()
+        """(Service uid, annotation, value) of the foreign annotations reported."""
 
     def forget_reported(self) -> None:
         """Say every standing failure again at the next pass (leadership changed)."""
@@ -90,6 +95,7 @@ class PassWriter:
         if not self.leading():
             return False
         self._report(result)
+        self._report_foreign(expected.values())
         refs = {g.ref: g for g in result.groups}
         for g in model.service_groups:
             self._write_group(g.ref, refs.get(g.ref), None, (kept or {}).get(g.name))
@@ -196,6 +202,20 @@ class PassWriter:
                     uid=uids.get(outside.ref),
                 )
         self._reported = now
+
+    def _report_foreign(self, services: Iterable[LBService]) -> None:
+        """A ForeignAnnotation Event per MetalLB or PureLB annotation value, once."""
+        now: set[tuple[str, str, str]] = set()
+        for svc in services:
+            for f in svc.foreign:
+                key = (svc.uid or str(svc.ref), f.key, f.value)
+                now.add(key)
+                if key in self._foreign:
+                    continue
+                kind = "Warning" if f.conflict else "Normal"
+                log.info("%s: %s", svc.ref, f.message)
+                self._emit(svc.ref, kind, "ForeignAnnotation", f.message, uid=svc.uid or None)
+        self._foreign = now
 
     # -- ServiceGroups -----------------------------------------------------------------------
 

@@ -30,6 +30,13 @@ What is checked:
     are compared with the model's own; the patterns written out for regexes inline in
     the model's kind modules are compared with the model by property tests (hypothesis).
 
+(f) Durations. Every field of a Peer in seconds or milliseconds is int-or-string: an
+    integer, or a Kubernetes-style duration string with the model's pattern
+    (lbroute.model.fields.DURATION_RE) and length, whose whole-unit and bounds checks
+    (CEL ``duration()``) and the cross-field timer rules agree with the model on a table of
+    strings, at and beyond each bound, and on generated durations. The NodeAgent's lease
+    timers take fractions of a second and stay numbers.
+
 The CEL rules are evaluated with cel-python (``celpy``, PyPI ``cel-python``) since no API
 server runs here; they use only core CEL (has, size, string(), ternaries, comparisons),
 which cel-python implements as the API server does. What this cannot show: the API server's
@@ -1115,6 +1122,13 @@ MODEL_PATTERNS = {
     "Dir": agentconfig.PATH_RE,
     "Path": agentconfig.PATH_RE,
     "isis.area": peer.ISIS_AREA_RE,
+    "Time": fields.DURATION_RE,
+    "Interval": fields.DURATION_RE,
+    "bfd.minRx": fields.DURATION_RE,
+    "bfd.minTx": fields.DURATION_RE,
+    "timers.update": fields.DURATION_RE,
+    "timers.timeout": fields.DURATION_RE,
+    "timers.garbage": fields.DURATION_RE,
 }
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.
 INLINE_PATTERNS = {
@@ -1375,3 +1389,83 @@ def test_local_group_aggregation_is_rejected_by_both(aggregation: Any, ok: bool)
     if not ok:
         assert [p for p, _ in model_errors(obj)] == ["spec.pools[1].aggregation"]
         assert [p for p, _ in crd_errors("ServiceGroup", obj)] == ["spec"]
+
+
+# -- Kubernetes-style durations ---------------------------------------------------------------
+
+
+def _duration_fields(kind: str, obj: Obj) -> list[tuple[Keys, Obj]]:
+    """The fields of ``obj`` that take an integer or a duration string."""
+    pattern = f"^{fields.DURATION_RE.pattern}$"
+    return [
+        (keys, node)
+        for keys, _g, node, _v in spec_nodes(kind, obj)
+        if int_or_string(node) and node.get("pattern") == pattern
+    ]
+
+
+def test_every_time_field_takes_a_duration() -> None:
+    """Every field in seconds or milliseconds of a Peer is int-or-string with the model's
+    duration pattern and length, and the NodeAgent's lease (fractions of a second) is not."""
+    found = {fmt(k) for i in range(len(MAXIMAL["Peer"]))
+             for k, _ in _duration_fields("Peer", maximal("Peer", i))}  # fmt: skip
+    assert {
+        "spec.bgp.holdTime", "spec.bgp.keepaliveTime", "spec.bgp.connectTime",
+        "spec.bgp.bfd.minRx", "spec.bgp.bfd.minTx", "spec.ospf.helloInterval",
+        "spec.ospf.deadInterval", "spec.ospf.interfaces[0].helloInterval",
+        "spec.ospf.interfaces[0].deadInterval", "spec.ospf.bfd.minRx", "spec.rip.timers.update",
+        "spec.rip.timers.timeout", "spec.rip.timers.garbage", "spec.isis.bfd.minTx",
+    } <= found  # fmt: skip
+    for i in range(len(MAXIMAL["Peer"])):
+        for keys, node in _duration_fields("Peer", maximal("Peer", i)):
+            assert node["maxLength"] == fields.DURATION_MAX, fmt(keys)
+    lease = schema("NodeAgent")["properties"]["spec"]["properties"]["localLease"]
+    assert {n.get("type") for n in lease["properties"].values()} == {"number"}
+
+
+DURATION_CASES = ["90s", "1m30s", "1m", "1h", "300ms", "1.5s", "0s", "2s500ms", "1s1m", "x",
+                  "90", "9 s", "-5s", "1.5", "", "1d", "90S", "1m30.5s", "3000000h"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "index"), _cases("Peer"), ids=lambda v: str(v))
+@pytest.mark.parametrize("value", DURATION_CASES)
+def test_duration_strings_agree(kind: str, index: int, value: str) -> None:
+    obj = maximal(kind, index)
+    fields_ = _duration_fields(kind, obj)
+    assert fields_
+    for keys, _node in fields_:
+        _agree(kind, with_value(obj, keys, value), f"{fmt(keys)} = {value!r}")
+
+
+@pytest.mark.parametrize(("kind", "index"), _cases("Peer"), ids=lambda v: str(v))
+def test_duration_bounds_agree(kind: str, index: int) -> None:
+    """At and beyond each bound, written as a duration in the field's unit."""
+    obj = maximal(kind, index)
+    for keys, node in _duration_fields(kind, obj):
+        unit = "ms" if keys[-1] in ("minRx", "minTx") else "s"
+        lo, hi = node["minimum"], node["maximum"]
+        for value, ok in ((lo, None), (hi, None), (lo - 1, False), (hi + 1, False)):
+            if value < 0:
+                continue
+            mutated = with_value(obj, keys, f"{value}{unit}")
+            agreed = _agree(kind, mutated, f"{fmt(keys)} = {value}{unit}")
+            if ok is False:
+                assert not agreed
+                _rejected_at(kind, mutated, fmt(keys))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 120), st.sampled_from(["", ".5", ".25"]),
+                  st.sampled_from(["h", "m", "s", "ms"])),
+        min_size=1, max_size=3,
+    )
+)  # fmt: skip
+def test_duration_holdtime_agrees_on_any_duration(parts: list[tuple[int, str, str]]) -> None:
+    text = "".join(f"{n}{frac}{unit}" for n, frac, unit in parts)
+    obj = maximal("Peer", 0)
+    del obj["spec"]["bgp"]["keepaliveTime"]
+    _agree("Peer", with_value(obj, ("spec", "bgp", "holdTime"), text), text)
+    obj = maximal("Peer", 0)
+    _agree("Peer", with_value(obj, ("spec", "bgp", "bfd", "minRx"), text), text)

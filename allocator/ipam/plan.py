@@ -63,7 +63,7 @@ def decide(
         for p in svc.problems:
             fail(svc, Reason.INVALID_SERVICE, p.path, p.message)
         return
-    group_path = f"metadata.annotations[{SERVICE_GROUP_ANNOTATION}]"
+    group_path = svc.group_path
     if svc.group is not None:
         group = by_name.get(svc.group)
         if group is None:
@@ -82,7 +82,8 @@ def decide(
                     Reason.GROUP_NOT_FOUND,
                     group_path,
                     f"ServiceGroup {svc.group!r} not found in namespace {namespace}; valid: "
-                    + (", ".join(sorted(by_name)) or "none (create a ServiceGroup)"),
+                    + (", ".join(sorted(by_name)) or "none (create a ServiceGroup)")
+                    + _alias_hint(group_path),
                 )
             return
     elif default is not None:
@@ -116,6 +117,16 @@ def decide(
         if f not in wanted or f in plan.keep:
             continue  # released: a family no longer wanted, or a second one of a family
         plan.keep[f] = address
+
+
+def _alias_hint(path: str) -> str:
+    """How a foreign group annotation is read, when ``path`` is one."""
+    if path == f"metadata.annotations[{SERVICE_GROUP_ANNOTATION}]":
+        return ""
+    return (
+        " (a MetalLB address pool or PureLB service group names the lbroute ServiceGroup "
+        "of the same name; lbroute convert creates them)"
+    )
 
 
 def _wanted(

@@ -2,8 +2,9 @@
 
 Hands off to allocator.manifests and prints what it did: a line per changed Service
 (names escaped, so a Service name holding a newline or a terminal escape cannot fake a
-line), the problems, failures and addresses kept outside every pool on stderr, and the
-files written.
+line), the problems, failures, addresses kept outside every pool and the MetalLB or
+PureLB annotations read (``note:``) or overridden by a conflicting one of lbroute's
+(``warning:``) on stderr, and the files written.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
         click.echo(f"error: {error}", err=True)
     for problem in result.problems:
         click.echo(problem, err=True)
+    for ref, foreign in result.foreign:
+        level = "warning" if foreign.conflict else "note"
+        click.echo(f"{level}: {_where(ref)}: {foreign.message}", err=True)
     verb = "would assign" if dry_run else "assigned"
     for a in result.allocation.changes():
         where = _where(a.ref)

@@ -20,6 +20,7 @@ from lbroute.model.fields import list_at, mapping_at
 from lbroute.model.vocabulary import (
     ANNOTATION_PREFIX,
     API_VERSION,
+    FOREIGN_KEYS,
     SERVICE_GROUP,
     SERVICE_NAME_LABEL,
 )
@@ -43,7 +44,7 @@ def _meta(obj: Mapping[str, Any], *, labels: bool = False, created: bool = False
     annotations = {
         k: v
         for k, v in mapping_at(meta, "annotations").items()
-        if isinstance(k, str) and k.startswith(ANNOTATION_PREFIX)
+        if isinstance(k, str) and (k.startswith(ANNOTATION_PREFIX) or k in FOREIGN_KEYS)
     }
     if annotations:
         out["annotations"] = annotations

@@ -34,7 +34,7 @@ from lbroute.model.common import (
 )
 from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import Reader, parse_ip
-from lbroute.model.vocabulary import DEFAULT_INTERFACE, NODE_AGENT
+from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE, NODE_AGENT
 
 DEFAULT_LOCAL_ASN = 64512
 
@@ -79,7 +79,7 @@ class NodeAgent:
     local_asn: int = DEFAULT_LOCAL_ASN
     interface: str = DEFAULT_INTERFACE
     """The dummy interface that carries Service addresses."""
-    local_interface: tuple[str, ...] = ("default",)
+    local_interface: tuple[str, ...] = DEFAULT_LOCAL_INTERFACE
     """NICs for local announcements, in order of preference: ``default`` (the one
     holding the family's default route), names and fnmatch patterns."""
     local_lease: LocalLease = LocalLease()
@@ -144,14 +144,21 @@ def _seconds(value: Any) -> float:
         raise ValueError("") from None
 
 
+_LEASE_VALID = (
+    "a number of seconds from {} such as {}, without quotes or unit (unlike the timers of a "
+    "Peer, these take fractions of a second, so the CRD types them as numbers, which "
+    "cannot be duration strings)"
+)
+
+
 def _local_lease(spec: Reader) -> LocalLease:
     if spec.raw("localLease") is None:
         return LocalLease()
     lease = spec.child("localLease")
     lease.unknown({"durationSeconds", "renewSeconds"})
     default = LocalLease()
-    duration = lease.convert("durationSeconds", _seconds, "a number of seconds from 1 to 300")
-    renew = lease.convert("renewSeconds", _seconds, "a number of seconds from 0.1 to 60")
+    duration = lease.convert("durationSeconds", _seconds, _LEASE_VALID.format("1 to 300", "2"))
+    renew = lease.convert("renewSeconds", _seconds, _LEASE_VALID.format("0.1 to 60", "0.5"))
     duration = default.duration if duration is None else duration
     renew = default.renew if renew is None else renew
     if not 1 <= duration <= 300:

@@ -20,6 +20,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Callable, Iterator, Mapping
+from fractions import Fraction
 from typing import Any, TypeVar
 
 from lbroute.model.errors import ObjectRef, Problem, Severity, escape, quote
@@ -58,6 +59,21 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_.\-/\[\]]{1,253}")
 # whitespace, quotes, backslash, braces, semicolon or '#', so they are inert in both syntaxes.
 SECRET_RE = re.compile(r"[A-Za-z0-9!$%&()*+,\-./:<=>?@\[\]^_|~]{1,80}")
 SECRET_CHARS = "letters, digits and !$%&()*+,-./:<=>?@[]^_|~ (1 to 80 characters)"
+# Kubernetes-style durations, as MetalLB's manifests write them: one or more numbers, each
+# with a unit of h, m, s or ms ("90s", "300ms", "1m30s", "1.5h"). The CRDs use the same
+# pattern and length for the fields that take one.
+DURATION_RE = re.compile(r"([0-9]{1,12}(\.[0-9]{1,9})?(h|ms|m|s))+")
+DURATION_MAX = 32
+"""The longest duration string read (the CRDs' maxLength)."""
+_DURATION_PART = re.compile(r"([0-9]{1,12}(?:\.[0-9]{1,9})?)(h|ms|m|s)")
+_DURATION_UNITS = {
+    "h": Fraction(3600),
+    "m": Fraction(60),
+    "s": Fraction(1),
+    "ms": Fraction(1, 1000),
+}
+DURATION_UNITS = {"seconds": Fraction(1), "ms": Fraction(1, 1000)}
+"""The units of integer fields that also take a duration string -> that unit in seconds."""
 
 
 class Reader:
@@ -195,19 +211,53 @@ class Reader:
     def int_(
         self, key: str, lo: int, hi: int, *, required: bool = False, unit: str = ""
     ) -> int | None:
+        """An integer from ``lo`` to ``hi``. A field in ``seconds`` or ``ms`` also takes a
+        Kubernetes-style duration string ("90s", "300ms", "1m30s") of a whole number of
+        its unit."""
         value = self.data.get(key)
         unit_text = f" {unit}" if unit else ""
+        per = DURATION_UNITS.get(unit)
+        if per is not None:
+            example = '90 or "90s"' if unit == "seconds" else '300 or "300ms"'
+            unit_text += f" (an integer or a duration such as {example})"
         if value is None:
             if required:
                 self.error(key, f"is required: an integer from {lo} to {hi}{unit_text}")
             return None
-        if isinstance(value, bool) or not isinstance(value, int):
+        original = value
+        if per is not None and isinstance(value, str):
+            value = self._duration(key, value, per, unit, example)
+            if value is None:
+                return None
+        elif isinstance(value, bool) or not isinstance(value, int):
             self.error(key, f"must be an integer from {lo} to {hi}{unit_text}, not {quote(value)}")
             return None
         if not lo <= value <= hi:
-            self.error(key, f"{quote(value)} is out of range; expected {lo} to {hi}{unit_text}")
+            shown = quote(original) + (f" ({value} {unit})" if original is not value else "")
+            self.error(key, f"{shown} is out of range; expected {lo} to {hi}{unit_text}")
             return None
         return value
+
+    def _duration(self, key: str, text: str, per: Fraction, unit: str, example: str) -> int | None:
+        """A duration string as a whole number of ``unit`` (``per`` seconds each)."""
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            self.error(
+                key,
+                f"{quote(text)} is not a duration; expected an integer number of {unit} or "
+                f"a duration of numbers with units h, m, s or ms, such as {example}",
+            )
+            return None
+        count = seconds / per
+        if count.denominator != 1:
+            self.error(
+                key,
+                f"{quote(text)} is not a whole number of {unit}; expected whole {unit}, "
+                f"e.g. {example}",
+            )
+            return None
+        return int(count)
 
     def choice(self, key: str, choices: Mapping[str, T], *, default: T | None = None) -> T | None:
         value = self.data.get(key)
@@ -264,6 +314,16 @@ class Reader:
 INTERFACE_VALID = (
     "an interface name: 1 to 15 letters, digits, '_', '.' or '-', starting with a letter or digit"
 )
+
+
+def parse_duration(text: Any) -> Fraction:
+    """Seconds in a Kubernetes-style duration string ("90s", "300ms", "1m30s", "1.5h"),
+    exactly; ValueError when it is not one (see :data:`DURATION_RE`)."""
+    if not isinstance(text, str) or len(text) > DURATION_MAX or not DURATION_RE.fullmatch(text):
+        raise ValueError("")
+    return sum(
+        (Fraction(n) * _DURATION_UNITS[u] for n, u in _DURATION_PART.findall(text)), Fraction(0)
+    )
 
 
 _IP_CHARS = re.compile(r"[0-9A-Fa-f.:]{2,45}")

@@ -8,6 +8,14 @@ addresses it holds are read (the allocator releases what it once gave); of ours,
 everything lbroute acts on: the ServiceGroup it names, its traffic policy, its IP
 families, the addresses it requests and its sharing key.
 
+MetalLB's and PureLB's annotations for the group (a MetalLB address pool names the
+ServiceGroup of the same name), the requested addresses and the sharing key are read as
+aliases of lbroute's own when it is not set (``FOREIGN_ALIASES``, in order of
+precedence), so that a Service moved in from either keeps its address; what the other
+tool wrote itself is not read. Every one present is kept on :attr:`Service.foreign` with
+what was made of it, for the allocator and ``lbroute allocate`` to report. A foreign
+annotation is checked as lbroute's own would be, its problems naming it.
+
 Unusable values are problems naming the Service and the field, never exceptions. Those
 of the request (its name, IP families, family policy, requested addresses, group and
 sharing key) are kept on :attr:`Service.problems` for the allocator to report; the
@@ -36,6 +44,9 @@ from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, list_at, mapping_at, name_text, parse_ip
 from lbroute.model.vocabulary import (
     ADDRESSES_ANNOTATION,
+    FOREIGN_ALIASES,
+    FOREIGN_KEYS,
+    FOREIGN_RECORDS,
     LOADBALANCER_CLASS,
     SERVICE_GROUP_ANNOTATION,
     SHARED_ANNOTATION,
@@ -72,6 +83,57 @@ def annotation_path(key: str) -> str:
 
 
 _ADDRESSES_PATH = annotation_path(ADDRESSES_ANNOTATION)
+_GROUP_PATH = annotation_path(SERVICE_GROUP_ANNOTATION)
+_OWN_KEYS: Mapping[str, str] = {
+    k: k for k in (ADDRESSES_ANNOTATION, SHARED_ANNOTATION, SERVICE_GROUP_ANNOTATION)
+}
+"""Each of lbroute's annotations -> the one read for it, when no foreign alias is set."""
+_VALUE_SHOWN = 80
+"""The longest part of a foreign annotation's value a report quotes."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Foreign:
+    """A MetalLB or PureLB annotation on one of lbroute's Services, and what lbroute made
+    of it: read as its own (``reads_as``), ignored because another annotation of the same
+    meaning wins (``winner``), or a record the other tool wrote (neither)."""
+
+    key: str
+    value: str
+    reads_as: str | None = None
+    """lbroute's annotation it stands for; None for a record the other tool wrote."""
+    winner: str | None = None
+    """The annotation that wins over it (lbroute's own, or a foreign one before it)."""
+    conflict: bool = False
+    """The winner says something else: a warning."""
+
+    @property
+    def honoured(self) -> bool:
+        return self.reads_as is not None and self.winner is None
+
+    @property
+    def message(self) -> str:
+        """What lbroute made of it, for an Event and for ``lbroute allocate``."""
+        value = quote(self.value, _VALUE_SHOWN)
+        if self.reads_as is None:
+            return (
+                f"{annotation_path(self.key)}: {value} was written by another load balancer; "
+                "not read (the address is kept when a ServiceGroup pool holds it)"
+            )
+        if self.winner is None:
+            return (
+                f"{annotation_path(self.key)}: {value} is read as {self.reads_as}; set that "
+                "instead (lbroute convert renames it)"
+            )
+        if self.conflict:
+            return (
+                f"{annotation_path(self.key)}: {value} is ignored: {self.winner} is set too and "
+                "says otherwise, and wins; remove one of them"
+            )
+        return (
+            f"{annotation_path(self.key)}: {value} is ignored: {self.winner} says the same and "
+            "wins; remove it"
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -97,6 +159,8 @@ class Service:
     """lbroute.io/addresses, else spec.loadBalancerIP; at most one per family."""
     requested_path: str = _ADDRESSES_PATH
     """Where the request came from, for messages."""
+    group_path: str = _GROUP_PATH
+    """Where the group came from (lbroute's annotation or a foreign alias), for messages."""
     share_key: str | None = None
     """lbroute.io/allow-shared-ip (sharing is among Services of one namespace)."""
     share_scope: tuple[str, ...] = ("Cluster",)
@@ -107,6 +171,8 @@ class Service:
     """(protocol, port) pairs of spec.ports."""
     problems: tuple[Problem, ...] = field(default=())
     """What is unusable in the request (families, family policy, requested addresses)."""
+    foreign: tuple[Foreign, ...] = ()
+    """The MetalLB and PureLB annotations it carries, and what lbroute made of each."""
 
     @property
     def share(self) -> tuple[str, str] | None:
@@ -153,20 +219,30 @@ class Service:
             )
         requested: tuple[IPAddress, ...] = ()
         requested_path = _ADDRESSES_PATH
+        group_path = _GROUP_PATH
         share_key = group = None
+        keys = _OWN_KEYS
+        foreign: tuple[Foreign, ...] = ()
+        if annotations and not FOREIGN_KEYS.isdisjoint(annotations):
+            foreign, keys = _foreign(annotations)
         if annotations or spec.get("loadBalancerIP"):
-            requested = _requested(annotations, spec, error)
-            if spec.get("loadBalancerIP") and not annotations.get(ADDRESSES_ANNOTATION):
+            addresses_key = keys[ADDRESSES_ANNOTATION]
+            requested = _requested(annotations, spec, error, addresses_key)
+            if keys is not _OWN_KEYS:
+                requested_path = annotation_path(addresses_key)
+            if spec.get("loadBalancerIP") and not annotations.get(addresses_key):
                 requested_path = "spec.loadBalancerIP"
         if annotations:
-            share_key = _key(annotations, SHARED_ANNOTATION, error)
+            share_key = _key(annotations, keys[SHARED_ANNOTATION], error)
         local = spec.get("externalTrafficPolicy") == "Local"
         scope: tuple[str, ...] = ("Cluster",)
         if local:
             selector = mapping_at(spec, "selector")
             scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
         if annotations:
-            group = _key(annotations, SERVICE_GROUP_ANNOTATION, error)
+            group = _key(annotations, keys[SERVICE_GROUP_ANNOTATION], error)
+            if keys is not _OWN_KEYS:
+                group_path = annotation_path(keys[SERVICE_GROUP_ANNOTATION])
         return cls(
             ref=ref,
             uid=uid,
@@ -179,10 +255,12 @@ class Service:
             policy=policy,
             requested=requested,
             requested_path=requested_path,
+            group_path=group_path,
             share_key=share_key,
             share_scope=scope,
             ports=_ports(spec.get("ports")),
             problems=tuple(found) if found else (),
+            foreign=foreign,
             **extra,
         )
 
@@ -325,16 +403,61 @@ def ingress_ips(
     return tuple(found)
 
 
+def _set(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two annotation values say the same (addresses in any order, any spacing)."""
+    if isinstance(a, str) and isinstance(b, str):
+        return sorted(_SEPARATOR.split(a.strip())) == sorted(_SEPARATOR.split(b.strip()))
+    return bool(a == b)
+
+
+def _foreign(
+    annotations: Mapping[str, Any],
+) -> tuple[tuple[Foreign, ...], Mapping[str, str]]:
+    """The MetalLB and PureLB annotations present, what each is read as, and which
+    annotation is read for each of lbroute's: itself when it is set, else the first
+    foreign alias that is set."""
+    keys = dict(_OWN_KEYS)
+    found: list[Foreign] = []
+    for ours, aliases in FOREIGN_ALIASES.items():
+        present = [k for k in aliases if _set(annotations.get(k))]
+        if not present:
+            continue
+        winner = ours if _set(annotations.get(ours)) else present[0]
+        keys[ours] = winner
+        for key in present:
+            value = annotations[key]
+            text = value if isinstance(value, str) else quote(value)
+            if key == winner:
+                found.append(Foreign(key=key, value=text, reads_as=ours))
+                continue
+            conflict = not _same(value, annotations[winner])
+            found.append(Foreign(key=key, value=text, reads_as=ours, winner=winner,
+                                 conflict=conflict))  # fmt: skip
+    for key in FOREIGN_RECORDS:
+        value = annotations.get(key)
+        if _set(value):
+            found.append(Foreign(key=key, value=value if isinstance(value, str) else quote(value)))
+    return tuple(found), keys
+
+
 def _requested(
-    annotations: Mapping[str, Any], spec: Mapping[str, Any], error: Callable[[str, str], None]
+    annotations: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    error: Callable[[str, str], None],
+    key: str = ADDRESSES_ANNOTATION,
 ) -> tuple[IPAddress, ...]:
-    """The requested addresses: lbroute.io/addresses, else spec.loadBalancerIP. An
-    annotation with any unusable entry is refused whole: () and one problem."""
-    text = annotations.get(ADDRESSES_ANNOTATION)
+    """The requested addresses: the annotation ``key`` (lbroute.io/addresses or the foreign
+    alias read for it), else spec.loadBalancerIP. An annotation with any unusable entry
+    is refused whole: () and one problem."""
+    text = annotations.get(key)
     legacy = spec.get("loadBalancerIP")
     found: tuple[IPAddress, ...] = ()
     if text:
-        found = _addresses(text, annotation_path(ADDRESSES_ANNOTATION), error)
+        found = _addresses(text, annotation_path(key), error)
     if not legacy:
         return found
     path = "spec.loadBalancerIP"
@@ -348,7 +471,7 @@ def _requested(
     if found and address not in found:
         error(
             path,
-            f"{address} (deprecated) differs from the {ADDRESSES_ANNOTATION} annotation "
+            f"{address} (deprecated) differs from the {key} annotation "
             f"({', '.join(map(str, found))}); set only the annotation",
         )
     return found

@@ -8,6 +8,8 @@ module that needs one of these names imports it from here, never spells it again
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "lbroute.io"
@@ -38,10 +40,45 @@ ADDRESSES_ANNOTATION: Final = f"{GROUP}/addresses"
 """Read: the addresses a Service asks for, comma-separated, at most one per family."""
 SHARED_ANNOTATION: Final = f"{GROUP}/allow-shared-ip"
 """Read: the sharing key; Services of one namespace with the same key may share an IP."""
+FOREIGN_ALIASES: Final = {
+    ADDRESSES_ANNOTATION: (
+        "metallb.io/loadBalancerIPs",
+        "metallb.universe.tf/loadBalancerIPs",
+        "purelb.io/addresses",
+    ),
+    SHARED_ANNOTATION: (
+        "metallb.io/allow-shared-ip",
+        "metallb.universe.tf/allow-shared-ip",
+        "purelb.io/allow-shared-ip",
+    ),
+    SERVICE_GROUP_ANNOTATION: (
+        "metallb.io/address-pool",
+        "metallb.universe.tf/address-pool",
+        "purelb.io/service-group",
+    ),
+}
+"""Read: MetalLB's and PureLB's annotations that lbroute honours as read-only aliases of
+its own (the key), in order of precedence after lbroute's own. A MetalLB address pool
+names the ServiceGroup of the same name (``lbroute convert`` names groups after pools)."""
+FOREIGN_RECORDS: Final = (
+    "metallb.io/ip-allocated-from-pool",
+    "metallb.universe.tf/ip-allocated-from-pool",
+    "purelb.io/allocated-from",
+)
+"""Written by MetalLB or PureLB (the pool or group an address came from): reported, not
+read; the address itself is kept when a pool of lbroute holds it."""
+FOREIGN_KEYS: Final = frozenset(
+    (*(k for v in FOREIGN_ALIASES.values() for k in v), *FOREIGN_RECORDS)
+)
+"""Every foreign annotation lbroute reads or reports (kept where Services are trimmed)."""
 ALLOCATED_FROM_ANNOTATION: Final = f"{GROUP}/allocated-from"
 """Written by the allocator: the ServiceGroup and pool each address came from."""
 ANNOUNCING_ANNOTATION: Final = f"{GROUP}/announcing"
-"""Written by the agents: which nodes announce the Service (and, for local pools, where)."""
+"""Written by the agents: which nodes announce the Service (and, for local pools, where).
+Entries separated by ``,``, sorted: a node's name for a routed ETP Local Service, and
+``node/interface/address`` for a local address (``node-b/eth1/192.0.2.10``); node and
+interface names hold no ``/`` nor ``,``. Read and written through
+:func:`parse_announcing` and :func:`format_announcing`."""
 LOCAL_SUBNETS_ANNOTATION: Final = f"{GROUP}/local-subnets"
 """On a node's membership Lease: the subnets (comma-separated CIDRs) the node has an
 interface on, of the local pools whose ServiceGroup selects it."""
@@ -66,8 +103,47 @@ SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service."""
 
 DEFAULT_INTERFACE: Final = "kube-lb0"
+"""NodeAgent interface when unset: the dummy interface that carries Service addresses."""
+DEFAULT_LOCAL_INTERFACE: Final = ("default",)
+"""NodeAgent localInterface when unset: the interface holding the default route of the
+local address's family."""
 ROUTE_TABLE_DEFAULT: Final = 4242
 """Kernel routing table where the agent keeps one route per announced prefix."""
 ROUTE_PROTO: Final = 0x4C
 """Routing protocol number of those routes, and address protocol of lbroute's addresses
 ('L'): what lbroute owns in the kernel is marked there, so a restart needs no state."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Announcer:
+    """One entry of :data:`ANNOUNCING_ANNOTATION`: a node, and for a local address the
+    interface and the address (no prefix length) it holds there."""
+
+    node: str
+    interface: str = ""
+    address: str = ""
+
+    def __str__(self) -> str:
+        if not self.interface and not self.address:
+            return self.node
+        return f"{self.node}/{self.interface}/{self.address}"
+
+
+def parse_announcing(value: str | None) -> tuple[Announcer, ...]:
+    """The entries of an ``lbroute.io/announcing`` value, in its order. Leniently: an
+    entry is split at its first two ``/`` (the node, the interface, the rest is the
+    address), so whatever another writer put there keeps its node."""
+    found = []
+    for entry in (value or "").split(","):
+        entry = entry.strip()
+        if entry:
+            node, _, rest = entry.partition("/")
+            interface, _, address = rest.partition("/")
+            found.append(Announcer(node=node, interface=interface, address=address))
+    return tuple(found)
+
+
+def format_announcing(entries: Iterable[Announcer | str]) -> str | None:
+    """The annotation's value for ``entries`` (Announcers, or entries as read), each
+    once, sorted; None (the annotation removed) when there is none."""
+    return ",".join(sorted({str(e) for e in entries})) or None

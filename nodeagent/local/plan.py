@@ -18,6 +18,7 @@ from lbroute.model.api import Announce, Model, Pool, ServiceGroup
 from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import IPAddress
 from lbroute.model.service import Service
+from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.local.election import Election, LocalAddress, Sharer
 from nodeagent.netlink.nic import Holding, NotPlaced, Placed, Snapshot, place
 
@@ -34,9 +35,9 @@ class LocalInputs:
     """The local pools of the groups whose nodeSelector selects this node."""
     node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     ready: Mapping[ObjectRef, frozenset[str]] = field(default_factory=dict)
-    local_interface: tuple[str, ...] = ("default",)
+    local_interface: tuple[str, ...] = DEFAULT_LOCAL_INTERFACE
     lease: LocalLease = field(default_factory=LocalLease)
-    service_interface: str = "kube-lb0"
+    service_interface: str = DEFAULT_INTERFACE
 
     @property
     def any_local(self) -> bool:
@@ -60,9 +61,9 @@ def local_inputs(
     ready: Mapping[ObjectRef, frozenset[str]],
     *,
     node: str,
-    local_interface: tuple[str, ...] = ("default",),
+    local_interface: tuple[str, ...] = DEFAULT_LOCAL_INTERFACE,
     lease: LocalLease | None = None,
-    service_interface: str = "kube-lb0",
+    service_interface: str = DEFAULT_INTERFACE,
 ) -> LocalInputs:
     """The local loop's inputs (see the module docstring)."""
     groups = [g for g in model.service_groups if g.announce is Announce.LOCAL]
