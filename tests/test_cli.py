@@ -471,7 +471,7 @@ def test_every_command_module_is_in_the_group_and_its_contract() -> None:
             assert command.name is not None
             assert main.commands.get(command.name) is command, f"{command.name} is not in lbroute"
     assert modules == top
-    expected = {"render", "validate", "agent", "allocator", "status", "allocate", "demo"}
+    expected = {"render", "validate", "agent", "allocator", "status", "allocate", "convert", "demo"}
     assert set(main.commands) == expected
 
 
@@ -640,3 +640,42 @@ def test_status_without_local_addresses_prints_as_before(tmp_path: Path) -> None
     assert "192.0.2.10/24" in result.stdout
     empty = run("status", "--status-file", _status_doc(tmp_path, []))
     assert "local addresses held (0):" in empty.stdout
+
+
+# -- demo --example --------------------------------------------------------------------
+
+
+def test_demo_refuses_a_directory_that_is_not_the_lab_example() -> None:
+    """Checked before root and the tools, so anyone sees it; nothing is built."""
+    examples = Path(__file__).resolve().parent.parent / "examples"
+    result = run("demo", "--example", examples)
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    assert "runs only on examples/lab or a copy of it" in result.stderr
+    assert f"{examples / 'cluster.yaml'} not found" in result.stderr
+
+
+def test_demo_names_what_a_changed_copy_of_the_lab_lacks(tmp_path: Path) -> None:
+    lab = Path(__file__).resolve().parent.parent / "examples" / "lab"
+    copy = tmp_path / "lab"
+    copy.mkdir()
+    (copy / "cluster.yaml").write_text(
+        (lab / "cluster.yaml").read_text(encoding="utf-8").replace("node-b", "node-c"),
+        encoding="utf-8",
+    )
+    services = (lab / "services.yaml").read_text(encoding="utf-8")
+    (copy / "services.yaml").write_text(services.replace("legacy-1", "legacy-2"), "utf-8")
+    result = run("demo", "--example", copy)
+    assert result.exit_code == 1
+    assert_no_traceback(result)
+    message = result.stderr
+    assert "the Nodes node-a and node-b" in message
+    assert message.rstrip().endswith("missing: Node node-b, Service default/legacy-1")
+
+
+def test_demo_accepts_the_lab_example() -> None:
+    """(Running the command would start the demo when root.)"""
+    from lbroute.cli.demo import _missing
+
+    lab = Path(__file__).resolve().parent.parent / "examples" / "lab"
+    assert _missing(lab) == ""

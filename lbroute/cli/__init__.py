@@ -7,6 +7,8 @@ its ``COMMANDS``:
 - :mod:`~lbroute.cli.run`: ``agent`` and ``allocator``, the long-running parts;
 - :mod:`~lbroute.cli.status`: ``status``, the agent's status on this node;
 - :mod:`~lbroute.cli.allocate`: ``allocate``, one allocation pass over manifests;
+- :mod:`~lbroute.cli.convert`: ``convert``, MetalLB's or PureLB's configuration as
+  lbroute's;
 - :mod:`~lbroute.cli.demo`: ``demo``, the example in a lab;
 
 below them :mod:`~lbroute.cli.options` (options several commands take, declared once)
@@ -29,7 +31,7 @@ import sys
 import click
 
 from lbroute import __version__
-from lbroute.cli import allocate, demo, render, run, status
+from lbroute.cli import allocate, convert, demo, render, run, status
 from lbroute.model.secrets import RedactSecrets
 
 
@@ -74,6 +76,6 @@ def main(log_format: str, verbose: int) -> None:
     _setup_logging(log_format, verbose)
 
 
-for _module in (render, run, status, allocate, demo):
+for _module in (render, run, status, allocate, convert, demo):
     for _command in _module.COMMANDS:
         main.add_command(_command)
