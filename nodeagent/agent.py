@@ -54,6 +54,7 @@ from lbroute.model.endpoints import ready_nodes, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
 from lbroute.model.service import parse_service
+from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
 from nodeagent.desired import desired_state
 from nodeagent.local.membership import LeaseStore
@@ -257,9 +258,9 @@ class Agent:
             services,
             ready,
             node=self.settings.node,
-            local_interface=agent_spec.local_interface if agent_spec else ("default",),
+            local_interface=agent_spec.local_interface if agent_spec else DEFAULT_LOCAL_INTERFACE,
             lease=agent_spec.local_lease if agent_spec else None,
-            service_interface=self._router.interface if self._router else "kube-lb0",
+            service_interface=self._router.interface if self._router else DEFAULT_INTERFACE,
         )
         local_problems: list[Problem] = []
         if self.local is not None:
@@ -298,6 +299,8 @@ class Agent:
         self._show_local()
         if text is not None:
             self._offer(text)
+        elif self._router is not None and not decision.kept:
+            self._adopt_running()
         local = {s.ref for s in services if s.local}
         announced = {
             service: tuple(map(str, interfaces))
@@ -379,6 +382,19 @@ class Agent:
             # nothing to apply, and the old failure no longer describes the node.
             self._record(text, ApplyResult(), result="Unchanged")
 
+    def _adopt_running(self) -> None:
+        """Nothing renders (a broken user template) and nothing was applied since the
+        agent started: the router keeps the configuration it runs. When that is the file
+        lbroute last wrote, report its hash and take it as applied, so the status says
+        what runs, and an input fixed back to it applies nothing."""
+        if self._driver is None or not self.schedule.fresh or self.status.config_hash:
+            return
+        text = self._driver.written()
+        if text is not None and self._driver.is_current(text):
+            log.info("nothing renders; the router keeps running the configuration it has")
+            self.schedule.adopt(text)
+            self._record(text, ApplyResult(), result="Unchanged")
+
     def _apply(self, text: str) -> None:
         assert self._driver is not None
         result = self._driver.apply(text)
@@ -458,5 +474,9 @@ class Agent:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
         if self.reporter is not None and self._report is not None:
             self.reporter.publish(
-                dataclasses.replace(self._report, status=Status.from_json(document))
+                dataclasses.replace(
+                    self._report,
+                    status=Status.from_json(document),
+                    elected=self._local_report.elected,
+                )
             )

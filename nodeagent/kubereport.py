@@ -20,8 +20,28 @@ or absent API never holds up the agent. What is published only when it changed:
   write with the resourceVersion read: a 409 means read again), so agents and other
   writers of the status never undo each other, and only the agent whose write changed
   the condition sends the ``Invalid`` Event;
-- ``lbroute.io/announcing`` on ETP Local Services: the nodes that announce the address,
-  each agent adding or removing only its own name, by the same read-change-write.
+- ``lbroute.io/announcing`` on the Services announced from here (routed ETP Local) or
+  using a local address this node holds: entries separated by ``,``, sorted, a node's
+  name for a routed one, ``node/interface/address`` for a local address
+  (``node-b/eth1/192.0.2.10,node-c/eth1/2001:db8::10``), read and written by
+  lbroute.model.vocabulary's one parser. Each agent adds or removes only the entries of
+  its own node, by the same read-change-write;
+- a ``LocalHeld`` condition on every local ServiceGroup: True ``Held`` naming where each
+  address is (``2 local addresses held: 192.0.2.10 on node-b, ...``), True
+  ``NoAddresses`` when no Service uses one, False ``NoHolder`` naming each address
+  without a holder, its Services and why (nodeagent.local.election.NoHolder; ETP Local
+  with no ready endpoint reads ``withdrawn: no node has a ready endpoint of ns/name``).
+  Every agent elects the same, so only one writes it, to avoid dueling writes: of the
+  live members (the local loop's Leases), the one with the highest rendezvous weight for
+  the group (:func:`condition_writer`), which changes only when that node leaves. It
+  writes only when the condition differs (read-change-write, as ``Valid``), and when its
+  write changed it sends ``LocalNotHeld`` (Warning) on the Services of each address that
+  lost its holder and ``LocalHeld`` (Normal) on those of each that has one again.
+  Nothing is written while the local loop is not settled (starting, or the Leases
+  unreadable); a group that is no longer local loses the condition;
+- ``LocalNotPlaced`` (Warning) on the NodeAgent (or, without one, the ServiceGroup) when
+  this node won a local address but cannot put it on an interface, naming the node,
+  ``spec.localInterface`` and the interfaces the node has.
 
 Events are rate limited (lbroute.kube.events); what does not fit is logged and
 counted, not sent. The first report after a start only records what is announced, so
@@ -30,10 +50,11 @@ restarting an agent sends no Event storm.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from lbroute.kube.client import Api, ApiClient
@@ -41,6 +62,7 @@ from lbroute.kube.events import EventRecorder
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import MAX_MESSAGE, State, condition, read_change_write, with_condition
 from lbroute.model.errors import KubernetesError, NotFound, ObjectRef, Problem, Severity
+from lbroute.model.fields import IPAddress
 from lbroute.model.secrets import redact
 from lbroute.model.vocabulary import (
     AGENT_CONTROLLER,
@@ -50,13 +72,19 @@ from lbroute.model.vocabulary import (
     NODE_STATE,
     PEER,
     SERVICE_GROUP,
+    Announcer,
+    format_announcing,
+    parse_announcing,
 )
-from nodeagent.status import LocalHeld, Report
+from nodeagent.local.election import NoHolder
+from nodeagent.status import LocalElected, LocalHeld, Report
 
 log = logging.getLogger(__name__)
 
 VALIDATED = (SERVICE_GROUP, PEER, NODE_AGENT)
 """The kinds that get a ``Valid`` condition."""
+LOCAL_HELD = "LocalHeld"
+"""The condition on a local ServiceGroup saying where its addresses are."""
 
 
 _SESSION_PROTOCOLS = {"bgp": "bgp", "ospf": "ospf", "ospf6": "ospf", "ospfv3": "ospf"}
@@ -199,6 +227,10 @@ class KubeReporter:
         self._failure: tuple[str, str] | None = None
         self._node_problems: set[tuple[ObjectRef, str]] = set()
         self._local: dict[str, LocalHeld] | None = None
+        self._elected: dict[IPAddress, LocalElected] | None = None
+        """The elections of the last settled report (every agent keeps them, so that
+        the one that becomes the writer knows what was reported)."""
+        self._unplaced: set[tuple[IPAddress, str]] = set()
         self._arp = ""
         self._objects: tuple[dict[str, Any], ...] = ()
         self._uids: dict[ObjectRef, str] | None = None
@@ -215,10 +247,22 @@ class KubeReporter:
         return self
 
     def stop(self) -> None:
+        """Stop publishing. The local loop stops with the agent and releases its
+        addresses, so this node's ``node/interface/address`` entries leave the Services'
+        ``lbroute.io/announcing`` (best effort: one try each)."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        self._thread.join(timeout=10)
+        if self._thread.ident is not None:  # started (a test may sync without)
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():
+                return
+        refs = {ref for h in (self._local or {}).values() for ref in _service_refs(h.services)}
+        for ref in sorted(refs):
+            try:
+                self._set_announcing(ref, None)
+            except KubernetesError as exc:
+                log.warning("%s: cannot remove this node's local entries: %s", ref, exc)
 
     def publish(self, report: Report) -> None:
         with self._cond:
@@ -258,6 +302,8 @@ class KubeReporter:
         self._validity(report)
         self._node_problem_events(report)
         self._local_events(report)
+        self._local_held(report)
+        self._unplaced_events(report)
         self._announcing(report)
 
     def _node_state(self, report: Report) -> None:
@@ -370,26 +416,110 @@ class KubeReporter:
                 self._event(ref, "Normal", "LocalHandover", note)
 
     def _announcing(self, report: Report) -> None:
-        holding = {ref for h in report.status.local or () for ref in _service_refs(h.services)}
+        mine: dict[ObjectRef, set[str]] = {ref: {self.node} for ref in report.local}
+        for h in report.status.local or ():
+            address = h.address.partition("/")[0]
+            entry = str(Announcer(node=self.node, interface=h.interface, address=address))
+            for ref in _service_refs(h.services):
+                mine.setdefault(ref, set()).add(entry)
         for obj in report.objects:
             if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
                 continue
             ref = _ref_of(obj)
-            nodes = _nodes(obj)
-            want = ref in report.local or ref in holding
-            if (self.node in nodes) != want:
+            want = frozenset(mine.get(ref, ()))
+            if _own_entries(obj, self.node) != want:
                 self._set_announcing(ref, want)
 
-    def _set_announcing(self, ref: ObjectRef, here: bool) -> None:
+    def _set_announcing(self, ref: ObjectRef, want: frozenset[str] | None) -> None:
+        """Our node's entries of the Service's annotation made ``want`` (None: only its
+        local ones removed), every other node's left as they are."""
+
         def change(current: JSON) -> JSON | None:
-            nodes = _nodes(current)
-            if (self.node in nodes) == here:
+            own = _own_entries(current, self.node)
+            mine = frozenset(e for e in own if "/" not in e) if want is None else want
+            if own == mine:
                 return None
-            nodes = (nodes | {self.node}) if here else (nodes - {self.node})
-            annotation = ",".join(sorted(nodes)) or None
+            others = [e for e in _entries(current) if e.node != self.node]
+            annotation = format_announcing([*others, *mine])
             return {"metadata": {"annotations": {ANNOUNCING_ANNOTATION: annotation}}}
 
         read_change_write(self.kube, ref, change)
+
+    # -- local addresses: where each is, who cannot place one ----------------------
+
+    def _local_held(self, report: Report) -> None:
+        """The ``LocalHeld`` condition of the local ServiceGroups this agent writes
+        (:func:`condition_writer`), and its Events."""
+        elected = report.elected
+        if elected is None:
+            return  # not settled: what the loop would say is not the election's
+        by_group: dict[ObjectRef, list[LocalElected]] = {}
+        for e in elected.elections:
+            by_group.setdefault(e.group, []).append(e)
+        before = self._elected
+        for obj in report.objects:
+            ref = _ref_of(obj)
+            if ref.kind != SERVICE_GROUP or obj.get("apiVersion") != API_VERSION:
+                continue
+            if condition_writer(ref, elected.alive) != self.node:
+                continue
+            local = (obj.get("spec") or {}).get("announce") == "local" or ref in by_group
+            want = local_held_state(by_group.get(ref, ())) if local else None
+            if _current_condition(obj, LOCAL_HELD) == want:
+                continue
+            if self._set_local_held(ref, want) and want is not None:
+                self._local_held_events(by_group.get(ref, ()), before)
+        self._elected = {e.address: e for e in elected.elections}
+
+    def _set_local_held(self, ref: ObjectRef, want: State | None) -> bool:
+        def change(current: JSON) -> JSON | None:
+            if _current_condition(current, LOCAL_HELD) == want:
+                return None  # another agent (the writer before) said it already
+            if want is None:
+                status = dict(current.get("status") or {})
+                status["conditions"] = [
+                    c for c in status.get("conditions") or () if c.get("type") != LOCAL_HELD
+                ]
+                return {"status": status}
+            return {"status": with_condition(current, LOCAL_HELD, want)}
+
+        return read_change_write(self.kube, ref, change, status=True)
+
+    def _local_held_events(
+        self, elected: Iterable[LocalElected], before: Mapping[IPAddress, LocalElected] | None
+    ) -> None:
+        for e in sorted(elected, key=lambda e: _address_key(e.address)):
+            was = (before or {}).get(e.address)
+            if e.holder is None:
+                if was is not None and was.holder is None and was.why is e.why:
+                    continue  # reported already
+                note = f"{e.address} is held by no node: {not_held_reason(e)}"
+                for ref in e.services:
+                    self._event(ref, "Warning", "LocalNotHeld", note)
+            elif was is not None and was.holder is None:
+                for ref in e.services:
+                    self._event(ref, "Normal", "LocalHeld", f"{e.address} held by node {e.holder}")
+
+    def _unplaced_events(self, report: Report) -> None:
+        """``LocalNotPlaced`` once for each address this node won but cannot place (for
+        each reason)."""
+        if report.elected is None:
+            return
+        now = {(u.address, u.message): u for u in report.elected.unplaced}
+        new = sorted(now.keys() - self._unplaced, key=lambda k: (*_address_key(k[0]), k[1]))
+        for key in new:
+            u = now[key]
+            target = report.agent or u.group
+            if target is None:
+                continue
+            setting = u.setting[0] if len(u.setting) == 1 else list(u.setting)
+            note = (
+                f"node {self.node} cannot place local address {u.address}: "
+                f"spec.localInterface {setting!r}: {u.message}; "
+                f"the node's interfaces: {', '.join(u.interfaces) or 'none'}"
+            )
+            self._event(target, "Warning", "LocalNotPlaced", note)
+        self._unplaced = set(now)
 
     # -- Events ---------------------------------------------------------------------
 
@@ -412,13 +542,72 @@ def _service_refs(services: tuple[str, ...]) -> list[ObjectRef]:
 
 
 def _current_valid(obj: Mapping[str, Any]) -> State | None:
+    return _current_condition(obj, "Valid")
+
+
+def _current_condition(obj: Mapping[str, Any], kind: str) -> State | None:
     for c in (obj.get("status") or {}).get("conditions") or ():
-        if c.get("type") == "Valid":
+        if c.get("type") == kind:
             return str(c.get("status")), str(c.get("reason")), str(c.get("message"))
     return None
 
 
-def _nodes(obj: Mapping[str, Any]) -> set[str]:
+def _entries(obj: Mapping[str, Any]) -> tuple[Announcer, ...]:
     annotations = (obj.get("metadata") or {}).get("annotations") or {}
-    value = annotations.get(ANNOUNCING_ANNOTATION) or ""
-    return {n for n in str(value).split(",") if n}
+    return parse_announcing(str(annotations.get(ANNOUNCING_ANNOTATION) or ""))
+
+
+def _own_entries(obj: Mapping[str, Any], node: str) -> frozenset[str]:
+    """The entries of ``node`` in the object's ``lbroute.io/announcing``."""
+    return frozenset(str(e) for e in _entries(obj) if e.node == node)
+
+
+def _address_key(address: IPAddress) -> tuple[int, int]:
+    return address.version, int(address)
+
+
+def condition_writer(group: ObjectRef, alive: Iterable[str]) -> str | None:
+    """The one agent that writes ``group``'s ``LocalHeld`` condition: of the live
+    members, the one with the highest rendezvous weight for the group (blake2b of the
+    group's namespace/name and the node's name, the same on every node), so the groups'
+    writers spread over the nodes and a group's writer changes only when it leaves.
+    None without live members."""
+    key = f"{group.namespace}/{group.name}\0".encode()
+
+    def weight(node: str) -> tuple[bytes, str]:
+        digest = hashlib.blake2b(key + node.encode(), digest_size=8, person=b"lbroute-writer")
+        return digest.digest(), node
+
+    return max(alive, key=weight, default=None)
+
+
+def not_held_reason(e: LocalElected) -> str:
+    """Why ``e`` has no holder, for an operator."""
+    if e.why is NoHolder.NO_ENDPOINT:
+        names = ", ".join(f"{r.namespace}/{r.name}" for r in e.local_traffic)
+        return (
+            f"withdrawn: no node has a ready endpoint of {names} (among the live nodes "
+            "that the ServiceGroup selects with an interface on the address's subnet)"
+        )
+    return e.why.value if e.why is not None else "no holder elected"
+
+
+def local_held_state(elected: Iterable[LocalElected]) -> State:
+    """The ``LocalHeld`` condition of a ServiceGroup whose addresses' elections are
+    ``elected`` (see the module docstring)."""
+    ordered = sorted(elected, key=lambda e: _address_key(e.address))
+    if not ordered:
+        return "True", "NoAddresses", "no Service uses a local address of this group"
+    held = [e for e in ordered if e.holder is not None]
+    where = ", ".join(f"{e.address} on {e.holder}" for e in held)
+    missing = [e for e in ordered if e.holder is None]
+    if not missing:
+        plural = "" if len(held) == 1 else "es"
+        return "True", "Held", f"{len(held)} local address{plural} held: {where}"[:MAX_MESSAGE]
+    lines = [f"{len(missing)} of {len(ordered)} local addresses held by no node:"]
+    for e in missing:
+        services = ", ".join(f"{r.namespace}/{r.name}" for r in e.services)
+        lines.append(f"{e.address} (Services {services}): {not_held_reason(e)}")
+    if held:
+        lines.append(f"{len(held)} held: {where}")
+    return "False", "NoHolder", "\n".join(lines)[:MAX_MESSAGE]

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from lbroute.model.errors import ObjectRef, Problem
+from lbroute.model.fields import IPAddress
 from lbroute.model.secrets import redact
+from nodeagent.local.election import NoHolder
 from nodeagent.routers.driver import Outcome
 
 STATUS_MODE = 0o600
@@ -78,6 +80,49 @@ class LocalHeld:
     """The Services that use it: ``namespace/name`` each."""
     since: str = ""
     """When this node took it (UTC)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalElected:
+    """The election of one local address, the same on every node."""
+
+    address: IPAddress
+    group: ObjectRef
+    """The ServiceGroup of its pool."""
+    services: tuple[ObjectRef, ...] = ()
+    """The Services that use it."""
+    holder: str | None = None
+    """The node elected to hold it; None: no node may (``why``)."""
+    why: NoHolder | None = None
+    local_traffic: tuple[ObjectRef, ...] = ()
+    """Its Services with ``externalTrafficPolicy: Local`` (``why`` NO_ENDPOINT: none of
+    them has a ready endpoint on a node that could hold it)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalUnplaced:
+    """A local address this node won but cannot put on its NIC."""
+
+    address: IPAddress
+    group: ObjectRef | None
+    setting: tuple[str, ...]
+    """The NodeAgent's ``spec.localInterface``."""
+    interfaces: tuple[str, ...]
+    """The interfaces this node has (neither ``lo`` nor the Service interface)."""
+    message: str
+    """Why, with what the named interfaces have (nodeagent.netlink.nic)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LocalElections:
+    """What the local loop decided in its last settled step (not while it starts or
+    cannot read the Leases), for the reporter: every local address's election, the live
+    members (one of them writes each ServiceGroup's ``LocalHeld`` condition) and the
+    addresses this node won but cannot place."""
+
+    elections: tuple[LocalElected, ...] = ()
+    alive: tuple[str, ...] = ()
+    unplaced: tuple[LocalUnplaced, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -170,6 +215,8 @@ class Report:
     """The source's objects the pass used, as they are (with their status)."""
     agent: ObjectRef | None = None
     """The NodeAgent that configures this node."""
+    elected: LocalElections | None = None
+    """The local loop's last settled decisions; None: no local loop, or not settled."""
 
 
 class Reporter(Protocol):

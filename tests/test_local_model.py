@@ -140,7 +140,10 @@ def test_a_peer_that_selects_only_local_groups_warns_that_it_announces_nothing()
     lan["metadata"]["labels"] = {"site": "a"}
     peer = {
         **PEER,
-        "spec": {**PEER["spec"], "serviceGroupSelector": {"matchLabels": {"site": "a"}}},
+        "spec": {
+            "bgp": {"address": "10.0.0.254", "asn": 65000},
+            "serviceGroupSelector": {"matchLabels": {"site": "a"}},
+        },
     }
     model = api.load([lan, peer])
     (problem,) = model.problems

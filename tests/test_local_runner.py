@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from pathlib import Path
 from typing import Any
 
 from lbroute.model import api
 from lbroute.model.agentconfig import LocalLease
 from lbroute.model.errors import ObjectRef
 from lbroute.model.service import parse_service
-from nodeagent.local.election import Election, elect
+from nodeagent.local.election import Election, NoHolder, elect
+from nodeagent.local.leasedir import DirectoryLeaseStore
 from nodeagent.local.membership import Membership
 from nodeagent.local.plan import holdings, local_inputs
-from nodeagent.local.runner import keep_on_outage
+from nodeagent.local.runner import LocalRunner, keep_on_outage
 from nodeagent.netlink.nic import Snapshot
 from nodeagent.netlink.wire import Address, DefaultRoute, Link
 
@@ -140,3 +142,37 @@ def test_outage_keeps_what_is_held_and_takes_nothing() -> None:
     kept = keep_on_outage(elections, "n1", frozenset({a}))
     assert kept[a].holder == "n1"  # held: kept (and renewed)
     assert kept[b].holder is None  # won but not held: not taken
+
+
+def test_the_report_carries_the_settled_elections_typed(tmp_path: Path) -> None:
+    """What the reporter writes the ServiceGroup's LocalHeld condition and the
+    LocalNotPlaced Event from: each address's election with its group, Services and
+    why; the live members; what this node won and cannot place, with its interfaces."""
+    m = model(group("lan", "local", "10.0.0.50-10.0.0.59", "10.1.0.50-10.1.0.59"))
+    services = [service("a", "10.0.0.50"), service("b", "10.0.0.51", local=True)]
+    services.append(service("c", "10.1.0.50"))
+    inputs = local_inputs(m, services, {}, node="n1", local_interface=("eth*",))
+    net = ipaddress.ip_network("10.0.0.0/24")
+    members = {
+        "n1": Membership(subnets=frozenset({net})),
+        "n2": Membership(subnets=frozenset({net}), alive=False),
+    }
+    runner = LocalRunner(DirectoryLeaseStore(tmp_path, namespace=NS), node="n1", namespace=NS)
+    runner.elections = elect(inputs.addresses, members, node_labels={}, ready={})
+    runner._found = members
+    forced = {IP("10.1.0.50"): Election(address=IP("10.1.0.50"), holder="n1")}
+    unplaced = holdings(inputs, forced, snapshot()).unplaced
+    view = runner._elected(inputs, unplaced, snapshot())
+    by_address = {e.address: e for e in view.elections}
+    a, b, c = (by_address[IP(x)] for x in ("10.0.0.50", "10.0.0.51", "10.1.0.50"))
+    group_ref = ObjectRef(kind="ServiceGroup", namespace=NS, name="lan")
+    assert (a.holder, a.why, a.group) == ("n1", None, group_ref)
+    assert [s.name for s in a.services] == ["a"]
+    assert (b.holder, b.why) == (None, NoHolder.NO_ENDPOINT)
+    assert [s.name for s in b.local_traffic] == ["b"]
+    assert (c.holder, c.why) == (None, NoHolder.NO_INTERFACE)
+    assert view.alive == ("n1",)
+    [lost] = view.unplaced
+    assert (lost.address, lost.group, lost.setting) == (IP("10.1.0.50"), group_ref, ("eth*",))
+    assert lost.interfaces == ("eth0",), "neither lo nor the Service interface"
+    assert "10.1.0.50" in lost.message

@@ -54,8 +54,8 @@ from nodeagent.local.membership import LeaseStore, Members, Membership
 from nodeagent.local.plan import LocalInputs, holdings
 from nodeagent.netlink.ipvs import check_arp, ipvs_addresses, read_arp_sysctls
 from nodeagent.netlink.lan import Lan
-from nodeagent.netlink.nic import candidates, owned, serving_subnets
-from nodeagent.status import LocalHeld, Metrics
+from nodeagent.netlink.nic import Snapshot, candidates, owned, serving_subnets
+from nodeagent.status import LocalElected, LocalElections, LocalHeld, LocalUnplaced, Metrics
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +77,11 @@ class LocalReport:
     """Addresses taken over in this step."""
     released: tuple[str, ...] = ()
     """Addresses given up in this step."""
+    elected: LocalElections | None = None
+    """Every local address's election, the live members and what this node cannot
+    place, for the reporter (nodeagent.kubereport: the ServiceGroups' ``LocalHeld``
+    condition and its Events); None while the election is not settled (the agent
+    starting, or the Leases unreadable: :func:`keep_on_outage`)."""
 
 
 @dataclass
@@ -145,6 +150,8 @@ class LocalRunner:
         self._arp: str | None = None
         self._report: LocalReport | None = None
         self._found: dict[str, Membership] = {}
+        self._settled = False
+        """The last step's elections are the election's own (not :func:`keep_on_outage`)."""
         self._dirty = False
         self._poked = threading.Event()
 
@@ -291,6 +298,7 @@ class LocalRunner:
             self._grace_until = now + inputs.lease.renew
         starting = self._grace_until is None or now < self._grace_until
         outage = not members.readable and now - self._last_write < members.renew_deadline
+        self._settled = not (starting or outage)
         if starting or outage:
             elections = keep_on_outage(elections, self.node, held)
             if starting:
@@ -322,7 +330,7 @@ class LocalRunner:
         inputs: LocalInputs,
         changes: LocalChanges,
         unplaced: tuple[tuple[IPAddress, str], ...],
-        snapshot: object,
+        snapshot: Snapshot,
         now: float,
     ) -> LocalReport:
         taken = tuple(str(o.interface.ip) for o in changes.added)
@@ -371,11 +379,55 @@ class LocalRunner:
             arp=self._arp,
             taken=taken,
             released=released,
+            elected=self._elected(inputs, unplaced, snapshot) if self._settled else None,
         )
         if report != self._report:
             self.on_report(report)
             self._report = report
         return report
+
+    def _elected(
+        self,
+        inputs: LocalInputs,
+        unplaced: tuple[tuple[IPAddress, str], ...],
+        snapshot: Snapshot,
+    ) -> LocalElections:
+        """The settled elections, typed, for the reporter."""
+        elected = []
+        for local in inputs.addresses:
+            election = self.elections.get(local.address)
+            elected.append(
+                LocalElected(
+                    address=local.address,
+                    group=local.group,
+                    services=tuple(s.ref for s in local.services),
+                    holder=election.holder if election is not None else None,
+                    why=election.why if election is not None else None,
+                    local_traffic=tuple(s.ref for s in local.services if s.local_traffic),
+                )
+            )
+        groups = {a.address: a.group for a in inputs.addresses}
+        interfaces = tuple(
+            sorted(
+                link.name
+                for link in snapshot.links
+                if link.name not in ("lo", inputs.service_interface)
+            )
+        )
+        return LocalElections(
+            elections=tuple(elected),
+            alive=tuple(sorted(node for node, m in self._found.items() if m.alive)),
+            unplaced=tuple(
+                LocalUnplaced(
+                    address=address,
+                    group=groups.get(address),
+                    setting=inputs.local_interface,
+                    interfaces=interfaces,
+                    message=message,
+                )
+                for address, message in unplaced
+            ),
+        )
 
     def _count(
         self, changes: LocalChanges, taken: tuple[str, ...], released: tuple[str, ...]

@@ -403,7 +403,7 @@ def test_kube_ipvs0_without_strict_arp_is_reported(site: Site) -> None:
 
 
 def test_through_the_api_with_leases(site: Site) -> None:
-    objects = [GROUP, service("web", V4, V6)]
+    objects = [GROUP, service("web", V4, V6), service("etp", ETP, local=True)]
     with FakeAPI(
         host=f"10.77.0.{HOSTS['client']}", netns=site.client.name, namespaces=("default", "lbroute")
     ) as api:
@@ -414,16 +414,66 @@ def test_through_the_api_with_leases(site: Site) -> None:
         for name in NODES:
             site.start(name, *args)
         holder = site.one_holder(V4, timeout=30)
+        holder6 = site.one_holder(V6, timeout=30)
         leases = {lease["metadata"]["name"] for lease in api.objects("leases", "lbroute")}
         assert leases == {f"lbroute-node-{n}" for n in NODES}
         assert arp_responders(site.client, V4) == [site.mac[holder]] * 3
+
+        def annotation() -> str | None:
+            web = api.get("services", "web")
+            assert web is not None
+            return (web["metadata"].get("annotations") or {}).get("lbroute.io/announcing")
+
+        def local_held() -> tuple[str, str, str] | None:
+            lan = api.get("servicegroups", "lan", "lbroute")
+            assert lan is not None
+            for c in (lan.get("status") or {}).get("conditions") or ():
+                if c["type"] == "LocalHeld":
+                    return c["status"], c["reason"], c["message"]
+            return None
+
+        entries = {f"{holder}/eth0/{V4}", f"{holder6}/eth0/{V6}"}
+        site.wait(
+            lambda: annotation() == ",".join(sorted(entries)),
+            10,
+            f"lbroute.io/announcing naming node/interface/address ({sorted(entries)})",
+        )
+        withdrawn = (
+            f"{ETP} (Services default/etp): withdrawn: no node has a ready endpoint of "
+            "default/etp (among the live nodes that the ServiceGroup selects with an "
+            "interface on the address's subnet)"
+        )
+
+        def held(v4: str, v6: str) -> tuple[str, str, str]:
+            lines = ["1 of 3 local addresses held by no node:", withdrawn]
+            lines.append(f"2 held: {V4} on {v4}, {V6} on {v6}")
+            return "False", "NoHolder", "\n".join(lines)
+
+        site.wait(lambda: local_held() == held(holder, holder6), 10, "LocalHeld on the group")
+
+        def not_held() -> list[dict[str, Any]]:
+            found = api.objects("events.events.k8s.io")
+            return [e for e in found if e["reason"] == "LocalNotHeld"]
+
+        site.wait(lambda: bool(not_held()), 5, "LocalNotHeld on the Service")
+        time.sleep(0.5)
+        assert [e["regarding"]["name"] for e in not_held()] == ["etp"], "one Event, one agent"
         time.sleep(1)
         start = time.monotonic()
         site.agents[holder].send_signal(signal.SIGTERM)
-        site.one_holder(V4, timeout=5, not_=holder)
+        took_over = site.one_holder(V4, timeout=5, not_=holder)
         took = time.monotonic() - start
         print(f"graceful handover through the API {took:.2f}s")
         assert took < 1.5
+        now6 = site.one_holder(V6, timeout=5, not_=holder)
+        after = {f"{took_over}/eth0/{V4}", f"{now6}/eth0/{V6}"}
+        site.wait(
+            lambda: annotation() == ",".join(sorted(after)),
+            10,
+            f"lbroute.io/announcing naming the new holders only ({sorted(after)})",
+        )
+        site.wait(lambda: local_held() == held(took_over, now6), 10, "LocalHeld, new holders")
+        assert len(not_held()) == 1, "still the same address without a holder: no new Event"
         site.wait(
             lambda: (
                 f"lbroute-node-{holder}"
