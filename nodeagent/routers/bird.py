@@ -177,6 +177,9 @@ class BirdDriver:
         out = self._birdc("show", "protocols", "all", '"lbr_*"')
         return parse_bird_protocols(out.stdout) if out.returncode == 0 else []
 
+    def written(self) -> str | None:
+        return read_file(self.target)
+
     def is_current(self, text: str) -> bool:
         """BIRD runs ``text``: the file holds it, BIRD reloaded after the file was last
         written, it knows every symbol the text defines, and (managed mode) the file is

@@ -124,6 +124,11 @@ class RouterDriver(Protocol):
         """The router already runs ``text`` (so an agent restart applies nothing)."""
         ...
 
+    def written(self) -> str | None:
+        """The configuration file the driver writes, as it is now (None when there is
+        none): what a router restarted from its file would run."""
+        ...
+
 
 def failed(error: str, started: float, outcome: Outcome) -> ApplyResult:
     """A failed apply that began at ``started`` (``time.monotonic()``)."""

@@ -218,6 +218,9 @@ class FrrDriver:
         found += bfd_sessions(self._json("show bfd peers json"))
         return found
 
+    def written(self) -> str | None:
+        return read_file(self.config_path)
+
     def is_current(self, text: str) -> bool:
         """The file holds ``text`` and the running configuration matches it."""
         if read_file(self.config_path) == text and self._pending(text).clean:

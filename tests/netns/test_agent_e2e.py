@@ -773,6 +773,18 @@ def test_a_broken_template_keeps_the_routes_is_reported_and_recovers(env: Env) -
     )
     assert env.status("node-a")["config_hash"] == env.hashes["node-a"]
 
+    # The agent restarted while the template stays broken: it reports the configuration
+    # the router keeps running, not an empty hash, and the render failure.
+    env.lab.stop_agent("node-a")
+    env.lab.members["node-a"].status_file.unlink()
+    env.start_agent("node-a")
+    samples += env.sample(
+        until=lambda: any(
+            "cannot render the bird" in p for p in env.status("node-a").get("problems", [])
+        )
+    )
+    assert env.status("node-a")["config_hash"] == env.hashes["node-a"]
+
     for router in ("bird", "frr"):
         (env.templates / router / "bgp.j2").unlink()
 
