@@ -7,11 +7,14 @@ script only collects their documents, writes them to ``bench/results.json`` and 
 them into ``bench/RESULTS.md``: a summary table (figure, floor measured in the same
 run, ratio, target), then each benchmark with the command that produced it.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only kubelb,lab,apply,memory,render]
+    .venv/bin/python bench/run_all.py [--quick] [--only kubelb,lab,apply,memory,render,local]
+    .venv/bin/python bench/run_all.py --only local --merge
 
 ``--quick`` runs every benchmark at small counts and writes its report to the system's
-temporary directory instead (never over the committed results). ``--from-json`` writes
-the report again from a saved ``results.json`` without running anything.
+temporary directory instead (never over the committed results). ``--merge`` (with
+``--only``) keeps the other benchmarks' results from the ``results.json`` beside the
+report, so one benchmark can be run again without the whole suite. ``--from-json``
+writes the report again from a saved ``results.json`` without running anything.
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
         ["--groups", "100", "--peers", "50"],
         600,
     ),
+    "local": (["bench/local_bench.py"], ["--quick"], 1200),
 }
+ORDER = ("render", "kubelb", "lab", "apply", "memory", "local")
+"""The order of the report's sections (its summary is sorted by row number)."""
 
 # Why a target is missed, by summary row number (printed only when one is missed).
 WHY: dict[str, str] = {
@@ -96,6 +102,12 @@ NOTES = [
     "upstream. Failed applies, retries and re-applies after a router check during the "
     "run are counted from the agents' metrics and logs from before the run starts (a "
     "retry scheduled by an earlier phase lands inside it) and shown when not zero.",
+    "Local addresses (9.): the floor moves an address by hand between two nodes that are "
+    "both up, so it is the cost of the move alone (the address, one gratuitous ARP, the "
+    "client's neighbour entry); a crash cannot be faster than the Lease duration, so for "
+    "9.2 and 9.3 the bound is the measure, the floor what the move itself adds. A killed "
+    "agent's node keeps answering for the address until its lifetime (1 s) runs out, so "
+    "fewer pings are lost than when the node is frozen.",
 ]
 
 
@@ -353,12 +365,70 @@ def render_rows(data: Json) -> list[Row]:
     return rows
 
 
+LOCAL_ROWS = (
+    ("graceful", "9.1", "graceful handover (SIGTERM to the holder's agent)"),
+    ("killed", "9.2", "crash failover, the holder's agent killed (SIGKILL, node up)"),
+    ("frozen", "9.3", "crash failover, the holder frozen (agent SIGSTOP, LAN port down)"),
+)
+
+
+def local_rows(data: Json) -> list[Row]:
+    """Graceful handover, agent crash and node failure of a local address, against the
+    same move made by hand."""
+    found = {s["scenario"]: s for s in data.get("scenarios", [])}
+    floor = found.get("floor", {}).get("seconds", {})
+    lease = data.get("lease", {})
+    rows: list[Row] = []
+    for key, number, what in LOCAL_ROWS:
+        s = found.get(key)
+        if s is None:
+            continue
+        d, lost, target = s["seconds"], s["lost_pings"], s["target_seconds"]
+        worst = _p(d, "max")
+        lost_max = int(lost["max"]) if lost.get("max") is not None else None
+        one = s["one_responder"] == s["runs"]
+        figure = (
+            f"p50 {secs(_p(d, 'p50'))}, p99 {secs(_p(d, 'p99'))}, max {secs(worst)} "
+            f"(n={d['n']}); pings lost at 100 ms: median {lost['median']:g}, max {lost_max}"
+            + ("" if one else f"; **one ARP responder in {s['one_responder']} of {s['runs']}**")
+        )
+        if key == "graceful":
+            limit = s["target_lost"]
+            wanted = f"< {secs(target)}, <= {limit} lost ping"
+            ok = worst is not None and worst < target and lost_max is not None
+            ok = ok and lost_max <= limit and one
+        else:
+            wanted = (
+                f"< {secs(target)} (duration {lease['duration']:g} s + renew "
+                f"{lease['renew']:g} s + 0.5 s)"
+            )
+            ok = worst is not None and worst < target and one
+        rows.append(
+            (
+                f"{number}. Local address, {what}",
+                figure,
+                f"by hand (`ip addr` + `arping -U`): p50 {secs(_p(floor, 'p50'))}, "
+                f"p99 {secs(_p(floor, 'p99'))}"
+                if floor
+                else "n/a",
+                f"p50 {ratio(_p(d, 'p50'), _p(floor, 'p50'))}, "
+                f"p99 {ratio(_p(d, 'p99'), _p(floor, 'p99'))}"
+                if floor
+                else "n/a",
+                wanted,
+                verdict(ok),
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "render": render_rows,
     "kubelb": kubelb_rows,
     "lab": lab_rows,
     "apply": apply_rows,
     "memory": memory_rows,
+    "local": local_rows,
 }
 
 
@@ -372,24 +442,46 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def report(results: dict[str, Json], env: Json, quick: bool, seconds: float, when: str) -> str:
+def machine_text(env: Json) -> str:
+    return (
+        f"{env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB memory, "
+        f"Linux {env['kernel']}; BIRD {env['bird']}, FRR {env['frr']}, "
+        f"iproute2 {env['iproute2']}, Python {env['python']}"
+    )
+
+
+def report(
+    results: dict[str, Json],
+    env: Json,
+    quick: bool,
+    seconds: float,
+    when: str,
+    merged: dict[str, str] | None = None,
+) -> str:
+    """RESULTS.md; ``merged``: the benchmarks run again later (``--merge``), with when."""
     rows: list[Row] = []
-    for name in ("render", "kubelb", "lab", "apply", "memory"):
+    for name in ORDER:
         if name in results and "error" not in results[name]:
             rows += ROWS[name](results[name])
     rows.sort(key=lambda r: int(r[0].split(".")[0]))
+    again = ", ".join(f"{name} at {at}" for name, at in (merged or {}).items())
+    elsewhere = [
+        f"- Machine of the {name} run merged in: {machine_text(results[name]['machine'])}"
+        for name in merged or {}
+        if name in results and results[name].get("machine", env) != env
+    ]
     lines = [
         "# Benchmark results",
         "",
         "Written by `make bench` (`bench/run_all.py`); how each figure is measured is in "
         "[README.md](README.md), the raw numbers in [results.json](results.json).",
         "",
-        f"- Machine: {env['cores']} cores ({env['cpu']}), {env['memory_gib']} GiB memory, "
-        f"Linux {env['kernel']}; BIRD {env['bird']}, FRR {env['frr']}, "
-        f"iproute2 {env['iproute2']}, Python {env['python']}",
+        f"- Machine: {machine_text(env)}",
         f"- Run: {when}, "
         f"{'**quick mode** (small counts), ' if quick else ''}"
-        f"{seconds / 60:.1f} minutes in all",
+        f"{seconds / 60:.1f} minutes in all"
+        + (f"; run again since and merged in (`--only ... --merge`): {again}" if again else ""),
+        *elsewhere,
         "- Spread: median [min-max] over the runs; latencies as nearest-rank percentiles of "
         "every sample. Each floor was measured in the same run, on the same machine.",
         "",
@@ -421,11 +513,46 @@ def report(results: dict[str, Json], env: Json, quick: bool, seconds: float, whe
     return "\n".join(lines)
 
 
+def earlier(raw: Path, quick: bool) -> Json:
+    """The results.json that ``--merge`` adds to; it must exist and be of the same mode."""
+    if not raw.exists():
+        raise SystemExit(f"--merge: {raw} does not exist (run the whole suite first)")
+    saved: Json = json.loads(raw.read_text(encoding="utf-8"))
+    if saved.get("quick") != quick:
+        mode = "quick" if saved.get("quick") else "full"
+        raise SystemExit(f"--merge: {raw} holds a {mode} run; run the same mode to merge into it")
+    return saved
+
+
+def merge(saved: Json, document: Json, results: dict[str, Json]) -> tuple[Json, dict[str, Json]]:
+    """The saved run with ``results`` in place of its results of the same benchmarks:
+    its machine and finishing time stay (each benchmark's document names the machine it
+    ran on), the time in all counts the new runs instead of the old ones, and
+    ``merged`` says which were run again and when."""
+    old: dict[str, Json] = saved["results"]
+    replaced = sum(old[name].get("wall_seconds", 0.0) for name in results if name in old)
+    merged = dict(saved.get("merged", {}))
+    merged.update(dict.fromkeys(results, document["finished"]))
+    out = {
+        "machine": saved["machine"],
+        "quick": document["quick"],
+        "seconds": saved["seconds"] - replaced + document["seconds"],
+        "finished": saved["finished"],
+        "merged": merged,
+    }
+    return out, {name: results.get(name, data) for name, data in old.items()} | results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="small counts, for development")
     parser.add_argument("--only", default=",".join(SUITE), help="comma-separated benchmarks")
     parser.add_argument("--output", type=Path, help="the report (default: bench/RESULTS.md)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other benchmarks' results from the results.json beside the report",
+    )
     parser.add_argument(
         "--from-json",
         type=Path,
@@ -436,16 +563,29 @@ def main() -> int:
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text(encoding="utf-8"))
         text = report(
-            saved["results"], saved["machine"], saved["quick"], saved["seconds"], saved["finished"]
+            saved["results"],
+            saved["machine"],
+            saved["quick"],
+            saved["seconds"],
+            saved["finished"],
+            saved.get("merged"),
         )
         (args.output or args.from_json.with_name("RESULTS.md")).write_text(text, encoding="utf-8")
         return 0
     need_root()
     stop_on_signals()
     names = [n for n in SUITE if n in args.only.split(",")]
+    unknown = sorted(set(args.only.split(",")) - SUITE.keys())
+    if unknown:
+        parser.error(f"--only: no benchmark {', '.join(unknown)}; valid: {', '.join(SUITE)}")
     tmp = Path(tempfile.mkdtemp(prefix="lbroute-bench-results-"))
     output = args.output or (tmp / "RESULTS.md" if args.quick else BENCH / "RESULTS.md")
     raw = output.with_name("results.json")
+    try:
+        saved = earlier(raw, args.quick) if args.merge else None
+    except SystemExit:
+        tmp.rmdir()
+        raise
     started = time.monotonic()
     results: dict[str, Json] = {}
     for name in names:
@@ -461,8 +601,13 @@ def main() -> int:
         "seconds": seconds,
         "finished": finished,
     }
+    if saved is not None:
+        document, results = merge(saved, document, results)
     raw.write_text(json.dumps(document | {"results": results}, indent=2) + "\n")
-    output.write_text(report(results, env, args.quick, seconds, finished), encoding="utf-8")
+    text = report(
+        results, env, args.quick, document["seconds"], document["finished"], document.get("merged")
+    )
+    output.write_text(text, encoding="utf-8")
     log(f"wrote {output} and {raw} ({seconds / 60:.1f} minutes)")
     return 1 if any("error" in r for r in results.values()) else 0
 

@@ -58,3 +58,91 @@ def test_met_targets_say_none_and_give_no_reason() -> None:
     text = run_all.report({"kubelb": _kubelb(0.0200)}, MACHINE, False, 60.0, "now")
     missed = text.split("## Targets missed", 1)[1].split("## Notes", 1)[0]
     assert missed.strip() == "None."
+
+
+def _scenario(name: str, seconds: float, lost: int, one: int = 3) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "scenario": name,
+        "seconds": {"n": 3, "p50": seconds, "p90": seconds, "p99": seconds, "max": seconds},
+        "lost_pings": {"n": 3, "median": lost, "min": 0, "max": lost},
+        "one_responder": one,
+        "runs": 3,
+    }
+    if name == "graceful":
+        entry |= {"target_seconds": 1.0, "target_lost": 1}
+    elif name != "floor":
+        entry |= {"target_seconds": 3.0}
+    return entry
+
+
+def _local(graceful_lost: int = 0, killed_one: int = 3) -> dict[str, object]:
+    return {
+        "command": ".venv/bin/python bench/local_bench.py",
+        "lease": {"duration": 2.0, "renew": 0.5, "address_lifetime": 1},
+        "scenarios": [
+            _scenario("floor", 0.015, 0),
+            _scenario("graceful", 0.05, graceful_lost),
+            _scenario("killed", 2.0, 10, one=killed_one),
+            _scenario("frozen", 2.1, 16),
+        ],
+    }
+
+
+def _summary(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("| 9.")]
+
+
+def test_local_rows_give_each_handover_its_floor_ratio_and_bound() -> None:
+    text = run_all.report({"local": _local()}, MACHINE, False, 60.0, "now")
+    graceful, killed, frozen = _summary(text)
+    assert graceful.startswith("| 9.1. Local address, graceful handover")
+    assert "p50 50.0 ms, p99 50.0 ms, max 50.0 ms (n=3)" in graceful
+    assert "by hand (`ip addr` + `arping -U`): p50 15.0 ms" in graceful
+    assert "p50 3.33x" in graceful
+    assert "< 1.00 s, <= 1 lost ping | yes |" in graceful
+    assert "agent killed" in killed and "pings lost at 100 ms: median 10, max 10" in killed
+    assert "< 3.00 s (duration 2 s + renew 0.5 s + 0.5 s) | yes |" in killed
+    assert "holder frozen" in frozen and frozen.endswith("| yes |")
+    missed = text.split("## Targets missed", 1)[1].split("## Notes", 1)[0]
+    assert missed.strip() == "None."
+
+
+def test_local_rows_miss_on_lost_pings_or_a_second_responder() -> None:
+    text = run_all.report(
+        {"local": _local(graceful_lost=2, killed_one=2)}, MACHINE, False, 60.0, "now"
+    )
+    graceful, killed, frozen = _summary(text)
+    assert graceful.endswith("| **no** |")
+    assert "one ARP responder in 2 of 3" in killed and killed.endswith("| **no** |")
+    assert frozen.endswith("| yes |")
+
+
+def test_merge_replaces_only_the_benchmarks_run_again() -> None:
+    saved = {
+        "machine": MACHINE,
+        "quick": False,
+        "seconds": 1000.0,
+        "finished": "then",
+        "results": {
+            "kubelb": _kubelb(0.02) | {"wall_seconds": 100.0},
+            "local": {"scenarios": [], "wall_seconds": 200.0},
+        },
+    }
+    elsewhere = MACHINE | {"cpu": "another"}
+    new = {"local": _local() | {"wall_seconds": 300.0, "machine": elsewhere}}
+    now = {"machine": elsewhere, "quick": False, "seconds": 300.0, "finished": "now"}
+    document, results = run_all.merge(saved, now, new)
+    assert list(results) == ["kubelb", "local"]
+    assert results["kubelb"] is saved["results"]["kubelb"]  # type: ignore[index]
+    assert results["local"] is new["local"]
+    assert document["seconds"] == 1100.0
+    assert document["finished"] == "then" and document["merged"] == {"local": "now"}
+    assert document["machine"] == MACHINE  # the suite's; the local run names its own
+    text = run_all.report(
+        results, document["machine"], False, document["seconds"], "then", document["merged"]
+    )
+    assert "- Machine: 2 cores (test)" in text
+    assert "- Machine of the local run merged in: 2 cores (another)" in text
+    assert "then, 18.3 minutes in all; run again since and merged in" in text
+    assert "local at now" in text
+    assert len(_summary(text)) == 3 and "| 1. kube-lb0" in text
