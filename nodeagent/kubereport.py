@@ -305,6 +305,7 @@ class KubeReporter:
         self._local_held(report)
         self._unplaced_events(report)
         self._announcing(report)
+        self._dead_holders(report)
 
     def _node_state(self, report: Report) -> None:
         status = node_state_status(report, self._node_status)
@@ -429,6 +430,55 @@ class KubeReporter:
             want = frozenset(mine.get(ref, ()))
             if _own_entries(obj, self.node) != want:
                 self._set_announcing(ref, want)
+
+    def _dead_holders(self, report: Report) -> None:
+        """Remove the local entries of nodes that are no longer alive from the Services'
+        ``lbroute.io/announcing`` (an agent killed, a node lost: nobody else removes
+        them, and the address is held elsewhere by now). Done by the writer of the
+        address's ServiceGroup's ``LocalHeld`` condition only, so one agent writes."""
+        elected = report.elected
+        if elected is None or not elected.alive:
+            return
+        alive = set(elected.alive)
+        group_of = {str(e.address): e.group for e in elected.elections}
+        writes: dict[str, bool] = {}
+        for obj in report.objects:
+            if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
+                continue
+            dead = frozenset(
+                str(e)
+                for e in _entries(obj)
+                if e.address and e.node not in alive and self._writes(group_of, e, writes, alive)
+            )
+            if dead:
+                self._drop_entries(_ref_of(obj), dead)
+
+    def _writes(
+        self,
+        group_of: Mapping[str, ObjectRef],
+        entry: Announcer,
+        cache: dict[str, bool],
+        alive: set[str],
+    ) -> bool:
+        group = group_of.get(entry.address)
+        if group is None:
+            return False
+        key = f"{group.namespace}/{group.name}"
+        if key not in cache:
+            cache[key] = condition_writer(group, alive) == self.node
+        return cache[key]
+
+    def _drop_entries(self, ref: ObjectRef, dead: frozenset[str]) -> None:
+        def change(current: JSON) -> JSON | None:
+            entries = _entries(current)
+            kept = [e for e in entries if str(e) not in dead]
+            if len(kept) == len(entries):
+                return None
+            annotation = format_announcing(kept)
+            return {"metadata": {"annotations": {ANNOUNCING_ANNOTATION: annotation}}}
+
+        if read_change_write(self.kube, ref, change):
+            log.info("removed %s from %s's announcing: not alive", ", ".join(sorted(dead)), ref)
 
     def _set_announcing(self, ref: ObjectRef, want: frozenset[str] | None) -> None:
         """Our node's entries of the Service's annotation made ``want`` (None: only its

@@ -458,3 +458,32 @@ def test_an_address_that_cannot_be_placed_is_a_warning_on_the_node_agent(
     n1.sync(make_report(fake, "n1", elected=view))
     found = events(fake, "LocalNotPlaced")
     assert [e["regarding"]["kind"] for e in found] == ["NodeAgent", "ServiceGroup"]
+
+
+def test_a_dead_nodes_local_entries_are_removed_by_the_groups_writer_alone(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    """A killed holder cannot remove its entry; once it is no longer alive, the agent
+    that writes the group's LocalHeld removes it (one write), and nothing else."""
+    fake.put("services", svc("web", **{ANNOUNCING: "n3,n3/eth0/10.0.0.50,n3/eth0/10.9.9.9"}))
+    alive = ("n1", "n2")
+    writer = condition_writer(LAN, alive)
+    other = next(n for n in alive if n != writer)
+    v4 = LocalHeld(address="10.0.0.50/24", interface="eth0", services=("default/web",))
+    elected = LocalElections(elections=(held_by("n1"),), alive=alive)
+    before = len(fake.requests)
+    reporter(fake, tmp_path, other).sync(
+        make_report(fake, other, held=(v4,) if other == "n1" else (), elected=elected)
+    )
+    if other != "n1":
+        assert "n3/eth0/10.0.0.50" in (annotation(fake) or ""), "not the writer: left alone"
+        assert not [
+            r for r in fake.requests[before:] if r.method == "PATCH" and "/services/" in r.path
+        ]
+    assert writer is not None
+    reporter(fake, tmp_path, writer).sync(
+        make_report(fake, writer, held=(v4,) if writer == "n1" else (), elected=elected)
+    )
+    reporter(fake, tmp_path, "n1").sync(make_report(fake, "n1", held=(v4,), elected=elected))
+    # n3's routed entry and its entry for an address of no local group stay
+    assert annotation(fake) == "n1/eth0/10.0.0.50,n3,n3/eth0/10.9.9.9"
