@@ -43,9 +43,10 @@ from lbroute.model import api
 )
 @kube_options(
     "Kubeconfig file for --kubernetes (default: the in-cluster service account).",
-    "Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates.",
+    "Namespace of the ServiceGroups, Peers, NodeAgents, Secrets and NodeStates "
+    "(default: $POD_NAMESPACE when set, as the DaemonSets set it; else lbroute).",
 )
-@node_option("Name of the Node this agent runs on.", envvar="NODE_NAME")
+@node_option("Name of the Node this agent runs on (default: $NODE_NAME).", envvar="NODE_NAME")
 @router_option("Override the NodeAgent's router.")
 @mode_option("Override the NodeAgent's mode.")
 @click.option(
@@ -161,7 +162,8 @@ def agent(
 @click.command()
 @kube_options(
     "Kubeconfig file (default: the in-cluster service account).",
-    "Namespace of the ServiceGroups and of the Lease.",
+    "Namespace of the ServiceGroups and of the Lease (default: $POD_NAMESPACE when set, "
+    "as the Deployment sets it; else lbroute).",
 )
 @default_class_option("serve")
 @serving_options(9474)
