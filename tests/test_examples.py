@@ -102,6 +102,19 @@ def test_the_lab_example_validates_cleanly_on_each_node(node: str) -> None:
     assert "OK:" in result.output
 
 
+def test_allocate_on_a_copy_of_the_lab_example_keeps_every_address(tmp_path: Path) -> None:
+    """The lab's Services are what an allocator would have written: allocating again
+    keeps each address (both families, each in its group) and warns of nothing."""
+    copy = tmp_path / "lab"
+    shutil.copytree(LAB, copy)
+    before = (copy / "services.yaml").read_bytes()
+    result = run("allocate", "-f", copy)
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and "release" not in result.output, result.output
+    assert "assign" not in result.output and "wrote" not in result.output, result.output
+    assert (copy / "services.yaml").read_bytes() == before, "nothing to write"
+
+
 @pytest.mark.parametrize(
     "path", sorted((EXAMPLES / "invalid").glob("*.yaml")), ids=lambda p: p.name
 )
