@@ -383,9 +383,9 @@ def test_service_events_announced_withdrawn_and_apply_failed(
 @pytest.mark.parametrize(
     ("reason", "says"),
     [
-        ("Rejected", "the bird on node-a rejected the new configuration; the last good one"),
-        ("NotConverged", "the bird on node-a accepted the new configuration, but after loading"),
-        ("Unavailable", "the bird on node-a could not be reached to load the new configuration"),
+        ("Rejected", "BIRD on node-a rejected the new configuration; the last good one"),
+        ("NotConverged", "BIRD on node-a accepted the new configuration, but after loading"),
+        ("Unavailable", "BIRD on node-a could not be reached to load the new configuration"),
     ],
 )
 def test_a_failed_apply_says_how_it_failed(

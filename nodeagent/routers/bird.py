@@ -224,9 +224,12 @@ class BirdDriver:
                     "lbroute owns BIRD's whole configuration only when told so: a NodeAgent "
                     "that selects this node, or --mode managed. Nothing was changed"
                 ), Outcome.REFUSED
-        own, said = self._own_file()
+        own, said, answered = self._own_file()
         if own is None:
-            said = f"BIRD does not say which file it runs (birdc configure check: {said})"
+            if not answered:
+                said = f"BIRD is not answering on {self.socket_path} ({said})"
+            else:
+                said = f"BIRD does not say which file it runs (birdc configure check: {said})"
             return said, Outcome.UNAVAILABLE
         if not self._is_config_path(own):
             return (
@@ -237,12 +240,12 @@ class BirdDriver:
             ), Outcome.REFUSED
         return "", Outcome.APPLIED
 
-    def _own_file(self) -> tuple[str | None, str]:
+    def _own_file(self) -> tuple[str | None, str, bool]:
         """The file BIRD was started with, as ``configure check`` names it (it reads the
-        file without loading it); and what birdc said."""
+        file without loading it); what birdc said; whether BIRD answered at all."""
         out = self._birdc("configure", "check", verbose=True)
         own = _reading(out.stdout)
-        return own, out.output.strip() or "no reply"
+        return own, out.output.strip() or "no reply", bool(_bird_replies(out.stdout))
 
     def _is_config_path(self, own: str) -> bool:
         """BIRD's own file, as BIRD names it, is ``config_path``. A relative name is

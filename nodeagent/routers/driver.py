@@ -52,8 +52,11 @@ class Outcome(enum.Enum):
 
     def summary(self, router: str) -> str:
         """One sentence on what happened, for logs, conditions and Events (without the
-        router's message); ``router`` names the router (``frr``, ``bird on node-a``)."""
-        return _SUMMARY[self].format(router=router)
+        router's message); ``router`` names the router (``frr``, ``bird on node-a``),
+        printed as its makers spell it (``FRR``, ``BIRD on node-a``)."""
+        name, sep, rest = router.partition(" ")
+        shown = {"bird": "BIRD", "frr": "FRR"}.get(name, name) + sep + rest
+        return _SUMMARY[self].format(router=shown)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -79,13 +82,12 @@ class ApplyResult:
 
 
 _SUMMARY = {
-    Outcome.APPLIED: "the {router} runs the new configuration",
-    Outcome.REJECTED: "the {router} rejected the new configuration; the last good one keeps "
-    "running",
-    Outcome.NOT_CONVERGED: "the {router} accepted the new configuration, but after loading it "
+    Outcome.APPLIED: "{router} runs the new configuration",
+    Outcome.REJECTED: "{router} rejected the new configuration; the last good one keeps running",
+    Outcome.NOT_CONVERGED: "{router} accepted the new configuration, but after loading it "
     "still runs something else",
-    Outcome.UNAVAILABLE: "the {router} could not be reached to load the new configuration",
-    Outcome.REFUSED: "lbroute did not load the new configuration into the {router}, which is "
+    Outcome.UNAVAILABLE: "{router} could not be reached to load the new configuration",
+    Outcome.REFUSED: "lbroute did not load the new configuration into {router}, which is "
     "not set up for it",
 }
 

@@ -478,7 +478,7 @@ def test_the_agent_reports_not_converged_retries_and_converges_once_fixed(
     assert "last apply:  Failed (NotConverged) " in table
     assert node.agent_log is not None
     said = node.agent_log.read_text(encoding="utf-8")
-    assert "the frr accepted the new configuration, but after loading it still runs" in said
+    assert "FRR accepted the new configuration, but after loading it still runs" in said
     assert "rejected" not in said
     assert "applying again in 1 s (attempt 2)" in said
 

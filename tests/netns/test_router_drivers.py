@@ -373,6 +373,10 @@ def test_unreachable_routers_have_no_generation(tmp_path: Path) -> None:
     assert BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").sessions() == []
     bird_down = BirdDriver(tmp_path / "bird.conf", tmp_path / "bird.ctl").apply(BIRD_START)
     assert bird_down.outcome is Outcome.UNAVAILABLE, bird_down.error
+    assert bird_down.error.startswith(f"BIRD is not answering on {tmp_path / 'bird.ctl'} (")
+    assert bird_down.summary("bird on node-a") == (
+        "BIRD on node-a could not be reached to load the new configuration"
+    )
     assert not (tmp_path / "bird.conf").exists(), "nothing changed"
     assert FrrDriver(tmp_path / "frr.conf", tmp_path).generation() is None
     assert FrrDriver(tmp_path / "frr.conf", tmp_path).sessions() == []
