@@ -24,6 +24,7 @@ from allocator.metrics import AllocatorMetrics
 from lbroute import __version__
 from lbroute.kube.client import api_client
 from lbroute.kube.serving import Health, serve, stopped_by_signals
+from lbroute.model.logs import set_context
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ def run_allocator(options: AllocatorOptions) -> int:
 
     Raises :class:`~lbroute.model.errors.LbrouteError` when it cannot start (a
     kubeconfig that cannot be loaded), with a message for the user."""
+    set_context(component="allocator")  # on every log line (JSON format)
     client = api_client(
         str(options.kubeconfig) if options.kubeconfig else None, context=options.context
     )

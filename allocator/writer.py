@@ -36,6 +36,7 @@ from lbroute.kube.trim import JSON
 from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
 from lbroute.model import api
 from lbroute.model.errors import Conflict, NotFound, ObjectRef
+from lbroute.model.logs import about
 from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION, SERVICE_GROUP
 
 log = logging.getLogger(__name__)
@@ -154,18 +155,24 @@ class PassWriter:
                 except NotFound:
                     return
             return
-        log.warning("%s kept changing under us; the next pass tries again", ref)
+        log.warning("%s kept changing under us; the next pass tries again", ref, extra=about(ref))
 
     def _announce(self, a: Assignment) -> None:
         group = f" from {a.group}" if a.group else ""
         if a.assigned:
             text = ", ".join(map(str, a.assigned))
-            log.info("%s: assigned %s%s", a.ref, text, group)
+            log.info(
+                "%s: assigned %s%s",
+                a.ref,
+                text,
+                group,
+                extra=about(a.ref, address=text, from_group=a.group),
+            )
             self._emit(a.ref, "Normal", "AddressAssigned", f"{text} assigned{group}", uid=a.uid)
             self.metrics.assigned.inc(len(a.assigned))
         if a.released:
             text = ", ".join(map(str, a.released))
-            log.info("%s: released %s", a.ref, text)
+            log.info("%s: released %s", a.ref, text, extra=about(a.ref, address=text))
             self._emit(a.ref, "Normal", "AddressReleased", f"{text} released", uid=a.uid)
             self.metrics.released.inc(len(a.released))
 
@@ -188,7 +195,12 @@ class PassWriter:
             note = f"{failure.reason}: " + (
                 f"{failure.path}: {failure.message}" if failure.path else failure.message
             )
-            log.info("%s: allocation failed: %s", failure.ref, note)
+            log.info(
+                "%s: allocation failed: %s",
+                failure.ref,
+                note,
+                extra=about(failure.ref, reason=failure.reason, field=failure.path or None),
+            )
             self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
         for outside in result.outside:
             key = (outside.ref, "AddressOutsidePool", str(outside))
@@ -213,7 +225,7 @@ class PassWriter:
                 if key in self._foreign:
                     continue
                 kind = "Warning" if f.conflict else "Normal"
-                log.info("%s: %s", svc.ref, f.message)
+                log.info("%s: %s", svc.ref, f.message, extra=about(svc.ref, annotation=f.key))
                 self._emit(svc.ref, kind, "ForeignAnnotation", f.message, uid=svc.uid or None)
         self._foreign = now
 

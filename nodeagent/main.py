@@ -24,6 +24,7 @@ from lbroute.kube.directory import DirectorySource, DirectoryWatcher, Source
 from lbroute.kube.leases import KubeLeaseStore
 from lbroute.kube.reflector import KubernetesSource
 from lbroute.kube.serving import Health, serve, stopped_by_signals
+from lbroute.model.logs import set_context
 from nodeagent.agent import Agent
 from nodeagent.kubereport import KubeReporter
 from nodeagent.local.leasedir import DirectoryLeaseStore
@@ -61,6 +62,7 @@ def run_agent(options: AgentOptions) -> int:
     (a kubeconfig that cannot be loaded, kube-lb0 that cannot be created), with a
     message for the user."""
     settings = options.settings
+    set_context(component="agent", node=settings.node)  # on every log line (JSON format)
     metrics, health = Metrics(), Health()
     stop = threading.Event()
     source: Source

@@ -17,6 +17,7 @@ from lbroute.kube.client import Api
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import micro_time
 from lbroute.model.errors import Conflict, ObjectRef
+from lbroute.model.logs import about
 from lbroute.model.vocabulary import API_VERSION, CORE_KINDS
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ class EventRecorder:
     ) -> None:
         """Send an Event of type ``kind`` (Normal, Warning) about ``ref``."""
         if not self.bucket.take():
-            log.info("event not sent (rate limit): %s %s %s", ref, reason, note)
+            log.info("event not sent (rate limit): %s %s %s", ref, reason, note, extra=about(ref))
             if self.on_dropped_event:
                 self.on_dropped_event()
             return

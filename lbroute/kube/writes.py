@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from lbroute.kube.trim import JSON
 from lbroute.model.errors import Conflict, NotFound, ObjectRef
+from lbroute.model.logs import about
 
 if TYPE_CHECKING:
     from lbroute.kube.client import Api
@@ -78,7 +79,7 @@ def read_change_write(
         except NotFound:
             return False
         return True
-    log.warning("%s: kept changing under us; the next pass tries again", ref)
+    log.warning("%s: kept changing under us; the next pass tries again", ref, extra=about(ref))
     return False
 
 

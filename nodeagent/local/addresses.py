@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from lbroute.model.fields import IPAddress
+from lbroute.model.logs import about
 from nodeagent.local.announce import DELAYS, Announcer, Schedule
 from nodeagent.netlink.lan import Lan
 from nodeagent.netlink.nic import Holding, OnLink, plan_local
@@ -130,7 +131,13 @@ class LocalAddresses:
         )
         self.holdings = len(holding)
         for holding_, reason in plan.blocked:
-            log.warning("local address %s on %s: %s", holding_.interface, holding_.link, reason)
+            log.warning(
+                "local address %s on %s: %s",
+                holding_.interface,
+                holding_.link,
+                reason,
+                extra=about(address=holding_.interface.ip, interface=holding_.link),
+            )
         sent = self.announce()
         return LocalChanges(
             added=outcome.added,
@@ -153,13 +160,23 @@ class LocalAddresses:
         for address, link in self._schedule.due(self.clock()):
             if not self.still_mine(address):
                 self._schedule.cancel(address)
-                log.info("stopped announcing %s: no longer this node's", address)
+                log.info(
+                    "stopped announcing %s: no longer this node's",
+                    address,
+                    extra=about(address=address),
+                )
                 continue
             try:
                 count = self._announcer.send(link, address)
             except OSError as exc:
                 self.announce_errors += 1
-                log.warning("cannot announce %s on %s: %s", address, link.name, exc)
+                log.warning(
+                    "cannot announce %s on %s: %s",
+                    address,
+                    link.name,
+                    exc,
+                    extra=about(address=address, interface=link.name),
+                )
                 continue
             sent += count
             if address.version == 4:

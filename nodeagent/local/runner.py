@@ -48,6 +48,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from lbroute.model.fields import IPAddress
+from lbroute.model.logs import about
 from nodeagent.local.addresses import LocalAddresses, LocalChanges
 from nodeagent.local.election import Election, elect
 from nodeagent.local.membership import LeaseStore, Members, Membership
@@ -337,10 +338,20 @@ class LocalRunner:
         released = tuple(str(o.interface.ip) for o in changes.removed)
         for o in changes.added:
             self._since[o.interface.ip] = _now_text()
-            log.info("took over local address %s on %s", o.interface, o.link)
+            log.info(
+                "took over local address %s on %s",
+                o.interface,
+                o.link,
+                extra=about(address=o.interface.ip, interface=o.link),
+            )
         for o in changes.removed:
             self._since.pop(o.interface.ip, None)
-            log.info("released local address %s from %s", o.interface, o.link)
+            log.info(
+                "released local address %s from %s",
+                o.interface,
+                o.link,
+                extra=about(address=o.interface.ip, interface=o.link),
+            )
         self.counters.taken += len(taken)
         self.counters.released += len(released)
         self._count(changes, taken, released)
