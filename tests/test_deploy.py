@@ -83,7 +83,13 @@ JSON = dict[str, Any]
 
 
 def yaml_files() -> list[Path]:
-    return sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yaml", ".yml"))
+    """The base's files (deploy/components/ holds optional kustomize Components, checked
+    rendered by tests/test_deploy_variants.py)."""
+    return sorted(
+        p
+        for p in DEPLOY.rglob("*")
+        if p.suffix in (".yaml", ".yml") and "components" not in p.relative_to(DEPLOY).parts
+    )
 
 
 def manifest_files() -> list[Path]:

@@ -69,6 +69,12 @@ RUN_AS_SHOWN: dict[str, Expect] = {
         ("image: REGISTRY/lbroute-bird:0.1.0", "image: REGISTRY/lbroute-frr:0.1.0"),
         needs=("kubectl",),
     ),
+    "kubectl kustomize lbroute-site | grep -e '--default-class' -e 'kind: DaemonSet' "
+    "-e 'name: netops-lb'": Expect(
+        0,
+        ("- --default-class", "kind: DaemonSet", "name: netops-lb"),
+        needs=("kubectl",),
+    ),
     # Render and validate a configuration.
     ".venv/bin/lbroute render -f examples/mixed.yaml --node node-a --router frr": Expect(
         0, ("hostname node-a", "router bgp 64512", "router ospf")
