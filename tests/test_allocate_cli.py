@@ -3,13 +3,17 @@ errors, run with click's CliRunner.
 
 Allocate fills in status.loadBalancer.ingress and lbroute.io/allocated-from of the
 Service manifests in place: only the documents of changed Services are rewritten (the
-others byte for byte, comments included), a second run changes nothing, Lists are
+others byte for byte, comments included), and in them only the lines of the fields
+written (a diff of the file is those lines: comments, flow style, quotes, spacing and
+anchors stay; a value shared through an anchor is not written through it), a second
+run changes nothing, Lists are
 handled, --dry-run writes nothing, failures name the Service and field and exit 1, and
 names are printed escaped, so a Service's name cannot fake a line of output.
 """
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import yaml
@@ -216,6 +220,17 @@ def test_line_endings_and_a_byte_order_mark_stay(tmp_path: Path) -> None:
     assert written.startswith(unchanged + b"# the web front end\r\napiVersion: v1\r\n")
     assert b"\n" not in written.replace(b"\r\n", b"")
     assert ingress(tmp_path / "services.yaml")["web"] == ["192.0.2.1", "2001:db8::1"]
+    removed, added = changed_lines(original.decode()[1:], written.decode()[1:])
+    assert removed == ["metadata: {name: web, namespace: default}"], "the others stay"
+    assert added == [
+        "metadata: {name: web, namespace: default, annotations: {lbroute.io/allocated-from: "
+        "'public:192.0.2.0/24,2001:db8::/64'}}",
+        "status:",
+        "  loadBalancer:",
+        "    ingress:",
+        "    - ip: 192.0.2.1",
+        "    - ip: 2001:db8::1",
+    ]
 
 
 def test_a_bad_file_is_reported_and_the_others_are_still_allocated(tmp_path: Path) -> None:
@@ -260,3 +275,182 @@ def test_a_service_name_cannot_fake_an_output_line(tmp_path: Path) -> None:
         "would release 192.0.2.9",
         f"would write {d / 'services.yaml'}",
     ]
+
+
+# -- the changed documents keep their style (issue 23) -----------------------------------
+
+STYLED = """\
+# the styled one: comments, flow style, quotes and odd spacing stay
+apiVersion: v1
+kind: Service
+metadata:
+  name: styled   # its name
+  namespace: "default"
+  labels: {app: styled, tier: 'front'}  # flow style
+spec:
+  type:   LoadBalancer
+  loadBalancerClass: lbroute.io/lbroute
+  ports:
+    - port: 80        # http
+      targetPort: 8080
+    - {port: 443, name: https}
+  selector: {app: styled}
+  description: a long line that a YAML library would fold at eighty columns if it were left to do so
+"""
+FLOW = """\
+apiVersion: v1
+kind: Service
+metadata: {name: flow, namespace: default}  # all flow
+spec: {type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}
+status: {loadBalancer: {}}  # nothing yet
+"""
+CONFIGMAP_STYLED = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:   {name: spacing,   namespace: default}
+data:
+    key:    "value"   # not a Service: never touched
+"""
+
+
+def changed_lines(before: str, after: str) -> tuple[list[str], list[str]]:
+    """The lines removed and the lines added from ``before`` to ``after``."""
+    diff = list(difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0))
+    removed = [line[1:] for line in diff[2:] if line.startswith("-")]
+    added = [line[1:] for line in diff[2:] if line.startswith("+")]
+    return removed, added
+
+
+def test_a_changed_service_keeps_its_comments_and_style_and_only_new_lines_differ(
+    tmp_path: Path,
+) -> None:
+    d = tree(tmp_path, KEEP, STYLED, CONFIGMAP_STYLED, FLOW, OTHER)
+    before = (d / "services.yaml").read_text()
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 0, result.output
+    after = (d / "services.yaml").read_text()
+    removed, added = changed_lines(before, after)
+    assert removed == ["metadata: {name: flow, namespace: default}  # all flow",
+                       "status: {loadBalancer: {}}  # nothing yet"]  # fmt: skip
+    assert added == [
+        "  annotations:",
+        "    lbroute.io/allocated-from: public:192.0.2.0/24",
+        "status:",
+        "  loadBalancer:",
+        "    ingress:",
+        "      - ip: 192.0.2.3",
+        "metadata: {name: flow, namespace: default, annotations: {lbroute.io/allocated-from: "
+        "public:192.0.2.0/24}}  # all flow",
+        "status: {loadBalancer: {ingress: [{ip: 192.0.2.2}]}}  # nothing yet",
+    ]
+    assert ingress(d / "services.yaml") == {
+        "keep": ["192.0.2.1"],
+        "styled": ["192.0.2.3"],
+        "spacing": [],
+        "flow": ["192.0.2.2"],
+        "other": [],
+    }
+    again = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert again.exit_code == 0 and again.stdout == ""
+    assert (d / "services.yaml").read_text() == after
+
+
+def test_a_released_address_leaves_the_flow_style_and_its_comment(tmp_path: Path) -> None:
+    """A Service that stopped being lbroute's: its entry and annotation go, the rest of
+    its lines stay."""
+    gone = """\
+apiVersion: v1
+kind: Service
+metadata:
+  name: gone
+  namespace: default
+  annotations: {team: web, lbroute.io/allocated-from: "public:192.0.2.0/24"}
+spec: {type: ClusterIP}  # no longer a load balancer
+status: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}  # was ours
+"""
+    d = tree(tmp_path, gone)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 0, result.output
+    assert "default/gone: released 192.0.2.9" in result.stdout
+    removed, added = changed_lines(gone, (d / "services.yaml").read_text())
+    assert removed == [
+        '  annotations: {team: web, lbroute.io/allocated-from: "public:192.0.2.0/24"}',
+        "status: {loadBalancer: {ingress: [{ip: 192.0.2.9}]}}  # was ours",
+    ]
+    assert added == [
+        "  annotations: {team: web}",
+        "status: {loadBalancer: {}}  # was ours",
+    ]
+
+
+def test_a_service_in_a_list_keeps_the_list_and_its_anchors(tmp_path: Path) -> None:
+    """An anchor the written fields do not go through stays an anchor."""
+    listed = """\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: one, namespace: team}   # the first
+    spec: &spec {type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: two, namespace: team}
+    spec: *spec   # the same
+"""
+    d = tree(tmp_path, listed)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 0, result.output
+    removed, added = changed_lines(listed, (d / "services.yaml").read_text())
+    assert removed == [
+        "    metadata: {name: one, namespace: team}   # the first",
+        "    metadata: {name: two, namespace: team}",
+    ]
+    assert added == [
+        "    metadata: {name: one, namespace: team, annotations: {lbroute.io/allocated-from: "
+        "public:192.0.2.0/24}}   # the first",
+        "    status:",
+        "      loadBalancer:",
+        "        ingress:",
+        "          - ip: 192.0.2.1",
+        "    metadata: {name: two, namespace: team, annotations: {lbroute.io/allocated-from: "
+        "public:192.0.2.0/24}}",
+        "    status:",
+        "      loadBalancer:",
+        "        ingress:",
+        "          - ip: 192.0.2.2",
+    ]
+
+
+def test_a_value_written_through_an_anchor_is_not_shared(tmp_path: Path) -> None:
+    """Writing into annotations that another Service aliases would give it the
+    annotation too: that document is written anew instead, each Service with its own."""
+    shared = """\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: v1
+    kind: Service
+    metadata:
+      name: mine
+      namespace: team
+      annotations: &notes {team: web}
+    spec: {type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute}
+  - apiVersion: v1
+    kind: Service
+    metadata: {name: theirs, namespace: team, annotations: *notes}
+    spec: {type: LoadBalancer, loadBalancerClass: example.com/other}
+"""
+    d = tree(tmp_path, OTHER, shared)
+    result = CliRunner().invoke(main, ["allocate", "-f", str(d)])
+    assert result.exit_code == 0, result.output
+    text = (d / "services.yaml").read_text()
+    assert text.startswith(OTHER + "---\n")
+    _, items = yaml.safe_load_all(text)
+    mine, theirs = items["items"]
+    assert mine["metadata"]["annotations"] == {
+        "team": "web",
+        "lbroute.io/allocated-from": "public:192.0.2.0/24",
+    }
+    assert theirs["metadata"]["annotations"] == {"team": "web"}
+    assert ingress(d / "services.yaml") == {"other": [], "mine": ["192.0.2.1"], "theirs": []}

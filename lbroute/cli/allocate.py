@@ -36,9 +36,11 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
 
     One allocation pass as the allocator makes it in a cluster: addresses already in a
     Service's status stay; Services without one get one from their ServiceGroup. Only
-    the documents of changed Services are rewritten; a file that cannot be read is
-    reported and left out. Exits 1 when a Service could not get its addresses or a
-    file could not be read.
+    the documents of changed Services are rewritten, and in them only the lines of the
+    fields written (comments, key order and flow style stay); a file that cannot be read
+    is reported and left out. Exits 1 when a Service could not get its addresses or a
+    file could not be read. The status written is a preview: kubectl apply, Argo CD and
+    Flux do not apply a Service's status.
     """
     from allocator.manifests import allocate_manifests
 
