@@ -26,6 +26,11 @@ When the router daemon restarts, the agent applies its configuration again.
 What to apply when is :class:`~nodeagent.scheduler.ApplySchedule`'s to decide; this
 loop asks it, calls the router and tells it the outcome.
 
+A node drains (nodeagent.drain: the exclusion label, kubelet's shutdown, ``lbroute
+drain``, a cordon where the NodeAgent opts in): its configuration is rendered with its
+Service routes de-preferred, then ``drainSeconds`` later withdrawn, each through the
+same apply path; the addresses stay on kube-lb0 and the sessions stay up.
+
 Which router the agent drives, and how, is decided on every pass by
 :func:`~nodeagent.settings.decide_router`. Settings it keeps rather than change (an
 agent in include mode whose NodeAgent went away; a NodeAgent that asks for a path or
@@ -50,6 +55,7 @@ from pathlib import Path
 from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
 from lbroute.model import api, lastgood
+from lbroute.model.agentconfig import DrainPolicy
 from lbroute.model.endpoints import ready_nodes, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
@@ -57,6 +63,7 @@ from lbroute.model.service import parse_service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
 from nodeagent.desired import desired_state
+from nodeagent.drain import Drainer, drain_requested, triggers
 from nodeagent.local.membership import LeaseStore
 from nodeagent.local.plan import local_inputs
 from nodeagent.local.runner import LocalReport, LocalRunner
@@ -150,6 +157,9 @@ class Agent:
         self._generation: str | None = None
         self._router_down = False
         self._checks = 0
+        self.drainer = Drainer()
+        self._drain_requested = drain_requested(settings.status_file)
+        """Whether ``lbroute drain`` asked for a drain, as last seen."""
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -167,7 +177,7 @@ class Agent:
         next_check = time.monotonic()
         try:
             while not stop.is_set():
-                due = min(self.schedule.due(), self.addresses.due, next_check)
+                due = min(self.schedule.due(), self.addresses.due, next_check, self.drainer.due())
                 try:
                     first = self._events.get(timeout=max(0.0, due - time.monotonic()))
                     self._handle([first, *self._drain()])
@@ -179,9 +189,14 @@ class Agent:
                     self._write_status()
                 while (text := self.schedule.take(time.monotonic())) is not None:
                     self._apply(text)
+                if self.drainer.tick() and self._snapshot is not None:
+                    self.process(self._snapshot)  # drainSeconds are over: withdraw
                 if time.monotonic() >= next_check:
+                    self._check_drain_request()
                     self.check_router()
                     next_check = time.monotonic() + self.settings.checks.interval
+                    if self.status.due():  # a heartbeat: "lbroute status" tells stale
+                        self._write_status()
                 self.health.beat()
         finally:
             stop.set()
@@ -247,8 +262,12 @@ class Agent:
             )
             if s is not None
         ]
-        node = model.node(self.settings.node) or api.Node(name=self.settings.node)
+        seen = model.node(self.settings.node)
+        node = seen or api.Node(name=self.settings.node)
         agent_spec, agent_problems = select_agent(model, node)
+        policy = agent_spec.drain if agent_spec else DrainPolicy()
+        self.drainer.update(triggers(seen, policy, self._drain_requested), policy.seconds)
+        self._show_drain()
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
         ready = ready_nodes(slices_raw)
@@ -325,6 +344,32 @@ class Agent:
         extra = [f"warning: {report.arp}"] if report.arp else []
         self.status.problems = [*self._problems, *report.problems, *extra]
 
+    def _show_drain(self) -> None:
+        """The drain state in the status and the metric; logged when it changes."""
+        drain = self.drainer.status()
+        if drain != self.status.drain:
+            log.warning(
+                "node %s: %s%s",
+                self.settings.node,
+                drain.state,
+                f" since {drain.since} ({', '.join(drain.reasons)}); routes withdrawn at "
+                f"{drain.withdraw_at}"
+                if drain.reasons
+                else "",
+            )
+        self.status.drain = drain
+        for state in ("Serving", "Draining", "Drained"):
+            self.metrics.drain.labels(state).set(1 if state == drain.state else 0)
+
+    def _check_drain_request(self) -> None:
+        """Notice ``lbroute drain`` / ``lbroute undrain`` (the request file)."""
+        requested = drain_requested(self.settings.status_file)
+        if requested != self._drain_requested:
+            self._drain_requested = requested
+            log.info("lbroute %s on this node", "drain" if requested else "undrain")
+            if self._snapshot is not None:
+                self.process(self._snapshot)
+
     def _use_router(self, rs: RouterSettings | None) -> None:
         if rs is None or rs == self._router:
             return
@@ -356,7 +401,12 @@ class Agent:
         started = time.monotonic()
         try:
             view = build_view(
-                model, rs.router, self.settings.node, mode=rs.mode, hostname=self.settings.hostname
+                model,
+                rs.router,
+                self.settings.node,
+                mode=rs.mode,
+                hostname=self.settings.hostname,
+                drain=self.drainer.phase,
             )
             if self._templates is None:
                 self._templates = load_template_set(rs.router, rs.templates_dir)
@@ -411,6 +461,7 @@ class Agent:
             error=outcome.error,
             duration=round(outcome.duration, 3),
         )
+        self.metrics.last_apply_ok.set(1 if outcome.ok else 0)
         if outcome.ok:
             self.status.config_hash = hashlib.sha256(text.encode()).hexdigest()[:16]
             self.health.ready = True
@@ -463,9 +514,23 @@ class Agent:
             counts[(s.protocol, s.state)] = counts.get((s.protocol, s.state), 0) + 1
         for (proto, state), n in counts.items():
             self.metrics.sessions.labels(proto, state).set(n)
+        self.metrics.session_up.clear()
+        for s in sessions:
+            self.metrics.session_up.labels(s.protocol, s.name).set(1 if s.up else 0)
         self._write_status()
 
+    def _status_metrics(self) -> None:
+        """The metrics that follow the status: readiness, addresses per ServiceGroup."""
+        self.metrics.ready.set(1 if self.health.ready else 0)
+        per_group: dict[str, int] = {}
+        for a in self.status.announced:
+            per_group[a.group] = per_group.get(a.group, 0) + 1
+        self.metrics.group_addresses.clear()
+        for group, n in per_group.items():
+            self.metrics.group_addresses.labels(group).set(n)
+
     def _write_status(self) -> None:
+        self._status_metrics()
         self.status.updated = now()
         document = self.status.to_json()
         try:

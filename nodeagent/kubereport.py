@@ -39,6 +39,11 @@ or absent API never holds up the agent. What is published only when it changed:
   lost its holder and ``LocalHeld`` (Normal) on those of each that has one again.
   Nothing is written while the local loop is not settled (starting, or the Leases
   unreadable); a group that is no longer local loses the condition;
+- while the node drains (nodeagent.drain), two NodeState conditions: ``Draining`` True
+  since the drain began (its message: why, and when the routes are withdrawn) and
+  ``Drained`` True since they were withdrawn; both False (reason ``Serving``) once it
+  is undrained, left out on a node that never drained. Events on the Node:
+  ``Draining``, ``Drained`` and ``Undrained``, each once per change;
 - ``LocalNotPlaced`` (Warning) on the NodeAgent (or, without one, the ServiceGroup) when
   this node won a local address but cannot put it on an interface, naming the node,
   ``spec.localInterface`` and the interfaces the node has.
@@ -77,7 +82,7 @@ from lbroute.model.vocabulary import (
     parse_announcing,
 )
 from nodeagent.local.election import NoHolder
-from nodeagent.status import LocalElected, LocalHeld, Report
+from nodeagent.status import DrainStatus, LocalElected, LocalHeld, Report
 
 log = logging.getLogger(__name__)
 
@@ -163,8 +168,40 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
                 previous,
             )
         )
+    conditions += _drain_conditions(st.drain, previous)
     out["conditions"] = conditions
     return out
+
+
+def _drain_conditions(drain: DrainStatus, previous: JSON | None) -> list[JSON]:
+    """``Draining`` and ``Drained`` (see the module docstring)."""
+    had = any(c.get("type") == "Draining" for c in (previous or {}).get("conditions") or ())
+    if drain.state == "Serving":
+        if not had:
+            return []
+        message = "the node announces its Service routes as usual"
+        return [
+            condition("Draining", "False", "Serving", message, previous),
+            condition("Drained", "False", "Serving", message, previous),
+        ]
+    why = ", ".join(drain.reasons)
+    draining = (
+        f"draining since {drain.since} ({why}): Service routes de-preferred, withdrawn at "
+        f"{drain.withdraw_at}"
+    )
+    drained = drain.state == "Drained"
+    return [
+        condition("Draining", "True", "Draining", draining, previous),
+        condition(
+            "Drained",
+            "True" if drained else "False",
+            "Drained" if drained else "Draining",
+            f"Service routes withdrawn at {drain.withdraw_at} ({why}); sessions kept up"
+            if drained
+            else f"Service routes announced de-preferred until {drain.withdraw_at}",
+            previous,
+        ),
+    ]
 
 
 def _valid_condition(problems: list[Problem]) -> State:
@@ -232,6 +269,8 @@ class KubeReporter:
         the one that becomes the writer knows what was reported)."""
         self._unplaced: set[tuple[IPAddress, str]] = set()
         self._arp = ""
+        self._drain: str | None = None
+        """The drain state last published (None: nothing yet)."""
         self._objects: tuple[dict[str, Any], ...] = ()
         self._uids: dict[ObjectRef, str] | None = None
         """uid by object, built from ``_objects`` when the first Event of a sync needs it."""
@@ -306,6 +345,7 @@ class KubeReporter:
         self._unplaced_events(report)
         self._announcing(report)
         self._dead_holders(report)
+        self._drain_events(report)
 
     def _node_state(self, report: Report) -> None:
         status = node_state_status(report, self._node_status)
@@ -570,6 +610,27 @@ class KubeReporter:
             )
             self._event(target, "Warning", "LocalNotPlaced", note)
         self._unplaced = set(now)
+
+    def _drain_events(self, report: Report) -> None:
+        """``Draining``, ``Drained``, ``Undrained`` on the Node when its drain state
+        changes (not for the state found at start, but for a drain found then)."""
+        drain = report.status.drain
+        previous, self._drain = self._drain, drain.state
+        if drain.state == previous or (previous is None and drain.state == "Serving"):
+            return
+        node = ObjectRef(kind="Node", namespace="", name=self.node)
+        why = ", ".join(drain.reasons)
+        if drain.state == "Draining":
+            note = (
+                f"lbroute de-prefers this node's Service routes ({why}); it withdraws them "
+                f"at {drain.withdraw_at}"
+            )
+        elif drain.state == "Drained":
+            note = f"lbroute withdrew this node's Service routes ({why}); sessions kept up"
+        else:
+            note = "lbroute announces this node's Service routes again"
+        reason = "Undrained" if drain.state == "Serving" else drain.state
+        self._event(node, "Normal", reason, note)
 
     # -- Events ---------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ passwords and keys redacted before it is in either. The metrics are served with
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
@@ -25,6 +27,39 @@ from nodeagent.routers.driver import Outcome
 
 STATUS_MODE = 0o600
 """The status file's mode: the router's messages in it quote configuration lines."""
+
+PID_MAX = 1 << 22
+"""The largest pid Linux gives (``PID_MAX_LIMIT``)."""
+
+HEARTBEAT = 5.0
+"""Seconds after which the agent writes the status document again though nothing
+changed (:meth:`Status.due`), so that a reader can tell a current document from one
+that an agent which stopped left behind."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Writer:
+    """The process that wrote the status document: ``lbroute status`` checks that it
+    still runs. A pid alone could be another process's by now; with its start time (in
+    clock ticks after boot, field 22 of ``/proc/PID/stat``) and the boot's id it is
+    this one. Pids only mean something in the pid namespace they were written in."""
+
+    pid: int
+    start: int = 0
+    """Its start in clock ticks after boot; 0: unknown."""
+    boot: str = ""
+    """``/proc/sys/kernel/random/boot_id`` when it started."""
+    pidns: str = ""
+    """Its pid namespace, as ``/proc/self/ns/pid`` links to it: ``pid:[4026531836]``."""
+    started: str = ""
+    """When it started (UTC), for people."""
+    heartbeat: float = HEARTBEAT
+    """It writes the document at least this often (seconds)."""
+
+    @classmethod
+    def this_process(cls) -> Writer:
+        """This process (what /proc tells of it; fields it cannot read left empty)."""
+        return _this_process(os.getpid())
 
 
 @dataclass(kw_only=True)
@@ -139,6 +174,20 @@ class SessionState:
     """Uptime or time of the last state change, as the router prints it."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class DrainStatus:
+    """Where the node is in a drain (nodeagent.drain): Serving, Draining (routes
+    announced de-preferred) or Drained (withdrawn, sessions up)."""
+
+    state: str = "Serving"
+    reasons: tuple[str, ...] = ()
+    """What makes it drain: the exclusion label, a cordon, a shutdown, ``lbroute drain``."""
+    since: str = ""
+    """When the drain began (UTC); empty when serving."""
+    withdraw_at: str = ""
+    """When the routes are (or were) withdrawn (UTC); empty when serving."""
+
+
 @dataclass(kw_only=True)
 class Status:
     """The status document: what ``lbroute status`` prints, as JSON in the status file."""
@@ -158,8 +207,19 @@ class Status:
     """What is wrong with ARP strictness for local addresses (kube-ipvs0); empty: fine."""
     problems: list[str] = field(default_factory=list)
     """What is wrong with the objects or on this node, one line each."""
+    drain: DrainStatus = field(default_factory=DrainStatus)
+    """Left out of the document while the node serves."""
     updated: str = ""
     """When the document was written (UTC)."""
+    writer: Writer | None = field(default_factory=Writer.this_process)
+    """The process that writes it: this one for a new document; None (left out of the
+    document) when a document read says nothing of it (an agent from before)."""
+
+    def due(self) -> bool:
+        """Whether the document written is :data:`HEARTBEAT` seconds old: the agent
+        writes it again then, though nothing changed (the first one is its first
+        pass's)."""
+        return bool(self.updated) and self.updated <= stamp(time.time() - HEARTBEAT)
 
     def to_json(self) -> str:
         """The document; the router's message with passwords and keys redacted."""
@@ -169,6 +229,10 @@ class Status:
             del data["local"]
         if not data["arp"]:
             del data["arp"]
+        if data["writer"] is None:
+            del data["writer"]
+        if self.drain == DrainStatus():
+            del data["drain"]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod
@@ -182,7 +246,64 @@ class Status:
         data["sessions"] = [SessionState(**dict(s)) for s in data.get("sessions", [])]
         if data.get("local") is not None:
             data["local"] = [_local(h) for h in data["local"]]
+        drain = dict(data.get("drain") or {})
+        drain["reasons"] = tuple(drain.get("reasons", ()))
+        data["drain"] = DrainStatus(**drain)
+        writer = data.get("writer")
+        data["writer"] = None if writer is None else Writer(**dict(writer))
+        pid = data["writer"] and data["writer"].pid
+        if pid is not None and (
+            not isinstance(pid, int) or isinstance(pid, bool) or not 1 <= pid <= PID_MAX
+        ):
+            raise ValueError(f"writer.pid: {pid!r} is not a process id (1 to {PID_MAX})")
         return cls(**data)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read().strip()
+    except (OSError, ValueError):
+        return ""
+
+
+def process_start(pid: int) -> tuple[int, str] | None:
+    """The start of process ``pid`` (clock ticks after boot) and its state letter
+    (``Z``: a zombie, gone but not reaped), from ``/proc/PID/stat``; None: no such file
+    or not readable."""
+    text = _read(f"/proc/{pid}/stat")
+    fields = text[text.rfind(")") + 1 :].split()  # its name, in parentheses, may hold spaces
+    try:
+        return int(fields[19]), fields[0]
+    except (IndexError, ValueError):
+        return None
+
+
+def boot_id() -> str:
+    return _read("/proc/sys/kernel/random/boot_id")
+
+
+def pid_namespace() -> str:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
+@functools.cache
+def _this_process(pid: int) -> Writer:
+    found = process_start(pid)
+    start = found[0] if found else 0
+    started = ""
+    if start:
+        btime = next(
+            (int(line.split()[1]) for line in _read("/proc/stat").splitlines()
+             if line.startswith("btime ")),
+            0,
+        )  # fmt: skip
+        if btime:
+            started = stamp(btime + start / os.sysconf("SC_CLK_TCK"))
+    return Writer(pid=pid, start=start, boot=boot_id(), pidns=pid_namespace(), started=started)
 
 
 def _local(entry: Any) -> LocalHeld:
@@ -225,8 +346,13 @@ class Reporter(Protocol):
         ...
 
 
+def stamp(seconds: float) -> str:
+    """``seconds`` after the epoch as the document writes times (UTC)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
 def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return stamp(time.time())
 
 
 class Metrics:
@@ -260,6 +386,38 @@ class Metrics:
             "lbroute_sessions",
             "Routing sessions by protocol and state, as the router reports them.",
             ["protocol", "state"],
+            registry=self.registry,
+        )
+        self.session_up = Gauge(
+            "lbroute_session_up",
+            "1 while a routing session carries routes (BGP Established, OSPF Full, "
+            "IS-IS/RIP/BFD up), else 0; one series per session the router reports.",
+            ["protocol", "session"],
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "lbroute_ready",
+            "1 while the agent is ready: its router runs a configuration it applied.",
+            registry=self.registry,
+        )
+        self.last_apply_ok = Gauge(
+            "lbroute_last_apply_ok",
+            "1 when the router runs the newest configuration, 0 after an apply that "
+            "failed (the last good one keeps running).",
+            registry=self.registry,
+        )
+        self.group_addresses = Gauge(
+            "lbroute_group_addresses",
+            "Service addresses this node announces, per ServiceGroup (bounded by the "
+            "groups; no per-Service series).",
+            ["group"],
+            registry=self.registry,
+        )
+        self.drain = Gauge(
+            "lbroute_drain_state",
+            "1 for the node's drain state (Serving, Draining: routes de-preferred, "
+            "Drained: withdrawn), 0 for the others.",
+            ["state"],
             registry=self.registry,
         )
         self.invalid_objects = Gauge(

@@ -588,7 +588,8 @@ INVALID = [
     ("agent-fast-convergence", node_agent({"fastConvergence": "on"}), "spec.fastConvergence",
      "true or false"),
     ("agent-unknown-field", node_agent({"routerId": "10.0.0.1"}), "spec.routerId",
-     "valid fields here: configPath, fastConvergence"),
+     "valid fields here: configPath, drainMED, drainOnCordon, drainPrepend, drainSeconds, "
+     "fastConvergence"),
 ]  # fmt: skip
 
 

@@ -839,6 +839,10 @@ MAXIMAL: dict[str, list[Obj]] = {
             "socketPath": "/var/run/frr",
             "includePath": "/etc/frr/lbroute.conf",
             "reloadCommand": ["/usr/lib/frr/frr-reload.py", "--reload", "/etc/frr/frr.conf"],
+            "drainSeconds": 60,
+            "drainOnCordon": True,
+            "drainPrepend": 3,
+            "drainMED": 1000,
         }),
     ],
 }  # fmt: skip
@@ -1136,6 +1140,7 @@ MODEL_PATTERNS = {
     "timers.update": fields.DURATION_RE,
     "timers.timeout": fields.DURATION_RE,
     "timers.garbage": fields.DURATION_RE,
+    "drainSeconds": fields.DURATION_RE,
 }
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.
 INLINE_PATTERNS = {

@@ -5,12 +5,17 @@ Each rendered configuration is compared byte for byte with tests/golden/<case>.<
 fed to the real parser (``bird -p``, ``vtysh --dryrun``), so a golden can never hold a
 configuration the router would reject. Known-bad configurations must be rejected by the
 same check, which proves it is not a rubber stamp.
+
+Some cases are also rendered for a draining node (issue 17), in tests/golden/drain/:
+``<case>+deprefer`` while it de-prefers its routes, ``<case>+withdraw`` once drained,
+with a NodeAgent drain policy added (2 prepends and MED 500 towards eBGP).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,15 +24,19 @@ from lbroute.model.errors import Severity
 from lbroute.model.manifests import read_manifests
 from nodeagent.routers import check_config
 from renderer.render import render_view
-from renderer.view import build_view
+from renderer.view import Drain, build_view
 
 HERE = Path(__file__).parent
 CASES = HERE / "cases"
 GOLDEN = HERE / "golden"
+DRAIN_GOLDEN = GOLDEN / "drain"
 
 FRR_ONLY = {"bgp-unnumbered", "isis", "isis-levels"}
 BIRD_ONLY = {"include"}
 OTHER_NODES = {"mixed": ["node-b"]}
+DRAINED = {"bgp-policy-sessions", "mixed", "ospf-v2", "ospf-v3", "rip", "ripng", "isis-levels"}
+"""Cases also rendered while the node de-prefers its routes and once it is drained."""
+DRAIN_POLICY = {"drainPrepend": 2, "drainMED": 500}
 
 
 @dataclass(frozen=True)
@@ -35,15 +44,18 @@ class Case:
     name: str
     router: api.Router
     node: str
+    drain: Drain = Drain.NONE
 
     @property
     def id(self) -> str:
         suffix = "" if self.node == "node-a" else f"@{self.node}"
+        if self.drain is not Drain.NONE:
+            suffix += f"+{self.drain.value}"
         return f"{self.name}{suffix}.{self.router.value}"
 
     @property
     def golden(self) -> Path:
-        return GOLDEN / f"{self.id}.conf"
+        return (GOLDEN if self.drain is Drain.NONE else DRAIN_GOLDEN) / f"{self.id}.conf"
 
 
 def _cases() -> list[Case]:
@@ -57,6 +69,9 @@ def _cases() -> list[Case]:
                 continue
             for node in ["node-a", *OTHER_NODES.get(name, [])]:
                 out.append(Case(name=name, router=router, node=node))
+            if name in DRAINED:
+                for drain in (Drain.DEPREFER, Drain.WITHDRAW):
+                    out.append(Case(name=name, router=router, node="node-a", drain=drain))
     return out
 
 
@@ -66,12 +81,32 @@ ALL = _cases()
 def _render(case: Case) -> tuple[str, api.Mode]:
     manifests = read_manifests([CASES / f"{case.name}.yaml"])
     assert manifests.errors == ()
-    model = api.load(manifests.objects)
+    objects = list(manifests.objects)
+    if case.drain is not Drain.NONE:
+        objects = [_with_drain_policy(o) for o in objects]
+        if not any(o.get("kind") == "NodeAgent" for o in objects):
+            objects.append(_node_agent())
+    model = api.load(objects)
     assert not model.errors, [str(p) for p in model.errors]
-    view = build_view(model, case.router, case.node)
+    view = build_view(model, case.router, case.node, drain=case.drain)
     errors = [str(p) for p in view.problems if p.severity is Severity.ERROR]
     assert not errors, errors
     return render_view(view), view.mode
+
+
+def _with_drain_policy(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("kind") != "NodeAgent":
+        return obj
+    return {**obj, "spec": {**obj.get("spec", {}), **DRAIN_POLICY}}
+
+
+def _node_agent() -> dict[str, Any]:
+    return {
+        "apiVersion": "lbroute.io/v1alpha1",
+        "kind": "NodeAgent",
+        "metadata": {"name": "drain", "namespace": "lbroute"},
+        "spec": dict(DRAIN_POLICY),
+    }
 
 
 def test_enough_cases() -> None:
@@ -83,7 +118,7 @@ def test_enough_cases() -> None:
 def test_matches_golden(case: Case, update_golden: bool) -> None:
     text, _mode = _render(case)
     if update_golden:
-        GOLDEN.mkdir(exist_ok=True)
+        case.golden.parent.mkdir(exist_ok=True)
         case.golden.write_text(text, encoding="utf-8")
         return
     assert case.golden.exists(), f"no golden for {case.id}; run pytest --update-golden"
@@ -98,8 +133,8 @@ def test_golden_accepted_by_real_parser(case: Case) -> None:
 
 
 def test_no_stale_goldens() -> None:
-    expected = {c.golden.name for c in ALL}
-    assert {p.name for p in GOLDEN.glob("*.conf")} == expected
+    expected = {c.golden for c in ALL}
+    assert {*GOLDEN.glob("*.conf"), *DRAIN_GOLDEN.glob("*.conf")} == expected
 
 
 # Known-bad: small corruptions of real goldens that each parser must reject, with the

@@ -2,7 +2,11 @@
 
 ``lbroute status`` reads the status document the agent writes (nodeagent.status) and
 prints it as a table (Service names escaped) or, with ``--json``, as the document
-itself; a missing or unreadable file is one line on stderr and exit 1. The HTTP server
+itself; a missing or unreadable file is one line on stderr and exit 1. It says how old
+the file is and whether the process that wrote it (a real process here, in a pid
+namespace of its own too) still runs, warns when it does not or the file is stale, and
+``--check`` then exits 1, as for a failed apply; an idle agent rewrites the file (its
+heartbeat), so that an old file means a gone or stuck agent. The HTTP server
 answers /metrics in the Prometheus text format with lbroute's metrics, /healthz 200
 while the loop beats, /readyz 503 until the router runs a configuration lbroute
 applied, then 200.
@@ -10,18 +14,39 @@ applied, then 200.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from lbroute.cli import main
+from lbroute.kube.directory import Snapshot
 from lbroute.kube.serving import Health, serve
 from lbroute.model.files import write_atomic
-from nodeagent.status import Announced, LastApply, Metrics, SessionState, Status
+from nodeagent.agent import Agent
+from nodeagent.settings import AgentSettings, RouterChecks
+from nodeagent.status import (
+    Announced,
+    LastApply,
+    Metrics,
+    SessionState,
+    Status,
+    Writer,
+    now,
+    stamp,
+)
 
 
 def _status() -> Status:
@@ -74,9 +99,9 @@ def status_file(tmp_path: Path) -> Path:
 def test_json_is_the_status_document(status_file: Path) -> None:
     result = _run("--status-file", str(status_file), "--json")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)
     assert doc == json.loads(_status().to_json())
-    assert Status.from_json(result.output) == _status()
+    assert Status.from_json(result.stdout) == _status()
     assert doc["last_apply"]["result"] == "Failed"
     assert doc["problems"] == ["error: ServiceGroup lbroute/broken: spec.pools[1].cidr: not valid"]
 
@@ -194,6 +219,242 @@ def test_a_missing_or_unreadable_file_is_one_line_and_exit_1(
         assert "Traceback" not in result.output and len(result.output.splitlines()) == 1
 
 
+# -- how current the status is (issue 23) ----------------------------------------------
+
+
+def _write(path: Path, status: Status) -> Path:
+    write_atomic(path, status.to_json())
+    return path
+
+
+def _current(**changes: object) -> Status:
+    """A healthy document this process wrote just now."""
+    status = _status()
+    status.last_apply = LastApply(time=now(), result="Applied", duration=0.2)
+    status.updated = now()
+    return dataclasses.replace(status, **changes)  # type: ignore[arg-type]
+
+
+def _ago(seconds: float) -> str:
+    return stamp(time.time() - seconds)
+
+
+def test_a_current_status_says_its_age_and_its_agent(tmp_path: Path) -> None:
+    path = _write(tmp_path / "status.json", _current())
+    for args in ((), ("--check",)):
+        result = _run("--status-file", str(path), *args)
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""
+    (updated,) = [line for line in result.stdout.splitlines() if line.startswith("updated:")]
+    assert re.fullmatch(r"updated: +\S+Z \((just now|[0-9] s ago)\)", updated), updated
+    (agent,) = [line for line in result.stdout.splitlines() if line.startswith("agent:")]
+    assert agent.startswith(f"agent:       pid {os.getpid()}, started 20"), agent
+    assert "NOT RUNNING" not in agent
+    # The problems with objects it lists are not the node's: --check passes (documented).
+    assert "problems (1):" in result.stdout
+
+
+def _exited_writer(tmp_path: Path) -> Path:
+    """A status file written by a process (as the agent does) that has exited since."""
+    path = tmp_path / "status.json"
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from nodeagent.status import LastApply, Status, now\n"
+        "from lbroute.model.files import write_atomic\n"
+        "s = Status(node='node-a', router='bird', mode='managed', updated=now(),\n"
+        "           last_apply=LastApply(time=now(), result='Applied'))\n"
+        "write_atomic(Path(sys.argv[1]), s.to_json())\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, timeout=60)
+    return path
+
+
+def test_a_status_left_by_an_agent_that_exited_is_not_current(tmp_path: Path) -> None:
+    path = _exited_writer(tmp_path)
+    writer = Status.from_json(path.read_text(encoding="utf-8")).writer
+    assert writer is not None and writer.pid != os.getpid()
+    result = _run("--status-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert f"agent:       pid {writer.pid}, started " in result.stdout
+    assert result.stdout.splitlines()[5].endswith(": NOT RUNNING")
+    assert result.stderr == (
+        f"warning: {path}: the agent that wrote it (pid {writer.pid}) is not running: this is "
+        f"what it saw {re.search(r'[(](.*)[)]', result.stdout.splitlines()[4])[1]}, "  # type: ignore[index]
+        "not what the node does now\n"
+    )
+    for args in (("--check",), ("--check", "--json")):
+        result = _run("--status-file", str(path), *args)
+        assert result.exit_code == 1
+        assert "is not running" in result.stderr
+    assert json.loads(result.stdout)["node"] == "node-a"  # --json still prints it
+
+
+def _in_a_pid_namespace(script: str, path: Path) -> subprocess.CompletedProcess[str]:
+    """``sh -c script`` in a new pid namespace, as in a container: its first process
+    is pid 1 there, and sees /proc as the container does."""
+    return subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh",
+         sys.executable, str(path)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+
+
+_WRITE = (
+    '"$1" -c "import sys; from pathlib import Path; from nodeagent.status import Status, now; '
+    "from lbroute.model.files import write_atomic; "
+    'write_atomic(Path(sys.argv[1]), Status(node=\'node-a\', updated=now()).to_json())" "$2"'
+)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare"
+)
+def test_an_agent_in_another_pid_namespace_is_judged_in_its_own(tmp_path: Path) -> None:
+    """The agent in its container: ``lbroute status`` in the same container sees that it
+    exited; on the host its pid (1 there) is not ours to look up, only the age counts."""
+    path = tmp_path / "status.json"
+    done = _in_a_pid_namespace(
+        _WRITE + ' && "$1" -m lbroute status --status-file "$2" --check', path
+    )
+    assert done.returncode == 1, done.stderr
+    assert "agent:       pid 2, started " in done.stdout  # sh is 1, the writer 2
+    assert "(pid 2) is not running" in done.stderr
+    writer = Status.from_json(path.read_text(encoding="utf-8")).writer
+    assert writer is not None and writer.pidns != Writer.this_process().pidns
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 0, result.output
+    assert "agent:       pid 2, started " in result.stdout
+    assert "(in another pid namespace: not checked)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "writer",
+    [
+        {"start": 1},  # the pid is this process's, its start is not: the pid was reused
+        {"boot": "00000000-0000-0000-0000-000000000000"},  # written before the last boot
+    ],
+    ids=["pid-reused", "rebooted"],
+)
+def test_a_pid_that_is_another_process_by_now_is_not_the_agent(
+    tmp_path: Path, writer: dict[str, object]
+) -> None:
+    this = Writer.this_process()
+    path = _write(tmp_path / "status.json", _current(writer=dataclasses.replace(this, **writer)))  # type: ignore[arg-type]
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1
+    assert f"agent:       pid {os.getpid()}, started {this.started}: NOT RUNNING" in result.stdout
+    assert "is not running" in result.stderr
+
+
+def test_an_old_status_of_a_running_writer_is_stale(tmp_path: Path) -> None:
+    """The agent writes the file every 5 s at least: 25 minutes means it is stuck."""
+    path = _write(tmp_path / "status.json", _current(updated=_ago(25 * 60 + 3)))
+    result = _run("--status-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^updated: +\S+ \(25 min ago\)$", result.stdout, re.M), result.stdout
+    assert result.stderr == (
+        f"warning: {path}: not updated for 25 min though its agent writes it every 5 s: the "
+        "agent is stuck or not running\n"
+    )
+    assert _run("--status-file", str(path), "--check").exit_code == 1
+    # Six heartbeats (30 s) are allowed: an apply may hold the agent's loop a while.
+    path = _write(tmp_path / "status.json", _current(updated=_ago(20)))
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 0 and result.stderr == "", result.output
+
+
+def test_from_another_pid_namespace_only_the_age_counts(tmp_path: Path) -> None:
+    """The agent in its container, ``lbroute status`` on the host: its pid means nothing
+    here (it may even be one of ours), so it is not looked up."""
+    other = dataclasses.replace(Writer.this_process(), pidns="pid:[1]", start=1)
+    path = _write(tmp_path / "status.json", _current(writer=other))
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 0, result.output
+    assert "(in another pid namespace: not checked)" in result.stdout
+    assert result.stderr == ""
+    path = _write(tmp_path / "status.json", _current(writer=other, updated=_ago(3600)))
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1
+    assert "not updated for 60 min" in result.stderr
+
+
+def test_a_document_of_an_older_agent_is_judged_by_its_age(tmp_path: Path) -> None:
+    doc = json.loads(_current().to_json())
+    del doc["writer"]
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 0, result.output
+    assert "agent:       - (the document does not say which process wrote it)" in result.stdout
+    doc["updated"] = _ago(600)
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1 and "not updated for 10 min" in result.stderr
+    doc["updated"] = "yesterday"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1
+    assert "updated:     yesterday (when is unknown)" in result.stdout
+    assert "its age is unknown" in result.stderr
+
+
+def test_check_fails_when_the_last_apply_failed(tmp_path: Path) -> None:
+    failed = LastApply(time=now(), result="Failed", reason="Unavailable", error="no socket")
+    path = _write(tmp_path / "status.json", _current(last_apply=failed))
+    assert _run("--status-file", str(path)).exit_code == 0
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: the last apply failed: ")
+
+
+@pytest.mark.parametrize("pid", [0, -1, "1", True, 1 << 40])
+def test_a_writer_pid_that_is_no_process_id_is_refused(tmp_path: Path, pid: object) -> None:
+    """kill(0) or kill(-1) would reach many processes: such a pid is an unreadable file."""
+    doc = json.loads(_current().to_json())
+    doc["writer"]["pid"] = pid
+    path = tmp_path / "status.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result = _run("--status-file", str(path), "--check")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: {path}: unreadable status: writer.pid: ")
+
+
+class _Quiet:
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        return iter(())
+
+
+def test_the_agent_writes_its_status_again_though_nothing_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The heartbeat: an idle agent's status stays current, so an old one is not."""
+    monkeypatch.setattr("nodeagent.status.HEARTBEAT", 1.0)
+    settings = AgentSettings(
+        node="node-a", status_file=tmp_path / "status.json", checks=RouterChecks(interval=0.05)
+    )
+    agent = Agent(settings, _Quiet())
+    agent.status.updated = _ago(60)  # written a minute ago, nothing changed since
+    stop = threading.Event()
+    thread = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not settings.status_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        first = Status.from_json(settings.status_file.read_text(encoding="utf-8")).updated
+        while time.monotonic() < deadline:
+            again = Status.from_json(settings.status_file.read_text(encoding="utf-8"))
+            if again.updated > first:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert first >= _ago(5)
+    assert again.updated > first, "written again within 10 s"
+    assert again.writer == Writer.this_process()
+
+
 # -- the HTTP endpoints ---------------------------------------------------------------
 
 
@@ -240,3 +501,23 @@ def test_healthz_fails_when_the_loop_stalls() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_draining_node_says_so_with_why_and_when(tmp_path: Path) -> None:
+    from nodeagent.status import DrainStatus
+
+    drain = DrainStatus(
+        state="Draining",
+        reasons=("lbroute drain",),
+        since="2026-12-06T04:00:00Z",
+        withdraw_at="2026-12-06T04:00:30Z",
+    )
+    path = _write(tmp_path / "status.json", _current(drain=drain))
+    result = _run("--status-file", str(path))
+    assert result.exit_code == 0, result.output
+    assert (
+        "drain:       Draining since 2026-12-06T04:00:00Z (lbroute drain); routes withdrawn "
+        "at 2026-12-06T04:00:30Z" in result.stdout
+    )
+    serving = _run("--status-file", str(_write(tmp_path / "serving.json", _current())))
+    assert "drain:" not in serving.stdout

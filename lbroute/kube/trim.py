@@ -127,12 +127,26 @@ def trim_endpoint_slice(obj: Mapping[str, Any]) -> JSON:
 
 
 def trim_node(obj: Mapping[str, Any]) -> JSON:
-    return {
+    """Name, labels, addresses, the cordon and the Ready condition's status, reason and
+    message (what tells a graceful shutdown, nodeagent.drain): not its heartbeat and
+    transition times, which change without a change that matters to lbroute."""
+    status = mapping_at(obj, "status")
+    out: JSON = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": _meta(obj, labels=True),
-        "status": {"addresses": list_at(mapping_at(obj, "status"), "addresses")},
+        "status": {"addresses": list_at(status, "addresses")},
     }
+    if mapping_at(obj, "spec").get("unschedulable") is True:
+        out["spec"] = {"unschedulable": True}
+    ready = [
+        {k: c[k] for k in ("type", "status", "reason", "message") if isinstance(c.get(k), str)}
+        for c in list_at(status, "conditions")
+        if isinstance(c, Mapping) and c.get("type") == "Ready"
+    ]
+    if ready:
+        out["status"]["conditions"] = ready[:1]
+    return out
 
 
 def keep_as(kind: str, api_version: str) -> Trim:

@@ -1,5 +1,13 @@
 """The lab's fixed router configurations: the upstream router (FRR or BIRD) and a
 node's BIRD before the agent's first apply.
+
+The upstream honours the GRACEFUL_SHUTDOWN community (65535:0, RFC 8326) as RFC 8326
+asks of a receiver and as an operator's router must for a node's drain to move traffic
+before the withdrawal: routes that carry it get local preference 0. FRR 8.4 does this
+by itself on receipt (measured: without the route-map below, a drained node's path
+still arrives with local preference 0); BIRD does not, so it gets an import filter, and
+FRR the standard inbound route-map all the same, the policy written out as an operator
+would for routers that need it.
 """
 
 from __future__ import annotations
@@ -35,6 +43,16 @@ router ripng
  timers basic 5 30 20
 exit
 !
+bgp community-list standard lab-gshut seq 5 permit graceful-shutdown
+!
+route-map lab-from-nodes permit 10
+ match community lab-gshut
+ set local-preference 0
+exit
+!
+route-map lab-from-nodes permit 20
+exit
+!
 router bgp {asn}
  bgp router-id {v4}
  no bgp ebgp-requires-policy
@@ -51,11 +69,13 @@ router bgp {asn}
  address-family ipv4 unicast
   maximum-paths 8
   neighbor nodes activate
+  neighbor nodes route-map lab-from-nodes in
  exit-address-family
  !
  address-family ipv6 unicast
   maximum-paths 8
   neighbor nodes6 activate
+  neighbor nodes6 route-map lab-from-nodes in
  exit-address-family
 exit
 !
@@ -92,15 +112,19 @@ filter lab_kernel {{
 }}
 protocol kernel {{ ipv4 {{ import none; export filter lab_kernel; }}; metric 0; merge paths on; }}
 protocol kernel {{ ipv6 {{ import none; export filter lab_kernel; }}; metric 0; merge paths on; }}
+filter lab_from_nodes {{
+  if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
+  accept;
+}}
 protocol bgp nodes {{
   local {v4} as {asn};
   neighbor range 10.0.0.0/24 external;
-  ipv4 {{ import all; export none; }};
+  ipv4 {{ import filter lab_from_nodes; export none; }};
 }}
 protocol bgp nodes6 {{
   local {v6} as {asn};
   neighbor range fd00::/64 external;
-  ipv6 {{ import all; export none; }};
+  ipv6 {{ import filter lab_from_nodes; export none; }};
 }}
 protocol ospf v2 {{
   ecmp yes;

@@ -69,6 +69,32 @@ class LocalLease:
         return max(1, int(self.duration - self.renew))
 
 
+DEFAULT_DRAIN_SECONDS = 30
+"""How long a draining node keeps its de-preferred announcements before withdrawing
+them. Long enough for what moves the traffic after the de-preference is sent: an
+upstream's BGP best-path run, its update to its own peers (MRAI: 0 s for iBGP, up to
+30 s for eBGP on routers that keep the RFC 4271 default) and the FIB programming of a
+hardware router (seconds for a full table), or an IGP's SPF throttle and flooding (a
+few seconds at most). 30 s covers one eBGP MRAI with room to spare; a shorter drain
+risks withdrawing while a router still forwards to the node, a longer one only makes
+maintenance slower."""
+
+MAX_DRAIN_PREPEND = 10
+
+
+@dataclass(frozen=True)
+class DrainPolicy:
+    """How a node drains (issue 17): de-prefer its announcements for ``seconds``, then
+    withdraw them. ``on_cordon``: a cordoned Node (spec.unschedulable) drains too.
+    Towards eBGP neighbors, besides the GRACEFUL_SHUTDOWN community, ``prepend`` more
+    copies of the local ASN and, when set, ``med`` as the MED."""
+
+    seconds: int = DEFAULT_DRAIN_SECONDS
+    on_cordon: bool = False
+    prepend: int = 0
+    med: int | None = None
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeAgent:
     ref: ObjectRef
@@ -89,6 +115,7 @@ class NodeAgent:
     socket_path: str | None = None
     include_path: str | None = None
     reload_command: tuple[str, ...] = ()
+    drain: DrainPolicy = DrainPolicy()
 
 
 def _ipv4(value: Any) -> ipaddress.IPv4Address:
@@ -195,6 +222,10 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
             "socketPath",
             "includePath",
             "reloadCommand",
+            "drainSeconds",
+            "drainOnCordon",
+            "drainPrepend",
+            "drainMED",
         }
     )
     router_id = spec.convert("routerID", _ipv4, "an IPv4 address such as 10.0.0.1")
@@ -230,6 +261,19 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
         socket_path=_path(spec, "socketPath"),
         include_path=include_path,
         reload_command=tuple(reload_command),
+        drain=_drain(spec),
     )
     raise_if_failed(spec)
     return agent
+
+
+def _drain(spec: Reader) -> DrainPolicy:
+    """``drainSeconds``, ``drainOnCordon``, ``drainPrepend`` and ``drainMED``."""
+    seconds = spec.int_("drainSeconds", 0, 3600, unit="seconds")
+    prepend = spec.int_("drainPrepend", 0, MAX_DRAIN_PREPEND)
+    return DrainPolicy(
+        seconds=DEFAULT_DRAIN_SECONDS if seconds is None else seconds,
+        on_cordon=spec.bool_("drainOnCordon", False),
+        prepend=prepend or 0,
+        med=spec.int_("drainMED", 0, 4294967295),
+    )

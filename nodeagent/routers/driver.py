@@ -92,6 +92,10 @@ _SUMMARY = {
 }
 
 
+UP_STATES = frozenset({"established", "full", "2-way", "up"})
+"""Session states, lowercased, in which a session carries routes."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class Session:
     """One routing session or adjacency, as the router reports it."""
@@ -106,6 +110,12 @@ class Session:
     """``Established``, ``Active``, ``Full``, ``Up``, ``up``, ``down``... as printed."""
     since: str = ""
     """Uptime or time of the last state change, as the router prints it."""
+
+    @property
+    def up(self) -> bool:
+        """The session carries routes: BGP Established, an OSPF neighbour Full (or
+        2-Way, as between two non-designated routers), IS-IS, RIP or BFD up."""
+        return self.state.lower() in UP_STATES
 
 
 class RouterDriver(Protocol):

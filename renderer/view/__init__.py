@@ -15,7 +15,7 @@ protocol module and the templates that print it.
 """
 
 from renderer.view.isis import system_id
-from renderer.view.names import ident
+from renderer.view.names import Drain, ident
 from renderer.view.node import NodeView, build_view, select_agent
 
-__all__ = ["NodeView", "build_view", "ident", "select_agent", "system_id"]
+__all__ = ["Drain", "NodeView", "build_view", "ident", "select_agent", "system_id"]

@@ -13,6 +13,12 @@ RFC 4271 9.1.2, so a prepending group could never reach a route reflector),
 ``localPref`` only towards iBGP (LOCAL_PREF is not sent to eBGP neighbors, RFC 4271
 5.1.5; BIRD and FRR leave it out there), communities, large communities and MED
 towards both.
+
+While the node drains (issue 17), every group's actions also de-prefer its routes,
+sessions kept: the GRACEFUL_SHUTDOWN community (65535:0, RFC 8326) towards both kinds,
+local preference 0 towards iBGP, and towards eBGP the NodeAgent's ``drainPrepend``
+more prepends and its ``drainMED`` as the MED. Once drained, the filters export
+nothing (:attr:`ExportView.withdrawn`).
 """
 
 from __future__ import annotations
@@ -22,13 +28,25 @@ import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
 
+from lbroute.model.agentconfig import DrainPolicy
 from lbroute.model.api import BgpPeer, Community, Family, LargeCommunity, Peer, Router
 from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import IPAddress
 from renderer.secret import Secret, sealed
 from renderer.view.bfd import BfdView
 from renderer.view.context import FAST, Context, problem
-from renderer.view.names import ExportView, GroupView, Names, family_groups, family_suffix, ident
+from renderer.view.names import (
+    Drain,
+    ExportView,
+    GroupView,
+    Names,
+    family_groups,
+    family_suffix,
+    ident,
+)
+
+GRACEFUL_SHUTDOWN = Community(asn=65535, value=0)
+"""RFC 8326's well-known community: the route's sender is about to withdraw it."""
 
 
 class Session(StrEnum):
@@ -255,7 +273,8 @@ class _Exports:
                 name=shared or self.ctx.names.bgp_export(pid, f),
                 groups=gs,
                 session=session,
-                entries=entries,
+                entries=() if self.ctx.withdrawn else entries,
+                withdrawn=self.ctx.withdrawn,
             )
             for f, gs, entries, shared in self.parts[key]
         )
@@ -263,7 +282,9 @@ class _Exports:
     def _entry(self, group: GroupView, session: Session, local_asn: int) -> BgpExportEntry:
         key = (group.ident, session)
         if key not in self.actions:
-            self.actions[key] = _actions(group, session, self.ctx.names)
+            self.actions[key] = _actions(
+                group, session, self.ctx.names, self.ctx.agent.drain, self.ctx.drain
+            )
         found = self.actions[key]
         return BgpExportEntry(actions=found, as_path_prepend=(local_asn,) * found.prepend)
 
@@ -287,20 +308,36 @@ class _Exports:
         return self.ctx.names.join("bgp", "out", digest, family_suffix(family))
 
 
-def _actions(group: GroupView, session: Session, names: Names) -> BgpActions:
-    """``group``'s actions towards ``session`` neighbors (see the module docstring)."""
+def _actions(
+    group: GroupView, session: Session, names: Names, how: DrainPolicy, drain: Drain
+) -> BgpActions:
+    """``group``'s actions towards ``session`` neighbors, de-preferring while the node
+    drains (see the module docstring)."""
     policy = group.bgp
-    by_session = bool(policy.prepend) or policy.local_pref is not None
+    draining = drain is Drain.DEPREFER
+    by_session = bool(policy.prepend) or policy.local_pref is not None or draining
     ebgp = session is Session.EBGP
+    communities = policy.communities
+    local_pref = None if ebgp else policy.local_pref
+    med = policy.med
+    prepend = policy.prepend if ebgp else 0
+    if draining:
+        if GRACEFUL_SHUTDOWN not in communities:
+            communities = (*communities, GRACEFUL_SHUTDOWN)
+        if ebgp:
+            prepend += how.prepend
+            med = how.med if how.med is not None else med
+        else:
+            local_pref = 0
     return BgpActions(
         group=group,
         session=session if by_session else None,
         function=names.join("sg", group.ident, session.lower() if by_session else "bgp"),
-        communities=policy.communities,
+        communities=communities,
         large_communities=policy.large_communities,
-        local_pref=None if ebgp else policy.local_pref,
-        med=policy.med,
-        prepend=policy.prepend if ebgp else 0,
+        local_pref=local_pref,
+        med=med,
+        prepend=prepend,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from lbroute.model.api import NodeAgent, RipTimers
 from lbroute.model.errors import ObjectRef, Problem, Severity
 from renderer.view.bfd import BfdProfiles
-from renderer.view.names import GroupView, Names
+from renderer.view.names import Drain, GroupView, Names
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,6 +51,16 @@ class Context:
     bfd: BfdProfiles
     problems: list[Problem]
     """Where builders report the objects they leave out, in the order found."""
+    drain: Drain = Drain.NONE
+    """Where the node is in a drain; the NodeAgent's ``drain`` says how BGP de-prefers."""
+
+    def drain_metric(self, largest: int) -> int | None:
+        """An IGP's metric for every exported route: ``largest`` while de-preferring."""
+        return largest if self.drain is Drain.DEPREFER else None
+
+    @property
+    def withdrawn(self) -> bool:
+        return self.drain is Drain.WITHDRAW
 
 
 def problem(ref: ObjectRef, path: str, message: str, *, warning: bool = False) -> Problem:

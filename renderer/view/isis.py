@@ -8,6 +8,7 @@ and left out. The NET is the area and a system id derived from the router id.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 from dataclasses import dataclass
@@ -16,7 +17,14 @@ from lbroute.model.api import Family, IsisInterface, IsisLevel, Peer
 from lbroute.model.errors import ObjectRef
 from renderer.view.bfd import BfdView
 from renderer.view.context import Context, problem
-from renderer.view.names import ExportView, family_groups, union_groups
+from renderer.view.names import (
+    ISIS_DRAIN_METRIC,
+    Drain,
+    ExportView,
+    family_groups,
+    family_suffix,
+    union_groups,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,8 +76,19 @@ class IsisView:
                 if groups:
                     suffix = "l1" if level is IsisLevel.LEVEL_1 else "l2"
                     name = f"{export.name}-{suffix}"
-                    out.append((ExportView(family=export.family, name=name, groups=groups), level))
+                    view = dataclasses.replace(export, name=name, groups=groups)
+                    out.append((view, level))
         return tuple(out)
+
+
+def _export_name(ctx: Context, family: Family) -> str:
+    """The redistribution route-map's name; another one while the node drains, since
+    isisd does not apply a changed route-map to what it already redistributes (measured,
+    FRR 8.4: the LSP kept its metric): a new name changes the ``redistribute`` line,
+    which isisd does act on."""
+    if ctx.drain is Drain.NONE:
+        return ctx.names.export("isis", family)
+    return ctx.names.join("isis", "export", ctx.drain.value, family_suffix(family))
 
 
 def system_id(router_id: ipaddress.IPv4Address) -> str:
@@ -121,7 +140,13 @@ def isis_view(peers: list[Peer], ctx: Context) -> IsisView | None:
             ifaces.append(_isis_iface(i, spec.metric, ctx.bfd.view(spec.bfd)))
     groups = union_groups(kept, ctx.carried)
     exports = tuple(
-        ExportView(family=f, name=ctx.names.export("isis", f), groups=gs)
+        ExportView(
+            family=f,
+            name=_export_name(ctx, f),
+            groups=gs,
+            drain_metric=ctx.drain_metric(ISIS_DRAIN_METRIC),
+            withdrawn=ctx.withdrawn,
+        )
         for f, gs in family_groups(groups, [f for f in Family if f in families])
     )
     return IsisView(

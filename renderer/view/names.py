@@ -18,6 +18,7 @@ import re
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 
 from lbroute.model.api import (
     BgpPolicy,
@@ -61,6 +62,23 @@ def stable_seq(key: str, used: set[int], lo: int, hi: int) -> int:
 
 def family_suffix(family: Family) -> str:
     return "v4" if family is Family.IPV4 else "v6"
+
+
+class Drain(StrEnum):
+    """Where a node is in a drain (issue 17, nodeagent.drain): announcing as usual,
+    de-preferring its Service routes, or withdrawing them (sessions stay up)."""
+
+    NONE = "none"
+    DEPREFER = "deprefer"
+    WITHDRAW = "withdraw"
+
+
+OSPF_DRAIN_METRIC = 16777214
+"""The largest OSPF external metric (LSInfinity, 16777215, would mean unreachable)."""
+ISIS_DRAIN_METRIC = 16777215
+"""The largest metric a ServiceGroup may set for IS-IS (a wide metric, 24 bits)."""
+RIP_DRAIN_METRIC = 15
+"""One short of RIP's infinity (16)."""
 
 
 class Names:
@@ -141,6 +159,12 @@ class ExportView:
     name: str
     """Filter (BIRD) or route-map (FRR) name."""
     groups: tuple[GroupView, ...]
+    drain_metric: int | None = None
+    """While the node drains (phase 1): the metric every group's routes get instead of
+    their own, the largest the protocol allows for them. BGP de-prefers by its actions."""
+    withdrawn: bool = False
+    """The node is drained (phase 2): the filter or route-map exports nothing; the
+    groups stay listed so that undrain changes only this."""
 
     @functools.cached_property
     def by_seq(self) -> tuple[GroupView, ...]:

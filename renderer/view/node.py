@@ -41,7 +41,7 @@ from renderer.view.bgp import (
 )
 from renderer.view.context import FAST, Context, FastConvergence, problem
 from renderer.view.isis import IsisInterfaceView, IsisView, isis_view
-from renderer.view.names import ExportView, GroupView, Names, group_views, ident
+from renderer.view.names import Drain, ExportView, GroupView, Names, group_views, ident
 from renderer.view.ospf import OspfInterfaceView, OspfView, ospf_views
 from renderer.view.rip import RipInterfaceView, RipView, rip_views
 
@@ -79,6 +79,8 @@ class NodeView:
     isis: IsisView | None
     bfd_profiles: tuple[BfdView, ...]
     problems: tuple[Problem, ...] = ()
+    drain: Drain = Drain.NONE
+    """Where the node is in a drain (the protocols' exports say what it changes)."""
     kernel_table: int = ROUTE_TABLE_DEFAULT
     """Kernel table where the agent keeps one route per announced prefix (BIRD learns it)."""
     route_proto: int = ROUTE_PROTO
@@ -176,11 +178,12 @@ def build_view(
     mode: Mode | None = None,
     router_id: ipaddress.IPv4Address | None = None,
     hostname: str | None = None,
+    drain: Drain = Drain.NONE,
 ) -> NodeView:
     """Everything to render for ``node_name``. ``router``, ``mode`` and ``router_id``
     override the NodeAgent's settings when given. ``hostname`` is the host's name as
     the router daemon sees it (FRR prints it in its running config); default: the node
-    name.
+    name. ``drain``: where the node is in a drain (nodeagent.drain decides).
 
     Raises RouterError when the node cannot have a configuration at all (no router id).
     Problems with single objects are in ``NodeView.problems``; those objects are left out.
@@ -249,6 +252,7 @@ def build_view(
         fast_convergence=agent.fast_convergence,
         bfd=BfdProfiles(),
         problems=problems,
+        drain=drain,
     )
     bgp = bgp_views([p for p in peers if p.bgp is not None], ctx)
     ospf = ospf_views([p for p in peers if p.ospf is not None], ctx)
@@ -277,6 +281,7 @@ def build_view(
         isis=isis,
         bfd_profiles=ctx.bfd.profiles(),
         problems=tuple(problems),
+        drain=drain,
     )
 
 

@@ -17,7 +17,7 @@ from lbroute.model.errors import ObjectRef
 from renderer.secret import Secret, sealed
 from renderer.view.bfd import BfdView
 from renderer.view.context import Context, problem
-from renderer.view.names import ExportView, union_groups
+from renderer.view.names import OSPF_DRAIN_METRIC, ExportView, union_groups
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,7 +95,11 @@ def ospf_views(peers: list[Peer], ctx: Context) -> tuple[OspfView, ...]:
                     (a, tuple(sorted(areas[a], key=lambda i: i.name))) for a in sorted(areas)
                 ),
                 export=ExportView(
-                    family=family, name=ctx.names.export("ospf", family), groups=groups
+                    family=family,
+                    name=ctx.names.export("ospf", family),
+                    groups=groups,
+                    drain_metric=ctx.drain_metric(OSPF_DRAIN_METRIC),
+                    withdrawn=ctx.withdrawn,
                 ),
                 peers=tuple(p.ref for p in kept),
             )

@@ -16,6 +16,7 @@ from lbroute.model.errors import ObjectRef
 from renderer.secret import Secret, sealed
 from renderer.view.context import FAST, Context, problem
 from renderer.view.names import (
+    RIP_DRAIN_METRIC,
     ExportView,
     GroupView,
     PrefixEntry,
@@ -124,6 +125,8 @@ def rip_views(peers: list[Peer], ctx: Context) -> tuple[RipView, ...]:
                     family=family,
                     name=ctx.names.export("rip" if family is Family.IPV4 else "ripng", family),
                     groups=groups,
+                    drain_metric=ctx.drain_metric(RIP_DRAIN_METRIC),
+                    withdrawn=ctx.withdrawn,
                 ),
                 peers=tuple(p.ref for p in kept),
                 out_filter=ctx.names.join("ripng", "out", family_suffix(family)),
