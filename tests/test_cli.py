@@ -471,7 +471,8 @@ def test_every_command_module_is_in_the_group_and_its_contract() -> None:
             assert command.name is not None
             assert main.commands.get(command.name) is command, f"{command.name} is not in lbroute"
     assert modules == top
-    expected = {"render", "validate", "agent", "allocator", "status", "allocate", "convert", "demo"}
+    expected = {"render", "validate", "agent", "allocator", "status", "allocate", "convert", "demo",
+                "inspect", "drain", "undrain"}  # fmt: skip
     assert set(main.commands) == expected
 
 
@@ -679,3 +680,33 @@ def test_demo_accepts_the_lab_example() -> None:
 
     lab = Path(__file__).resolve().parent.parent / "examples" / "lab"
     assert _missing(lab) == ""
+
+
+# -- kubectl lbroute (lbroute inspect) -----------------------------------------------------
+
+
+def test_kubectl_lbroute_is_the_inspect_group_under_kubectls_name() -> None:
+    """The ``kubectl-lbroute`` script runs ``lbroute inspect``'s commands; its help and
+    usage errors name it as kubectl users type it."""
+    code = (
+        "import sys; sys.argv = ['kubectl-lbroute', '--help']; "
+        "from lbroute.cli.inspect import plugin; plugin()"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("Usage: kubectl lbroute [OPTIONS] COMMAND [ARGS]...")
+    for command in ("status", "services", "pools", "why"):
+        assert f"\n  {command} " in out.stdout
+    group = main.commands["inspect"]
+    assert isinstance(group, click.Group)
+    assert set(group.commands) == {"status", "services", "pools", "why"}
+
+
+@pytest.mark.parametrize(
+    ("service", "message"),
+    [("a/b/c", "expected NAME or NAMESPACE/NAME"), ("shop/", "expected NAME or NAMESPACE/NAME")],
+)
+def test_why_names_a_service_it_cannot_read(service: str, message: str) -> None:
+    result = CliRunner().invoke(main, ["inspect", "why", service])
+    assert result.exit_code == 2
+    assert message in result.output

@@ -200,6 +200,7 @@ def agent_container(ds: JSON) -> JSON:
 
 KIND_MODELS: dict[tuple[str, str], str] = {
     ("v1", "Namespace"): "V1Namespace",
+    ("v1", "ConfigMap"): "V1ConfigMap",
     ("v1", "ServiceAccount"): "V1ServiceAccount",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "V1ClusterRole",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "V1ClusterRoleBinding",

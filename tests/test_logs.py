@@ -79,7 +79,8 @@ def test_the_cli_s_json_format_prints_the_fields(capsys: pytest.CaptureFixture[s
             "%s: released %s", WEB, "192.0.2.10", extra=about(WEB, address="192.0.2.10")
         )
     finally:
-        root.handlers[:], _ = saved[0], root.setLevel(saved[1])
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["service"] == "default/web" and line["address"] == "192.0.2.10"
 

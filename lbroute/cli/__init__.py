@@ -6,6 +6,9 @@ its ``COMMANDS``:
 - :mod:`~lbroute.cli.render`: ``render`` and ``validate``, from manifests;
 - :mod:`~lbroute.cli.run`: ``agent`` and ``allocator``, the long-running parts;
 - :mod:`~lbroute.cli.status`: ``status``, the agent's status on this node;
+- :mod:`~lbroute.cli.drain`: ``drain`` and ``undrain``, this node by hand;
+- :mod:`~lbroute.cli.inspect`: ``inspect`` (``status``, ``services``, ``pools``, ``why``),
+  the cluster from a workstation; also the ``kubectl-lbroute`` script (``kubectl lbroute``);
 - :mod:`~lbroute.cli.allocate`: ``allocate``, one allocation pass over manifests;
 - :mod:`~lbroute.cli.convert`: ``convert``, MetalLB's or PureLB's configuration as
   lbroute's;
@@ -30,7 +33,7 @@ import sys
 import click
 
 from lbroute import __version__
-from lbroute.cli import allocate, convert, demo, render, run, status
+from lbroute.cli import allocate, convert, demo, drain, inspect, render, run, status
 from lbroute.model.logs import JsonFormatter
 from lbroute.model.secrets import RedactSecrets
 
@@ -95,6 +98,6 @@ def main(log_format: str, verbose: int, log_levels: tuple[str, ...]) -> None:
     _setup_logging(log_format, verbose, log_levels)
 
 
-for _module in (render, run, status, allocate, convert, demo):
+for _module in (render, run, status, drain, inspect, allocate, convert, demo):
     for _command in _module.COMMANDS:
         main.add_command(_command)
