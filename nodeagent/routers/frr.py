@@ -253,13 +253,19 @@ class FrrDriver:
         """When FRR runs no configuration yet (daemons just started: ``running`` is what
         ``show running-config`` printed), send the whole of ``text`` through one
         ``vtysh -f`` without its ``!``/``exit`` lines instead of frr-reload.py (1,000
-        ServiceGroups: about 2 minutes instead of more than 15). True when
-        ``frr-reload.py --test`` then finds nothing to change; otherwise the caller
-        reloads the whole file (for example when IP forwarding is off: frr-reload.py
-        turns it on, this does not)."""
+        ServiceGroups: about 2 minutes instead of more than 15). Forwarding the
+        daemons show as off (``no ip forwarding``: the kernel's setting) is turned on
+        in the same ``vtysh -f`` unless ``text`` keeps it off, as frr-reload.py would
+        (``text`` lacks the line, so the line is deleted): otherwise the first apply on
+        a node with forwarding off would need the whole-file reload after this one
+        (measured: the apply took 0.9 s instead of 0.4 s).
+        The BGP sessions start at once rather than seconds later
+        (:func:`_without_config_hold`). True when ``frr-reload.py --test`` then finds
+        nothing to change; otherwise the caller reloads the whole file."""
         if not frr_is_empty(running):
             return False
-        return self._send_checked(frr_commands(text), text, "after loading it onto empty daemons")
+        commands = _forwarding_on(running, text) + _without_config_hold(frr_commands(text))
+        return self._send_checked(commands, text, "after loading it onto empty daemons")
 
     def _tell_hostname(self, text: str, running: str) -> str:
         """Give every daemon the hostname ``text`` names when the running configuration
@@ -453,6 +459,38 @@ class _Diff:
         if len(self.lines) > limit:
             shown.append(f"... {len(self.lines) - limit} more lines")
         return "\n".join(shown)
+
+
+_FORWARDING_OFF = ("no ip forwarding", "no ipv6 forwarding")
+
+
+def _forwarding_on(running: str, text: str) -> str:
+    """The commands that turn on the forwarding ``running`` (``show running-config``)
+    shows as off and ``text`` does not keep off, as frr-reload.py sends them."""
+    kept = {line.strip() for line in text.splitlines()}
+    shown = {line.strip() for line in running.splitlines()}
+    return "".join(
+        f"{line.removeprefix('no ')}\n"
+        for line in _FORWARDING_OFF
+        if line in shown and line not in kept
+    )
+
+
+def _without_config_hold(commands: str) -> str:
+    """``commands`` (a whole configuration for one ``vtysh -f``) made to start their BGP
+    sessions at once. bgpd holds every peer while ``vtysh -f`` loads a file and for a
+    while after it ("released from config-pending hold" in bgpd's log): with FRR 8.4,
+    measured, until its route-map update timer (``bgp route-map delay-timer``, 5 s by
+    default, started by the file's first route-map) ends. A first apply onto empty
+    daemons left its sessions in Idle for about 4 s before their first connection;
+    with the timer set to 1 s before the file's commands (and back to its default
+    after them, in the same file) they were Established 0.2 s after the load. FRR then
+    processes the new route-maps after 1 s instead of 5, and the running configuration
+    ends without the line. Unchanged when the configuration sets the timer itself or
+    has no ``router bgp``."""
+    if "bgp route-map delay-timer" in commands or not re.search(r"^router bgp ", commands, re.M):
+        return commands
+    return f"bgp route-map delay-timer 1\n{commands}no bgp route-map delay-timer\n"
 
 
 def _frr_complaints(reload: Output, limit: int = 20) -> list[str]:

@@ -36,8 +36,10 @@ cause is gone.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -375,6 +377,55 @@ exit
 """
 """BFD configured by hand around lbroute's own: peers for its neighbors and its
 profile's name with other settings."""
+
+
+SESSIONS_UP = 3.0
+"""How long after a first apply onto empty daemons its BGP sessions may take to be
+Established (s): a TCP handshake and the OPEN and KEEPALIVE exchange over a veth take
+milliseconds (measured: 0.2 s); now and then bgpd answers the IPv6 session's first
+connection with an FSM error ("Receive Unexpected Message in OpenSent State", also with
+forwarding on from the start) and connects again 2 s later; the rest is slack for a
+loaded machine. bgpd's hold after a file load, when the driver left it alone, kept
+both in Idle for about 4 s."""
+
+
+def test_the_first_apply_onto_empty_daemons_takes_one_step_and_connects_at_once(
+    lab: Lab, node: LabNode, caplog: pytest.LogCaptureFixture
+) -> None:
+    """FRR's daemons just started (as after the old speaker stopped): the first apply
+    converges in its one ``vtysh -f`` (no "still differs", no whole-file reload, in a
+    namespace with forwarding off), and the BGP sessions it configures are Established
+    within :data:`SESSIONS_UP` of it, none dropped once up."""
+    assert node.frr is not None
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        node.ns.sysctl(key, "0")  # the lab node's own; what a new host may have
+    text = rendered()
+    caplog.set_level(logging.INFO, logger="nodeagent.routers")
+    driver = FrrDriver(node.config_path, node.frr.dir)
+    result = driver.apply(text)
+    applied = time.monotonic()
+    assert result.outcome is Outcome.APPLIED, result.error
+    assert "FRR ran none before" in caplog.text
+    assert "still differs" not in caplog.text, caplog.text
+
+    def established() -> bool:
+        bgp = [s for s in driver.sessions() if s.protocol == "bgp"]
+        return len(bgp) == 2 and all(s.state == "Established" for s in bgp)
+
+    try:
+        lab.wait_for(established, timeout=15, interval=0.05)
+    except TimeoutError:
+        raise AssertionError(f"the sessions never came up: {driver.sessions()}") from None
+    took = time.monotonic() - applied
+    print(f"\nBGP sessions Established {took:.2f}s after the first apply ({result.duration:.2f}s)")
+    assert took <= SESSIONS_UP, f"the sessions took {took:.2f}s after the apply"
+    neighbors = json.loads(node.frr.vtysh("show bgp neighbors json").stdout)
+    for name, peer in neighbors.items():
+        assert peer.get("connectionsEstablished") == 1, (name, peer)
+        assert peer.get("connectionsDropped") == 0, (name, peer)
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        assert node.ns.exec("sysctl", "-n", key).stdout.strip() == "1", key
+    _converged(lab, node, text)
 
 
 def test_bfd_of_its_own_converges_to_lbroute_bfd(lab: Lab, node: LabNode) -> None:

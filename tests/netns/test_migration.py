@@ -12,18 +12,25 @@ Two nodes (node-a BIRD, node-b FRR) and an FRR upstream router (:class:`lbroute.
   a BGPAdvertisement with ``aggregationLength: 32``, and the Services with their
   addresses in ``status.loadBalancer.ingress`` and MetalLB's annotations) is converted
   by ``lbroute convert --from metallb``; ``lbroute allocate --dry-run`` on the converted
-  objects and patched Services moves no address. Then the README's order: the old
-  speakers stop (their daemons stopped: the sessions close and the routes go), the
-  node's router starts empty as lbroute expects it, and ``lbroute agent`` starts on
-  each node on a directory of the converted objects.
+  objects and patched Services moves no address. Then the speakers make way for
+  ``lbroute agent`` on a directory of the converted objects, in one of the README's
+  two orders:
 
-The upstream's routes are read every 50 ms from before the handover until after it. The
-upstream sees the same prefixes before and after, through the same nodes; no other
-Service prefix ever appears; a prefix is missing only in one window per prefix that
-begins when the speakers stop, and that window is no longer than one apply (see
-:func:`test_metallb_handover_keeps_every_prefix`). Measured (pytest -s prints it): each
-prefix missing 5.9 to 8.4 s, of which up to 5 s is the new sessions' wait before their
-first connection (BIRD's start delay, the connect retry time).
+  - all at once (the quick way, :func:`test_metallb_handover_keeps_every_prefix`):
+    every speaker stops (its daemon stopped: the sessions close and the routes go; the
+    node's router starts empty as lbroute expects it), then the agents start. A prefix
+    is missing only in one window per prefix that begins when the speakers stop, no
+    longer than one apply. Measured (pytest -s prints it): each prefix missing 2.8 to
+    3.4 s, until the first node's new sessions carry it;
+  - node by node (the recommended way, :func:`test_metallb_node_by_node_keeps_every_prefix`):
+    node-a's speaker stops and its agent starts, and once the upstream has node-a back
+    behind every prefix, node-b the same. The other node announces every prefix
+    meanwhile: no prefix is ever missing. Measured: node-a (BIRD) back 5.8 to 6.9 s
+    after its speaker was told to stop, of which up to 5 s is BIRD's start delay
+    before a new session's first connection; node-b (FRR) 3.0 to 3.1 s.
+
+The upstream's routes are read every 50 ms from before the handover until after it; no
+other Service prefix ever appears, and none through another node.
 
 What the agents are given beyond ``convert``'s output is what a cluster gives them: the
 Nodes (in the export, as the README's ``kubectl get nodes``), the router kind on the
@@ -322,9 +329,11 @@ def _needs_root() -> None:
 
 
 @pytest.fixture
-def lab(tmp_path: Path) -> Iterator[Lab]:
+def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The lab, its namespaces named after the test (``mig``, ``migrol``)."""
     _needs_root()
-    lab = Lab(workdir=tmp_path / "lab", nodes=list(NODES), upstream_router="frr", tag="mig")
+    tag = "migrol" if "node_by_node" in request.node.name else "mig"
+    lab = Lab(workdir=tmp_path / "lab", nodes=list(NODES), upstream_router="frr", tag=tag)
     try:
         yield lab.start()
     finally:
@@ -343,17 +352,23 @@ def start_speakers(lab: Lab) -> None:
     node_b.frr.load(SPEAKER_FRR)
 
 
+def stop_speaker(lab: Lab, node: str) -> None:
+    """The speaker on ``node`` stops (SIGTERM: its BGP sessions close with a
+    notification, the upstream withdraws their routes); the node's router starts again
+    with nothing configured, as the agent expects it."""
+    member = lab.members[node]
+    if member.bird is not None:
+        member.config_path.write_text(NODE_BIRD_BOOT.format(v4=member.spec.v4))
+        member.bird.restart(member.config_path)
+    else:
+        assert member.frr is not None
+        member.frr.restart()
+
+
 def stop_speakers(lab: Lab) -> None:
-    """The README's step 1 on every node: the speakers stop (SIGTERM: the BGP sessions
-    close with a notification, the upstream withdraws their routes); the node's router
-    starts again with nothing configured, as the agent expects it."""
-    node_a = lab.members["node-a"]
-    assert node_a.bird is not None
-    node_a.config_path.write_text(NODE_BIRD_BOOT.format(v4=node_a.spec.v4))
-    node_a.bird.restart(node_a.config_path)
-    node_b = lab.members["node-b"]
-    assert node_b.frr is not None
-    node_b.frr.restart()
+    """The README's quick way: the speakers stop on every node at once."""
+    for node in BOTH:
+        stop_speaker(lab, node)
 
 
 def convert(work: Path) -> tuple[Path, str]:
@@ -503,4 +518,79 @@ def test_metallb_handover_keeps_every_prefix(lab: Lab, tmp_path: Path) -> None:
             f"({one_apply:.2f}s to the first apply, {connect}s to connect, "
             f"{SESSION_SETUP}s to carry the route; bound {bound:.2f}s)"
         )
+    assert watch.view() == BASELINE
+
+
+def test_metallb_node_by_node_keeps_every_prefix(lab: Lab, tmp_path: Path) -> None:
+    """The README's recommended order: one node at a time, the speaker stops there and
+    the agent starts there (in a cluster: the node's label moves it from the speakers'
+    DaemonSet to the agents'), and the next node only once the upstream has the moved
+    node back behind every prefix. While a node moves, the other still announces every
+    prefix (the upstream's ECMP route shrinks to it), so no prefix is ever withdrawn:
+    every sample of the upstream's routes has every prefix, with next hops, through
+    nothing but the two nodes; before and after, every prefix is behind both."""
+    start_speakers(lab)
+    watch = Watch(lab)
+    try:
+        lab.wait_for(lambda: watch.view() == BASELINE, timeout=60)
+    except TimeoutError:
+        raise AssertionError(
+            f"MetalLB's routes never reached the upstream: {watch.view()}"
+        ) from None
+    source, report = convert(tmp_path)
+    assert "allocation: 0 addresses moved (4 Services holding addresses)" in report, report
+
+    def back(node: str) -> bool:
+        """The upstream's last sample has ``node`` behind every prefix."""
+        if not watch.samples:
+            return False
+        view = watch.samples[-1][1]
+        return all(node in view.get(prefix, ()) for prefix in PREFIXES)
+
+    moves: dict[str, tuple[float, float, float]] = {}
+    """node -> (seconds until its first apply, until the upstream had it back, the apply's
+    own duration), from the moment its speaker was told to stop."""
+    watch.start()
+    try:
+        time.sleep(1.0)  # samples of the steady state before
+        for node in BOTH:
+            told = time.monotonic()
+            stop_speaker(lab, node)
+            lab.start_agent(node, source, "--default-class")
+            status = lab.wait_for(lambda n=node: applied(lab, n), timeout=60)
+            first_apply = time.monotonic() - told
+            try:
+                lab.wait_for(lambda n=node: back(n), timeout=30, interval=POLL)
+            except TimeoutError:
+                raise AssertionError(
+                    f"{node} never came back upstream: {watch.samples[-1][1]}; {lab.status(node)}"
+                ) from None
+            assert status["problems"] == [], (node, status["problems"])
+            moves[node] = (first_apply, time.monotonic() - told, status["last_apply"]["duration"])
+        time.sleep(2.0)  # and after: nothing moves any more
+    finally:
+        watch.stop()
+
+    print(
+        "\nnode by node: "
+        + "; ".join(
+            f"{node} first apply {apply:.2f}s, back upstream {moved:.2f}s after its speaker "
+            f"was told to stop (apply duration {duration:.2f}s)"
+            for node, (apply, moved, duration) in moves.items()
+        )
+        + f"; {len(watch.samples)} samples, connect delay {connect_delay(lab)}s"
+    )
+    previous: View | None = None
+    start = watch.samples[0][0]
+    for at, view in watch.samples:
+        if view != previous:
+            print(f"  {at - start:+.2f}s {view}")
+            previous = view
+    for prefix in PREFIXES:
+        assert watch.gaps(prefix) == [], f"{prefix} was withdrawn: {watch.gaps(prefix)}"
+    for at, view in watch.samples:
+        assert set(view) == set(PREFIXES), (at - start, view)
+        assert all(view[prefix] for prefix in PREFIXES), (at - start, view)
+        assert all(set(nodes) <= set(BOTH) for nodes in view.values()), view
+    assert watch.samples[0][1] == BASELINE
     assert watch.view() == BASELINE

@@ -22,8 +22,8 @@ only in route-maps and prefix-lists goes as a delta through vtysh; when the delt
 a difference (the running configuration was changed behind the driver's back), or the
 daemons restarted, the whole file is reloaded, and either way ``frr-reload.py --test``
 finds nothing left. Daemons that run no configuration get the whole file in one
-``vtysh -f``; when that leaves a difference (IP forwarding off, which frr-reload.py turns
-on), the whole-file reload follows.
+``vtysh -f``, with IP forwarding they show as off turned on in it (as frr-reload.py
+would), so that first apply converges in one step without a whole-file reload.
 
 Sessions: BIRD and FRR peer over a veth pair and both drivers report the BGP session as
 Established; FRR runs only zebra, bgpd and staticd, so sessions() also copes with the
@@ -326,9 +326,11 @@ def test_frr_policy_changes_go_as_a_delta(
 def test_frr_first_load_onto_empty_daemons(
     netns: Netns, frr: FrrInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Daemons that run nothing get the whole file in one vtysh -f; daemons that run
-    something, or a namespace with forwarding off (which frr-reload.py turns on), get
-    the whole-file reload; either way FRR ends up running exactly the file. What
+    """Daemons that run nothing get the whole file in one vtysh -f, which also turns
+    on forwarding they show as off (as frr-reload.py would: the file lacks ``no ip
+    forwarding``), so a first apply in a namespace with forwarding off converges in
+    that one step; daemons that run something get the whole-file reload; either way
+    FRR ends up running exactly the file. What
     frr-reload.py writes after a reload lands next to the file, never in the host's
     /etc/frr; what the daemons write of their own (ospfd's graceful-restart state) goes
     to their private /run/frr, and frr-reload.py logs to its output: the host's /run/frr
@@ -357,11 +359,14 @@ def test_frr_first_load_onto_empty_daemons(
     assert "applied" in said
 
     frr.restart()
-    netns.sysctl("net.ipv4.ip_forward", "0")
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        netns.sysctl(key, "0")
     said = applied(FrrDriver(config, frr.dir), policy)
-    assert "after loading it onto empty daemons" in said
-    assert "ip forwarding" in said
-    assert netns.exec("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+    # In one step: the forwarding goes on in the same vtysh -f, no whole-file reload.
+    assert "FRR ran none before" in said
+    assert "still differs" not in said
+    for key in ("net.ipv4.ip_forward", "net.ipv6.conf.all.forwarding"):
+        assert netns.exec("sysctl", "-n", key).stdout.strip() == "1", key
 
     assert (tmp_path / "frr.conf").exists()  # frr-reload.py's write after its reloads
     assert [_files(d) for d in host] == host_before
