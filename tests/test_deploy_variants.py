@@ -3,7 +3,8 @@ like deploy/ itself (tests/test_deploy.py).
 
 Each variant is an overlay a user writes next to ``deploy/``: the base, another install
 namespace, the components of ``deploy/components/`` (``default-class``,
-``bird-everywhere``, ``frr-everywhere``, ``monitoring``) and images of their own, alone and together.
+``bird-everywhere``, ``frr-everywhere``, ``monitoring``) and images of their own, alone
+and together.
 For each, the rendered objects are checked against the kubernetes client's models, every
 namespaced object and every binding's subject is in the chosen namespace, the agents'
 and the allocator's arguments parse with the real CLI and say what the choice means,
