@@ -44,7 +44,8 @@ DRAIN_SECONDS = 12
 takes effect that long after it is loaded) to pass before the withdrawal."""
 CLIENTS = [f"10.9.0.{i}" for i in range(10, 26)]
 """The client's source addresses: with 16 flows, each node gets some (checked)."""
-PING_SECONDS = 45
+PING_SECONDS = 90
+"""The longest the client pings; the test stops them once node-a is back."""
 
 MANIFESTS = """\
 apiVersion: v1
@@ -215,10 +216,13 @@ def pings(client: Netns) -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def lost(procs: list[subprocess.Popen[str]]) -> list[tuple[int, int]]:
-    """(transmitted, received) of each ping run, waiting for them to end."""
+    """(transmitted, received) of each ping run, stopped now (SIGINT: ping prints its
+    counts at once; the one echo in flight then counts as not received)."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
     out = []
     for p in procs:
-        text, _ = p.communicate(timeout=PING_SECONDS + 30)
+        text, _ = p.communicate(timeout=30)
         m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
         assert m, text
         out.append((int(m.group(1)), int(m.group(2))))
@@ -261,12 +265,13 @@ def test_drain_moves_traffic_before_withdrawing_and_loses_nothing(
         drain_command(lab_, "undrain")
         lab_.wait_for(lambda: ecmp(lab_, protocol) == ("node-a", "node-b"), timeout=20)
         assert drain_state(lab_) == "Serving"
+        time.sleep(1)  # node-a carries flows again
         results = lost(procs)
 
     after = sessions(lab_) if bgp else {}
     assert after.keys() == before.keys()
     reset = [n for n in before if abs(after[n] - before[n]) > 2]
     assert not reset, ("a BGP session was reset", before, after)
-    assert all(rx == tx for tx, rx in results), results
+    assert all(rx >= tx - 1 for tx, rx in results), ("pings lost", results)  # 1: in flight
     assert sum(tx for tx, _ in results) > len(CLIENTS) * 1000
     print(f"traffic moved {moved:.1f}s after lbroute drain; withdrawn after {withdrawn:.1f}s")
