@@ -701,8 +701,8 @@ def _readme_section() -> str:
 def test_readme_guide_shows_the_commands_real_output(tmp_path: Path) -> None:
     section = _readme_section()
     steps = [m.group(1) for m in re.finditer(r"^(\d)\. \*\*", section, re.M)]
-    assert steps == ["1", "2", "3", "4"]
-    order = [section.index(w) for w in ("Stop", "Convert", "Apply", "Verify")]
+    assert steps == ["1", "2", "3", "4", "5"]
+    order = [section.index(f"**{w}") for w in ("Convert", "Stop", "Apply", "Move", "Verify")]
     assert order == sorted(order)
     result = run("convert", "--from", "metallb", "-f", EXAMPLES / "metallb", "-o", tmp_path)
     for line in result.stderr.splitlines():
