@@ -38,6 +38,7 @@ from tests.test_deploy import (
     ROUTER_LABEL,
     SERVICE_ACCOUNT,
     VERSION,
+    container_env,
     expand,
     model_errors,
     object_id,
@@ -181,12 +182,7 @@ def test_every_container_uses_the_chosen_images(variant: Variant, objects: list[
 def _parse(container: JSON, command: str, monkeypatch: pytest.MonkeyPatch) -> JSON:
     """The container's arguments as the real CLI parses them, $(VAR) expanded from the
     downward API as the kubelet does (the pod's namespace: the one it runs in)."""
-    env: dict[str, str] = {}
-    for e in container.get("env", []):
-        if "value" in e:
-            env[e["name"]] = e["value"]
-        else:
-            env[e["name"]] = PLACEHOLDERS[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    env = container_env(container)
     for name in list(os.environ):
         if name.startswith("LBROUTE_") or name in ("NODE_NAME", "POD_NAMESPACE"):
             monkeypatch.delenv(name)
