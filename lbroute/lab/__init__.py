@@ -26,7 +26,7 @@ from FRR and BIRD).
 from lbroute.lab.configs import UPSTREAM_ASN, UPSTREAM_V4, UPSTREAM_V6
 from lbroute.lab.daemons import FRR_BIN, BirdInstance, FrrInstance, alive, kill, vtysh_conf
 from lbroute.lab.netns import Lan, Netns, run, veth
-from lbroute.lab.topology import Lab, LabNode, NodeSpec, Route
+from lbroute.lab.topology import Lab, LabNode, NodeSpec, Route, agent_command
 
 __all__ = [
     "FRR_BIN",
@@ -41,6 +41,7 @@ __all__ = [
     "Netns",
     "NodeSpec",
     "Route",
+    "agent_command",
     "alive",
     "kill",
     "run",

@@ -162,31 +162,16 @@ class Lab:
         member.agent_log = member.dir / "agent.log"
         log = member.agent_log.open("ab")
         member.agent = subprocess.Popen(
-            [
-                "ip",
-                "netns",
-                "exec",
+            agent_command(
                 member.ns.name,
-                sys.executable,
-                "-m",
-                "lbroute",
-                "-v",
-                "agent",
-                *(("--source", str(source)) if source is not None else ()),
-                "--node",
                 name,
-                "--router",
-                member.spec.router,
-                "--router-config",
-                str(member.config_path),
-                "--router-socket",
-                str(member.socket_path),
-                "--status-file",
-                str(member.status_file),
-                "--metrics-port",
-                "0",
-                *extra,
-            ],
+                router=member.spec.router,
+                config=member.config_path,
+                socket=member.socket_path,
+                status=member.status_file,
+                source=source,
+                extra=extra,
+            ),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -293,3 +278,30 @@ def _prefix(dst: str) -> str:
     if "/" in dst:
         return dst
     return f"{dst}/{128 if ':' in dst else 32}"
+
+
+def agent_command(
+    ns: str,
+    node: str,
+    *,
+    router: str,
+    config: Path,
+    socket: Path,
+    status: Path,
+    source: Path | None,
+    extra: tuple[str, ...] | list[str] = (),
+) -> list[str]:
+    """``lbroute -v agent`` for ``node``, run in namespace ``ns`` on a manifest directory
+    (``source``; None: ``extra`` says, e.g. ``--kubernetes --kubeconfig FILE``), with its
+    router files and status file where given and no metrics port."""
+    return [
+        "ip", "netns", "exec", ns, sys.executable, "-m", "lbroute", "-v", "agent",
+        *(("--source", str(source)) if source is not None else ()),
+        "--node", node,
+        "--router", router,
+        "--router-config", str(config),
+        "--router-socket", str(socket),
+        "--status-file", str(status),
+        "--metrics-port", "0",
+        *extra,
+    ]  # fmt: skip

@@ -37,6 +37,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lbroute.lab import agent_command
 from tests.fakeapi import FakeAPI
 from tests.netns.lab import Lan, Netns
 from tests.netns.test_local_nic import arp_responders, nd_responders, neighbour
@@ -127,31 +128,16 @@ class Site:
         home.mkdir(exist_ok=True)
         with (home / "agent.log").open("ab") as log:
             self.agents[name] = subprocess.Popen(
-                [
-                    "ip",
-                    "netns",
-                    "exec",
+                agent_command(
                     self.nodes[name].name,
-                    sys.executable,
-                    "-m",
-                    "lbroute",
-                    "-v",
-                    "agent",
-                    *(source or ("--source", str(self.source))),
-                    "--node",
                     name,
-                    "--router",
-                    "bird",
-                    "--router-config",
-                    str(home / "bird.conf"),
-                    "--router-socket",
-                    str(home / "bird.ctl"),
-                    "--status-file",
-                    str(home / "status.json"),
-                    "--metrics-port",
-                    "0",
-                    *(() if source else ("--lease-dir", str(self.tmp / "leases"))),
-                ],
+                    router="bird",
+                    config=home / "bird.conf",
+                    socket=home / "bird.ctl",
+                    status=home / "status.json",
+                    source=None if source else self.source,
+                    extra=source or ("--lease-dir", str(self.tmp / "leases")),
+                ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
