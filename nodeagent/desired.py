@@ -60,7 +60,7 @@ class DesiredState:
         return {service: tuple(interfaces) for service, interfaces in found.items()}
 
 
-class _PoolIndex:
+class PoolIndex:
     """Finds the pool that holds an address by binary search over the pools sorted by
     their first address (pools never overlap; when a hand-made model has overlapping
     pools, the first in the model's order wins, as a scan would find it)."""
@@ -102,7 +102,7 @@ def desired_state(
     labels = dict(node.labels) if node is not None else {}
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
     problems: list[Problem] = []
-    pools = _PoolIndex(model.service_groups)
+    pools = PoolIndex(model.service_groups)
     selected: dict[ObjectRef, bool] = {}
     """ServiceGroup -> announced from this node (routed, and its selector takes it)."""
     for service in sorted(services, key=lambda s: s.ref):

@@ -19,6 +19,7 @@ from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import IPAddress
 from lbroute.model.service import Service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
+from nodeagent.desired import PoolIndex
 from nodeagent.local.election import Election, LocalAddress, Sharer
 from nodeagent.netlink.nic import Holding, NotPlaced, Placed, Snapshot, place
 
@@ -45,16 +46,6 @@ class LocalInputs:
         return bool(self.addresses or self.serving_pools)
 
 
-def _find(groups: Iterable[ServiceGroup], address: IPAddress) -> tuple[ServiceGroup, Pool] | None:
-    for group in groups:
-        for pool in group.pools:
-            if pool.first.version == address.version and int(pool.first) <= int(address) <= int(
-                pool.last
-            ):
-                return group, pool
-    return None
-
-
 def local_inputs(
     model: Model,
     services: Iterable[Service],
@@ -72,11 +63,12 @@ def local_inputs(
     serving = tuple(p for g in groups if g.node_selector.matches(labels) for p in g.pools)
     sharing: dict[IPAddress, tuple[ServiceGroup, Pool, list[Sharer]]] = {}
     if groups:
+        index = PoolIndex(groups)
         for service in sorted(services, key=lambda s: s.ref):
             for address in service.addresses:
                 entry = sharing.get(address)
                 if entry is None:
-                    found = _find(groups, address)
+                    found = index.find(address)
                     if found is None:
                         continue
                     entry = sharing[address] = (found[0], found[1], [])
