@@ -7,13 +7,12 @@ daemons) they are skipped with the reason. CI runs them as root.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.netns.lab import BirdInstance, FrrInstance, Netns, vtysh_conf
+from tests.netns.lab import BirdInstance, FrrInstance, Netns, needs_root, vtysh_conf
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -24,11 +23,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(autouse=True)
 def _needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    for tool in ("ip", "bird", "vtysh"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (run make install)")
+    needs_root(("ip", "bird", "vtysh"))
 
 
 @pytest.fixture

@@ -53,6 +53,7 @@ import pytest
 import yaml
 
 from lbroute.lab import Lab, NodeSpec, run
+from tests.netns.lab import needs_root
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "lab"
 NODES = (
@@ -498,21 +499,12 @@ def _is_service(prefix: str) -> bool:
     return any(net.subnet_of(s) for s in SERVICE_SPACE if isinstance(s, ipaddress.IPv6Network))
 
 
-def _needs_root() -> None:
-    """As tests/netns/conftest.py, for the module's lab, which is set up before it."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    for tool in ("ip", "bird", "birdc", "vtysh"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (run make install)")
-
-
 @pytest.fixture(scope="module", params=["frr", "bird"], ids=["upstream-frr", "upstream-bird"])
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One lab per upstream router for the whole module. Its agents watch a copy of
     examples/lab and an empty templates directory; the example's routes are up before
     the first test. The lab is stopped whatever happens."""
-    _needs_root()
+    needs_root()
     upstream = str(request.param)
     work = tmp_path_factory.mktemp(f"e2e-{upstream}")
     source, templates = work / "source", work / "templates"

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import os
-import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +30,7 @@ import yaml
 from lbroute.lab import UPSTREAM_ASN, UPSTREAM_V4, UPSTREAM_V6, Lab, NodeSpec
 from lbroute.lab.ibgp import IBGP_V4, IBGP_V6, NODES_ASN, BgpPath, IbgpUpstream, bgp_paths
 from lbroute.model.vocabulary import API_VERSION, LOADBALANCER_CLASS, PEER, SERVICE_GROUP
+from tests.netns.lab import needs_root
 
 NODE_V4, NODE_V6 = "10.0.0.11", "fd00::11"
 GOLD = {"ipv4": "192.0.2.0/25", "ipv6": "2001:db8:1::/64"}
@@ -117,22 +116,13 @@ class Env:
         return path.read_text(errors="replace")[-2000:] if path and path.exists() else ""
 
 
-def _needs_root() -> None:
-    """As tests/netns/conftest.py, for the module's lab, which is set up before it."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    for tool in ("ip", "bird", "birdc", "vtysh"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (run make install)")
-
-
 @pytest.fixture(scope="module", params=["bird", "frr"], ids=["node-bird", "node-frr"])
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """A lab with one node (the param's router), its eBGP upstream and an iBGP one, both
     the other implementation; the agent runs until every prefix reached both upstreams
     (or 90 s passed: the test then shows what each holds). Everything is stopped and
     the namespaces deleted whatever happens."""
-    _needs_root()
+    needs_root()
     node_router = str(request.param)
     upstream_router = UPSTREAM_FOR[node_router]
     work = tmp_path_factory.mktemp(f"bgp-policy-{node_router}")

@@ -41,7 +41,6 @@ report asks for Services that set no ``loadBalancerClass``.
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import shutil
 import subprocess
@@ -58,6 +57,7 @@ import yaml
 
 from lbroute.lab import Lab, NodeSpec
 from lbroute.lab.configs import NODE_BIRD_BOOT
+from tests.netns.lab import needs_root
 
 NODES = (
     NodeSpec(name="node-a", router="bird", v4="10.0.0.11", v6="fd00::11"),
@@ -320,18 +320,10 @@ def lbroute(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    for tool in ("ip", "bird", "birdc", "vtysh"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} is not installed (run make install)")
-
-
 @pytest.fixture
 def lab(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
     """The lab, its namespaces named after the test (``mig``, ``migrol``)."""
-    _needs_root()
+    needs_root()
     tag = "migrol" if "node_by_node" in request.node.name else "mig"
     lab = Lab(workdir=tmp_path / "lab", nodes=list(NODES), upstream_router="frr", tag=tag)
     try:
