@@ -477,8 +477,8 @@ class KubeReporter:
         them, and the address is held elsewhere by now). Done by the writer of the
         address's ServiceGroup's ``LocalHeld`` condition only, so one agent writes."""
         elected = report.elected
-        if elected is None or not elected.alive:
-            return
+        if elected is None or not elected.alive or not elected.elections:
+            return  # no local address: no Service to look through
         alive = set(elected.alive)
         group_of = {str(e.address): e.group for e in elected.elections}
         writes: dict[str, bool] = {}
