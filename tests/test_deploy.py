@@ -1649,3 +1649,30 @@ def test_deploy_rbac_checks_can_fail() -> None:
     perms = Permissions.from_objects(objects, namespace=NAMESPACE, name=SERVICE_ACCOUNT)
     assert perms.allows("get", "", "secrets", namespace="default")
     assert not deploy_permissions().allows("get", "", "secrets", namespace="default")
+
+
+def _sidecar_says_graceful(script: Path, config: Path) -> bool:
+    """Whether the sidecar ``script`` stops its router the graceful-restart way for
+    ``config``: its own ``graceful`` test (the grep in the script) run on the file."""
+    m = re.search(
+        r"^graceful\(\) \{\n\s+(grep -E?q '[^']+') \"\$conf\"\n\}", script.read_text(), re.M
+    )
+    assert m, f"{script.relative_to(ROOT)}: no graceful() test found"
+    return subprocess.run([*shlex.split(m.group(1)), str(config)], check=False).returncode == 0
+
+
+@pytest.mark.parametrize("router", ["bird", "frr"])
+def test_sidecar_stops_gracefully_exactly_where_a_peer_sets_graceful_restart(
+    router: str,
+) -> None:
+    """The sidecars choose how to stop from the rendered configuration; a template change
+    that the scripts no longer recognise would silently end graceful restart."""
+    script = DOCKER / router / f"run-{router}"
+    goldens = sorted((ROOT / "tests" / "golden").glob(f"*.{router}.conf"))
+    found = []
+    for golden in goldens:
+        case = ROOT / "tests" / "cases" / f"{golden.name.split('.')[0]}.yaml"
+        wanted = case.exists() and "gracefulRestart: true" in case.read_text(encoding="utf-8")
+        assert _sidecar_says_graceful(script, golden) == wanted, golden.name
+        found += [golden.name] if wanted else []
+    assert found, "no golden case sets gracefulRestart"
