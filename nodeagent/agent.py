@@ -63,7 +63,7 @@ from lbroute.model.service import parse_service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
 from nodeagent.desired import desired_state
-from nodeagent.drain import Drainer, drain_requested, triggers
+from nodeagent.drain import Drainer, began_file, drain_requested, triggers
 from nodeagent.local.membership import LeaseStore
 from nodeagent.local.plan import local_inputs
 from nodeagent.local.runner import LocalReport, LocalRunner
@@ -157,7 +157,7 @@ class Agent:
         self._generation: str | None = None
         self._router_down = False
         self._checks = 0
-        self.drainer = Drainer()
+        self.drainer = Drainer(state_file=began_file(settings.status_file))
         self._drain_requested = drain_requested(settings.status_file)
         """Whether ``lbroute drain`` asked for a drain, as last seen."""
 

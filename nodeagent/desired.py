@@ -6,7 +6,13 @@ holds the address (pools never overlap). The address goes on kube-lb0:
 - ETP Cluster: as ``IP/aggregation`` on every node the ServiceGroup selects, so the
   kernel's connected route is the pool's aggregate;
 - ETP Local: only on nodes with a ready local endpoint, as a host prefix (/32, /128),
-  so an aggregate never attracts traffic to a node without endpoints.
+  so an aggregate never attracts traffic to a node without endpoints;
+- ETP Cluster in a ServiceGroup with ``withdrawWithoutEndpoints``: on every node the
+  group selects while some node has a ready endpoint of the Service, and on none while
+  no node has (a warning says why: the status and ``lbroute status`` show it); as a
+  host prefix, like ETP Local, since an aggregate that other Services keep announcing
+  would hide the withdrawal. Opt-in: users failing over to another site that announces
+  the same address want it; a single site would rather keep the address routed.
 
 Services that share an address (allow-shared-ip) share one entry; if any of them
 wants the aggregate, the aggregate is used (it covers the host route as well).
@@ -130,6 +136,20 @@ def desired_state(
             prefixlen: int
             if service.local:
                 if node_name not in ready.get(service.ref, frozenset()):
+                    continue
+                prefixlen = address.max_prefixlen
+            elif group.withdraw_without_endpoints:
+                if not ready.get(service.ref):
+                    problems.append(
+                        Problem(
+                            severity=Severity.WARNING,
+                            ref=service.ref,
+                            path="status.loadBalancer.ingress",
+                            message=f"{address} is withdrawn: no ready endpoint in the "
+                            f"cluster (ServiceGroup {group.ref.namespace}/{group.ref.name} "
+                            "sets withdrawWithoutEndpoints)",
+                        )
+                    )
                     continue
                 prefixlen = address.max_prefixlen
             else:

@@ -221,6 +221,11 @@ class ServiceGroup:
     ospf: OspfPolicy = field(default_factory=OspfPolicy)
     isis: IsisPolicy = field(default_factory=IsisPolicy)
     rip: RipPolicy = field(default_factory=RipPolicy)
+    withdraw_without_endpoints: bool = False
+    """``withdrawWithoutEndpoints``: an ETP Cluster Service with no ready endpoint on any
+    node is withdrawn from every node (failover to another site announcing the same
+    address), and its address is announced as a host route, never the pool's aggregate
+    (nodeagent.desired)."""
 
     @property
     def name(self) -> str:
@@ -394,7 +399,18 @@ def _bgp_policy(r: Reader) -> BgpPolicy:
 def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
     ref, meta, spec = envelope(obj, SERVICE_GROUP)
     spec.unknown(
-        {"pools", "announce", "protocols", "default", "nodeSelector", "bgp", "ospf", "isis", "rip"}
+        {
+            "pools",
+            "announce",
+            "protocols",
+            "default",
+            "nodeSelector",
+            "bgp",
+            "ospf",
+            "isis",
+            "rip",
+            "withdrawWithoutEndpoints",
+        }
     )
     pools: list[Pool] = []
     for _i, item, path in spec.items("pools"):
@@ -444,6 +460,7 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
         ospf=ospf,
         isis=isis,
         rip=rip,
+        withdraw_without_endpoints=spec.bool_("withdrawWithoutEndpoints", False),
     )
     if group.announce is Announce.LOCAL:
         _check_local_pools(spec)
@@ -486,7 +503,7 @@ def local_problems(group: ServiceGroup) -> tuple[Problem, ...]:
         )
         if set_
     ]
-    return tuple(
+    ignored = tuple(
         Problem(
             severity=Severity.WARNING,
             ref=group.ref,
@@ -497,3 +514,15 @@ def local_problems(group: ServiceGroup) -> tuple[Problem, ...]:
         )
         for name in unused
     )
+    if group.withdraw_without_endpoints:
+        ignored += (
+            Problem(
+                severity=Severity.WARNING,
+                ref=group.ref,
+                path="spec.withdrawWithoutEndpoints",
+                message="is ignored with announce local: it withdraws routed announcements "
+                "(an elected node holds a local address whatever the endpoints); remove it, "
+                "or set announce: routed",
+            ),
+        )
+    return ignored

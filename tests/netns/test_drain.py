@@ -16,8 +16,14 @@ addresses (the upstream hashes flows on addresses, so some go to each node). The
 - ``lbroute status`` (its JSON) says Draining, then Drained;
 - ``lbroute undrain``: node-a is back in the ECMP set, still without a loss.
 
-Run for BGP and OSPF with a BIRD node-a and with an FRR node-a (node-b runs the other
-router), and for IS-IS with FRR on both (BIRD has no IS-IS).
+The BGP cases first check a ServiceGroup with ``withdrawWithoutEndpoints`` in the same
+lab: its ETP Cluster Service is announced (as a host route) only while an EndpointSlice
+says some node has a ready endpoint.
+
+Run for BGP, OSPF and RIP with a BIRD node-a and with an FRR node-a (node-b runs the
+other router), and for IS-IS with FRR on both (BIRD has no IS-IS). RIP de-prefers with
+metric 15, one short of unreachable: the upstream, one hop further, counts it as 16 and
+so stops using node-a at once, before the withdrawal ``drainSeconds`` later.
 """
 
 from __future__ import annotations
@@ -86,6 +92,35 @@ metadata:
   annotations: {{lbroute.io/allocated-from: "web:{prefix}"}}
 spec: {{type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute, externalTrafficPolicy: Cluster}}
 status: {{loadBalancer: {{ingress: [{{ip: {address}}}]}}}}
+---
+apiVersion: lbroute.io/v1alpha1
+kind: ServiceGroup
+metadata: {{name: failover, namespace: lbroute}}
+spec:
+  withdrawWithoutEndpoints: true
+  protocols: [{protocol}]
+  pools: [{{cidr: {failover_pool}}}]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: failover
+  namespace: default
+  annotations: {{lbroute.io/allocated-from: "failover:{failover_pool}"}}
+spec: {{type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute, externalTrafficPolicy: Cluster}}
+status: {{loadBalancer: {{ingress: [{{ip: {failover}}}]}}}}
+"""
+FAILOVER_POOL = "198.51.100.0/24"
+FAILOVER = "198.51.100.20"
+"""A Service of a ServiceGroup with withdrawWithoutEndpoints (checked in the BGP cases)."""
+ENDPOINTS = """\
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: failover-1
+  namespace: default
+  labels: {kubernetes.io/service-name: failover}
+endpoints: [{addresses: [10.244.1.5], nodeName: node-b, conditions: {ready: true}}]
 """
 
 
@@ -93,8 +128,14 @@ PEERS = {
     "bgp": "bgp: {address: 10.0.0.1, asn: 65000}",
     "ospf": "ospf: {area: 0.0.0.0, interfaces: [{name: eth0, helloInterval: 1, deadInterval: 4}]}",
     "isis": 'isis: {area: "49.0001", level: level-2, interfaces: [{name: eth0}]}',
+    "rip": "rip: {interfaces: [eth0]}",
 }
-POLICY = {"bgp": "", "ospf": "ospf: {metric: 20}", "isis": "isis: {metric: 20}"}
+POLICY = {
+    "bgp": "",
+    "ospf": "ospf: {metric: 20}",
+    "isis": "isis: {metric: 20}",
+    "rip": "rip: {metric: 2}",
+}
 """The same metric from BIRD and FRR nodes, whose defaults differ, for an ECMP route."""
 CASES = [
     ("bgp", "bird", "frr"),
@@ -102,6 +143,8 @@ CASES = [
     ("ospf", "bird", "frr"),
     ("ospf", "frr", "bird"),
     ("isis", "frr", "frr"),
+    ("rip", "bird", "frr"),
+    ("rip", "frr", "bird"),
 ]
 
 
@@ -118,6 +161,8 @@ def lab(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Lab, N
             protocol=protocol,
             peer=PEERS[protocol],
             policy=POLICY[protocol],
+            failover_pool=FAILOVER_POOL,
+            failover=FAILOVER,
         )
     )
     lab = Lab(
@@ -230,11 +275,13 @@ def lost(procs: list[subprocess.Popen[str]]) -> list[tuple[int, int]]:
 
 
 def test_drain_moves_traffic_before_withdrawing_and_loses_nothing(
-    lab: tuple[Lab, Netns, str],
+    lab: tuple[Lab, Netns, str], tmp_path: Path
 ) -> None:
     lab_, client, protocol = lab
     bgp = protocol == "bgp"
     lab_.wait_for(lambda: ecmp(lab_, protocol) == ("node-a", "node-b"), timeout=90)
+    if bgp:
+        check_withdraw_without_endpoints(lab_, tmp_path / "manifests")
     before = lab_.wait_for(lambda: (s := sessions(lab_)) and len(s) == 2 and s) if bgp else {}
     flows = {via_node(lab_, s) for s in CLIENTS}
     assert flows == {"node-a", "node-b"}, "some flows must go through each node"
@@ -275,3 +322,20 @@ def test_drain_moves_traffic_before_withdrawing_and_loses_nothing(
     assert all(rx >= tx - 1 for tx, rx in results), ("pings lost", results)  # 1: in flight
     assert sum(tx for tx, _ in results) > len(CLIENTS) * 1000
     print(f"traffic moved {moved:.1f}s after lbroute drain; withdrawn after {withdrawn:.1f}s")
+
+
+def check_withdraw_without_endpoints(lab: Lab, source: Path) -> None:
+    """``withdrawWithoutEndpoints``: the failover Service has no ready endpoint in the
+    cluster, so neither node announces it and each says why; an endpoint on node-b
+    brings its host route from both nodes (ETP Cluster); removing it withdraws it."""
+    host = f"{FAILOVER}/32"
+    assert lab.route(host) is None and lab.route(FAILOVER_POOL) is None
+    for name in ("node-a", "node-b"):
+        problems = lab.wait_for(lambda n=name: lab.status(n).get("problems"), timeout=10)
+        assert any(f"{FAILOVER} is withdrawn: no ready endpoint in the cluster" in p
+                   for p in problems), problems  # fmt: skip
+    (source / "endpoints.yaml").write_text(ENDPOINTS)
+    lab.wait_for(lambda: (r := lab.route(host)) and lab.via(r) == ("node-a", "node-b"), 30)
+    assert lab.route(FAILOVER_POOL) is None, "announced as its host route, not the pool"
+    (source / "endpoints.yaml").unlink()
+    lab.wait_for(lambda: lab.route(host) is None, timeout=30)
