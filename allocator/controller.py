@@ -36,6 +36,7 @@ from typing import Any
 
 from allocator.ipam import Allocation, allocate, invalid_groups
 from allocator.metrics import AllocatorMetrics
+from allocator.peers import PeerStatusWriter, trim_node_state, trim_peer
 from allocator.service import LBService, parse_service
 from allocator.writer import PassWriter, ServiceKey
 from lbroute.kube.client import Api, ApiClient
@@ -48,7 +49,7 @@ from lbroute.kube.trim import trim_service, trim_service_group
 from lbroute.kube.writes import seconds_time
 from lbroute.model import api, lastgood
 from lbroute.model.errors import KubernetesError
-from lbroute.model.vocabulary import ALLOCATOR_CONTROLLER, SERVICE_GROUP
+from lbroute.model.vocabulary import ALLOCATOR_CONTROLLER, NODE_STATE, PEER, SERVICE_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class Allocator:
             kinds=[
                 service_kind(self.kube, functools.partial(trim_service, allocation=True)),
                 lbroute_kind(self.kube, ns, SERVICE_GROUP, trim_service_group),
+                lbroute_kind(self.kube, ns, PEER, trim_peer),
+                lbroute_kind(self.kube, ns, NODE_STATE, trim_node_state),
             ],
         )
         self.elector = LeaderElector(
@@ -130,6 +133,7 @@ class Allocator:
             default_class=settings.default_class,
             leading=self.elector.is_leader,
         )
+        self.peer_status = PeerStatusWriter(self.kube, namespace=ns, leading=self.elector.is_leader)
         self._cond = threading.Condition()
         self._latest: Snapshot | None = None
         self._dirty = False
@@ -185,6 +189,7 @@ class Allocator:
         with self._cond:
             self._dirty = self._dirty or leader
             self.writer.forget_reported()
+            self.peer_status.forget()
             self._cond.notify_all()
 
     def _loop(self, stop: threading.Event) -> None:
@@ -272,6 +277,7 @@ class Allocator:
         }
         if self.writer.publish(result, model, invalid, expected, kept=kept):
             self.passes += 1
+        self.peer_status.publish(snapshot.objects)
 
 
 def _until_failure(

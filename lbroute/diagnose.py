@@ -11,20 +11,24 @@ each node's NodeState. On it:
   local holder), stopping at the first broken link with what to do about it.
 
 Per node, everything comes from the NodeState the agent writes (router, last apply,
-sessions, the count of announced addresses, local addresses held, conditions) and from
-``lbroute.io/announcing`` on the Services (routed ETP Local, and local addresses).
-A NodeState counts its announced addresses but does not list them: for a routed ETP
-Cluster Service, a node announces it when its agent reports there (NodeState), the
-group selects it, its last apply did not fail, it is not drained and it announces
-something; the tables mark that as such.
+sessions, the prefixes announced per ServiceGroup, local addresses held, conditions) and
+from ``lbroute.io/announcing`` on the Services (routed ETP Local, and local addresses).
+A routed ETP Cluster Service is announced by the nodes whose NodeState ``status.groups``
+lists, for its group, a prefix that covers its address (a host route or the pool's
+aggregate) and that are not drained. A NodeState from an agent that does not list its
+prefixes yet leaves this to inference (the group selects the node, its last apply did
+not fail, it is not drained and it announces something), marked ``(inferred)``.
 
 Sessions in a NodeState carry the router's name (``lbr_bgp_upstream``, or FRR's
-neighbor address); a BGP session is matched to its Peer by that name, the session of
-another protocol by its protocol.
+neighbor address) and the Peers they are for (``peerNames``); from an agent that does
+not name them, a BGP session is matched to its Peer by the router's name, the session
+of another protocol by its protocol.
 """
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,7 +37,7 @@ from typing import Any
 from lbroute.model import api
 from lbroute.model.endpoints import ready_nodes
 from lbroute.model.errors import InvalidObject, ObjectRef, escape
-from lbroute.model.fields import list_at, mapping_at
+from lbroute.model.fields import IPAddress, list_at, mapping_at
 from lbroute.model.nodes import EXCLUDE_LABEL
 from lbroute.model.service import Service
 from lbroute.model.vocabulary import (
@@ -48,8 +52,9 @@ from lbroute.model.vocabulary import (
 )
 
 JSON = dict[str, Any]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-UP_STATES = frozenset({"established", "full", "up"})
+UP_STATES = frozenset({"established", "full", "2-way", "up"})
 """Session states (lowercased) that mean the session carries routes."""
 
 
@@ -107,6 +112,43 @@ class NodeView:
     def announced(self) -> int:
         value = self.status.get("announcedAddresses")
         return value if isinstance(value, int) else 0
+
+    @functools.cached_property
+    def groups(self) -> dict[str, tuple[frozenset[Network], bool]] | None:
+        """Per ServiceGroup (``namespace/name``), the prefixes the node announces and
+        whether some were left out of the list; None: its agent does not list them."""
+        raw = self.status.get("groups")
+        if not isinstance(raw, list):
+            return None
+        out: dict[str, tuple[frozenset[Network], bool]] = {}
+        for entry in raw:
+            if not isinstance(entry, Mapping):
+                continue
+            networks = set()
+            for text in list_at(entry, "prefixes"):
+                try:
+                    networks.add(ipaddress.ip_network(str(text), strict=False))
+                except ValueError:
+                    continue
+            out[str(entry.get("group"))] = (frozenset(networks), bool(entry.get("omitted")))
+        return out
+
+    def covering(self, group: str, address: IPAddress) -> Network | None:
+        """The longest prefix of ``group`` this node announces that covers ``address``
+        (a lookup per prefix length listed, not a scan of the prefixes)."""
+        networks, _cut = (self.groups or {}).get(group, (frozenset(), False))
+        lengths = {n.prefixlen for n in networks if n.version == address.version}
+        for length in sorted(lengths, reverse=True):
+            candidate = ipaddress.ip_network(f"{address}/{length}", strict=False)
+            if candidate in networks:
+                return candidate
+        return None
+
+    def lists_all(self, group: str) -> bool:
+        """Whether the NodeState lists every prefix of ``group`` the node announces
+        (False: its agent lists none, or the list was cut short)."""
+        groups = self.groups
+        return groups is not None and not groups.get(group, (frozenset(), False))[1]
 
 
 def session_up(session: Mapping[str, Any]) -> bool:
@@ -237,8 +279,9 @@ class Cluster:
 
     def announcers(self, obj: Mapping[str, Any], svc: Service) -> list[str]:
         """Who announces the Service, and how: ``node`` (routed ETP Local, from
-        lbroute.io/announcing), ``node/interface/address`` (local), ``node (cluster)``
-        for a routed ETP Cluster Service (see the module docstring)."""
+        lbroute.io/announcing), ``node/interface/address`` (local); for a routed ETP
+        Cluster Service ``node`` (a host route) or ``node (PREFIX)`` (an aggregate)
+        from the NodeStates, ``node (inferred)`` (see the module docstring)."""
         name = self.group_name(svc)
         group = self.parsed.get(name or "")
         entries = parse_announcing(_annotations(obj).get(ANNOUNCING_ANNOTATION))
@@ -246,17 +289,38 @@ class Cluster:
             return [str(e) for e in entries]
         if group.announce is api.Announce.LOCAL or svc.local:
             return [str(e) for e in entries]
-        return [f"{n.name} (cluster)" for n in self.cluster_announcers(group)]
+        return [a.text for a in self.cluster_announcers(group, svc)]
 
-    def cluster_announcers(self, group: api.ServiceGroup) -> list[NodeView]:
-        return [
-            n
-            for n in self.selected(group)
-            if n.state is not None and not n.apply_failed and not n.drained and n.announced > 0
-        ]
+    def group_key(self, group: api.ServiceGroup) -> str:
+        """The group as NodeStates name it: ``namespace/name``."""
+        return f"{self.namespace}/{group.name}"
+
+    def cluster_announcers(self, group: api.ServiceGroup, svc: Service) -> list[Announcing]:
+        """The nodes that announce the ETP Cluster Service ``svc`` of ``group``."""
+        out = []
+        key = self.group_key(group)
+        selected = {n.name for n in self.selected(group)}
+        for n in self.nodes.values():
+            if n.state is None or n.drained:
+                continue
+            prefixes = [p for p in (n.covering(key, a) for a in svc.addresses) if p is not None]
+            if prefixes:
+                hosts = all(p.prefixlen == p.max_prefixlen for p in prefixes)
+                shown = "" if hosts else f" ({','.join(sorted({str(p) for p in prefixes}))})"
+                out.append(Announcing(node=n, text=f"{n.name}{shown}", prefixes=prefixes))
+            elif (
+                not n.lists_all(key)
+                and n.name in selected
+                and not n.apply_failed
+                and n.announced > 0
+            ):
+                out.append(Announcing(node=n, text=f"{n.name} (inferred)", prefixes=[]))
+        return out
 
     def peer_sessions(self, peer: api.Peer, node: NodeView) -> list[Mapping[str, Any]]:
         """The node's sessions of the Peer (see the module docstring)."""
+        if any("peerNames" in s for s in node.sessions):
+            return [s for s in node.sessions if peer.name in list_at(s, "peerNames")]
         proto = peer.protocol.value
         out = []
         for s in node.sessions:
@@ -266,6 +330,16 @@ class Cluster:
             if proto != "bgp" or _bgp_session_of(peer, name):
                 out.append(s)
         return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class Announcing:
+    """A node that announces a routed ETP Cluster Service: the prefixes of its NodeState
+    that cover the Service's addresses (none: inferred)."""
+
+    node: NodeView
+    text: str
+    prefixes: list[Network]
 
 
 def _bgp_session_of(peer: api.Peer, name: str) -> bool:
@@ -664,6 +738,20 @@ def why(cluster: Cluster, namespace: str, name: str) -> Verdict:
     return done()
 
 
+def _not_announcing(
+    cluster: Cluster, group: api.ServiceGroup, node: NodeView, addresses: str
+) -> str:
+    """Why ``node``, which runs an agent the group selects, does not announce."""
+    if node.drained:
+        return "drained"
+    if node.groups is not None:
+        return (
+            f"its NodeState lists no prefix of ServiceGroup {escape(cluster.group_key(group))} "
+            f"covering {addresses}"
+        )
+    return "last apply failed" if node.apply_failed else "announces nothing"
+
+
 def _why_no_address(cluster: Cluster, svc: Service, group_name: str) -> str:
     """The allocator's word: its AllocationFailed Event, else the group's usage."""
     notes = []
@@ -750,20 +838,19 @@ def _routed(
             )
             return
     else:
-        announcers = cluster.cluster_announcers(group)
-        how = "ETP Cluster: NodeState applied, announcing, not drained"
+        found = cluster.cluster_announcers(group, svc)
+        announcers = [a.node for a in found]
+        listed = [a for a in found if a.prefixes]
+        if listed and len(listed) == len(found):
+            prefixes = sorted({str(p) for a in listed for p in a.prefixes})
+            how = f"ETP Cluster: their NodeStates list {', '.join(prefixes)}"
+        elif listed:
+            how = "ETP Cluster: from their NodeStates, inferred where they list no prefixes"
+        else:
+            how = "ETP Cluster: inferred: NodeState applied, announcing, not drained"
         if not announcers:
-            why = [
-                f"{n.name}: "
-                + (
-                    "last apply failed"
-                    if n.apply_failed
-                    else "drained"
-                    if n.drained
-                    else "announces nothing"
-                )
-                for n in with_agent
-            ]
+            addresses = ", ".join(str(a) for a in svc.addresses)
+            why = [f"{n.name}: {_not_announcing(cluster, group, n, addresses)}" for n in with_agent]
             links.append(
                 Link(
                     ok=False,
@@ -772,6 +859,11 @@ def _routed(
                 )
             )
             return
+        for n in announcers:
+            if n.apply_failed:
+                warnings.append(
+                    f"{n.name}: the last apply failed; its router runs its last good configuration"
+                )
     links.append(
         Link(ok=True, what=f"announced by {', '.join(n.name for n in announcers)} ({how})")
     )

@@ -5,10 +5,13 @@ after every pass; a thread of the reporter's own publishes the newest one, so a 
 or absent API never holds up the agent. What is published only when it changed:
 
 - the node's ``NodeState`` (created when missing; the status subresource carries the
-  router, mode, configuration hash, last apply, sessions, announced addresses and a
-  Ready condition; after a failed apply, ``lastApply.reason`` and the condition's
-  reason, ``Apply`` and the reason, say how it failed: Rejected, NotConverged,
-  Unavailable or Refused, see :class:`~nodeagent.routers.Outcome`);
+  router, mode, configuration hash, last apply, sessions (each with the Peers it is
+  for, ``peerNames``: :class:`SessionOwners`), the count of announced addresses and,
+  per ServiceGroup, the prefixes announced (:func:`announced_groups`: bounded by the
+  prefixes, never per Service), and a Ready condition; after a failed apply,
+  ``lastApply.reason`` and the condition's reason, ``Apply`` and the reason, say how
+  it failed: Rejected, NotConverged, Unavailable or Refused, see
+  :class:`~nodeagent.routers.Outcome`);
 - Events (events.k8s.io/v1) on Services: ``Announced`` and ``Withdrawn`` from this
   node, ``ApplyFailed`` when an apply failed (also on the NodeState and the NodeAgent),
   its note saying how (tenants read Events on their Services, so the note only says
@@ -56,17 +59,28 @@ restarting an agent sends no Event storm.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from lbroute.kube.client import Api, ApiClient
 from lbroute.kube.events import EventRecorder
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import MAX_MESSAGE, State, condition, read_change_write, with_condition
-from lbroute.model.errors import KubernetesError, NotFound, ObjectRef, Problem, Severity
+from lbroute.model import api
+from lbroute.model.common import Router
+from lbroute.model.errors import (
+    InvalidObject,
+    KubernetesError,
+    NotFound,
+    ObjectRef,
+    Problem,
+    Severity,
+)
 from lbroute.model.fields import IPAddress
 from lbroute.model.secrets import redact
 from lbroute.model.vocabulary import (
@@ -82,7 +96,8 @@ from lbroute.model.vocabulary import (
     parse_announcing,
 )
 from nodeagent.local.election import NoHolder
-from nodeagent.status import DrainStatus, LocalElected, LocalHeld, Report
+from nodeagent.status import Announced, DrainStatus, LocalElected, LocalHeld, Report
+from renderer.view.names import Names, ident
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +131,7 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
             last["time"] = st.last_apply.time
         out["lastApply"] = last
     peers: dict[str, JSON] = {}
+    owners = SessionOwners.of(report.objects, node=st.node, router=st.router)
     for s in st.sessions:
         protocol = _SESSION_PROTOCOLS.get(s.protocol)
         if protocol is None:  # BFD: a property of the sessions above, not a peer
@@ -124,8 +140,12 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
         m = _ISO.match(s.since)
         if m:
             peer["since"] = f"{m.group(1)}T{m.group(2)}Z"
+        names = owners.of_session(s.name, s.protocol)
+        if names:
+            peer["peerNames"] = list(names)
         peers.setdefault(peer["name"], peer)
     out["peers"] = [peers[k] for k in sorted(peers)]
+    out["groups"] = announced_groups(st.announced)
     failed = st.last_apply.result == "Failed"
     errors = [p for p in st.problems if p.startswith("error:")]
     if failed:
@@ -171,6 +191,97 @@ def node_state_status(report: Report, previous: JSON | None) -> JSON:
     conditions += _drain_conditions(st.drain, previous)
     out["conditions"] = conditions
     return out
+
+
+MAX_GROUP_PREFIXES = 1000
+"""Prefixes listed per ServiceGroup in NodeState ``status.groups`` (the rest counted in
+``omitted``), so a NodeState stays far below the API's object size at any scale."""
+
+
+def announced_groups(announced: Iterable[Announced]) -> list[JSON]:
+    """NodeState ``status.groups``: per ServiceGroup, the prefixes this node announces
+    (the connected prefix of each address on the Service interface: a host route, or
+    the pool's aggregate once for all its addresses), sorted; never per Service."""
+    by_group: dict[str, set[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+    for a in announced:
+        try:
+            network = ipaddress.ip_interface(a.address).network
+        except ValueError:
+            continue
+        by_group.setdefault(a.group, set()).add(network)
+    out: list[JSON] = []
+    for group in sorted(by_group):
+        prefixes = sorted(by_group[group], key=lambda n: (n.version, n))
+        entry: JSON = {"group": group, "prefixes": [str(n) for n in prefixes[:MAX_GROUP_PREFIXES]]}
+        if len(prefixes) > MAX_GROUP_PREFIXES:
+            entry["omitted"] = len(prefixes) - MAX_GROUP_PREFIXES
+        out.append(entry)
+    return out
+
+
+_PROTOCOL_OF_SESSION = {"ospf6": "ospf", "ospfv3": "ospf", "ripng": "rip"}
+
+
+@dataclass(frozen=True)
+class SessionOwners:
+    """Which Peer objects each routing session of this node is for: NodeState
+    ``status.peers[].peerNames``. A BGP session is one Peer's: BIRD names its protocol
+    after the Peer (renderer.view.names), FRR after the neighbor's address or interface.
+    An IGP session (FRR's ``neighbor@interface``) is for the Peers of its protocol that
+    run on that interface; BIRD's one instance per protocol is for all of them. Only
+    Peers that select this node count."""
+
+    peers: tuple[api.Peer, ...] = ()
+    router: str = ""
+
+    @classmethod
+    def of(cls, objects: Iterable[Mapping[str, Any]], *, node: str, router: str) -> SessionOwners:
+        labels: Mapping[str, str] | None = None
+        raw: list[Mapping[str, Any]] = []
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            if obj.get("kind") == "Node" and meta.get("name") == node:
+                labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
+            elif obj.get("kind") == PEER and obj.get("apiVersion") == API_VERSION:
+                raw.append(obj)
+        peers = []
+        for obj in raw:
+            try:
+                parsed = api.parse_object(obj)
+            except InvalidObject:
+                continue  # reported on the Peer (Valid)
+            if isinstance(parsed, api.Peer) and (
+                labels is None or parsed.node_selector.matches(labels)
+            ):
+                peers.append(parsed)
+        return cls(tuple(sorted(peers, key=lambda p: p.name)), router)
+
+    def of_session(self, name: str, protocol: str) -> tuple[str, ...]:
+        """The names of the Peers the session ``name`` of ``protocol`` is for."""
+        proto = _PROTOCOL_OF_SESSION.get(protocol, protocol)
+        found = []
+        for p in self.peers:
+            if p.protocol.value != proto:
+                continue
+            if p.bgp is not None:
+                keys = {str(p.bgp.address or ""), str(p.bgp.interface or "")} - {""}
+                if self.router in ("bird", "frr"):
+                    keys.add(Names(Router(self.router)).bgp_protocol(ident(p.name)))
+                if name in keys:
+                    found.append(p.name)
+            elif "@" not in name or name.rpartition("@")[2] in _interfaces(p):
+                found.append(p.name)
+        return tuple(found)
+
+
+def _interfaces(p: api.Peer) -> set[str]:
+    if p.ospf is not None:
+        return {i.name for i in p.ospf.interfaces}
+    if p.isis is not None:
+        return {i.name for i in p.isis.interfaces}
+    if p.rip is not None:
+        return set(p.rip.interfaces)
+    return set()
 
 
 def _drain_conditions(drain: DrainStatus, previous: JSON | None) -> list[JSON]:

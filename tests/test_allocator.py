@@ -551,8 +551,12 @@ def test_deploy_rbac_allows_every_request_the_allocator_makes_and_no_rule_is_unu
     fake.put_all([service("a"), service("gone", type_="ClusterIP", ingress=["192.0.2.9"],
                                         allocated_from="public:192.0.2.0/24"),
                   service("lost", group="nowhere")])  # fmt: skip
+    from tests.test_peer_status import peer_status_objects
+
+    fake.put_all(peer_status_objects())  # a Peer whose status the allocator writes
     first = replicas("first")
     wait(lambda: ips(fake, "a") and not ips(fake, "gone"), "assigned and released")
+    wait(lambda: (fake.get("peers", "upstream", NS) or {}).get("status"), "peer status")
     wait(lambda: annotation(fake, "a") and annotation(fake, "gone") is None, "annotations")
     wait(lambda: events(fake, "AllocationFailed"), "a failure reported")
     wait(lambda: (fake.get("servicegroups", "public", NS) or {}).get("status"), "group status")

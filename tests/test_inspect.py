@@ -43,18 +43,35 @@ def node(name: str, **labels: str) -> JSON:
                          "labels": {"kubernetes.io/hostname": name, **labels}}}  # fmt: skip
 
 
-def node_state(name: str, *, state: str = "Established", announced: int = 2, **extra: Any) -> JSON:
+def node_state(
+    name: str,
+    *,
+    state: str = "Established",
+    announced: int = 2,
+    prefixes: tuple[str, ...] | None = None,
+    **extra: Any,
+) -> JSON:
+    """The NodeState the agent of ``name`` writes: its BGP session to Peer upstream in
+    ``state``; group public's ``prefixes`` (default: node-a's host routes of shop/web
+    and shop/api, nothing elsewhere; None in ``extra["groups"]``: an agent from before
+    it listed them)."""
+    if prefixes is None:
+        prefixes = ("192.0.2.1/32", "192.0.2.2/32") if name == "node-a" else ()
+    groups = [{"group": "lbroute/public", "prefixes": list(prefixes)}] if prefixes else []
     status: JSON = {
         "router": "bird",
         "mode": "managed",
         "configHash": "3f2a9c",
         "lastApply": {"time": NOW, "result": "Applied", "error": ""},
         "peers": [{"name": "lbr_bgp_upstream", "protocol": "bgp", "state": state,
-                   "since": "2026-12-06T02:00:00Z"}],
+                   "since": "2026-12-06T02:00:00Z", "peerNames": ["upstream"]}],
         "announcedAddresses": announced,
+        "groups": groups,
         "conditions": [_ready()],
         **extra,
     }  # fmt: skip
+    if status["groups"] is None:
+        del status["groups"]
     return {"apiVersion": LB, "kind": "NodeState",
             "metadata": {"name": name, "namespace": NS}, "spec": {"nodeName": name},
             "status": status}  # fmt: skip
@@ -171,7 +188,7 @@ def test_services_say_who_announces_each_and_how(api: FakeAPI, tmp_path: Path) -
     assert result.exit_code == 0, result.output
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
     assert rows["shop/web"] == ["shop/web", "192.0.2.1", "public", "routed,", "Cluster", "bgp",
-                                "node-a", "(cluster)"]  # fmt: skip
+                                "node-a"]  # fmt: skip
     assert rows["shop/api"] == ["shop/api", "192.0.2.2", "public", "routed,", "Local", "bgp",
                                 "node-a"]  # fmt: skip
     assert rows["shop/printer"] == ["shop/printer", "198.51.100.10", "lan", "local",
@@ -295,6 +312,52 @@ def test_the_only_node_of_the_group_is_drained(api: FakeAPI, tmp_path: Path) -> 
     assert re.search(r"^node-a\s.*True, drained$", run(tmp_path, "status").stdout, re.M)
 
 
+def test_etp_cluster_announcers_come_from_the_prefixes_in_node_states(
+    api: FakeAPI, tmp_path: Path
+) -> None:
+    # node-a announces the pool's aggregate, node-c (outside the group's selector now,
+    # its agent still announcing) a host route of shop/web; node-b announces nothing.
+    api.put("NodeState", node_state("node-a", prefixes=("192.0.2.0/28",)), NS)
+    api.put("NodeState", node_state("node-c", prefixes=("192.0.2.1/32",)), NS)
+    rows = {line.split()[0]: line for line in run(tmp_path, "services").stdout.splitlines()}
+    assert rows["shop/web"].endswith("node-a (192.0.2.0/28),node-c"), rows["shop/web"]
+    why = run(tmp_path, "why", "shop/web").stdout
+    assert "announced by node-a, node-c (ETP Cluster: their NodeStates list 192.0.2.0/28, " \
+           "192.0.2.1/32)" in why, why  # fmt: skip
+
+
+def test_a_node_whose_node_state_lists_no_prefix_of_the_service(
+    api: FakeAPI, tmp_path: Path
+) -> None:
+    api.put("NodeState", node_state("node-a", prefixes=("192.0.2.2/32",)), NS)
+    line = broken(run(tmp_path, "why", "shop/web"), "announced by no node")
+    assert "node-a: its NodeState lists no prefix of ServiceGroup lbroute/public covering " \
+           "192.0.2.1" in line, line  # fmt: skip
+    assert re.search(r"^shop/web\s.*<nobody>$", run(tmp_path, "services").stdout, re.M)
+
+
+def test_an_agent_that_lists_no_prefixes_leaves_it_to_inference(
+    api: FakeAPI, tmp_path: Path
+) -> None:
+    api.put("NodeState", node_state("node-a", groups=None), NS)
+    rows = {line.split()[0]: line for line in run(tmp_path, "services").stdout.splitlines()}
+    assert rows["shop/web"].endswith("node-a (inferred)"), rows["shop/web"]
+    assert "(ETP Cluster: inferred: NodeState applied" in run(tmp_path, "why", "shop/web").stdout
+
+
+def test_sessions_are_matched_to_their_peer_by_the_name_the_agent_gives(
+    api: FakeAPI, tmp_path: Path
+) -> None:
+    state = node_state("node-a", state="Active")
+    state["status"]["peers"].append({"name": "tor-1", "protocol": "bgp", "state": "Established",
+                                     "peerNames": ["upstream"]})  # fmt: skip
+    api.put("NodeState", state, NS)
+    assert "routes carried: node-a via bgp upstream" in run(tmp_path, "why", "shop/web").stdout
+    state["status"]["peers"][1]["peerNames"] = ["elsewhere"]
+    api.put("NodeState", state, NS)
+    broken(run(tmp_path, "why", "shop/web"), "no session that carries the group is up")
+
+
 def test_another_install_namespace(api: FakeAPI, tmp_path: Path) -> None:
     result = run(tmp_path, "status", "-n", "elsewhere")
     assert result.exit_code == 0, result.output
@@ -385,8 +448,27 @@ def readme_blocks() -> dict[str, str]:
     return found
 
 
+def readme_cluster(api: FakeAPI) -> None:
+    """The README's broken cluster: node-a's BGP session down, shop/api without a ready
+    endpoint (so nobody announces it), shop/db in a group that does not parse."""
+    api.put("NodeState", node_state("node-a", state="Active", announced=1,
+                                    prefixes=("192.0.2.1/32",)), NS)  # fmt: skip
+    api.put("EndpointSlice", slice_of("shop", "api", "node-a", ready=False), "shop")
+
+    def unannounced(obj: JSON) -> None:
+        obj["metadata"]["annotations"].pop("lbroute.io/announcing")
+
+    patched(api, "Service", "api", "shop", unannounced)
+    message = "spec.pools[0].cidr: '192.0.2.0/33' is not a valid network"
+    api.put("ServiceGroup", group("broken", {"pools": [{"cidr": "192.0.2.0/33"}]}, {
+        "conditions": [{"type": "Valid", "status": "False", "reason": "Invalid",
+                        "message": message, "lastTransitionTime": NOW}]}), NS)  # fmt: skip
+    db = service("shop", "db", None, ann={"lbroute.io/service-group": "broken"})
+    api.put("Service", db, "shop")
+
+
 def test_the_readme_shows_this_fixtures_output(api: FakeAPI, tmp_path: Path) -> None:
-    api.put("NodeState", node_state("node-a", state="Active"), NS)
+    readme_cluster(api)
     blocks = readme_blocks()
     assert len(blocks) >= 4, blocks.keys()
     for command, output in blocks.items():

@@ -162,6 +162,15 @@ def test_each_node_has_a_node_state_that_fits_its_crd(kenv: KubeEnv) -> None:
         ),
         what="sessions in NodeState",
     )
+    # Each names the Peer it is for (BIRD by its protocol name, FRR by the neighbor's
+    # address), and the prefixes announced are listed per ServiceGroup.
+    peers = {p["metadata"]["name"] for p in kenv.api.objects("peers")}
+    for n in BOTH:
+        status = kenv.node_state(n)["status"]
+        bgp = [p for p in status["peers"] if p["protocol"] == "bgp"]
+        assert all(p.get("peerNames") and set(p["peerNames"]) <= peers for p in bgp), bgp
+        listed = [prefix for g in status.get("groups", []) for prefix in g["prefixes"]]
+        assert bool(listed) == bool(ADDRESSES[n]), status.get("groups")
 
 
 def test_every_lbroute_object_gets_a_valid_condition(kenv: KubeEnv) -> None:
