@@ -32,7 +32,7 @@ GOLDEN = HERE / "golden"
 DRAIN_GOLDEN = GOLDEN / "drain"
 
 FRR_ONLY = {"bgp-unnumbered", "isis", "isis-levels"}
-BIRD_ONLY = {"include"}
+BIRD_ONLY = {"include", "include-host-sessions"}
 OTHER_NODES = {"mixed": ["node-b"]}
 DRAINED = {"bgp-policy-sessions", "mixed", "ospf-v2", "ospf-v3", "rip", "ripng", "isis-levels"}
 """Cases also rendered while the node de-prefers its routes and once it is drained."""

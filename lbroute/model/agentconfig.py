@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from lbroute.model.common import (
@@ -95,6 +96,39 @@ class DrainPolicy:
     med: int | None = None
 
 
+BIRD_SYMBOL_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+BIRD_SYMBOL_VALID = "a BIRD symbol: 1 to 64 letters, digits and '_', not starting with a digit"
+HOST_PROTOCOL_RE = re.compile(r"[A-Za-z_*?][A-Za-z0-9_*?]{0,63}")
+HOST_PROTOCOL_VALID = (
+    "a BIRD protocol name or a pattern of one with '*' and '?' (1 to 64 letters, digits, "
+    "'_', '*', '?', not starting with a digit), such as Global_10_0_0_1 or 'Node_*'"
+)
+
+
+class HostSessionKind(StrEnum):
+    """Which attributes ``lbroute_export()`` sets (like a Peer of that session kind)."""
+
+    EBGP = "eBGP"
+    IBGP = "iBGP"
+
+
+@dataclass(frozen=True)
+class HostSessions:
+    """Include mode (issue 22): BGP sessions the host's BIRD owns (a CNI's, such as
+    Calico's) that announce lbroute's prefixes. lbroute never configures them: its
+    fragment pipes the carried groups' routes into the host's tables and defines
+    ``lbroute_export()``, which the host's export filter calls once. ``protocols``
+    (names or fnmatch patterns) only say which sessions those are, for status."""
+
+    protocols: tuple[str, ...]
+    service_group_selector: LabelSelector = EVERYTHING
+    ibgp: bool = False
+    """Which BGP attributes ``lbroute_export()`` sets: towards eBGP (prepend, no
+    local preference) or towards iBGP (local preference, no prepend)."""
+    ipv4_table: str = "master4"
+    ipv6_table: str = "master6"
+
+
 @dataclass(frozen=True, kw_only=True)
 class NodeAgent:
     ref: ObjectRef
@@ -116,6 +150,8 @@ class NodeAgent:
     include_path: str | None = None
     reload_command: tuple[str, ...] = ()
     drain: DrainPolicy = DrainPolicy()
+    host_sessions: HostSessions | None = None
+    """Include mode: the host's own BGP sessions that carry lbroute's prefixes."""
 
 
 def _ipv4(value: Any) -> ipaddress.IPv4Address:
@@ -226,6 +262,7 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
             "drainOnCordon",
             "drainPrepend",
             "drainMED",
+            "hostSessions",
         }
     )
     router_id = spec.convert("routerID", _ipv4, "an IPv4 address such as 10.0.0.1")
@@ -262,6 +299,7 @@ def parse_node_agent(obj: Mapping[str, Any]) -> NodeAgent:
         include_path=include_path,
         reload_command=tuple(reload_command),
         drain=_drain(spec),
+        host_sessions=_host_sessions(spec),
     )
     raise_if_failed(spec)
     return agent
@@ -276,4 +314,45 @@ def _drain(spec: Reader) -> DrainPolicy:
         on_cordon=spec.bool_("drainOnCordon", False),
         prepend=prepend or 0,
         med=spec.int_("drainMED", 0, 4294967295),
+    )
+
+
+def _host_sessions(spec: Reader) -> HostSessions | None:
+    """``hostSessions``: the host BIRD's own sessions that announce lbroute's prefixes
+    (used in include mode only; the view says when it is ignored)."""
+    if spec.raw("hostSessions") is None:
+        return None
+    h = spec.child("hostSessions")
+    h.unknown({"protocols", "serviceGroupSelector", "session", "ipv4Table", "ipv6Table"})
+    protocols: list[str] = []
+    for i, item, _ in h.items("protocols"):
+        if not isinstance(item, str) or not HOST_PROTOCOL_RE.fullmatch(item):
+            h.item_error(
+                "protocols", i, f"{quote(item)} is not valid; expected {HOST_PROTOCOL_VALID}"
+            )
+        elif item.lower().startswith("lbr_"):
+            h.item_error(
+                "protocols",
+                i,
+                f"{quote(item)} names lbroute's own protocols (lbr_*); expected the host's "
+                "sessions (lbroute's own sessions are Peers)",
+            )
+        elif item in protocols:
+            h.item_error("protocols", i, f"{quote(item)} is listed twice")
+        else:
+            protocols.append(item)
+    if not protocols and not h.failed:
+        h.error("protocols", f"is required: a non-empty list, each {HOST_PROTOCOL_VALID}")
+    session = h.choice("session", choices(HostSessionKind), default=HostSessionKind.EBGP)
+    ipv4 = h.str_("ipv4Table", pattern=BIRD_SYMBOL_RE, valid=BIRD_SYMBOL_VALID)
+    ipv6 = h.str_("ipv6Table", pattern=BIRD_SYMBOL_RE, valid=BIRD_SYMBOL_VALID)
+    for key, table in (("ipv4Table", ipv4), ("ipv6Table", ipv6)):
+        if table is not None and table.lower().startswith("lbr"):
+            h.error(key, f"{quote(table)} is one of lbroute's own tables; expected the host's")
+    return HostSessions(
+        protocols=tuple(protocols),
+        service_group_selector=selector(h, "serviceGroupSelector"),
+        ibgp=session is HostSessionKind.IBGP,
+        ipv4_table=ipv4 or "master4",
+        ipv6_table=ipv6 or "master6",
     )

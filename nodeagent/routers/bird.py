@@ -23,6 +23,7 @@ reload no older than the file.
 from __future__ import annotations
 
 import datetime
+import fnmatch
 import logging
 import os
 import re
@@ -175,7 +176,13 @@ class BirdDriver:
 
     def sessions(self) -> list[Session]:
         out = self._birdc("show", "protocols", "all", '"lbr_*"')
-        return parse_bird_protocols(out.stdout) if out.returncode == 0 else []
+        found = parse_bird_protocols(out.stdout) if out.returncode == 0 else []
+        patterns = host_session_patterns(self.written() or "") if self.mode is Mode.INCLUDE else ()
+        if patterns:
+            out = self._birdc("show", "protocols", "all")
+            if out.returncode == 0:
+                found += host_sessions(out.stdout, patterns)
+        return found
 
     def written(self) -> str | None:
         return read_file(self.target)
@@ -413,11 +420,39 @@ _BIRD_HEADER = re.compile(
 )
 
 
-def parse_bird_protocols(text: str) -> list[Session]:
+_HOST_HEADER = re.compile(
+    r"(?P<name>[A-Za-z_]\S*)\s+(?P<proto>\S+)\s+\S+\s+(?P<state>\S+)\s+"
+    r"(?P<since>\S+(?: \d\d:\d\d:\d\d(?:\.\d+)?)?)\s*(?P<info>.*)$"
+)
+_HOST_MARKER = re.compile(r"^# lbroute-host-sessions:((?: \S+)+)$", re.M)
+
+
+def host_session_patterns(fragment: str) -> tuple[str, ...]:
+    """The host's session names or patterns (NodeAgent ``hostSessions.protocols``) as
+    the include-mode fragment lists them (templates/bird/host.j2)."""
+    m = _HOST_MARKER.search(fragment)
+    return tuple(m.group(1).split()) if m else ()
+
+
+def host_sessions(text: str, patterns: Sequence[str]) -> list[Session]:
+    """The host's BGP sessions in ``birdc show protocols all`` that carry lbroute's
+    prefixes (issue 22): BGP protocols, not lbroute's, whose name matches one of
+    ``patterns``."""
+    return [
+        s
+        for s in parse_bird_protocols(text, pattern=_HOST_HEADER)
+        if s.protocol == "bgp"
+        and not s.name.startswith("lbr_")
+        and any(fnmatch.fnmatchcase(s.name, p) for p in patterns)
+    ]
+
+
+def parse_bird_protocols(text: str, *, pattern: re.Pattern[str] = _BIRD_HEADER) -> list[Session]:
     """Sessions from ``birdc show protocols all``: lbroute's BGP, OSPF, RIP and BFD
-    protocols. BGP reports its BGP state; the others their protocol state (up, down)."""
+    protocols (with ``pattern``: those whose header line it matches). BGP reports its
+    BGP state; the others their protocol state (up, down)."""
     found: list[Session] = []
-    for header, body in _bird_blocks(text):
+    for header, body in _bird_blocks(text, pattern):
         kind = _BIRD_KINDS.get(header["proto"])
         if kind is None:
             continue
@@ -433,11 +468,13 @@ def parse_bird_protocols(text: str) -> list[Session]:
     return found
 
 
-def _bird_blocks(text: str) -> Iterator[tuple[re.Match[str], str]]:
+def _bird_blocks(
+    text: str, pattern: re.Pattern[str] = _BIRD_HEADER
+) -> Iterator[tuple[re.Match[str], str]]:
     header: re.Match[str] | None = None
     body: list[str] = []
     for line in [*text.splitlines(), "end"]:
-        m = _BIRD_HEADER.match(line)
+        m = pattern.match(line)
         if m or not line.startswith(" "):
             if header is not None:
                 yield header, "\n".join(body)

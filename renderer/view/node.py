@@ -40,6 +40,7 @@ from renderer.view.bgp import (
     bgp_views,
 )
 from renderer.view.context import FAST, Context, FastConvergence, problem
+from renderer.view.host import HostSessionsView, host_sessions_view
 from renderer.view.isis import IsisInterfaceView, IsisView, isis_view
 from renderer.view.names import Drain, ExportView, GroupView, Names, group_views, ident
 from renderer.view.ospf import OspfInterfaceView, OspfView, ospf_views
@@ -85,6 +86,8 @@ class NodeView:
     """Kernel table where the agent keeps one route per announced prefix (BIRD learns it)."""
     route_proto: int = ROUTE_PROTO
     """Routing protocol number of those routes."""
+    host: HostSessionsView | None = None
+    """Include mode: the host's own BGP sessions that carry lbroute's prefixes."""
 
     @functools.cached_property
     def families(self) -> tuple[Family, ...]:
@@ -96,6 +99,7 @@ class NodeView:
         used = set(self.families)
         used |= {e.family for b in self.bgp for e in b.exports}
         used |= {o.family for o in self.ospf} | {r.family for r in self.rip}
+        used |= {p.family for p in self.host.pipes} if self.host is not None else set()
         if self.isis is not None:
             used |= set(self.isis.families)
         return tuple(f for f in Family if f in used)
@@ -146,7 +150,12 @@ class NodeView:
     @functools.cached_property
     def bgp_functions(self) -> tuple[BgpActions, ...]:
         """BIRD: each group's BGP actions per session kind that some filter calls."""
-        return bgp_functions(self.bgp)
+        found = bgp_functions(self.bgp)
+        if self.host is None:
+            return found
+        # The host's sessions call the same function as a Peer of the same kind.
+        merged = {a.function: a for a in (*found, *self.host.actions) if not a.empty}
+        return tuple(sorted(merged.values(), key=lambda a: (a.group.ref, a.function)))
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:
@@ -232,7 +241,18 @@ def build_view(
 
     peers = [p for p in model.peers if p.node_selector.matches(labels)]
     peers = _drop_unsupported(peers, router, problems)
-    _check_groups(groups, peers, router, node_name, problems)
+    host_bgp = agent.host_sessions is not None and mode is Mode.INCLUDE
+    if agent.host_sessions is not None and not host_bgp:
+        problems.append(
+            problem(
+                agent.ref,
+                "spec.hostSessions",
+                "is ignored: it is for mode include, where the host's BIRD owns the "
+                "sessions (in managed mode lbroute owns the router; its sessions are Peers)",
+                warning=True,
+            )
+        )
+    _check_groups(groups, peers, router, node_name, problems, host_bgp=host_bgp)
     # Peers with the same selector and protocol carry the same groups: match once each.
     carried_by: dict[tuple[LabelSelector, Protocol], tuple[GroupView, ...]] = {}
     carried: dict[ObjectRef, tuple[GroupView, ...]] = {}
@@ -263,6 +283,10 @@ def build_view(
     used |= {g for o in ospf for g in o.export.groups} | {g for r in rip for g in r.export.groups}
     if isis is not None:
         used |= {g for e in isis.exports for g in e.groups}
+    host = None
+    if agent.host_sessions is not None and mode is Mode.INCLUDE:
+        host = host_sessions_view(agent.host_sessions, groups, by_ref, ctx)
+        used |= set(host.groups)
     return NodeView(
         router=router,
         mode=mode,
@@ -282,6 +306,7 @@ def build_view(
         bfd_profiles=ctx.bfd.profiles(),
         problems=tuple(problems),
         drain=drain,
+        host=host,
     )
 
 
@@ -319,11 +344,15 @@ def _check_groups(
     router: Router,
     node: str,
     problems: list[Problem],
+    *,
+    host_bgp: bool = False,
 ) -> None:
     """Reports groups that share a router name, IS-IS asked of BIRD, and protocols a
     group asks for that no Peer on the node speaks."""
     seen: dict[str, ObjectRef] = {}
     speaking = {p.protocol for p in peers}
+    if host_bgp:
+        speaking.add(Protocol.BGP)
     for g in sorted(groups, key=lambda g: g.ref):
         gid = ident(g.name)
         if gid in seen:
