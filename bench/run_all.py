@@ -7,7 +7,8 @@ script only collects their documents, writes them to ``bench/results.json`` and 
 them into ``bench/RESULTS.md``: a summary table (figure, floor measured in the same
 run, ratio, target), then each benchmark with the command that produced it.
 
-    .venv/bin/python bench/run_all.py [--quick] [--only kubelb,lab,apply,memory,render,local]
+    .venv/bin/python bench/run_all.py [--quick] [--only NAME,...]
+        (NAME: kubelb, lab, apply, memory, render, local, drain, restart)
     .venv/bin/python bench/run_all.py --only local --merge
 
 ``--quick`` runs every benchmark at small counts and writes its report to the system's
@@ -47,8 +48,10 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
         600,
     ),
     "local": (["bench/local_bench.py"], ["--quick"], 1200),
+    "drain": (["bench/drain_bench.py"], ["--quick"], 1800),
+    "restart": (["bench/restart_bench.py"], ["--quick"], 900),
 }
-ORDER = ("render", "kubelb", "lab", "apply", "memory", "local")
+ORDER = ("render", "kubelb", "lab", "apply", "memory", "local", "drain", "restart")
 """The order of the report's sections (its summary is sorted by row number)."""
 
 # Why a target is missed, by summary row number (printed only when one is missed).
@@ -108,6 +111,19 @@ NOTES = [
     "9.2 and 9.3 the bound is the measure, the floor what the move itself adds. A killed "
     "agent's node keeps answering for the address until its lifetime (1 s) runs out, so "
     "fewer pings are lost than when the node is frozen.",
+    "Drain (10.): `lbroute drain` on node-a of two nodes announcing one ETP Cluster prefix "
+    "to an FRR upstream (ECMP); 16 client flows ping every 10 ms, each a fixed count "
+    "waited for to its end, so every loss counts. Off node-a: from the command to the "
+    "upstream's kernel route no longer using node-a (`ip monitor route`), while node-a "
+    "still announces it de-preferred; the floor is when it is withdrawn (`drainSeconds`). "
+    "An FRR node takes longer to de-prefer over BGP: a changed route-map takes effect "
+    "after FRR's route-map delay timer (5 s). RIP's metric 15 reaches the upstream as 16 "
+    "(unreachable), so there de-preferring is leaving the ECMP set at once.",
+    "Router restart (11.): node-a's router restarted as its sidecar is (SIGTERM to "
+    "docker/bird/run-bird or docker/frr/run-frr, then a new one), the agent left "
+    "running; withdrawals are the upstream's kernel route to the prefix deleted "
+    "(`ip monitor route`), fresh is until the upstream's BGP path is no longer stale. The "
+    "floor is the same restart without the Peer's gracefulRestart (the route is withdrawn).",
 ]
 
 
@@ -422,6 +438,72 @@ def local_rows(data: Json) -> list[Row]:
     return rows
 
 
+DRAIN_ROUTERS = {"bird": "BIRD", "frr": "FRR"}
+DRAIN_PROTOCOLS = {"bgp": "BGP", "ospf": "OSPF", "isis": "IS-IS", "rip": "RIP"}
+
+
+def drain_rows(data: Json) -> list[Row]:
+    """Draining node-a of two ECMP nodes: pings lost (target 0) and how soon the
+    upstream stops sending to it, with when it is withdrawn as the bound."""
+    rows: list[Row] = []
+    seconds = data.get("drain_seconds")
+    for c in data.get("cases", []):
+        lost = c["lost"]
+        figure = (
+            f"pings lost: {int(c['lost_max'])} of {c['sent']} ({data.get('flows')} flows every "
+            f"{data.get('interval_ms')} ms); traffic off node-a after {spread(c['moved'])}, "
+            f"back after undrain {spread(c['back'])}"
+        )
+        ok = lost.get("max") == 0 and bool(c["moved_before_withdrawal"])
+        rows.append(
+            (
+                f"10. Drain, {DRAIN_PROTOCOLS.get(c['protocol'], c['protocol'])}, node-a "
+                f"{DRAIN_ROUTERS.get(c['node_a'], c['node_a'])}",
+                figure,
+                f"withdrawal (drainSeconds): {seconds} s",
+                ratio(_p(c["moved"], "median"), float(seconds) if seconds else None),
+                "0 pings lost; off node-a before the withdrawal",
+                verdict(ok),
+            )
+        )
+    return rows
+
+
+def restart_rows(data: Json) -> list[Row]:
+    """A router restart with gracefulRestart: routes withdrawn (target 0), time until
+    fresh again; the same restart without it is the floor (the control)."""
+    rows: list[Row] = []
+    cases = {(c["router"], c["graceful_restart"]): c for c in data.get("cases", [])}
+    for (router, graceful), c in sorted(cases.items()):
+        if not graceful:
+            continue
+        control = cases.get((router, False))
+        figure = (
+            f"withdrawn: {c['withdrawn_max']}; pings lost: {int(c['lost_max'])} of "
+            f"{c['sent']} (every {data.get('interval_ms')} ms); fresh after {spread(c['fresh'])}"
+        )
+        floor = (
+            f"without gracefulRestart: withdrawn {control['withdrawn_max']}, pings lost "
+            f"{int(control['lost_max'])}, back after {spread(control['fresh'])}"
+            if control
+            else "n/a"
+        )
+        ok = c["withdrawn_max"] == 0 and c["lost"].get("max") == 0
+        rows.append(
+            (
+                f"11. Router restart, gracefulRestart, {DRAIN_ROUTERS.get(router, router)}",
+                figure,
+                floor,
+                ratio(_p(c["fresh"], "median"), _p(control["fresh"], "median"))
+                if control
+                else "n/a",
+                "0 withdrawn, 0 pings lost",
+                verdict(ok),
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "render": render_rows,
     "kubelb": kubelb_rows,
@@ -429,6 +511,8 @@ ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "apply": apply_rows,
     "memory": memory_rows,
     "local": local_rows,
+    "drain": drain_rows,
+    "restart": restart_rows,
 }
 
 
@@ -605,7 +689,12 @@ def main() -> int:
         document, results = merge(saved, document, results)
     raw.write_text(json.dumps(document | {"results": results}, indent=2) + "\n")
     text = report(
-        results, env, args.quick, document["seconds"], document["finished"], document.get("merged")
+        results,
+        document["machine"],  # a merge keeps the first run's machine; report() names others
+        args.quick,
+        document["seconds"],
+        document["finished"],
+        document.get("merged"),
     )
     output.write_text(text, encoding="utf-8")
     log(f"wrote {output} and {raw} ({seconds / 60:.1f} minutes)")

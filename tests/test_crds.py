@@ -89,7 +89,7 @@ CRDS = {
     "ServiceGroup": ("servicegroups.yaml", "servicegroups", "sg",
                      ["Announce", "Default", "IPv4 Used", "IPv4 Free", "IPv6 Used", "IPv6 Free",
                       "Valid", "Age"]),
-    "Peer": ("peers.yaml", "peers", "lbpeer", ["Address", "ASN", "Age"]),
+    "Peer": ("peers.yaml", "peers", "lbpeer", ["Address", "ASN", "Established", "Nodes", "Age"]),
     "NodeAgent": ("nodeagents.yaml", "nodeagents", "nagent", ["Router", "Mode", "Age"]),
     "NodeState": ("nodestates.yaml", "nodestates", "nstate",
                   ["Router", "Mode", "Result", "Announced", "Hash", "Age"]),
@@ -782,6 +782,7 @@ MAXIMAL: dict[str, list[Obj]] = {
             "ospf": {"metric": 10, "metricType": 2, "tag": 7},
             "isis": {"metric": 10, "level": "level-1-2"},
             "rip": {"metric": 3},
+            "withdrawWithoutEndpoints": True,
         }),
     ],
     "Peer": [
@@ -843,6 +844,13 @@ MAXIMAL: dict[str, list[Obj]] = {
             "drainOnCordon": True,
             "drainPrepend": 3,
             "drainMED": 1000,
+            "hostSessions": {
+                "protocols": ["Global_*", "Node_10_0_0_1"],
+                "serviceGroupSelector": _selector(),
+                "session": "iBGP",
+                "ipv4Table": "calico4",
+                "ipv6Table": "calico6",
+            },
         }),
     ],
 }  # fmt: skip
@@ -1068,6 +1076,7 @@ MODEL_ENUMS = {
     "isis.interfaces[].networkType": api.IsisNetworkType,
     "router": api.Router,
     "mode": api.Mode,
+    "hostSessions.session": agentconfig.HostSessionKind,
     "matchExpressions[].operator": None,
 }
 
@@ -1141,6 +1150,8 @@ MODEL_PATTERNS = {
     "timers.timeout": fields.DURATION_RE,
     "timers.garbage": fields.DURATION_RE,
     "drainSeconds": fields.DURATION_RE,
+    "hostSessions.protocols[]": agentconfig.HOST_PROTOCOL_RE,
+    "Table": agentconfig.BIRD_SYMBOL_RE,
 }
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.
 INLINE_PATTERNS = {
