@@ -616,7 +616,8 @@ def test_router_directories_are_shared_with_the_agent(pod: RouterPod) -> None:
         volume = mounts["agent"].get(directory)
         assert volume is not None, f"the agent does not mount {directory}"
         assert mounts[pod.sidecar].get(directory) == volume, f"{directory} is not shared"
-        assert "emptyDir" in volumes[volume]
+    socket_dir = pod.shared_dirs[1]
+    assert "emptyDir" in volumes[mounts["agent"][socket_dir]]
     args = agent_container(ds)["args"]
     assert _arg(args, "--router") == pod.router.value
     assert _arg(args, "--mode") == "managed"
@@ -624,6 +625,30 @@ def test_router_directories_are_shared_with_the_agent(pod: RouterPod) -> None:
     assert _arg(args, "--router-socket") == pod.socket
     status = _arg(args, "--status-file")
     assert str(PurePosixPath(status).parent) in mounts["agent"]
+
+
+@pytest.mark.parametrize("pod", ROUTER_PODS, ids=pod_id)
+def test_what_must_outlive_a_replaced_pod_is_kept_on_the_node(pod: RouterPod) -> None:
+    """A DaemonSet roll replaces the pod: the router's configuration (so that a router
+    with gracefulRestart starts in recovery from the last applied configuration) and the
+    status directory (the drain's start) are on the node, one directory per DaemonSet."""
+    ds = pod.daemonset()
+    volumes = {v["name"]: v for v in _pod(ds)["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in agent_container(ds)["volumeMounts"]}
+    status_dir = str(PurePosixPath(_arg(agent_container(ds)["args"], "--status-file")).parent)
+    paths = []
+    for directory in (pod.shared_dirs[0], status_dir):
+        volume = volumes[mounts[directory]]
+        assert "hostPath" in volume, f"{directory} is not kept on the node"
+        assert volume["hostPath"]["type"] == "DirectoryOrCreate"
+        assert volume["hostPath"]["path"].startswith("/var/lib/lbroute/")
+        paths.append(volume["hostPath"]["path"])
+    assert len(set(paths)) == 2
+    other = next(p for p in ROUTER_PODS if p is not pod)
+    other_paths = {
+        v["hostPath"]["path"] for v in _pod(other.daemonset())["volumes"] if "hostPath" in v
+    }
+    assert not set(paths) & other_paths, "the two DaemonSets share a directory on the node"
 
 
 @pytest.mark.parametrize("pod", ROUTER_PODS, ids=pod_id)

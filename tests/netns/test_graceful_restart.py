@@ -316,3 +316,51 @@ def test_router_restart_keeps_routes_with_graceful_restart(
         assert gone, "the control: without gracefulRestart the route is withdrawn"
     member = lab_.members["node-a"]
     assert ADDRESS in member.ns.ip("addr", "show", "kube-lb0"), "the agent removed the address"
+
+
+def test_run_bird_sets_aside_a_kept_configuration_it_cannot_parse(tmp_path: Path) -> None:
+    """The configuration is kept on the node across pod replacement; one that this BIRD
+    rejects (a newer BIRD's syntax, say) must not keep the sidecar from starting: it is
+    moved to bird.conf.unparsed and BIRD runs the minimal configuration."""
+    ns = Netns().create()
+    conf = tmp_path / "bird.conf"
+    kept = "router id 10.0.0.11;\nprotocol device { scan time 10; }\nprotocol nonsense {}\n"
+    conf.write_text(kept)
+    env = {**os.environ, "LBROUTE_BIRD_CONF": str(conf),
+           "LBROUTE_BIRD_SOCKET": str(tmp_path / "bird.ctl")}  # fmt: skip
+    script = None
+    try:
+        with (tmp_path / "run-bird.log").open("ab") as log:
+            script = subprocess.Popen(
+                ["ip", "netns", "exec", ns.name, "sh", str(RUN_BIRD)],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        deadline = time.monotonic() + 10
+        status = None
+        while time.monotonic() < deadline:
+            status = subprocess.run(
+                ["birdc", "-s", str(tmp_path / "bird.ctl"), "show", "status"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+            if status.returncode == 0 and "Daemon is up" in status.stdout:
+                break
+            time.sleep(0.1)
+        assert status is not None and "Daemon is up" in status.stdout, (
+            status,
+            (tmp_path / "run-bird.log").read_text(),
+        )
+        assert (tmp_path / "bird.conf.unparsed").read_text() == kept
+        assert conf.read_text() == (DOCKER / "bird" / "bird.conf").read_text()
+        assert "does not parse" in (tmp_path / "run-bird.log").read_text()
+    finally:
+        if script is not None:
+            children = birds(script.pid)
+            script.send_signal(signal.SIGTERM)
+            try:
+                script.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                script.kill()
+                script.wait()
+            for pid in children:
+                kill(pid)
+        ns.delete()
