@@ -116,14 +116,19 @@ filter lab_from_nodes {{
   if (65535, 0) ~ bgp_community then bgp_local_pref = 0;
   accept;
 }}
+# A session that failed (a node's first OPEN can meet an FSM error while its address
+# settles) is retried after a second, not after BIRD's default 60 s: a dynamic
+# neighbor's spawned protocol refuses the node's new connections while it waits.
 protocol bgp nodes {{
   local {v4} as {asn};
   neighbor range 10.0.0.0/24 external;
+  error wait time 1, 5;
   ipv4 {{ import filter lab_from_nodes; export none; }};
 }}
 protocol bgp nodes6 {{
   local {v6} as {asn};
   neighbor range fd00::/64 external;
+  error wait time 1, 5;
   ipv6 {{ import filter lab_from_nodes; export none; }};
 }}
 protocol ospf v2 {{

@@ -53,16 +53,19 @@ exit
 
 IBGP_BIRD = """router id {v4};
 protocol device {{ scan time 1; }}
+# Retry a failed session after a second (BIRD waits 60 s by default): see configs.py.
 protocol bgp nodes {{
   local {v4} as {asn};
   neighbor range 10.0.0.0/24 internal;
   direct;
+  error wait time 1, 5;
   ipv4 {{ import all; export none; }};
 }}
 protocol bgp nodes6 {{
   local {v6} as {asn};
   neighbor range fd00::/64 internal;
   direct;
+  error wait time 1, 5;
   ipv6 {{ import all; export none; }};
 }}
 """
