@@ -70,6 +70,7 @@ from nodeagent.local.runner import LocalReport, LocalRunner
 from nodeagent.pacing import isis_only
 from nodeagent.routers import ApplyResult, RouterDriver, make_driver
 from nodeagent.scheduler import ApplySchedule, Offer
+from nodeagent.sessions import SessionOwners
 from nodeagent.settings import AgentSettings, RouterSettings, decide_router
 from nodeagent.status import (
     STATUS_MODE,
@@ -144,6 +145,7 @@ class Agent:
         without a Lease store."""
         self._local_report = LocalReport()
         self._snapshot: Snapshot | None = None
+        self._owners: tuple[Snapshot | None, str, SessionOwners] = (None, "", SessionOwners())
         self._report: Report | None = None
         self._problems: list[str] = []
         self._last_valid = lastgood.Memory()
@@ -515,9 +517,19 @@ class Agent:
         for (proto, state), n in counts.items():
             self.metrics.sessions.labels(proto, state).set(n)
         self.metrics.session_up.clear()
+        owners = self._session_owners()
         for s in sessions:
-            self.metrics.session_up.labels(s.protocol, s.name).set(1 if s.up else 0)
+            peers = ",".join(owners.of_session(s.name, s.protocol))
+            self.metrics.session_up.labels(s.protocol, s.name, peers).set(1 if s.up else 0)
         self._write_status()
+
+    def _session_owners(self) -> SessionOwners:
+        """The Peers of each session, from the newest objects (parsed once per snapshot)."""
+        snapshot, router = self._snapshot, self.status.router
+        if snapshot is not None and (self._owners[0] is not snapshot or self._owners[1] != router):
+            owners = SessionOwners.of(snapshot.objects, node=self.settings.node, router=router)
+            self._owners = (snapshot, router, owners)
+        return self._owners[2]
 
     def _status_metrics(self) -> None:
         """The metrics that follow the status: readiness, addresses per ServiceGroup."""

@@ -391,8 +391,9 @@ class Metrics:
         self.session_up = Gauge(
             "lbroute_session_up",
             "1 while a routing session carries routes (BGP Established, OSPF Full, "
-            "IS-IS/RIP/BFD up), else 0; one series per session the router reports.",
-            ["protocol", "session"],
+            "IS-IS/RIP/BFD up), else 0; one series per session the router reports; "
+            "peer: the Peer objects the session is for (comma-separated, empty if none).",
+            ["protocol", "session", "peer"],
             registry=self.registry,
         )
         self.ready = Gauge(

@@ -19,12 +19,17 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
+from prometheus_client import generate_latest
 
 from allocator.controller import Allocator, Settings
 from allocator.peers import peer_counts
 from lbroute.kube.client import api_client
+from lbroute.kube.directory import Snapshot
 from lbroute.kube.reflector import Timing
+from nodeagent.agent import Agent
 from nodeagent.kubereport import KubeReporter, node_state_status
+from nodeagent.routers.driver import Session
+from nodeagent.settings import AgentSettings
 from nodeagent.status import Announced, LastApply, Report, SessionState, Status
 from tests.fakeapi import FakeAPI
 
@@ -154,6 +159,48 @@ def test_counts_ignore_sessions_that_name_no_peer() -> None:
     counts = peer_counts(peers(), states)
     assert (counts["upstream"].established, counts["upstream"].configured) == (1, 1)
     assert (counts["core"].established, counts["core"].configured) == (0, 0)
+
+
+@pytest.mark.parametrize("router", ["bird", "frr"])
+def test_session_metrics_name_the_peer_whatever_the_router_calls_the_session(
+    router: str, tmp_path: Path
+) -> None:
+    """lbroute_session_up has one series per session, labelled with its Peer's name (the
+    alert and the dashboard show it), and with none for a session no Peer is for."""
+    agent = Agent(AgentSettings(node="node-a", status_file=tmp_path / "status.json"), _Quiet())
+    sessions = [
+        *(SessionState(name=s.name, protocol=s.protocol, state=s.state)
+          for s in report("node-a", "Established", router=router, ospf="Init").status.sessions),
+        SessionState(name="192.0.2.99", protocol="bfd", state="up"),
+    ]  # fmt: skip
+    agent._driver = _Sessions(sessions)  # type: ignore[assignment]
+    agent.status.router = router
+    agent._snapshot = Snapshot(objects=(*nodes(), *peers()))
+    agent._poll_sessions()
+    text = generate_latest(agent.metrics.registry).decode()
+    up = {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
+          for line in text.splitlines() if line.startswith("lbroute_session_up{")}  # fmt: skip
+    bgp, ospf = (s.name for s in sessions[:2])
+    assert up == {
+        f'lbroute_session_up{{peer="upstream",protocol="bgp",session="{bgp}"}}': 1.0,
+        f'lbroute_session_up{{peer="core",protocol="ospf",session="{ospf}"}}': 0.0,
+        'lbroute_session_up{peer="",protocol="bfd",session="192.0.2.99"}': 1.0,
+    }
+
+
+class _Sessions:
+    def __init__(self, sessions: list[SessionState]) -> None:
+        self._sessions = [
+            Session(name=s.name, protocol=s.protocol, state=s.state) for s in sessions
+        ]
+
+    def sessions(self) -> list[Session]:
+        return self._sessions
+
+
+class _Quiet:
+    def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        return iter(())
 
 
 # -- the allocator writes the Peers' status

@@ -1059,6 +1059,9 @@ def test_a_running_agent_exports_what_the_alerts_and_dashboard_use(env: Env) -> 
         sessions = {k: v for k, v in series.items() if k.startswith("lbroute_session_up{")}
         bgp = [k for k in sessions if 'protocol="bgp"' in k]
         assert len(bgp) == 2 and all(sessions[k] == 1.0 for k in bgp), sessions
+        # The example's Peers by name, whatever the router calls the session.
+        peers = sorted(re.search(r'peer="([^"]*)"', k).group(1) for k in bgp)  # type: ignore[union-attr]
+        assert peers == ["upstream-v4", "upstream-v6"], sessions
         assert series["lbroute_last_apply_ok"] == 1.0
         assert series['lbroute_group_addresses{group="lbroute/web"}'] >= 1
         scraped = {k.partition("{")[0] for k in series}

@@ -41,6 +41,7 @@ import yaml
 
 from lbroute.lab import BirdInstance, Lab, LabNode, Netns, NodeSpec, veth
 from lbroute.model.files import write_atomic
+from tests.netns.lab import same_since
 
 NODE = NodeSpec(name="node-a", router="bird", v4="10.0.0.11", v6="fd00::11")
 WEB, OTHER = "192.0.2.0/24", "198.51.100.0/24"
@@ -308,7 +309,7 @@ class Env:
         return route is not None and self.lab.via(route) == (NODE.name,)
 
     def assert_cni_intact(self) -> None:
-        assert self.sessions() == self.since, "a CNI session was reset"
+        assert same_since(self.sessions(), self.since), ("a CNI session was reset", self.since)
         assert self.cni_routes() == self.tor_cni_routes
         assert self.cni_file.read_text(encoding="utf-8") == self.cni_text()
         # lbroute's prefixes never reach the node's main table through the CNI's

@@ -41,6 +41,7 @@ import yaml
 
 from lbroute.lab import BirdInstance, Lab, LabNode, Netns, NodeSpec, veth
 from lbroute.model.files import write_atomic
+from tests.netns.lab import same_since
 
 NODE = NodeSpec(name="node-a", router="bird", v4="10.0.0.11", v6="fd00::11")
 WEB, EXTRA = "192.0.2.0/24", "198.51.100.0/24"
@@ -243,7 +244,7 @@ class Env:
     def assert_cni_intact(self) -> None:
         """The CNI's session was never reset, its routes and protocols are there, its
         file and the packaged one are as they were."""
-        assert self.mesh_since() == self.since, "the CNI's mesh session was reset"
+        assert same_since(self.mesh_since(), self.since), "the CNI's mesh session was reset"
         assert self.cni_routes()
         assert self.protocols() >= CNI_PROTOCOLS
         assert self.cni_file.read_text(encoding="utf-8") == self.cni_text()
