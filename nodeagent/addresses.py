@@ -28,13 +28,14 @@ class Addresses:
         self._newest: tuple[DesiredState, frozenset[Interface]] | None = None
         """The newest desired state and its paced addresses, for a held-back program."""
 
-    def use(self, interface: str) -> None:
-        """Program ``interface`` from now on (created if missing)."""
-        if self._kubelb is not None and self._kubelb.ifname == interface:
-            return
-        self.close()
-        self._kubelb = Kubelb(interface)
-        self._kubelb.ensure()
+    def use(self, interface: str, *, address_weights: bool = False) -> None:
+        """Program ``interface`` from now on (created if missing); ``address_weights``:
+        weights go on the addresses' metrics too (FRR reads them there)."""
+        if self._kubelb is None or self._kubelb.ifname != interface:
+            self.close()
+            self._kubelb = Kubelb(interface)
+            self._kubelb.ensure()
+        self._kubelb.address_weights = address_weights
 
     def close(self) -> None:
         if self._kubelb is not None:
@@ -49,7 +50,7 @@ class Addresses:
         assert self._kubelb is not None
         self._newest = (desired, paced)
         target, self.due = self._pacer.target(desired.interfaces, paced, now)
-        changes = self._kubelb.reconcile(target)
+        changes = self._kubelb.reconcile(target, desired.weights)
         if changes.failed:
             self.metrics.netlink_errors.inc(len(changes.failed))
         owned = changes.owned
@@ -63,6 +64,7 @@ class Addresses:
                 address=str(a.interface),
                 group=f"{a.group.namespace}/{a.group.name}",
                 services=tuple(f"{s.namespace}/{s.name}" for s in a.services),
+                weight=a.weight,
             )
             for a in desired.announcements
             if a.interface in owned

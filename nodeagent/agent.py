@@ -56,7 +56,7 @@ from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
 from lbroute.model import api, lastgood
 from lbroute.model.agentconfig import DrainPolicy
-from lbroute.model.endpoints import ready_nodes, split_objects
+from lbroute.model.endpoints import ready_counts, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
 from lbroute.model.service import parse_service
@@ -272,8 +272,9 @@ class Agent:
         self._show_drain()
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
-        ready = ready_nodes(slices_raw)
-        desired = desired_state(model, services, ready, self.settings.node)
+        counts = ready_counts(slices_raw)
+        ready = {ref: frozenset(nodes) for ref, nodes in counts.items()}
+        desired = desired_state(model, services, ready, self.settings.node, counts)
         inputs = local_inputs(
             model,
             services,
@@ -384,7 +385,7 @@ class Agent:
         self._templates = None
         self._watch_templates(rs.templates_dir)
         self.status.router, self.status.mode = rs.router.value, rs.mode.value
-        self.addresses.use(rs.interface)
+        self.addresses.use(rs.interface, address_weights=rs.router.value == "frr")
 
     def _watch_templates(self, directory: Path | None) -> None:
         if self._watcher is not None:

@@ -17,6 +17,11 @@ holds the address (pools never overlap). The address goes on kube-lb0:
 Services that share an address (allow-shared-ip) share one entry; if any of them
 wants the aggregate, the aggregate is used (it covers the host route as well).
 
+Weights (``bgp.weightByEndpoints``, docs/weighted-ecmp.md): an ETP Local Service's host
+prefix in such a group has the weight of the node's ready endpoints of it, summed over
+the Services sharing the address, at most ``MAX_WEIGHT``. An address that any Service
+without weighting shares, or an aggregate, has weight 0 (no link-bandwidth community).
+
 Addresses of ServiceGroups with ``announce: local`` never go on kube-lb0, whatever the
 ETP, so neither the kernel nor the router ever routes or announces them: they go on one
 elected node's NIC (nodeagent.local) and are answered by ARP/NDP there.
@@ -30,7 +35,7 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lbroute.model.api import Announce, Model, Pool, ServiceGroup
+from lbroute.model.api import MAX_WEIGHT, Announce, Model, Pool, ServiceGroup
 from lbroute.model.errors import ObjectRef, Problem, Severity
 from lbroute.model.fields import IPAddress
 from lbroute.model.service import Service
@@ -45,6 +50,8 @@ class Announcement:
     interface: Interface
     group: ObjectRef
     services: tuple[ObjectRef, ...]
+    weight: int = 0
+    """Ready endpoints on this node behind a weighted host prefix (0: not weighted)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,6 +62,11 @@ class DesiredState:
     @property
     def interfaces(self) -> frozenset[Interface]:
         return frozenset(a.interface for a in self.announcements)
+
+    @property
+    def weights(self) -> dict[Interface, int]:
+        """The weighted addresses and their weights (the others have none)."""
+        return {a.interface: a.weight for a in self.announcements if a.weight}
 
     def by_service(self) -> dict[ObjectRef, tuple[Interface, ...]]:
         """Service -> the addresses announced for it, in announcement order (one pass:
@@ -102,11 +114,15 @@ def desired_state(
     services: Iterable[Service],
     ready: Mapping[ObjectRef, frozenset[str]],
     node_name: str,
+    counts: Mapping[ObjectRef, Mapping[str, int]] | None = None,
 ) -> DesiredState:
-    """The addresses ``node_name`` puts on kube-lb0, with the reason for each."""
+    """The addresses ``node_name`` puts on kube-lb0, with the reason for each;
+    ``counts`` (Service -> node -> ready endpoints) gives weighted groups their weights."""
     node = model.node(node_name)
     labels = dict(node.labels) if node is not None else {}
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
+    weights: dict[IPAddress, int | None] = {}
+    """Address -> summed weight; None once a Service without weighting shares it."""
     problems: list[Problem] = []
     pools = PoolIndex(model.service_groups)
     selected: dict[ObjectRef, bool] = {}
@@ -134,10 +150,13 @@ def desired_state(
             if not here:
                 continue
             prefixlen: int
+            weight: int | None = None
             if service.local:
                 if node_name not in ready.get(service.ref, frozenset()):
                     continue
                 prefixlen = address.max_prefixlen
+                if group.bgp.weight_by_endpoints and counts is not None:
+                    weight = max(1, counts.get(service.ref, {}).get(node_name, 0))
             elif group.withdraw_without_endpoints:
                 if not ready.get(service.ref):
                     problems.append(
@@ -158,8 +177,11 @@ def desired_state(
                 old_len, old_group, refs = wanted[address]
                 refs.append(service.ref)
                 wanted[address] = (min(old_len, prefixlen), old_group, refs)
+                before = weights[address]
+                weights[address] = None if before is None or weight is None else before + weight
             else:
                 wanted[address] = (prefixlen, group.ref, [service.ref])
+                weights[address] = weight
     announcements = tuple(
         sorted(
             (
@@ -167,6 +189,9 @@ def desired_state(
                     interface=_interface(address, prefixlen),
                     group=group_ref,
                     services=tuple(sorted(refs)),
+                    weight=min(weights[address] or 0, MAX_WEIGHT)
+                    if prefixlen == address.max_prefixlen
+                    else 0,
                 )
                 for address, (prefixlen, group_ref, refs) in wanted.items()
             ),

@@ -197,20 +197,27 @@ MAX_GROUP_PREFIXES = 1000
 def announced_groups(announced: Iterable[Announced]) -> list[JSON]:
     """NodeState ``status.groups``: per ServiceGroup, the prefixes this node announces
     (the connected prefix of each address on the Service interface: a host route, or
-    the pool's aggregate once for all its addresses), sorted; never per Service."""
+    the pool's aggregate once for all its addresses), sorted, with the weights of the
+    weighted ones; never per Service."""
     by_group: dict[str, set[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
+    weights: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, int] = {}
     for a in announced:
         try:
             network = ipaddress.ip_interface(a.address).network
         except ValueError:
             continue
         by_group.setdefault(a.group, set()).add(network)
+        if a.weight:
+            weights[network] = a.weight
     out: list[JSON] = []
     for group in sorted(by_group):
-        prefixes = sorted(by_group[group], key=lambda n: (n.version, n))
-        entry: JSON = {"group": group, "prefixes": [str(n) for n in prefixes[:MAX_GROUP_PREFIXES]]}
-        if len(prefixes) > MAX_GROUP_PREFIXES:
-            entry["omitted"] = len(prefixes) - MAX_GROUP_PREFIXES
+        prefixes = sorted(by_group[group], key=lambda n: (n.version, n))[:MAX_GROUP_PREFIXES]
+        entry: JSON = {"group": group, "prefixes": [str(n) for n in prefixes]}
+        weighted = {str(n): weights[n] for n in prefixes if n in weights}
+        if weighted:
+            entry["weights"] = weighted
+        if len(by_group[group]) > MAX_GROUP_PREFIXES:
+            entry["omitted"] = len(by_group[group]) - MAX_GROUP_PREFIXES
         out.append(entry)
     return out
 

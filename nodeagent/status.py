@@ -99,6 +99,9 @@ class Announced:
     """The ServiceGroup that announces it: ``namespace/name``."""
     services: tuple[str, ...] = ()
     """The Services it serves: ``namespace/name`` each."""
+    weight: int = 0
+    """Weighted ECMP: the ready endpoints behind it on this node, as announced in the
+    link-bandwidth community (0: not weighted; left out of the document then)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,6 +236,9 @@ class Status:
             del data["writer"]
         if self.drain == DrainStatus():
             del data["drain"]
+        for a in data["announced"]:
+            if not a["weight"]:
+                del a["weight"]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod

@@ -381,6 +381,8 @@ INVALID = [
      "spec.bgp.largeCommunities[0]", "A:B:C"),
     ("sg-prepend", service_group({**pools(POOL), "bgp": {"asPathPrepend": 11}}),
      "spec.bgp.asPathPrepend", "0 to 10"),
+    ("sg-weight", service_group({**pools(POOL), "bgp": {"weightByEndpoints": "yes"}}),
+     "spec.bgp.weightByEndpoints", "true or false"),
     ("sg-ospf-metric-type", service_group({**pools(POOL), "ospf": {"metricType": 3}}),
      "spec.ospf.metricType", "one of 1, 2"),
     ("sg-isis-level", service_group({**pools(POOL), "isis": {"level": "level-3"}}),

@@ -778,7 +778,7 @@ MAXIMAL: dict[str, list[Obj]] = {
             "default": True,
             "nodeSelector": _selector(),
             "bgp": {"communities": ["64512:100"], "largeCommunities": ["64512:1:2"],
-                    "localPref": 100, "med": 5, "asPathPrepend": 2},
+                    "localPref": 100, "med": 5, "asPathPrepend": 2, "weightByEndpoints": True},
             "ospf": {"metric": 10, "metricType": 2, "tag": 7},
             "isis": {"metric": 10, "level": "level-1-2"},
             "rip": {"metric": 3},

@@ -102,7 +102,8 @@ def status(status_file: Path, as_json: bool, check: bool) -> None:
     click.echo(f"\nannounced ({len(doc.announced)}):")
     for a in doc.announced:
         services = ", ".join(escape(s) for s in a.services)
-        click.echo(f"  {a.address:<44} {escape(a.group):<28} {services}")
+        weight = f"  (weight {a.weight})" if a.weight else ""
+        click.echo(f"  {a.address:<44} {escape(a.group):<28} {services}{weight}")
     if local is not None:
         click.echo(f"\nlocal addresses held ({len(local)}):")
         for entry in local:

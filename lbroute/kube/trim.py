@@ -4,7 +4,8 @@ Both sources keep objects this way: the Kubernetes source as they arrive from th
 the directory source as each document is parsed. Most of what the API holds is never
 read (an EndpointSlice's addresses, ports and targetRefs; managedFields), and at 10,000
 Services with 100,000 endpoints keeping it would cost hundreds of megabytes. An
-EndpointSlice keeps one entry per (node, ready), whatever its number of endpoints.
+EndpointSlice keeps one entry per (node, ready), whatever its number of endpoints, with
+how many endpoints it stands for (weighted ECMP counts them).
 
 One Service trimmer serves both users: the agent keeps what it announces from, and
 the allocator (``allocation=True``) also what it allocates from (creation time, the
@@ -20,6 +21,7 @@ from lbroute.model.fields import list_at, mapping_at
 from lbroute.model.vocabulary import (
     ANNOTATION_PREFIX,
     API_VERSION,
+    ENDPOINT_COUNT,
     FOREIGN_KEYS,
     SERVICE_GROUP,
     SERVICE_NAME_LABEL,
@@ -78,17 +80,19 @@ def trim_service(obj: Mapping[str, Any], *, allocation: bool = False) -> JSON:
     }
 
 
-_ENTRIES: dict[tuple[str, bool], JSON] = {}
+_ENTRIES: dict[tuple[str, bool, int], JSON] = {}
 _SPECS: dict[tuple[tuple[str, Any], ...], JSON] = {}
 
 
-def _entry(node: str, ready: bool) -> JSON:
-    """An EndpointSlice entry: one shared dict per (node, ready), since the same few
-    repeat in every slice. Shared, like every trimmed object: read, never changed."""
-    key = (node, ready)
+def _entry(node: str, ready: bool, count: int) -> JSON:
+    """An EndpointSlice entry: one shared dict per (node, ready, count), since the same
+    few repeat in every slice. Shared, like every trimmed object: read, never changed."""
+    key = (node, ready, count)
     found = _ENTRIES.get(key)
     if found is None:
         found = _ENTRIES[key] = {"nodeName": node, "conditions": {"ready": ready}}
+        if count != 1:
+            found[ENDPOINT_COUNT] = count
     return found
 
 
@@ -103,27 +107,31 @@ def _shared_spec(spec: JSON) -> JSON:
 
 
 def trim_endpoint_slice(obj: Mapping[str, Any]) -> JSON:
-    """Only which nodes hold an endpoint and whether it is ready: one entry per
-    (node, ready), whatever the number of endpoints (see endpoints.ready_nodes)."""
+    """Only which nodes hold an endpoint, whether it is ready and how many: one entry per
+    (node, ready), whatever the number of endpoints (see endpoints.ready_counts), each
+    counting the distinct endpoints it stands for."""
     meta = mapping_at(obj, "metadata")
     labels = mapping_at(meta, "labels")
-    seen: dict[tuple[str, bool], JSON] = {}
-    for ep in list_at(obj, "endpoints"):
+    seen: dict[tuple[str, bool], set[str]] = {}
+    for i, ep in enumerate(list_at(obj, "endpoints")):
         node = ep.get("nodeName") if isinstance(ep, Mapping) else None
         if not isinstance(node, str):
             continue
         ready = mapping_at(ep, "conditions").get("ready") is not False
-        if (node, ready) not in seen:
-            seen[node, ready] = _entry(node, ready)
+        addresses = [a for a in list_at(ep, "addresses") if isinstance(a, str)]
+        seen.setdefault((node, ready), set()).add(addresses[0] if addresses else f"#{i}")
     out_meta: JSON = {"name": meta.get("name"), "namespace": meta.get("namespace")}
     if SERVICE_NAME_LABEL in labels:
         out_meta["labels"] = {SERVICE_NAME_LABEL: labels[SERVICE_NAME_LABEL]}
-    return {
+    out: JSON = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": out_meta,
-        "endpoints": list(seen.values()),
+        "endpoints": [_entry(n, r, len(keys)) for (n, r), keys in seen.items()],
     }
+    if isinstance(obj.get("addressType"), str):
+        out["addressType"] = obj["addressType"]
+    return out
 
 
 def trim_node(obj: Mapping[str, Any]) -> JSON:

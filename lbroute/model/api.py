@@ -48,6 +48,7 @@ from lbroute.model.peer import (
 )
 from lbroute.model.secrets import Secret, SecretRef, parse_secret
 from lbroute.model.servicegroup import (
+    MAX_WEIGHT,
     BgpPolicy,
     Community,
     ExportPrefix,
@@ -77,6 +78,7 @@ __all__ = [
     "GROUP",
     "KINDS",
     "LOADBALANCER_CLASS",
+    "MAX_WEIGHT",
     "ROUTE_PROTO",
     "ROUTE_TABLE_DEFAULT",
     "VERSION",

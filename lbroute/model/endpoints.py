@@ -13,7 +13,7 @@ from typing import Any
 
 from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import list_at, mapping_at
-from lbroute.model.vocabulary import SERVICE_NAME_LABEL
+from lbroute.model.vocabulary import ENDPOINT_COUNT, SERVICE_NAME_LABEL
 
 
 def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozenset[str]]:
@@ -22,7 +22,20 @@ def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozense
     An endpoint counts as ready when ``conditions.ready`` is true or unset (the
     EndpointSlice API says unset means ready).
     """
-    found: dict[ObjectRef, set[str]] = {}
+    return {ref: frozenset(nodes) for ref, nodes in ready_counts(slices).items()}
+
+
+def ready_counts(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, dict[str, int]]:
+    """Service -> node -> how many ready endpoints of it the node has (nodes with none
+    are left out; a Service whose slices list none maps to an empty dict).
+
+    A dual-stack Service has one set of slices per address family listing the same
+    pods, so a node's count is the larger of its per-family counts, each counting
+    distinct addresses (an endpoint moving between two slices of one family is seen
+    once). A trimmed slice (lbroute.kube.trim) says how many endpoints each of its
+    entries stands for; those add up."""
+    per_family: dict[ObjectRef, dict[tuple[str, str], set[str]]] = {}
+    counted: dict[ObjectRef, dict[tuple[str, str], int]] = {}
     for obj in slices:
         meta = mapping_at(obj, "metadata")
         labels = mapping_at(meta, "labels")
@@ -32,17 +45,36 @@ def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozense
         ref = ObjectRef(
             kind="Service", namespace=str(meta.get("namespace") or "default"), name=str(service)
         )
-        nodes = found.setdefault(ref, set())
-        for ep in list_at(obj, "endpoints"):
+        found = per_family.setdefault(ref, {})
+        sums = counted.setdefault(ref, {})
+        family = str(obj.get("addressType") or "")
+        for i, ep in enumerate(list_at(obj, "endpoints")):
             if not isinstance(ep, Mapping):
                 continue
             conditions = mapping_at(ep, "conditions")
             if conditions.get("ready") is False:
                 continue
             node = ep.get("nodeName")
-            if isinstance(node, str) and node:
-                nodes.add(node)
-    return {ref: frozenset(nodes) for ref, nodes in found.items()}
+            if not isinstance(node, str) or not node:
+                continue
+            count = ep.get(ENDPOINT_COUNT)
+            if isinstance(count, int) and not isinstance(count, bool):  # trimmed: counted
+                sums[node, family] = sums.get((node, family), 0) + max(count, 1)
+                continue
+            addresses = [a for a in list_at(ep, "addresses") if isinstance(a, str)]
+            found.setdefault((node, family), set()).add(
+                addresses[0] if addresses else f"{id(obj)}/{i}"
+            )
+    out: dict[ObjectRef, dict[str, int]] = {}
+    for ref, found in per_family.items():
+        totals = dict(counted[ref])
+        for where, keys in found.items():
+            totals[where] = totals.get(where, 0) + len(keys)
+        counts: dict[str, int] = {}
+        for (node, _family), n in totals.items():
+            counts[node] = max(counts.get(node, 0), n)
+        out[ref] = counts
+    return out
 
 
 def split_objects(

@@ -178,6 +178,11 @@ class LargeCommunity:
         return f"{self.global_admin}:{self.data1}:{self.data2}"
 
 
+MAX_WEIGHT = 100
+"""The most endpoints one node's weight counts for an address (docs/weighted-ecmp.md):
+the routers map each weight through a table rendered once, one entry per value."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class BgpPolicy:
     communities: tuple[Community, ...] = ()
@@ -186,6 +191,11 @@ class BgpPolicy:
     med: int | None = None
     prepend: int = 0
     """How many times the local ASN is prepended to the AS path."""
+    weight_by_endpoints: bool = False
+    """``weightByEndpoints``: an ETP Local Service's host prefix carries the
+    link-bandwidth extended community, 1 Mbps per ready endpoint on the node (capped at
+    :data:`MAX_WEIGHT`), so that an upstream doing weighted ECMP splits the traffic in
+    proportion (docs/weighted-ecmp.md)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -374,7 +384,16 @@ def _large_community(value: Any) -> LargeCommunity:
 
 
 def _bgp_policy(r: Reader) -> BgpPolicy:
-    r.unknown({"communities", "largeCommunities", "localPref", "med", "asPathPrepend"})
+    r.unknown(
+        {
+            "communities",
+            "largeCommunities",
+            "localPref",
+            "med",
+            "asPathPrepend",
+            "weightByEndpoints",
+        }
+    )
     communities = []
     for i, item, _ in r.items("communities"):
         c = r.convert_item("communities", i, item, _community, "ASN:VALUE, each 0-65535")
@@ -393,6 +412,7 @@ def _bgp_policy(r: Reader) -> BgpPolicy:
         local_pref=r.int_("localPref", *_U32),
         med=r.int_("med", *_U32),
         prepend=r.int_("asPathPrepend", 0, 10) or 0,
+        weight_by_endpoints=r.bool_("weightByEndpoints", False),
     )
 
 

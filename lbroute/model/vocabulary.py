@@ -102,6 +102,10 @@ ALLOCATOR_CONTROLLER: Final = f"{GROUP}/allocator"
 SERVICE_NAME_LABEL: Final = "kubernetes.io/service-name"
 """The label that ties an EndpointSlice to its Service."""
 
+ENDPOINT_COUNT = "lbroute.io/endpoints"
+"""In a trimmed EndpointSlice entry (lbroute.kube.trim): how many endpoints of that
+(node, ready) the entry stands for; absent means one. Never in an object the API holds."""
+
 DEFAULT_INTERFACE: Final = "kube-lb0"
 """NodeAgent interface when unset: the dummy interface that carries Service addresses."""
 DEFAULT_LOCAL_INTERFACE: Final = ("default",)

@@ -14,7 +14,7 @@ import ipaddress
 import logging
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -66,6 +66,9 @@ class Kubelb:
         self.ifname = ifname
         self.table = table
         self.sysctl_root = sysctl_root
+        self.address_weights = False
+        """Weights go on the addresses' metrics too (the router is FRR: zebra reads the
+        connected route's metric, docs/weighted-ecmp.md)."""
         self._ipr = IPRoute()
         self._bulk: Rtnl | None = None
         self._index: int | None = None
@@ -155,37 +158,66 @@ class Kubelb:
 
     def owned(self) -> frozenset[Interface]:
         """Addresses on the interface that carry lbroute's mark."""
+        return frozenset(self._addresses())
+
+    def _addresses(self) -> dict[Interface, int]:
+        """lbroute's addresses on the interface, with their metrics."""
         index = self.index
-        return frozenset(
-            ipaddress.ip_interface(f"{a.address}/{a.prefixlen}")
+        return {
+            ipaddress.ip_interface(f"{a.address}/{a.prefixlen}"): a.metric
             for a in self._rtnl.addresses(index)
             if a.index == index and a.proto == ROUTE_PROTO
-        )
+        }
 
     def routes(self) -> frozenset[IPNetwork]:
         """The prefixes lbroute keeps a route for in its table."""
+        return frozenset(self._routes())
+
+    def _routes(self) -> dict[IPNetwork, int]:
+        """lbroute's routes in its table, with their windows (weights)."""
         index = self.index
-        found = set()
+        found = {}
         for family in (socket.AF_INET, socket.AF_INET6):
             for r in self._rtnl.routes(family, self.table, index):
                 if r.table == self.table and r.proto == ROUTE_PROTO and r.oif == index:
-                    found.add(ipaddress.ip_network(f"{r.dst}/{r.dst_len}"))
-        return frozenset(found)
+                    found[ipaddress.ip_network(f"{r.dst}/{r.dst_len}")] = r.window
+        return found
 
-    def reconcile(self, desired: frozenset[Interface]) -> Changes:
-        """Make lbroute's addresses and routes match ``desired``, in the order
-        :mod:`~nodeagent.netlink.plan` gives; each step is one batch of requests, which
-        the kernel carries out in order."""
-        current = self.owned()
-        plan = plan_reconcile(owned=current, routes=self.routes(), desired=desired)
+    def weights(self) -> dict[Interface, int]:
+        """The weight of each of lbroute's addresses, as its route in the table says."""
+        windows = self._routes()
+        return {i: windows.get(i.network, 0) for i in self._addresses() if i.network in windows}
+
+    def reconcile(
+        self, desired: frozenset[Interface], weights: Mapping[Interface, int] | None = None
+    ) -> Changes:
+        """Make lbroute's addresses and routes match ``desired`` (and ``weights``), in
+        the order :mod:`~nodeagent.netlink.plan` gives; each step is one batch of
+        requests, which the kernel carries out in order."""
+        addresses, windows = self._addresses(), self._routes()
+        current = frozenset(addresses)
+        plan = plan_reconcile(
+            owned=current,
+            routes=frozenset(windows),
+            desired=desired,
+            weights=weights,
+            windows=windows,
+            metrics=addresses,
+            address_weights=self.address_weights,
+        )
         index, table = self.index, self.table
+        window, metric = plan.route_windows, plan.metrics
         failed: list[tuple[Interface | IPNetwork, str]] = []
         added = self._batch(
-            plan.add, lambda i: wire.add_address(i, index, ROUTE_PROTO), _ADD_OK, "add", failed
+            plan.add,
+            lambda i: wire.add_address(i, index, ROUTE_PROTO, metric.get(i, 0)),
+            _ADD_OK,
+            "add",
+            failed,
         )
         self._batch(
             plan.add_routes,
-            lambda n: wire.add_route(n, table, index, ROUTE_PROTO),
+            lambda n: wire.add_route(n, table, index, ROUTE_PROTO, window.get(n, 0)),
             _ADD_OK,
             "add route",
             failed,
@@ -200,6 +232,31 @@ class Kubelb:
         removed = self._batch(
             plan.delete, lambda i: wire.delete_address(i, index), _ADDR_DEL_OK, "delete", failed
         )
+        self._batch(
+            plan.reweight_routes,
+            lambda n: wire.replace_route(n, table, index, ROUTE_PROTO, window.get(n, 0)),
+            frozenset(),
+            "weigh route",
+            failed,
+        )
+        self._batch(
+            plan.reweight,
+            lambda i: wire.change_address(i, index, ROUTE_PROTO, metric.get(i, 0)),
+            frozenset(),
+            "weigh",
+            failed,
+        )
+        if plan.readd:  # one batch: the address is absent between two messages only
+            requests: list[wire.Request] = []
+            for i in plan.readd:
+                requests += [
+                    wire.delete_address(i, index),
+                    wire.add_address(i, index, ROUTE_PROTO, metric.get(i, 0)),
+                ]
+            codes = self._rtnl.requests(requests)
+            for i, gone, back in zip(plan.readd, codes[::2], codes[1::2], strict=True):
+                if back not in (0, *_ADD_OK):
+                    failed.append((i, f"cannot weigh: {os.strerror(back)} (removed: {gone})"))
         if added or removed:
             log.info(
                 "%s: added %d, removed %d addresses%s",

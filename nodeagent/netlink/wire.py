@@ -41,13 +41,18 @@ CREATE = NLM_F_REQUEST | NLM_F_ACK | 0x400 | 0x200  # NLM_F_CREATE | NLM_F_EXCL
 REPLACE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE
 """Change an existing address in place (its lifetimes); the kernel creates it if absent."""
 
-IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_FLAGS, IFA_PROTO = 1, 2, 6, 8, 11
+IFA_ADDRESS, IFA_LOCAL, IFA_CACHEINFO, IFA_FLAGS, IFA_RT_PRIORITY, IFA_PROTO = 1, 2, 6, 8, 9, 11
 INFINITY_LIFE_TIME = 0xFFFFFFFF
 IFA_F_NODAD = 0x02
 """IPv6: usable at once, no duplicate address detection (the address is a VIP)."""
 IFA_F_NOPREFIXROUTE = 0x200
 """The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
-RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 9, 15
+RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 8, 9, 15
+RTAX_WINDOW = 3
+"""The route metric that carries a weight in lbroute's table (docs/weighted-ecmp.md):
+not part of the route's key, so a route is replaced in place; the table is never used
+for forwarding, so the value changes nothing else."""
+REPLACE_ROUTE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | 0x400  # | NLM_F_CREATE
 RTN_UNICAST, RT_TABLE_COMPAT, RT_TABLE_MAIN, RT_SCOPE_LINK = 1, 252, 254, 253
 IFLA_ADDRESS, IFLA_IFNAME = 1, 3
 IFLA_AF_SPEC, IFLA_INET_CONF = 26, 1
@@ -70,6 +75,8 @@ class Address:
     created: int | None = None
     """When the kernel created the address (1/100 s since boot): a re-added address has
     a new one, a renewed address keeps it."""
+    metric: int = 0
+    """IFA_RT_PRIORITY: the weight FRR reads from the connected route (0: none)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,8 @@ class Route:
     table: int
     proto: int
     oif: int | None
+    window: int = 0
+    """RTAX_WINDOW: the weight BIRD reads as ``krt_window`` (0: none)."""
 
 
 def attr(kind: int, payload: bytes) -> bytes:
@@ -141,13 +150,23 @@ def _family(version: int) -> int:
     return socket.AF_INET6 if version == 6 else socket.AF_INET
 
 
-def add_address(iface: Interface, index: int, proto: int) -> Request:
+def add_address(iface: Interface, index: int, proto: int, metric: int = 0) -> Request:
     """Add ``iface`` on link ``index``, marked ``proto``, without a prefix route (and,
-    for IPv6, without duplicate address detection)."""
+    for IPv6, without duplicate address detection); ``metric``: its IFA_RT_PRIORITY."""
     flags = IFA_F_NOPREFIXROUTE | (IFA_F_NODAD if iface.version == 6 else 0)
     body = _address(iface, index, flags) + attr(IFA_FLAGS, U32.pack(flags))
     body += attr(IFA_PROTO, bytes([proto]))
+    if metric:
+        body += attr(IFA_RT_PRIORITY, U32.pack(metric))
     return RTM_NEWADDR, CREATE, body
+
+
+def change_address(iface: Interface, index: int, proto: int, metric: int) -> Request:
+    """Set the metric of lbroute's address ``iface`` in place (NLM_F_REPLACE)."""
+    kind, _flags, body = add_address(iface, index, proto, metric)
+    if not metric:  # 0 must be said to replace a metric
+        body += attr(IFA_RT_PRIORITY, U32.pack(0))
+    return kind, REPLACE, body
 
 
 def local_address(
@@ -179,9 +198,19 @@ def _address(iface: Interface, index: int, flags: int) -> bytes:
     return body + attr(IFA_ADDRESS, packed)
 
 
-def add_route(net: IPNetwork, table: int, oif: int, proto: int) -> Request:
-    """A link-scope route to ``net`` through link ``oif`` in ``table``, marked ``proto``."""
-    return RTM_NEWROUTE, CREATE, _route(net, table, oif, proto)
+def add_route(net: IPNetwork, table: int, oif: int, proto: int, window: int = 0) -> Request:
+    """A link-scope route to ``net`` through link ``oif`` in ``table``, marked ``proto``;
+    ``window``: its RTAX_WINDOW (the weight), none when 0."""
+    return RTM_NEWROUTE, CREATE, _route(net, table, oif, proto) + _window(window)
+
+
+def replace_route(net: IPNetwork, table: int, oif: int, proto: int, window: int) -> Request:
+    """The route of :func:`add_route` with a new ``window``, replaced in place."""
+    return RTM_NEWROUTE, REPLACE_ROUTE, _route(net, table, oif, proto) + _window(window)
+
+
+def _window(window: int) -> bytes:
+    return attr(RTA_METRICS, attr(RTAX_WINDOW, U32.pack(window))) if window else b""
 
 
 def delete_route(net: IPNetwork, table: int, oif: int, proto: int) -> Request:
@@ -238,6 +267,7 @@ def parse_address(payload: bytes) -> Address | None:
     if packed is None:
         return None
     proto = found.get(IFA_PROTO)
+    metric = found.get(IFA_RT_PRIORITY)
     cache = found.get(IFA_CACHEINFO)
     preferred, valid, created, _updated = (
         IFA_CACHEINFO_FMT.unpack(cache[: IFA_CACHEINFO_FMT.size])
@@ -252,6 +282,7 @@ def parse_address(payload: bytes) -> Address | None:
         valid_lft=valid,
         preferred_lft=preferred,
         created=created,
+        metric=U32.unpack(metric[:4])[0] if metric and len(metric) >= 4 else 0,
     )
 
 
@@ -297,12 +328,15 @@ def parse_route(payload: bytes) -> Route | None:
     if dst is None:
         return None
     table_attr, oif_attr = found.get(RTA_TABLE), found.get(RTA_OIF)
+    metrics = found.get(RTA_METRICS)
+    window = attrs(metrics, 0, len(metrics)).get(RTAX_WINDOW) if metrics else None
     return Route(
         dst=socket.inet_ntop(fields[0], dst),
         dst_len=fields[1],
         table=U32.unpack(table_attr)[0] if table_attr else fields[4],
         proto=fields[5],
         oif=U32.unpack(oif_attr)[0] if oif_attr else None,
+        window=U32.unpack(window[:4])[0] if window and len(window) >= 4 else 0,
     )
 
 

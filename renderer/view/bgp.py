@@ -25,11 +25,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from lbroute.model.agentconfig import DrainPolicy
-from lbroute.model.api import BgpPeer, Community, Family, LargeCommunity, Peer, Router
+from lbroute.model.api import (
+    MAX_WEIGHT,
+    BgpPeer,
+    Community,
+    Family,
+    LargeCommunity,
+    Peer,
+    Router,
+)
 from lbroute.model.errors import ObjectRef, quote
 from lbroute.model.fields import IPAddress
 from renderer.secret import Secret, sealed
@@ -75,13 +85,64 @@ class BgpActions:
     med: int | None
     prepend: int
     """How many times the neighbor's local ASN is prepended (BIRD passes it in)."""
+    weighted: bool = False
+    """``weightByEndpoints``: BIRD calls the weight function (:class:`WeightView`)."""
 
     @property
     def empty(self) -> bool:
         return not (
-            self.communities or self.large_communities or self.prepend
+            self.communities or self.large_communities or self.prepend or self.weighted
             or self.local_pref is not None or self.med is not None
         )  # fmt: skip
+
+
+LINK_BANDWIDTH = 0x0004
+"""The link-bandwidth extended community's type (0x00: transitive, two-octet AS) and
+subtype (0x04), the high half of its first 32 bits (docs/weighted-ecmp.md)."""
+BYTES_PER_ENDPOINT = 125_000.0
+"""1 Mbps per ready endpoint: FRR's ``set extcommunity bandwidth N`` with N endpoints."""
+AS_TRANS = 23456
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightEntry:
+    weight: int
+    high: int
+    """BIRD: the community's first 32 bits (type, subtype, ASN)."""
+    value: int
+    """BIRD: its last 32 bits, the IEEE 754 single of the bandwidth in bytes/s."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeightView:
+    """Weighted ECMP (docs/weighted-ecmp.md): the table, rendered once per node, that
+    maps a prefix's weight (its ready endpoints on the node, which the agent puts in the
+    route's window for BIRD and the address's metric for FRR) to the link-bandwidth
+    community; weights 1 to MAX_WEIGHT."""
+
+    name: str
+    """BIRD function ``lbr_weight``; FRR route-map ``lbr-weight``."""
+    asn: int
+    """The node's ASN as the community's two-octet AS (AS_TRANS when it is larger)."""
+
+    @functools.cached_property
+    def entries(self) -> tuple[WeightEntry, ...]:
+        high = (LINK_BANDWIDTH << 16) | self.asn
+        return tuple(
+            WeightEntry(weight=n, high=high, value=_float_bits(n * BYTES_PER_ENDPOINT))
+            for n in range(1, MAX_WEIGHT + 1)
+        )
+
+
+def weight_view(groups: Iterable[GroupView], names: Names, local_asn: int) -> WeightView | None:
+    """The weight table, when some group of ``groups`` weights by endpoints."""
+    if not any(g.bgp.weight_by_endpoints for g in groups):
+        return None
+    return WeightView(name=names.join("weight"), asn=local_asn if local_asn < 65536 else AS_TRANS)
+
+
+def _float_bits(value: float) -> int:
+    return int(struct.unpack(">I", struct.pack(">f", value))[0])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -338,6 +399,7 @@ def _actions(
         local_pref=local_pref,
         med=med,
         prepend=prepend,
+        weighted=policy.weight_by_endpoints,
     )
 
 

@@ -35,9 +35,11 @@ from renderer.view.bgp import (
     BgpActions,
     BgpExportView,
     BgpNeighborView,
+    WeightView,
     bgp_functions,
     bgp_redistribute,
     bgp_views,
+    weight_view,
 )
 from renderer.view.context import FAST, Context, FastConvergence, problem
 from renderer.view.host import HostSessionsView, host_sessions_view
@@ -156,6 +158,13 @@ class NodeView:
         # The host's sessions call the same function as a Peer of the same kind.
         merged = {a.function: a for a in (*found, *self.host.actions) if not a.empty}
         return tuple(sorted(merged.values(), key=lambda a: (a.group.ref, a.function)))
+
+    @functools.cached_property
+    def bgp_weights(self) -> WeightView | None:
+        """The weight table (weighted ECMP), when a weighted group goes out over BGP."""
+        groups = {g for b in self.bgp for e in b.exports for g in e.groups}
+        groups |= set(self.host.groups) if self.host is not None else set()
+        return weight_view(groups, Names(self.router), self.local_asn)
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:
