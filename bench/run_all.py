@@ -8,7 +8,7 @@ them into ``bench/RESULTS.md``: a summary table (figure, floor measured in the s
 run, ratio, target), then each benchmark with the command that produced it.
 
     .venv/bin/python bench/run_all.py [--quick] [--only NAME,...]
-        (NAME: kubelb, lab, apply, memory, render, local, drain, restart)
+        (NAME: kubelb, lab, apply, memory, render, local, drain, restart, weights)
     .venv/bin/python bench/run_all.py --only local --merge
 
 ``--quick`` runs every benchmark at small counts and writes its report to the system's
@@ -50,8 +50,9 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
     "local": (["bench/local_bench.py"], ["--quick"], 1200),
     "drain": (["bench/drain_bench.py"], ["--quick"], 1800),
     "restart": (["bench/restart_bench.py"], ["--quick"], 900),
+    "weights": (["bench/weight_bench.py"], ["--quick"], 600),
 }
-ORDER = ("render", "kubelb", "lab", "apply", "memory", "local", "drain", "restart")
+ORDER = ("render", "kubelb", "lab", "apply", "memory", "local", "drain", "restart", "weights")
 """The order of the report's sections (its summary is sorted by row number)."""
 
 # Why a target is missed, by summary row number (printed only when one is missed).
@@ -504,6 +505,29 @@ def restart_rows(data: Json) -> list[Row]:
     return rows
 
 
+def weight_rows(data: Json) -> list[Row]:
+    """Weighted ECMP: an endpoint change to the upstream's new weights, against the same
+    weight change made by hand on the node; target: the BGP Service -> route budget."""
+    rows: list[Row] = []
+    for r in data.get("results", []):
+        dist, floor, target = r["endpoint_change"], r["floor"], r.get("target_p99")
+        p99 = _p(dist, "p99")
+        router = DRAIN_ROUTERS.get(r["router"], r["router"])
+        rows.append(
+            (
+                f"12. Endpoint change -> upstream weight, {router} node",
+                f"p50 {secs(_p(dist, 'p50'))}, p99 {secs(p99)} (n={dist['n']})",
+                f"by hand (the agent's netlink change): p50 {secs(_p(floor, 'p50'))}, "
+                f"p99 {secs(_p(floor, 'p99'))}",
+                f"p50 {ratio(_p(dist, 'p50'), _p(floor, 'p50'))}, "
+                f"p99 {ratio(p99, _p(floor, 'p99'))}",
+                f"p99 < {secs(target)}" if target else "reported",
+                verdict(p99 is not None and target is not None and p99 < target),
+            )
+        )
+    return rows
+
+
 ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "render": render_rows,
     "kubelb": kubelb_rows,
@@ -513,6 +537,7 @@ ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "local": local_rows,
     "drain": drain_rows,
     "restart": restart_rows,
+    "weights": weight_rows,
 }
 
 
