@@ -37,6 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchlib import (
+    ROOT,
     Json,
     RouteMonitor,
     command_line,
@@ -51,68 +52,25 @@ from benchlib import (
 
 from lbroute.lab import Lab, Netns, NodeSpec, run
 
-PREFIX = "192.0.2.0/24"
-ADDRESS = "192.0.2.10"
+sys.path.insert(0, str(ROOT))
+from tests.netns.test_drain import (
+    ADDRESS,
+    CLIENTS,
+    FAILOVER,
+    FAILOVER_POOL,
+    MANIFESTS,
+    PEERS,
+    POLICY,
+    PREFIX,
+)
+
 DRAIN_SECONDS = 10
 """Longer than an apply plus FRR's route-map delay timer (5 s), so that the traffic
 moves before the withdrawal with either router."""
-CLIENTS = [f"10.9.0.{i}" for i in range(10, 26)]
 NODE_A = "10.0.0.11"
 PING_SECONDS = 30
 """Each flow's fixed span: settle, drain, Drained, undrain, back, settle."""
 
-MANIFESTS = """\
-apiVersion: v1
-kind: Node
-metadata: {{name: node-a}}
-status: {{addresses: [{{type: InternalIP, address: 10.0.0.11}}]}}
----
-apiVersion: v1
-kind: Node
-metadata: {{name: node-b}}
-status: {{addresses: [{{type: InternalIP, address: 10.0.0.12}}]}}
----
-apiVersion: lbroute.io/v1alpha1
-kind: NodeAgent
-metadata: {{name: nodes, namespace: lbroute}}
-spec: {{localASN: 64512, drainSeconds: {seconds}}}
----
-apiVersion: lbroute.io/v1alpha1
-kind: ServiceGroup
-metadata: {{name: web, namespace: lbroute}}
-spec:
-  default: true
-  protocols: [{protocol}]
-  pools: [{{cidr: {prefix}}}]
-  {policy}
----
-apiVersion: lbroute.io/v1alpha1
-kind: Peer
-metadata: {{name: upstream, namespace: lbroute}}
-spec:
-  {peer}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: default
-  annotations: {{lbroute.io/allocated-from: "web:{prefix}"}}
-spec: {{type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute, externalTrafficPolicy: Cluster}}
-status: {{loadBalancer: {{ingress: [{{ip: {address}}}]}}}}
-"""
-PEERS = {
-    "bgp": "bgp: {address: 10.0.0.1, asn: 65000}",
-    "ospf": "ospf: {area: 0.0.0.0, interfaces: [{name: eth0, helloInterval: 1, deadInterval: 4}]}",
-    "isis": 'isis: {area: "49.0001", level: level-2, interfaces: [{name: eth0}]}',
-    "rip": "rip: {interfaces: [eth0]}",
-}
-POLICY = {
-    "bgp": "",
-    "ospf": "ospf: {metric: 20}",
-    "isis": "isis: {metric: 20}",
-    "rip": "rip: {metric: 2}",
-}
 CASES = {
     # name: (protocol, node-a's router, node-b's router)
     "bgp-bird": ("bgp", "bird", "frr"),
@@ -137,6 +95,8 @@ def drain_lab(workdir: Path, case: str) -> Iterator[tuple[Lab, Netns, str]]:
             protocol=protocol,
             peer=PEERS[protocol],
             policy=POLICY[protocol],
+            failover_pool=FAILOVER_POOL,  # its Service has no endpoints: not announced
+            failover=FAILOVER,
         )
     )
     lab = Lab(

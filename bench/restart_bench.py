@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -56,18 +54,9 @@ from benchlib import (
 from lbroute.lab import Lab, Netns, NodeSpec
 from lbroute.lab.daemons import kill
 
-PREFIX = "192.0.2.0/24"
-ADDRESS = "192.0.2.10"
-RUN_BIRD = ROOT / "docker" / "bird" / "run-bird"
-FRR_PATHS = (
-    'mount --bind "$0" /etc/frr && '
-    'mount -t tmpfs lbroute-lab /run && mkdir /run/frr && mount --bind "$1" /run/frr && '
-    "mount -t tmpfs lbroute-lab /var/tmp && mkdir /var/tmp/frr && "
-    "mount -t tmpfs lbroute-lab /usr/local/share && mkdir /usr/local/share/lbroute && "
-    'ln -s "$2" /usr/local/share/lbroute/frr && exec "$2/run-frr"'
-)
-"""As in tests/netns/test_graceful_restart.py: run-frr with the node's directories as
-/etc/frr ($0) and /run/frr ($1), in a private mount namespace."""
+sys.path.insert(0, str(ROOT))
+from tests.netns.test_graceful_restart import ADDRESS, MANIFESTS, PREFIX, Sidecar
+
 PING_SECONDS = 20
 """Each run's ping span: settle, stop, start, fresh again (a few seconds), settle."""
 CASES = {
@@ -77,98 +66,6 @@ CASES = {
     "bird-nogr": ("bird", False),
     "frr-nogr": ("frr", False),
 }
-MANIFESTS = """\
-apiVersion: v1
-kind: Node
-metadata: {{name: node-a}}
-status: {{addresses: [{{type: InternalIP, address: 10.0.0.11}}]}}
----
-apiVersion: lbroute.io/v1alpha1
-kind: NodeAgent
-metadata: {{name: nodes, namespace: lbroute}}
-spec: {{localASN: 64512}}
----
-apiVersion: lbroute.io/v1alpha1
-kind: ServiceGroup
-metadata: {{name: web, namespace: lbroute}}
-spec:
-  default: true
-  protocols: [bgp]
-  pools: [{{cidr: {prefix}}}]
----
-apiVersion: lbroute.io/v1alpha1
-kind: Peer
-metadata: {{name: upstream, namespace: lbroute}}
-spec:
-  bgp: {{address: 10.0.0.1, asn: 65000, gracefulRestart: {graceful}}}
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: web
-  namespace: default
-  annotations: {{lbroute.io/allocated-from: "web:{prefix}"}}
-spec: {{type: LoadBalancer, loadBalancerClass: lbroute.io/lbroute, externalTrafficPolicy: Cluster}}
-status: {{loadBalancer: {{ingress: [{{ip: {address}}}]}}}}
-"""
-
-
-class Sidecar:
-    """node-a's router container, stopped and started as the kubelet does."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.member = lab.members["node-a"]
-        self.script: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        m = self.member
-        if m.bird is None:
-            assert m.frr is not None
-            with (m.dir / "run-frr.log").open("ab") as out:
-                self.script = subprocess.Popen(
-                    ["ip", "netns", "exec", m.ns.name, "unshare", "--mount", "--propagation",
-                     "private", "sh", "-c", FRR_PATHS, str(m.dir), str(m.frr.dir),
-                     str(ROOT / "docker" / "frr")],
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )  # fmt: skip
-            frr = m.frr
-            wait_for(lambda: frr.vtysh("show version", check=False).returncode == 0, 30, what="FRR")
-            return
-        env = {**os.environ, "LBROUTE_BIRD_CONF": str(m.config_path),
-               "LBROUTE_BIRD_SOCKET": str(m.bird.socket)}  # fmt: skip
-        with (m.dir / "run-bird.log").open("ab") as out:
-            self.script = subprocess.Popen(
-                ["ip", "netns", "exec", m.ns.name, "sh", str(RUN_BIRD)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        bird = m.bird
-        wait_for(lambda: bird.birdc("show status", check=False).returncode == 0, 10, what="BIRD")
-
-    def stop(self, timeout: float = 20) -> None:
-        m = self.member
-        if self.script is not None:
-            children = Path(f"/proc/{self.script.pid}/task/{self.script.pid}/children")
-            birds: list[int] = []
-            with contextlib.suppress(OSError):
-                birds = [int(p) for p in children.read_text().split()
-                         if Path(f"/proc/{p}/comm").read_text().strip() == "bird"]  # fmt: skip
-            self.script.send_signal(signal.SIGTERM)
-            try:
-                self.script.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.script.kill()
-                self.script.wait()
-            for pid in birds:
-                kill(pid)
-            self.script = None
-        if m.frr is not None:  # any daemon run-frr left behind
-            for pidfile in m.frr.dir.glob("*.pid"):
-                with contextlib.suppress(OSError, ValueError):
-                    kill(int(pidfile.read_text().strip()))
 
 
 @contextlib.contextmanager

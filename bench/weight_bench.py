@@ -31,6 +31,7 @@ from pathlib import Path
 
 import yaml
 from benchlib import (
+    ROOT,
     Json,
     RouteMonitor,
     Stopped,
@@ -48,7 +49,7 @@ from lbroute.lab import Lab
 from lbroute.model.files import write_atomic
 from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(ROOT))
 from tests.netns.test_weighted_ecmp import CLUSTER, NODES, V4, slices
 
 PREFIX = f"{V4}/32"

@@ -1,7 +1,7 @@
 """Weighted ECMP (``bgp.weightByEndpoints``, docs/weighted-ecmp.md) without root: the
 weight each node gives a prefix, the netlink plan that carries it, the bytes on the wire,
-what is rendered and what the status shows. The routers' side is checked in
-tests/netns/test_weight_encoding.py, the whole path in tests/netns/test_weighted_ecmp.py.
+what is rendered and what the status shows. The routers and the whole path are checked
+in tests/netns/test_weighted_ecmp.py.
 """
 
 from __future__ import annotations

@@ -319,7 +319,7 @@ def test_restart_keeps_the_address(site: Site) -> None:
         "apiVersion": "lbroute.io/v1alpha1",
         "kind": "NodeAgent",
         "metadata": {"name": "all", "namespace": "lbroute"},
-        "spec": {"localLease": {"duration": 8, "renew": 1}},
+        "spec": {"localLease": {"durationSeconds": 8, "renewSeconds": 1}},
     }
     write_objects(site.source / "agent.yaml", [agent])
     holder = start_all(site)
@@ -333,6 +333,8 @@ def test_restart_keeps_the_address(site: Site) -> None:
         "the restarted agent renewing its lease",
     )
     time.sleep(2)
+    log = (site.tmp / holder / "agent.log").read_text()
+    assert "localLease" not in log, "the NodeAgent's lease settings were not taken"
     assert site.holders(V4) == [holder]
     assert site.created(holder) == before
 

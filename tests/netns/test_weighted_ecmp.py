@@ -142,6 +142,15 @@ class Env:
             out[node] = (str(last.get("time")), str(status.get("config_hash")))
         return out
 
+    def communities(self) -> dict[str, str]:
+        """The upstream's BGP paths to the IPv4 address: each node's extended community."""
+        assert self.lab.upstream_frr is not None
+        out = self.lab.upstream_frr.vtysh(f"show bgp ipv4 unicast {V4}/32 json").stdout
+        return {
+            self.lab.node_of(p["nexthops"][0]["ip"]): p.get("extendedCommunity", {}).get("string")
+            for p in json.loads(out).get("paths", [])
+        }
+
     def sessions(self) -> dict[str, Any]:
         assert self.lab.upstream_frr is not None
         out = self.lab.upstream_frr.vtysh("show bgp neighbors json", check=False).stdout
@@ -176,6 +185,10 @@ def test_the_upstream_splits_traffic_by_endpoints_and_follows_them_without_a_rel
     env.wait_weights({"node-a": 75, "node-b": 25})
     env.lab.wait_for(lambda: all(a[0] != "None" for a in env.applies().values()), timeout=30)
     assert env.lab.status("node-a")["announced"][0].get("weight") == 3
+    # FRR's own encoding of 3 and 1 Mbps, whichever router sent it (BIRD builds it as a
+    # generic extended community: the bytes must be the same).
+    assert env.communities() == {"node-a": "LB:64512:375000 (3.000 Mbps)",
+                                 "node-b": "LB:64512:125000 (1.000 Mbps)"}  # fmt: skip
     applies, sessions = env.applies(), env.sessions()
     env.endpoints({"node-a": 1, "node-b": 4})
     took = env.wait_weights({"node-a": 20, "node-b": 80}, timeout=30)
