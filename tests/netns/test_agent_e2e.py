@@ -30,6 +30,8 @@ the next hops; and, where it matters, its RIB, its BGP attributes and message co
 
 Each test starts from the example's state: the fixture restores the manifests and waits
 until the upstream table and both agents' configuration hash are back to the baseline.
+What only the node decides (restart, broken inputs, templates, metrics: ``NODE_SIDE``)
+runs with the FRR upstream only; the BIRD upstream runs the rest.
 """
 
 from __future__ import annotations
@@ -538,9 +540,25 @@ def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         lab.stop()
 
 
+NODE_SIDE = {
+    "test_agent_restart_with_unchanged_inputs_changes_nothing",
+    "test_a_broken_template_keeps_the_routes_is_reported_and_recovers",
+    "test_invalid_objects_and_files_keep_the_routes_are_reported_and_recover",
+    "test_a_group_edited_into_an_invalid_one_keeps_its_routes_until_deleted",
+    "test_a_templates_directory_named_on_the_nodeagent_is_watched",
+    "test_a_running_agent_exports_what_the_alerts_and_dashboard_use",
+}
+"""What the node does with its inputs, whatever router is upstream: run once, against
+the FRR upstream. The BIRD upstream runs what depends on the upstream: every protocol's
+announcements and withdrawals, ETP Local and ECMP, shared aggregates, a node's router
+restarting and policy changes without session resets."""
+
+
 @pytest.fixture(autouse=True)
-def fresh(env: Env) -> Env:
+def fresh(env: Env, request: pytest.FixtureRequest) -> Env:
     """Start every test from the example's state, whatever the previous test left."""
+    if env.upstream == "bird" and request.node.originalname in NODE_SIDE:
+        pytest.skip("node-side behaviour, run once with the FRR upstream")
     env.restore()
     env.wait(env.at_baseline, timeout=60, what="back to the example's state")
     return env
