@@ -56,7 +56,7 @@ from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
 from lbroute.model import api, lastgood
 from lbroute.model.agentconfig import DrainPolicy
-from lbroute.model.endpoints import ready_counts, split_objects
+from lbroute.model.endpoints import nodes_of, ready_counts, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
 from lbroute.model.service import parse_service
@@ -273,7 +273,7 @@ class Agent:
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
         counts = ready_counts(slices_raw)
-        ready = {ref: frozenset(nodes) for ref, nodes in counts.items()}
+        ready = nodes_of(counts)
         desired = desired_state(model, services, ready, self.settings.node, counts)
         inputs = local_inputs(
             model,

@@ -22,7 +22,12 @@ def ready_nodes(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, frozense
     An endpoint counts as ready when ``conditions.ready`` is true or unset (the
     EndpointSlice API says unset means ready).
     """
-    return {ref: frozenset(nodes) for ref, nodes in ready_counts(slices).items()}
+    return nodes_of(ready_counts(slices))
+
+
+def nodes_of(counts: Mapping[ObjectRef, Mapping[str, int]]) -> dict[ObjectRef, frozenset[str]]:
+    """Service -> nodes with a ready endpoint, from :func:`ready_counts`."""
+    return {ref: frozenset(nodes) for ref, nodes in counts.items()}
 
 
 def ready_counts(slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, dict[str, int]]:

@@ -183,11 +183,6 @@ class Kubelb:
                     found[ipaddress.ip_network(f"{r.dst}/{r.dst_len}")] = r.window
         return found
 
-    def weights(self) -> dict[Interface, int]:
-        """The weight of each of lbroute's addresses, as its route in the table says."""
-        windows = self._routes()
-        return {i: windows.get(i.network, 0) for i in self._addresses() if i.network in windows}
-
     def reconcile(
         self, desired: frozenset[Interface], weights: Mapping[Interface, int] | None = None
     ) -> Changes:
