@@ -14,7 +14,9 @@ then writes what changed, asking before each write whether this replica still le
   when leadership changes, so a new leader says them again); ``ForeignAnnotation`` once
   per Service and MetalLB or PureLB annotation value (Normal when it is honoured, Warning
   when lbroute's own annotation says otherwise), remembered by this process only: a
-  restarted allocator says each once more;
+  restarted allocator says each once more; ``UnknownBgpClass`` (Warning) once per Service
+  and ``lbroute.io/bgp-class`` value its ServiceGroup does not declare (the agents then
+  announce the Service with the group's default policy);
 - on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
   ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
   condition is never touched);
@@ -35,9 +37,14 @@ from lbroute.kube.events import EventRecorder
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
 from lbroute.model import api
-from lbroute.model.errors import Conflict, NotFound, ObjectRef
+from lbroute.model.errors import Conflict, NotFound, ObjectRef, quote
 from lbroute.model.logs import about
-from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION, SERVICE_GROUP
+from lbroute.model.service import annotation_path
+from lbroute.model.vocabulary import (
+    ALLOCATED_FROM_ANNOTATION,
+    BGP_CLASS_ANNOTATION,
+    SERVICE_GROUP,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +76,8 @@ class PassWriter:
         self._reported: set[tuple[ObjectRef, str, str]] = set()
         self._foreign: set[tuple[str, str, str]] = set()
         """(Service uid, annotation, value) of the foreign annotations reported."""
+        self._classes: set[tuple[str, str, ObjectRef]] = set()
+        """(Service uid, class, group) of the unknown BGP classes reported."""
 
     def forget_reported(self) -> None:
         """Say every standing failure again at the next pass (leadership changed)."""
@@ -97,6 +106,7 @@ class PassWriter:
             return False
         self._report(result)
         self._report_foreign(expected.values())
+        self._report_classes(result, model, expected)
         refs = {g.ref: g for g in result.groups}
         for g in model.service_groups:
             self._write_group(g.ref, refs.get(g.ref), None, (kept or {}).get(g.name))
@@ -228,6 +238,37 @@ class PassWriter:
                 log.info("%s: %s", svc.ref, f.message, extra=about(svc.ref, annotation=f.key))
                 self._emit(svc.ref, kind, "ForeignAnnotation", f.message, uid=svc.uid or None)
         self._foreign = now
+
+    def _report_classes(
+        self,
+        result: Allocation,
+        model: api.Model,
+        expected: Mapping[ServiceKey, LBService],
+    ) -> None:
+        """An UnknownBgpClass Event per Service and class its group does not declare,
+        once while it lasts (the allocator speaks for all the agents, which only log it)."""
+        groups = {g.ref: g for g in model.service_groups}
+        now: set[tuple[str, str, ObjectRef]] = set()
+        for a in result.assignments:
+            svc = expected.get((a.ref.namespace, a.ref.name))
+            group = groups.get(a.group) if a.group is not None else None
+            if svc is None or svc.bgp_class is None or group is None or not a.addresses:
+                continue
+            if group.bgp.bgp_class(svc.bgp_class) is not None:
+                continue
+            key = (svc.uid or str(svc.ref), svc.bgp_class, group.ref)
+            now.add(key)
+            if key in self._classes:
+                continue
+            declared = ", ".join(c.name for c in group.bgp.classes) or "none"
+            note = (
+                f"{annotation_path(BGP_CLASS_ANNOTATION)}: {quote(svc.bgp_class)} is not a "
+                f"BGP class of ServiceGroup {group.ref.namespace}/{group.ref.name} (it "
+                f"declares: {declared}); the group's default policy applies"
+            )
+            log.info("%s: %s", svc.ref, note, extra=about(svc.ref))
+            self._emit(svc.ref, "Warning", "UnknownBgpClass", note, uid=svc.uid or None)
+        self._classes = now
 
     # -- ServiceGroups -----------------------------------------------------------------------
 

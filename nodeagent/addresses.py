@@ -28,14 +28,14 @@ class Addresses:
         self._newest: tuple[DesiredState, frozenset[Interface]] | None = None
         """The newest desired state and its paced addresses, for a held-back program."""
 
-    def use(self, interface: str, *, address_weights: bool = False) -> None:
-        """Program ``interface`` from now on (created if missing); ``address_weights``:
-        weights go on the addresses' metrics too (FRR reads them there)."""
+    def use(self, interface: str, *, address_marks: bool = False) -> None:
+        """Program ``interface`` from now on (created if missing); ``address_marks``:
+        weights and classes go on the addresses' metrics too (FRR reads them there)."""
         if self._kubelb is None or self._kubelb.ifname != interface:
             self.close()
             self._kubelb = Kubelb(interface)
             self._kubelb.ensure()
-        self._kubelb.address_weights = address_weights
+        self._kubelb.address_marks = address_marks
 
     def close(self) -> None:
         if self._kubelb is not None:
@@ -50,7 +50,7 @@ class Addresses:
         assert self._kubelb is not None
         self._newest = (desired, paced)
         target, self.due = self._pacer.target(desired.interfaces, paced, now)
-        changes = self._kubelb.reconcile(target, desired.weights)
+        changes = self._kubelb.reconcile(target, desired.weights, desired.classes)
         if changes.failed:
             self.metrics.netlink_errors.inc(len(changes.failed))
         owned = changes.owned
@@ -65,6 +65,7 @@ class Addresses:
                 group=f"{a.group.namespace}/{a.group.name}",
                 services=tuple(f"{s.namespace}/{s.name}" for s in a.services),
                 weight=a.weight,
+                bgp_class=a.bgp_class.name if a.bgp_class else "",
             )
             for a in desired.announcements
             if a.interface in owned

@@ -385,7 +385,7 @@ class Agent:
         self._templates = None
         self._watch_templates(rs.templates_dir)
         self.status.router, self.status.mode = rs.router.value, rs.mode.value
-        self.addresses.use(rs.interface, address_weights=rs.router.value == "frr")
+        self.addresses.use(rs.interface, address_marks=rs.router.value == "frr")
 
     def _watch_templates(self, directory: Path | None) -> None:
         if self._watcher is not None:

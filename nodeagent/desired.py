@@ -22,6 +22,13 @@ prefix in such a group has the weight of the node's ready endpoints of it, summe
 the Services sharing the address, at most ``MAX_WEIGHT``. An address that any Service
 without weighting shares, or an aggregate, has weight 0 (no link-bandwidth community).
 
+BGP classes (``bgp.classes``, docs/bgp-classes.md): a Service whose
+``lbroute.io/bgp-class`` names a class of its group has its address announced as a host
+prefix (an aggregate cannot carry one Service's attributes) with that class's number.
+Services sharing an address must agree on the class (no class being a choice too);
+when they do not, or the group does not declare the class, the address has the group's
+default policy and a warning says why.
+
 Addresses of ServiceGroups with ``announce: local`` never go on kube-lb0, whatever the
 ETP, so neither the kernel nor the router ever routes or announces them: they go on one
 elected node's NIC (nodeagent.local) and are answered by ARP/NDP there.
@@ -35,10 +42,11 @@ import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from lbroute.model.api import MAX_WEIGHT, Announce, Model, Pool, ServiceGroup
-from lbroute.model.errors import ObjectRef, Problem, Severity
+from lbroute.model.api import MAX_WEIGHT, Announce, BgpClass, Model, Pool, ServiceGroup
+from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress
-from lbroute.model.service import Service
+from lbroute.model.service import Service, annotation_path
+from lbroute.model.vocabulary import BGP_CLASS_ANNOTATION
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
@@ -52,6 +60,8 @@ class Announcement:
     services: tuple[ObjectRef, ...]
     weight: int = 0
     """Ready endpoints on this node behind a weighted host prefix (0: not weighted)."""
+    bgp_class: BgpClass | None = None
+    """The BGP class of the Services on this host prefix (None: the group's default)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +77,11 @@ class DesiredState:
     def weights(self) -> dict[Interface, int]:
         """The weighted addresses and their weights (the others have none)."""
         return {a.interface: a.weight for a in self.announcements if a.weight}
+
+    @property
+    def classes(self) -> dict[Interface, int]:
+        """The addresses with a BGP class and its number (the others have none)."""
+        return {a.interface: a.bgp_class.index for a in self.announcements if a.bgp_class}
 
     def by_service(self) -> dict[ObjectRef, tuple[Interface, ...]]:
         """Service -> the addresses announced for it, in announcement order (one pass:
@@ -123,6 +138,8 @@ def desired_state(
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
     weights: dict[IPAddress, int | None] = {}
     """Address -> summed weight; None once a Service without weighting shares it."""
+    classes: dict[IPAddress, set[BgpClass | None]] = {}
+    """Address -> the classes its Services ask for (None: the group's default)."""
     problems: list[Problem] = []
     pools = PoolIndex(model.service_groups)
     selected: dict[ObjectRef, bool] = {}
@@ -151,6 +168,7 @@ def desired_state(
                 continue
             prefixlen: int
             weight: int | None = None
+            bgp_class = _class_of(service, group, problems)
             if service.local:
                 if node_name not in ready.get(service.ref, frozenset()):
                     continue
@@ -171,8 +189,11 @@ def desired_state(
                     )
                     continue
                 prefixlen = address.max_prefixlen
+            elif bgp_class is not None:
+                prefixlen = address.max_prefixlen
             else:
                 prefixlen = pool.aggregation
+            classes.setdefault(address, set()).add(bgp_class)
             if address in wanted:
                 old_len, old_group, refs = wanted[address]
                 refs.append(service.ref)
@@ -192,6 +213,7 @@ def desired_state(
                     weight=min(weights[address] or 0, MAX_WEIGHT)
                     if prefixlen == address.max_prefixlen
                     else 0,
+                    bgp_class=_agreed(address, classes[address], refs, problems),
                 )
                 for address, (prefixlen, group_ref, refs) in wanted.items()
             ),
@@ -199,6 +221,49 @@ def desired_state(
         )
     )
     return DesiredState(announcements=announcements, problems=tuple(problems))
+
+
+def _class_of(service: Service, group: ServiceGroup, problems: list[Problem]) -> BgpClass | None:
+    """The class ``service`` asks for, if its group declares it; else a warning."""
+    if service.bgp_class is None:
+        return None
+    found = group.bgp.bgp_class(service.bgp_class)
+    if found is None:
+        declared = ", ".join(c.name for c in group.bgp.classes) or "none"
+        unknown = Problem(
+            severity=Severity.WARNING,
+            ref=service.ref,
+            path=annotation_path(BGP_CLASS_ANNOTATION),
+            message=f"{quote(service.bgp_class)} is not a BGP class of ServiceGroup "
+            f"{group.ref.namespace}/{group.ref.name} (it declares: {declared}); the "
+            "group's default policy applies",
+        )
+        if not problems or problems[-1] != unknown:  # once for all the Service's addresses
+            problems.append(unknown)
+    return found
+
+
+def _agreed(
+    address: IPAddress,
+    asked: set[BgpClass | None],
+    refs: list[ObjectRef],
+    problems: list[Problem],
+) -> BgpClass | None:
+    """The class of a shared address: the one all its Services ask for, else none."""
+    if len(asked) == 1:
+        return next(iter(asked))
+    names = sorted(c.name if c else "(none)" for c in asked)
+    problems.extend(
+        Problem(
+            severity=Severity.WARNING,
+            ref=ref,
+            path=annotation_path(BGP_CLASS_ANNOTATION),
+            message=f"the Services sharing {address} ask for different BGP classes "
+            f"({', '.join(names)}); it is announced with the group's default policy",
+        )
+        for ref in sorted(refs)
+    )
+    return None
 
 
 def _interface(address: IPAddress, prefixlen: int) -> Interface:

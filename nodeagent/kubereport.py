@@ -198,9 +198,10 @@ def announced_groups(announced: Iterable[Announced]) -> list[JSON]:
     """NodeState ``status.groups``: per ServiceGroup, the prefixes this node announces
     (the connected prefix of each address on the Service interface: a host route, or
     the pool's aggregate once for all its addresses), sorted, with the weights of the
-    weighted ones; never per Service."""
+    weighted ones and the BGP classes of those with one; never per Service."""
     by_group: dict[str, set[ipaddress.IPv4Network | ipaddress.IPv6Network]] = {}
     weights: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, int] = {}
+    classes: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
     for a in announced:
         try:
             network = ipaddress.ip_interface(a.address).network
@@ -209,6 +210,8 @@ def announced_groups(announced: Iterable[Announced]) -> list[JSON]:
         by_group.setdefault(a.group, set()).add(network)
         if a.weight:
             weights[network] = a.weight
+        if a.bgp_class:
+            classes[network] = a.bgp_class
     out: list[JSON] = []
     for group in sorted(by_group):
         prefixes = sorted(by_group[group], key=lambda n: (n.version, n))[:MAX_GROUP_PREFIXES]
@@ -216,6 +219,9 @@ def announced_groups(announced: Iterable[Announced]) -> list[JSON]:
         weighted = {str(n): weights[n] for n in prefixes if n in weights}
         if weighted:
             entry["weights"] = weighted
+        classed = {str(n): classes[n] for n in prefixes if n in classes}
+        if classed:
+            entry["classes"] = classed
         if len(by_group[group]) > MAX_GROUP_PREFIXES:
             entry["omitted"] = len(by_group[group]) - MAX_GROUP_PREFIXES
         out.append(entry)

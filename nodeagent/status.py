@@ -102,6 +102,9 @@ class Announced:
     weight: int = 0
     """Weighted ECMP: the ready endpoints behind it on this node, as announced in the
     link-bandwidth community (0: not weighted; left out of the document then)."""
+    bgp_class: str = ""
+    """The BGP class its Services picked (docs/bgp-classes.md; "": the group's default,
+    left out of the document then)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,6 +242,8 @@ class Status:
         for a in data["announced"]:
             if not a["weight"]:
                 del a["weight"]
+            if not a["bgp_class"]:
+                del a["bgp_class"]
         return json.dumps(data, indent=2, sort_keys=True)
 
     @classmethod

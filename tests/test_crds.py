@@ -386,7 +386,8 @@ def test_short_names_are_unique() -> None:
 
 KNOWN_KEYWORDS = {
     "description", "type", "format", "properties", "items", "required", "enum", "minimum",
-    "maximum", "minLength", "maxLength", "minItems", "maxItems", "pattern", "default",
+    "maximum", "minLength", "maxLength", "minItems", "maxItems", "maxProperties", "pattern",
+    "default",
     "additionalProperties", "anyOf", "x-kubernetes-int-or-string", "x-kubernetes-validations",
     "x-kubernetes-list-type", "x-kubernetes-list-map-keys", "x-kubernetes-preserve-unknown-fields",
 }  # fmt: skip
@@ -778,7 +779,10 @@ MAXIMAL: dict[str, list[Obj]] = {
             "default": True,
             "nodeSelector": _selector(),
             "bgp": {"communities": ["64512:100"], "largeCommunities": ["64512:1:2"],
-                    "localPref": 100, "med": 5, "asPathPrepend": 2, "weightByEndpoints": True},
+                    "localPref": 100, "med": 5, "asPathPrepend": 2, "weightByEndpoints": True,
+                    "classes": {"premium": {"communities": ["64512:7"],
+                                            "largeCommunities": ["64512:1:7"], "localPref": 200,
+                                            "med": 1, "asPathPrepend": 1}}},
             "ospf": {"metric": 10, "metricType": 2, "tag": 7},
             "isis": {"metric": 10, "level": "level-1-2"},
             "rip": {"metric": 3},
@@ -869,7 +873,7 @@ def maximal(kind: str, index: int) -> Obj:
 
 
 def is_map(generic: str) -> bool:
-    return generic.endswith(".matchLabels")
+    return generic.endswith((".matchLabels", ".bgp.classes"))
 
 
 def spec_nodes(kind: str, obj: Obj) -> Iterator[tuple[Keys, str, Obj, Any]]:
@@ -920,7 +924,10 @@ def test_any_other_key_is_an_unknown_field(kind: str, index: int) -> None:
     for keys, generic, node in _objects_in(kind, obj):
         mutated = with_value(obj, (*keys, "zzExtra"), "1")
         path = fmt((*keys, "zzExtra"))
-        if is_map(generic):  # a map takes any key
+        if is_map(generic):  # a map takes any key (of its syntax)
+            value: Any = {} if generic.endswith(".classes") else "1"
+            mutated = with_value(obj, (*keys, "zz-extra"), value)
+            path = fmt((*keys, "zz-extra"))
             assert model_errors(mutated) == [], path
             assert crd_errors(kind, mutated) == [], path
             continue
@@ -1156,6 +1163,7 @@ MODEL_PATTERNS = {
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.
 INLINE_PATTERNS = {
     "spec.bgp.communities[]", "spec.bgp.largeCommunities[]", "SecretRef.key",
+    "*.communities[]", "*.largeCommunities[]",
     "spec.reloadCommand[]", "spec.pools[].aggregation", "spec.ospf.area",
     "spec.ospf.metricType", "spec.rip.version",
 }  # fmt: skip

@@ -141,25 +141,25 @@ def test_a_new_weight_replaces_the_route_in_place_and_frr_gets_the_address_metri
     owned = frozenset({A4, A6})
     routes = frozenset({A4.network, A6.network})
     plan = plan_reconcile(owned=owned, routes=routes, desired=owned, weights={A4: 4, A6: 4},
-                          windows={A4.network: 3, A6.network: 3}, metrics={A4: 3, A6: 3},
-                          address_weights=True)  # fmt: skip
+                          marks={A4.network: (3, 0), A6.network: (3, 0)}, metrics={A4: 3, A6: 3},
+                          address_marks=True)  # fmt: skip
     assert plan.add == plan.delete == plan.add_routes == plan.delete_routes == ()
     assert plan.reweight_routes == (A4.network, A6.network)
     assert plan.reweight == (A4,) and plan.readd == (A6,)  # zebra 8.4 reads IPv6 on add only
-    assert plan.route_windows == {A4.network: 4, A6.network: 4}
+    assert plan.route_marks == {A4.network: (4, 0), A6.network: (4, 0)}
     # BIRD nodes: the address's metric is not used, nothing but the route changes.
     bird = plan_reconcile(owned=owned, routes=routes, desired=owned, weights={A4: 4, A6: 4},
-                          windows={A4.network: 3, A6.network: 3})  # fmt: skip
+                          marks={A4.network: (3, 0), A6.network: (3, 0)})  # fmt: skip
     assert bird.reweight_routes == (A4.network, A6.network)
     assert bird.reweight == bird.readd == ()
     same = plan_reconcile(owned=owned, routes=routes, desired=owned, weights={A4: 3, A6: 3},
-                          windows={A4.network: 3, A6.network: 3}, metrics={A4: 3, A6: 3},
-                          address_weights=True)  # fmt: skip
+                          marks={A4.network: (3, 0), A6.network: (3, 0)}, metrics={A4: 3, A6: 3},
+                          address_marks=True)  # fmt: skip
     assert same.reweight_routes == same.reweight == same.readd == ()
 
 
 def test_the_route_carries_its_weight_in_rtax_window_and_parses_back() -> None:
-    kind, flags, body = wire.replace_route(A4.network, 4242, 7, 76, 3)
+    kind, flags, body = wire.replace_route(A4.network, 4242, 7, 76, (3, 0))
     assert kind == wire.RTM_NEWROUTE and flags & wire.NLM_F_REPLACE
     route = wire.parse_route(body)
     assert route is not None and route.window == 3 and route.table == 4242

@@ -102,8 +102,10 @@ def status(status_file: Path, as_json: bool, check: bool) -> None:
     click.echo(f"\nannounced ({len(doc.announced)}):")
     for a in doc.announced:
         services = ", ".join(escape(s) for s in a.services)
-        weight = f"  (weight {a.weight})" if a.weight else ""
-        click.echo(f"  {a.address:<44} {escape(a.group):<28} {services}{weight}")
+        notes = [f"weight {a.weight}"] * bool(a.weight)
+        notes += [f"class {escape(a.bgp_class)}"] * bool(a.bgp_class)
+        note = f"  ({', '.join(notes)})" if notes else ""
+        click.echo(f"  {a.address:<44} {escape(a.group):<28} {services}{note}")
     if local is not None:
         click.echo(f"\nlocal addresses held ({len(local)}):")
         for entry in local:

@@ -48,7 +48,10 @@ from lbroute.model.peer import (
 )
 from lbroute.model.secrets import Secret, SecretRef, parse_secret
 from lbroute.model.servicegroup import (
+    CLASS_STRIDE,
+    MAX_CLASSES,
     MAX_WEIGHT,
+    BgpClass,
     BgpPolicy,
     Community,
     ExportPrefix,
@@ -59,6 +62,7 @@ from lbroute.model.servicegroup import (
     RipPolicy,
     ServiceGroup,
     parse_service_group,
+    route_mark,
 )
 from lbroute.model.vocabulary import (
     API_VERSION,
@@ -72,18 +76,21 @@ from lbroute.model.vocabulary import (
 
 __all__ = [
     "API_VERSION",
+    "CLASS_STRIDE",
     "DEFAULT_INTERFACE",
     "DEFAULT_LOCAL_ASN",
     "EVERYTHING",
     "GROUP",
     "KINDS",
     "LOADBALANCER_CLASS",
+    "MAX_CLASSES",
     "MAX_WEIGHT",
     "ROUTE_PROTO",
     "ROUTE_TABLE_DEFAULT",
     "VERSION",
     "Announce",
     "Bfd",
+    "BgpClass",
     "BgpPeer",
     "BgpPolicy",
     "Community",
@@ -123,4 +130,5 @@ __all__ = [
     "parse_peer",
     "parse_secret",
     "parse_service_group",
+    "route_mark",
 ]

@@ -44,6 +44,7 @@ from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, list_at, mapping_at, name_text, parse_ip
 from lbroute.model.vocabulary import (
     ADDRESSES_ANNOTATION,
+    BGP_CLASS_ANNOTATION,
     FOREIGN_ALIASES,
     FOREIGN_KEYS,
     FOREIGN_RECORDS,
@@ -169,6 +170,10 @@ class Service:
     carry another Service's traffic)."""
     ports: frozenset[tuple[str, int]] = frozenset()
     """(protocol, port) pairs of spec.ports."""
+    bgp_class: str | None = None
+    """lbroute.io/bgp-class, as written (cut to a bounded length): whether the group
+    declares it is decided where the group is known, and an unknown one costs the Service
+    nothing but its class (never its address)."""
     problems: tuple[Problem, ...] = field(default=())
     """What is unusable in the request (families, family policy, requested addresses)."""
     foreign: tuple[Foreign, ...] = ()
@@ -239,8 +244,10 @@ class Service:
         if local:
             selector = mapping_at(spec, "selector")
             scope = ("Local", *(f"{k}={v}" for k, v in sorted(selector.items())))
+        bgp_class = None
         if annotations:
             group = _key(annotations, keys[SERVICE_GROUP_ANNOTATION], error)
+            bgp_class = _class(annotations.get(BGP_CLASS_ANNOTATION))
             if keys is not _OWN_KEYS:
                 group_path = annotation_path(keys[SERVICE_GROUP_ANNOTATION])
         return cls(
@@ -259,6 +266,7 @@ class Service:
             share_key=share_key,
             share_scope=scope,
             ports=_ports(spec.get("ports")),
+            bgp_class=bgp_class,
             problems=tuple(found) if found else (),
             foreign=foreign,
             **extra,
@@ -353,6 +361,15 @@ def _key(annotations: Mapping[str, Any], key: str, error: Callable[[str, str], N
         )
         return None
     return value
+
+
+def _class(value: Any) -> str | None:
+    """The bgp-class annotation as text, for the group to look up (anything else: a name
+    no group declares, so the Service is told and keeps the group's default)."""
+    if value is None or value == "":
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return text[: _KEY_MAX + 1]
 
 
 def is_ours(obj: Mapping[str, Any], *, default_class: bool) -> bool:

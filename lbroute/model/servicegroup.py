@@ -181,6 +181,36 @@ class LargeCommunity:
 MAX_WEIGHT = 100
 """The most endpoints one node's weight counts for an address (docs/weighted-ecmp.md):
 the routers map each weight through a table rendered once, one entry per value."""
+MAX_CLASSES = 8
+"""The most BGP classes one ServiceGroup declares (docs/bgp-classes.md): FRR maps every
+(class, weight) pair through one route-map entry."""
+CLASS_STRIDE = 128
+"""FRR: an address's metric is ``class * CLASS_STRIDE + weight`` (class 0: the group's
+default policy; weight 0: not weighted), the one number zebra passes on."""
+_CLASS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def route_mark(weight: int, klass: int) -> int:
+    """The metric FRR reads from an address's connected route: its class and weight."""
+    return klass * CLASS_STRIDE + weight
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpClass:
+    """One of a ServiceGroup's named BGP classes (``bgp.classes``), which a Service picks
+    with ``lbroute.io/bgp-class``. Its attributes come on top of the group's: communities
+    and large communities are added, localPref and med replace the group's, prepends are
+    added to the group's (docs/bgp-classes.md)."""
+
+    name: str
+    index: int
+    """1 + its position among the group's classes by name: the number the agent puts on
+    the Service's route (krt_rtt for BIRD, the address metric for FRR)."""
+    communities: tuple[Community, ...] = ()
+    large_communities: tuple[LargeCommunity, ...] = ()
+    local_pref: int | None = None
+    med: int | None = None
+    prepend: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -196,6 +226,14 @@ class BgpPolicy:
     link-bandwidth extended community, 1 Mbps per ready endpoint on the node (capped at
     :data:`MAX_WEIGHT`), so that an upstream doing weighted ECMP splits the traffic in
     proportion (docs/weighted-ecmp.md)."""
+    classes: tuple[BgpClass, ...] = ()
+    """``classes``: named attribute sets a Service may pick, by name (index order)."""
+
+    def bgp_class(self, name: str | None) -> BgpClass | None:
+        """The class called ``name``; None when unset or not declared."""
+        if name is None:
+            return None
+        return next((c for c in self.classes if c.name == name), None)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -383,17 +421,24 @@ def _large_community(value: Any) -> LargeCommunity:
     return LargeCommunity(global_admin=a, data1=b, data2=c)
 
 
+_ATTRIBUTES = {"communities", "largeCommunities", "localPref", "med", "asPathPrepend"}
+
+
 def _bgp_policy(r: Reader) -> BgpPolicy:
-    r.unknown(
-        {
-            "communities",
-            "largeCommunities",
-            "localPref",
-            "med",
-            "asPathPrepend",
-            "weightByEndpoints",
-        }
+    r.unknown({*_ATTRIBUTES, "weightByEndpoints", "classes"})
+    communities, larges = _communities(r)
+    return BgpPolicy(
+        communities=communities,
+        large_communities=larges,
+        local_pref=r.int_("localPref", *_U32),
+        med=r.int_("med", *_U32),
+        prepend=r.int_("asPathPrepend", 0, 10) or 0,
+        weight_by_endpoints=r.bool_("weightByEndpoints", False),
+        classes=_classes(r),
     )
+
+
+def _communities(r: Reader) -> tuple[tuple[Community, ...], tuple[LargeCommunity, ...]]:
     communities = []
     for i, item, _ in r.items("communities"):
         c = r.convert_item("communities", i, item, _community, "ASN:VALUE, each 0-65535")
@@ -406,14 +451,49 @@ def _bgp_policy(r: Reader) -> BgpPolicy:
         )
         if lc is not None:
             larges.append(lc)
-    return BgpPolicy(
-        communities=tuple(sorted(set(communities))),
-        large_communities=tuple(sorted(set(larges))),
-        local_pref=r.int_("localPref", *_U32),
-        med=r.int_("med", *_U32),
-        prepend=r.int_("asPathPrepend", 0, 10) or 0,
-        weight_by_endpoints=r.bool_("weightByEndpoints", False),
-    )
+    return tuple(sorted(set(communities))), tuple(sorted(set(larges)))
+
+
+def _classes(r: Reader) -> tuple[BgpClass, ...]:
+    """``bgp.classes``: name -> attributes, at most :data:`MAX_CLASSES`; names are DNS
+    labels (they are matched against a tenant's annotation, never rendered)."""
+    value = r.raw("classes")
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        r.error("classes", "must be an object: class name -> its BGP attributes")
+        return ()
+    if len(value) > MAX_CLASSES:
+        r.error("classes", f"declares {len(value)} classes; at most {MAX_CLASSES}")
+        return ()
+    node = r.child("classes")
+    found: list[tuple[str, Reader]] = []
+    for name in sorted(value, key=str):
+        if not isinstance(name, str) or not _CLASS_NAME.fullmatch(name):
+            node.error(
+                str(name)[:80],
+                f"{quote(name)} is not a valid class name; expected up to 63 lowercase "
+                "letters, digits and '-', starting and ending with a letter or digit",
+            )
+            continue
+        c = node.child(name)
+        c.unknown(_ATTRIBUTES)
+        found.append((name, c))
+    classes = []
+    for index, (name, c) in enumerate(found, start=1):
+        communities, larges = _communities(c)
+        classes.append(
+            BgpClass(
+                name=name,
+                index=index,
+                communities=communities,
+                large_communities=larges,
+                local_pref=c.int_("localPref", *_U32),
+                med=c.int_("med", *_U32),
+                prepend=c.int_("asPathPrepend", 0, 10) or 0,
+            )
+        )
+    return tuple(classes)
 
 
 def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:

@@ -40,6 +40,9 @@ ADDRESSES_ANNOTATION: Final = f"{GROUP}/addresses"
 """Read: the addresses a Service asks for, comma-separated, at most one per family."""
 SHARED_ANNOTATION: Final = f"{GROUP}/allow-shared-ip"
 """Read: the sharing key; Services of one namespace with the same key may share an IP."""
+BGP_CLASS_ANNOTATION: Final = f"{GROUP}/bgp-class"
+"""Read: the BGP class (one its ServiceGroup declares in ``bgp.classes``) a Service's
+routes carry; any other value is reported and the group's default policy applies."""
 FOREIGN_ALIASES: Final = {
     ADDRESSES_ANNOTATION: (
         "metallb.io/loadBalancerIPs",

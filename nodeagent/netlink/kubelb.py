@@ -27,7 +27,7 @@ from lbroute.model.fields import IPNetwork
 from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 from nodeagent.desired import Interface
 from nodeagent.netlink import wire
-from nodeagent.netlink.plan import plan_reconcile
+from nodeagent.netlink.plan import NONE, Mark, plan_reconcile
 from nodeagent.netlink.rtnl import Rtnl, set_promote_secondaries
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ class Kubelb:
         self.ifname = ifname
         self.table = table
         self.sysctl_root = sysctl_root
-        self.address_weights = False
-        """Weights go on the addresses' metrics too (the router is FRR: zebra reads the
-        connected route's metric, docs/weighted-ecmp.md)."""
+        self.address_marks = False
+        """Weights and classes go on the addresses' metrics too (the router is FRR: zebra
+        reads the connected route's metric, docs/weighted-ecmp.md)."""
         self._ipr = IPRoute()
         self._bulk: Rtnl | None = None
         self._index: int | None = None
@@ -173,35 +173,39 @@ class Kubelb:
         """The prefixes lbroute keeps a route for in its table."""
         return frozenset(self._routes())
 
-    def _routes(self) -> dict[IPNetwork, int]:
-        """lbroute's routes in its table, with their windows (weights)."""
+    def _routes(self) -> dict[IPNetwork, Mark]:
+        """lbroute's routes in its table, with their marks (weight, class)."""
         index = self.index
         found = {}
         for family in (socket.AF_INET, socket.AF_INET6):
             for r in self._rtnl.routes(family, self.table, index):
                 if r.table == self.table and r.proto == ROUTE_PROTO and r.oif == index:
-                    found[ipaddress.ip_network(f"{r.dst}/{r.dst_len}")] = r.window
+                    found[ipaddress.ip_network(f"{r.dst}/{r.dst_len}")] = r.mark
         return found
 
     def reconcile(
-        self, desired: frozenset[Interface], weights: Mapping[Interface, int] | None = None
+        self,
+        desired: frozenset[Interface],
+        weights: Mapping[Interface, int] | None = None,
+        classes: Mapping[Interface, int] | None = None,
     ) -> Changes:
-        """Make lbroute's addresses and routes match ``desired`` (and ``weights``), in
-        the order :mod:`~nodeagent.netlink.plan` gives; each step is one batch of
-        requests, which the kernel carries out in order."""
-        addresses, windows = self._addresses(), self._routes()
+        """Make lbroute's addresses and routes match ``desired`` (with ``weights`` and
+        ``classes``), in the order :mod:`~nodeagent.netlink.plan` gives; each step is one
+        batch of requests, which the kernel carries out in order."""
+        addresses, marks = self._addresses(), self._routes()
         current = frozenset(addresses)
         plan = plan_reconcile(
             owned=current,
-            routes=frozenset(windows),
+            routes=frozenset(marks),
             desired=desired,
             weights=weights,
-            windows=windows,
+            classes=classes,
+            marks=marks,
             metrics=addresses,
-            address_weights=self.address_weights,
+            address_marks=self.address_marks,
         )
         index, table = self.index, self.table
-        window, metric = plan.route_windows, plan.metrics
+        mark, metric = plan.route_marks, plan.metrics
         failed: list[tuple[Interface | IPNetwork, str]] = []
         added = self._batch(
             plan.add,
@@ -212,7 +216,7 @@ class Kubelb:
         )
         self._batch(
             plan.add_routes,
-            lambda n: wire.add_route(n, table, index, ROUTE_PROTO, window.get(n, 0)),
+            lambda n: wire.add_route(n, table, index, ROUTE_PROTO, mark.get(n, NONE)),
             _ADD_OK,
             "add route",
             failed,
@@ -229,7 +233,7 @@ class Kubelb:
         )
         self._batch(
             plan.reweight_routes,
-            lambda n: wire.replace_route(n, table, index, ROUTE_PROTO, window.get(n, 0)),
+            lambda n: wire.replace_route(n, table, index, ROUTE_PROTO, mark.get(n, NONE)),
             frozenset(),
             "weigh route",
             failed,

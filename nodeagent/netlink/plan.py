@@ -7,12 +7,13 @@ the addresses wanted, and says what to add and what to delete, step by step:
 2. new routes (one per prefix of a wanted address),
 3. routes no wanted address needs any more,
 4. addresses no longer wanted,
-5. weights (docs/weighted-ecmp.md) of routes and addresses that stay: the route's
-   window replaced in place; the address's metric changed in place or, where the router
-   reads it from an IPv6 address only when the address is added (FRR 8.4's zebra),
-   by removing the address and adding it again.
+5. marks, the weight (docs/weighted-ecmp.md) and the BGP class (docs/bgp-classes.md),
+   of routes and addresses that stay: the route's window and rtt replaced in place; the
+   address's metric (``class * CLASS_STRIDE + weight``) changed in place or, where the
+   router reads it from an IPv6 address only when the address is added (FRR 8.4's
+   zebra), by removing the address and adding it again.
 
-New addresses and routes are added with their weights. So a prefix-length change never
+New addresses and routes are added with their marks. So a prefix-length change never
 leaves a gap, and a route never outlives (nor is silently dropped with) the last address
 of its prefix. Nothing else is touched: an
 address that stays is not re-added. Within a step, IPv4 comes before IPv6, each in
@@ -24,8 +25,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from lbroute.model.api import route_mark
 from lbroute.model.fields import IPNetwork
 from nodeagent.desired import Interface
+
+Mark = tuple[int, int]
+"""A route's (weight, class): its RTAX_WINDOW and RTAX_RTT."""
+NONE: Mark = (0, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,13 +43,13 @@ class Plan:
     delete_routes: tuple[IPNetwork, ...] = ()
     delete: tuple[Interface, ...] = ()
     reweight_routes: tuple[IPNetwork, ...] = ()
-    """Routes that stay, with a new window (replaced in place)."""
+    """Routes that stay, with a new mark (replaced in place)."""
     reweight: tuple[Interface, ...] = ()
     """Addresses that stay, with a new metric changed in place."""
     readd: tuple[Interface, ...] = ()
     """IPv6 addresses that stay, with a new metric: removed and added again at once."""
-    route_windows: Mapping[IPNetwork, int] = field(default_factory=dict)
-    """The window each added or reweighted route gets (absent: 0)."""
+    route_marks: Mapping[IPNetwork, Mark] = field(default_factory=dict)
+    """The mark each added or reweighted route gets (absent: none)."""
     metrics: Mapping[Interface, int] = field(default_factory=dict)
     """The metric each added, reweighted or re-added address gets (absent: 0)."""
 
@@ -54,20 +60,25 @@ def plan_reconcile(
     routes: frozenset[IPNetwork],
     desired: frozenset[Interface],
     weights: Mapping[Interface, int] | None = None,
-    windows: Mapping[IPNetwork, int] | None = None,
+    classes: Mapping[Interface, int] | None = None,
+    marks: Mapping[IPNetwork, Mark] | None = None,
     metrics: Mapping[Interface, int] | None = None,
-    address_weights: bool = False,
+    address_marks: bool = False,
 ) -> Plan:
     """The steps that turn ``owned`` addresses and ``routes`` (lbroute's, as the kernel
-    has them, with their ``metrics`` and ``windows``) into ``desired`` addresses with one
-    route per prefix, weighted by ``weights``; ``address_weights``: the weight goes on the
-    address's metric too (FRR reads it there)."""
+    has them, with their ``metrics`` and ``marks``) into ``desired`` addresses with one
+    route per prefix, marked with ``weights`` and ``classes``; ``address_marks``: the
+    mark goes on the address's metric too (FRR reads it there)."""
     want_routes = frozenset(i.network for i in desired)
-    weights, windows, metrics = weights or {}, windows or {}, metrics or {}
-    want_windows = {i.network: w for i, w in weights.items() if w and i in desired}
-    want_metrics = (
-        {i: w for i, w in weights.items() if w and i in desired} if address_weights else {}
-    )
+    weights, classes = weights or {}, classes or {}
+    marks, metrics = marks or {}, metrics or {}
+    marked = {
+        i: (weights.get(i, 0), classes.get(i, 0))
+        for i in (*weights, *classes)
+        if i in desired and (weights.get(i) or classes.get(i))
+    }
+    want_marks = {i.network: mark for i, mark in marked.items()}
+    want_metrics = {i: route_mark(*mark) for i, mark in marked.items()} if address_marks else {}
     kept = desired & owned
     changed = [i for i in kept if metrics.get(i, 0) != want_metrics.get(i, 0)]
     return Plan(
@@ -77,15 +88,15 @@ def plan_reconcile(
         delete=tuple(sorted(owned - desired, key=_order)),
         reweight_routes=tuple(
             sorted(
-                (n for n in want_routes & routes if windows.get(n, 0) != want_windows.get(n, 0)),
+                (n for n in want_routes & routes if marks.get(n, NONE) != want_marks.get(n, NONE)),
                 key=_net_order,
             )
         ),
         reweight=tuple(
-            sorted((i for i in changed if i.version == 4 or not address_weights), key=_order)
+            sorted((i for i in changed if i.version == 4 or not address_marks), key=_order)
         ),
-        readd=tuple(sorted((i for i in changed if i.version == 6 and address_weights), key=_order)),
-        route_windows=want_windows,
+        readd=tuple(sorted((i for i in changed if i.version == 6 and address_marks), key=_order)),
+        route_marks=want_marks,
         metrics=want_metrics,
     )
 

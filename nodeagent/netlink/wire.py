@@ -48,10 +48,11 @@ IFA_F_NODAD = 0x02
 IFA_F_NOPREFIXROUTE = 0x200
 """The kernel adds no prefix route of its own; lbroute keeps one per prefix instead."""
 RTA_DST, RTA_OIF, RTA_PRIORITY, RTA_METRICS, RTA_MULTIPATH, RTA_TABLE = 1, 4, 6, 8, 9, 15
-RTAX_WINDOW = 3
-"""The route metric that carries a weight in lbroute's table (docs/weighted-ecmp.md):
-not part of the route's key, so a route is replaced in place; the table is never used
-for forwarding, so the value changes nothing else."""
+RTAX_WINDOW, RTAX_RTT = 3, 4
+"""The route metrics that carry a weight (docs/weighted-ecmp.md) and a BGP class
+(docs/bgp-classes.md) in lbroute's table: not part of the route's key, so a route is
+replaced in place; the table is never used for forwarding, so the values change
+nothing else."""
 REPLACE_ROUTE = NLM_F_REQUEST | NLM_F_ACK | NLM_F_REPLACE | 0x400  # | NLM_F_CREATE
 RTN_UNICAST, RT_TABLE_COMPAT, RT_TABLE_MAIN, RT_SCOPE_LINK = 1, 252, 254, 253
 IFLA_ADDRESS, IFLA_IFNAME = 1, 3
@@ -106,6 +107,13 @@ class Route:
     oif: int | None
     window: int = 0
     """RTAX_WINDOW: the weight BIRD reads as ``krt_window`` (0: none)."""
+    rtt: int = 0
+    """RTAX_RTT: the BGP class BIRD reads as ``krt_rtt`` (0: none)."""
+
+    @property
+    def mark(self) -> tuple[int, int]:
+        """(weight, class)."""
+        return (self.window, self.rtt)
 
 
 def attr(kind: int, payload: bytes) -> bytes:
@@ -198,19 +206,26 @@ def _address(iface: Interface, index: int, flags: int) -> bytes:
     return body + attr(IFA_ADDRESS, packed)
 
 
-def add_route(net: IPNetwork, table: int, oif: int, proto: int, window: int = 0) -> Request:
+def add_route(
+    net: IPNetwork, table: int, oif: int, proto: int, mark: tuple[int, int] = (0, 0)
+) -> Request:
     """A link-scope route to ``net`` through link ``oif`` in ``table``, marked ``proto``;
-    ``window``: its RTAX_WINDOW (the weight), none when 0."""
-    return RTM_NEWROUTE, CREATE, _route(net, table, oif, proto) + _window(window)
+    ``mark``: the (weight, class) its RTAX_WINDOW and RTAX_RTT carry, none when 0."""
+    return RTM_NEWROUTE, CREATE, _route(net, table, oif, proto) + _metrics(mark)
 
 
-def replace_route(net: IPNetwork, table: int, oif: int, proto: int, window: int) -> Request:
-    """The route of :func:`add_route` with a new ``window``, replaced in place."""
-    return RTM_NEWROUTE, REPLACE_ROUTE, _route(net, table, oif, proto) + _window(window)
+def replace_route(
+    net: IPNetwork, table: int, oif: int, proto: int, mark: tuple[int, int]
+) -> Request:
+    """The route of :func:`add_route` with a new ``mark``, replaced in place."""
+    return RTM_NEWROUTE, REPLACE_ROUTE, _route(net, table, oif, proto) + _metrics(mark)
 
 
-def _window(window: int) -> bytes:
-    return attr(RTA_METRICS, attr(RTAX_WINDOW, U32.pack(window))) if window else b""
+def _metrics(mark: tuple[int, int]) -> bytes:
+    window, rtt = mark
+    inner = attr(RTAX_WINDOW, U32.pack(window)) if window else b""
+    inner += attr(RTAX_RTT, U32.pack(rtt)) if rtt else b""
+    return attr(RTA_METRICS, inner) if inner else b""
 
 
 def delete_route(net: IPNetwork, table: int, oif: int, proto: int) -> Request:
@@ -329,7 +344,8 @@ def parse_route(payload: bytes) -> Route | None:
         return None
     table_attr, oif_attr = found.get(RTA_TABLE), found.get(RTA_OIF)
     metrics = found.get(RTA_METRICS)
-    window = attrs(metrics, 0, len(metrics)).get(RTAX_WINDOW) if metrics else None
+    inner = attrs(metrics, 0, len(metrics)) if metrics else {}
+    window, rtt = inner.get(RTAX_WINDOW), inner.get(RTAX_RTT)
     return Route(
         dst=socket.inet_ntop(fields[0], dst),
         dst_len=fields[1],
@@ -337,6 +353,7 @@ def parse_route(payload: bytes) -> Route | None:
         proto=fields[5],
         oif=U32.unpack(oif_attr)[0] if oif_attr else None,
         window=U32.unpack(window[:4])[0] if window and len(window) >= 4 else 0,
+        rtt=U32.unpack(rtt[:4])[0] if rtt and len(rtt) >= 4 else 0,
     )
 
 

@@ -19,6 +19,14 @@ sessions kept: the GRACEFUL_SHUTDOWN community (65535:0, RFC 8326) towards both 
 local preference 0 towards iBGP, and towards eBGP the NodeAgent's ``drainPrepend``
 more prepends and its ``drainMED`` as the MED. Once drained, the filters export
 nothing (:attr:`ExportView.withdrawn`).
+
+A group's BGP classes (docs/bgp-classes.md) come on top of its actions, chosen per
+route by the number the agent puts on it: BIRD reads it as ``krt_rtt`` in the group's
+function; FRR reads the address metric (``class * CLASS_STRIDE + weight``) in the
+redistribution route-map :class:`ClassMarkView`, which turns it into the route's tag,
+and the outbound route-map's entry for the group calls :class:`ClassMapView`, which
+matches the tag. Per session kind as the group's own attributes, and while the node
+drains a class sets no local preference and no MED (the drain's de-preference wins).
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ from enum import StrEnum
 
 from lbroute.model.agentconfig import DrainPolicy
 from lbroute.model.api import (
+    CLASS_STRIDE,
     MAX_WEIGHT,
+    BgpClass,
     BgpPeer,
     Community,
     Family,
@@ -67,6 +77,26 @@ class Session(StrEnum):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClassActions:
+    """What one BGP class adds to its group's actions towards one session kind."""
+
+    name: str
+    index: int
+    communities: tuple[Community, ...]
+    large_communities: tuple[LargeCommunity, ...]
+    local_pref: int | None
+    med: int | None
+    prepend: int
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.communities or self.large_communities or self.prepend
+            or self.local_pref is not None or self.med is not None
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
 class BgpActions:
     """What one ServiceGroup's routes get towards the neighbors of one ``session`` kind
     (or both): each attribute only where the receiving router uses it (see the module
@@ -87,13 +117,71 @@ class BgpActions:
     """How many times the neighbor's local ASN is prepended (BIRD passes it in)."""
     weighted: bool = False
     """``weightByEndpoints``: BIRD calls the weight function (:class:`WeightView`)."""
+    classes: tuple[ClassActions, ...] = ()
+    """The group's classes that change something towards this session kind."""
+
+    @property
+    def takes_asn(self) -> bool:
+        """BIRD: the function prepends (its own or a class's), so it takes the ASN."""
+        return bool(self.prepend) or any(c.prepend for c in self.classes)
 
     @property
     def empty(self) -> bool:
         return not (
             self.communities or self.large_communities or self.prepend or self.weighted
-            or self.local_pref is not None or self.med is not None
+            or self.local_pref is not None or self.med is not None or self.classes
         )  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassMapView:
+    """FRR: the route-map an outbound entry of a group with classes calls; one entry per
+    class, matching the tag :class:`ClassMarkView` set, adding the class's attributes."""
+
+    name: str
+    classes: tuple[ClassActions, ...]
+    local_asn: int
+    """What ``set as-path prepend`` repeats (the name holds it when a class prepends)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassMarkEntry:
+    seq: int
+    """The address metric it matches, ``class * CLASS_STRIDE + weight`` (never 0)."""
+    index: int
+    weight: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassMarkView:
+    """FRR: the route-map a redistribution entry of a group with classes calls: it reads
+    the class and weight from the connected route's metric, tags the route with the
+    class, sets the link-bandwidth community for the weight, and the metric back to 0."""
+
+    name: str
+    weights: WeightView | None
+    """Where a route of class 0 goes on (its metric is its weight alone)."""
+    classes: int
+    """The most classes a group declares."""
+
+    @functools.cached_property
+    def entries(self) -> tuple[ClassMarkEntry, ...]:
+        weights = range(MAX_WEIGHT + 1) if self.weights is not None else range(1)
+        return tuple(
+            ClassMarkEntry(seq=c * CLASS_STRIDE + w, index=c, weight=w)
+            for c in range(1, self.classes + 1)
+            for w in weights
+        )
+
+
+def class_mark_view(
+    groups: Iterable[GroupView], names: Names, weights: WeightView | None
+) -> ClassMarkView | None:
+    """The class route-map, when some group of ``groups`` declares classes."""
+    most = max((len(g.bgp.classes) for g in groups), default=0)
+    if not most:
+        return None
+    return ClassMarkView(name=names.join("class"), weights=weights, classes=most)
 
 
 LINK_BANDWIDTH = 0x0004
@@ -152,6 +240,8 @@ class BgpExportEntry:
     actions: BgpActions
     as_path_prepend: tuple[int, ...]
     """FRR: the ASNs ``set as-path prepend`` adds (the neighbor's local ASN, repeated)."""
+    class_map: ClassMapView | None = None
+    """FRR: the route-map of the group's classes this entry calls."""
 
     @property
     def group(self) -> GroupView:
@@ -347,7 +437,21 @@ class _Exports:
                 group, session, self.ctx.names, self.ctx.agent.drain, self.ctx.drain
             )
         found = self.actions[key]
-        return BgpExportEntry(actions=found, as_path_prepend=(local_asn,) * found.prepend)
+        return BgpExportEntry(
+            actions=found,
+            as_path_prepend=(local_asn,) * found.prepend,
+            class_map=self._class_map(found, local_asn),
+        )
+
+    def _class_map(self, actions: BgpActions, local_asn: int) -> ClassMapView | None:
+        if not actions.classes or self.ctx.names.router is not Router.FRR:
+            return None
+        parts = ["sg", actions.group.ident, (actions.session or "bgp").lower(), "class"]
+        if any(c.prepend for c in actions.classes):
+            parts.append(str(local_asn))
+        return ClassMapView(
+            name=self.ctx.names.join(*parts), classes=actions.classes, local_asn=local_asn
+        )
 
     def _shared_name(
         self, family: Family, session: Session, local_asn: int, groups: tuple[GroupView, ...]
@@ -376,7 +480,12 @@ def _actions(
     drains (see the module docstring)."""
     policy = group.bgp
     draining = drain is Drain.DEPREFER
-    by_session = bool(policy.prepend) or policy.local_pref is not None or draining
+    by_session = (
+        bool(policy.prepend)
+        or policy.local_pref is not None
+        or draining
+        or any(c.prepend or c.local_pref is not None for c in policy.classes)
+    )
     ebgp = session is Session.EBGP
     communities = policy.communities
     local_pref = None if ebgp else policy.local_pref
@@ -400,6 +509,23 @@ def _actions(
         med=med,
         prepend=prepend,
         weighted=policy.weight_by_endpoints,
+        classes=tuple(
+            a for a in (_class_actions(c, ebgp, draining) for c in policy.classes) if not a.empty
+        ),
+    )
+
+
+def _class_actions(c: BgpClass, ebgp: bool, draining: bool) -> ClassActions:
+    """One class's part towards eBGP or iBGP neighbors, as :func:`_actions` decides for
+    the group's own; while draining, no local preference nor MED of its own."""
+    return ClassActions(
+        name=c.name,
+        index=c.index,
+        communities=c.communities,
+        large_communities=c.large_communities,
+        local_pref=None if ebgp or draining else c.local_pref,
+        med=None if draining else c.med,
+        prepend=c.prepend if ebgp else 0,
     )
 
 

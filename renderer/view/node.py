@@ -35,10 +35,13 @@ from renderer.view.bgp import (
     BgpActions,
     BgpExportView,
     BgpNeighborView,
+    ClassMapView,
+    ClassMarkView,
     WeightView,
     bgp_functions,
     bgp_redistribute,
     bgp_views,
+    class_mark_view,
     weight_view,
 )
 from renderer.view.context import FAST, Context, FastConvergence, problem
@@ -165,6 +168,24 @@ class NodeView:
         groups = {g for b in self.bgp for e in b.exports for g in e.groups}
         groups |= set(self.host.groups) if self.host is not None else set()
         return weight_view(groups, Names(self.router), self.local_asn)
+
+    @functools.cached_property
+    def bgp_class_marks(self) -> ClassMarkView | None:
+        """FRR: the route-map that reads a route's class (and weight) from its metric,
+        when a group with classes goes out over BGP."""
+        groups = {g for b in self.bgp for e in b.exports for g in e.groups}
+        return class_mark_view(groups, Names(self.router), self.bgp_weights)
+
+    @functools.cached_property
+    def bgp_class_maps(self) -> tuple[ClassMapView, ...]:
+        """FRR: every class route-map an outbound entry calls, once, by name."""
+        found = {
+            x.class_map.name: x.class_map
+            for e in self.bgp_export_maps
+            for x in e.entries
+            if x.class_map is not None
+        }
+        return tuple(found[name] for name in sorted(found))
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:
