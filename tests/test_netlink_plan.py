@@ -85,6 +85,22 @@ CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], tuple[str, ...], Plan]]
         ),
     ),
     (
+        "an IPv6 prefix length changes: the kernel holds one IPv6 address, so swapped at once",
+        ("2001:db8::7/64",),
+        ("2001:db8::/64",),
+        ("2001:db8::7/128",),
+        Plan(
+            swap=(
+                (
+                    ipaddress.ip_interface("2001:db8::7/64"),
+                    ipaddress.ip_interface("2001:db8::7/128"),
+                ),
+            ),
+            add_routes=_nets("2001:db8::7/128"),
+            delete_routes=_nets("2001:db8::/64"),
+        ),
+    ),
+    (
         "a route deleted behind lbroute's back comes back, its address untouched",
         ("192.0.2.7/24", "192.0.2.8/24"),
         (),
@@ -159,9 +175,11 @@ def test_carrying_out_the_plan_gives_the_desired_state(
 ) -> None:
     routes = frozenset(i.network for i in owned | stray)
     plan = plan_reconcile(owned=owned, routes=routes, desired=desired)
-    assert (owned - set(plan.delete)) | set(plan.add) == desired
+    old, new = {o for o, _ in plan.swap}, {n for _, n in plan.swap}
+    assert (owned - set(plan.delete) - old) | set(plan.add) | new == desired
+    assert all(o.ip == n.ip and o.version == 6 for o, n in plan.swap)
     assert (routes - set(plan.delete_routes)) | set(plan.add_routes) == {i.network for i in desired}
-    assert not set(plan.add) & owned and set(plan.delete) <= owned
+    assert not (set(plan.add) | new) & owned and set(plan.delete) | old <= owned
     assert not set(plan.add_routes) & routes and set(plan.delete_routes) <= routes
     for step in (plan.add, plan.add_routes, plan.delete_routes, plan.delete):
         assert len(set(step)) == len(step)

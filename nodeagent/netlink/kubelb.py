@@ -207,6 +207,7 @@ class Kubelb:
         index, table = self.index, self.table
         mark, metric = plan.route_marks, plan.metrics
         failed: list[tuple[Interface | IPNetwork, str]] = []
+        removed_first: list[Interface] = []
         added = self._batch(
             plan.add,
             lambda i: wire.add_address(i, index, ROUTE_PROTO, metric.get(i, 0)),
@@ -214,6 +215,14 @@ class Kubelb:
             "add",
             failed,
         )
+        swapped = self._remove_and_add(plan.swap, index, metric)
+        for (old, new), (gone, back) in zip(plan.swap, swapped, strict=True):
+            if gone in (0, *_ADDR_DEL_OK):
+                removed_first.append(old)
+            if back in (0, *_ADD_OK):
+                added.append(new)
+            else:
+                failed.append((new, f"cannot add: {os.strerror(back)}"))
         self._batch(
             plan.add_routes,
             lambda n: wire.add_route(n, table, index, ROUTE_PROTO, mark.get(n, NONE)),
@@ -228,7 +237,7 @@ class Kubelb:
             "del route",
             failed,
         )
-        removed = self._batch(
+        removed = removed_first + self._batch(
             plan.delete, lambda i: wire.delete_address(i, index), _ADDR_DEL_OK, "delete", failed
         )
         self._batch(
@@ -245,17 +254,10 @@ class Kubelb:
             "weigh",
             failed,
         )
-        if plan.readd:  # one batch: the address is absent between two messages only
-            requests: list[wire.Request] = []
-            for i in plan.readd:
-                requests += [
-                    wire.delete_address(i, index),
-                    wire.add_address(i, index, ROUTE_PROTO, metric.get(i, 0)),
-                ]
-            codes = self._rtnl.requests(requests)
-            for i, gone, back in zip(plan.readd, codes[::2], codes[1::2], strict=True):
-                if back not in (0, *_ADD_OK):
-                    failed.append((i, f"cannot weigh: {os.strerror(back)} (removed: {gone})"))
+        readded = self._remove_and_add([(i, i) for i in plan.readd], index, metric)
+        for i, (gone, back) in zip(plan.readd, readded, strict=True):
+            if back not in (0, *_ADD_OK):
+                failed.append((i, f"cannot weigh: {os.strerror(back)} (removed: {gone})"))
         if added or removed:
             log.info(
                 "%s: added %d, removed %d addresses%s",
@@ -273,6 +275,25 @@ class Kubelb:
             failed=tuple(failed),
             owned=(current | frozenset(added)) - frozenset(removed),
         )
+
+    def _remove_and_add(
+        self,
+        pairs: Sequence[tuple[Interface, Interface]],
+        index: int,
+        metric: Mapping[Interface, int],
+    ) -> list[tuple[int, int]]:
+        """Remove each pair's first address and add its second, all in one batch (each
+        address is absent between two messages only); the kernel's two answers per pair."""
+        if not pairs:
+            return []
+        requests: list[wire.Request] = []
+        for old, new in pairs:
+            requests += [
+                wire.delete_address(old, index),
+                wire.add_address(new, index, ROUTE_PROTO, metric.get(new, 0)),
+            ]
+        codes = self._rtnl.requests(requests)
+        return list(zip(codes[::2], codes[1::2], strict=True))
 
     def _batch(
         self,

@@ -13,6 +13,11 @@ the addresses wanted, and says what to add and what to delete, step by step:
    router reads it from an IPv6 address only when the address is added (FRR 8.4's
    zebra), by removing the address and adding it again.
 
+An IPv6 address whose prefix length changes is the exception: the kernel holds one
+IPv6 address per interface whatever its prefix length (adding the new one while the old
+is there fails with EEXIST), so the old one is removed and the new one added in one
+batch, in step 1 (:attr:`Plan.swap`): the address is absent between two messages only.
+
 New addresses and routes are added with their marks. So a prefix-length change never
 leaves a gap, and a route never outlives (nor is silently dropped with) the last address
 of its prefix. Nothing else is touched: an
@@ -39,6 +44,9 @@ class Plan:
     """The steps of a reconcile, each done in one batch, in this order."""
 
     add: tuple[Interface, ...] = ()
+    swap: tuple[tuple[Interface, Interface], ...] = ()
+    """IPv6 addresses with a new prefix length: (old, new), each pair removed and added
+    at once, after ``add``."""
     add_routes: tuple[IPNetwork, ...] = ()
     delete_routes: tuple[IPNetwork, ...] = ()
     delete: tuple[Interface, ...] = ()
@@ -81,11 +89,20 @@ def plan_reconcile(
     want_metrics = {i: route_mark(*mark) for i, mark in marked.items()} if address_marks else {}
     kept = desired & owned
     changed = [i for i in kept if metrics.get(i, 0) != want_metrics.get(i, 0)]
+    adding, deleting = desired - owned, owned - desired
+    old6: dict[object, Interface] = {i.ip: i for i in deleting if i.version == 6}
+    swap = tuple(
+        sorted(((old6[i.ip], i) for i in adding if i.ip in old6), key=lambda p: _order(p[1]))
+    )
+    if swap:
+        adding -= {new for _, new in swap}
+        deleting -= {old for old, _ in swap}
     return Plan(
-        add=tuple(sorted(desired - owned, key=_order)),
+        add=tuple(sorted(adding, key=_order)),
+        swap=swap,
         add_routes=tuple(sorted(want_routes - routes, key=_net_order)),
         delete_routes=tuple(sorted(routes - want_routes, key=_net_order)),
-        delete=tuple(sorted(owned - desired, key=_order)),
+        delete=tuple(sorted(deleting, key=_order)),
         reweight_routes=tuple(
             sorted(
                 (n for n in want_routes & routes if marks.get(n, NONE) != want_marks.get(n, NONE)),

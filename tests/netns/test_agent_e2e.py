@@ -430,6 +430,45 @@ class Env:
                 found[self.lab.node_of(hop.group(1))] = frozenset(f"{a}:{b}" for a, b in pairs)
         return found
 
+    def bgp_paths(self, prefix: str) -> dict[str, tuple[frozenset[str], str, int | None]]:
+        """Each node's path to exactly ``prefix`` at the upstream: its communities and
+        large communities, AS path and MED (None when it has none)."""
+        found: dict[str, tuple[frozenset[str], str, int | None]] = {}
+        if self.upstream == "frr":
+            assert self.lab.upstream_frr is not None
+            family = "ipv6" if ":" in prefix else "ipv4"
+            out = self.lab.upstream_frr.vtysh(f"show bgp {family} unicast {prefix} json").stdout
+            data = json.loads(out or "{}")
+            if data.get("prefix") != prefix:
+                return found
+            for path in data.get("paths", []):
+                tags = path.get("community", {}).get("string", "").split()
+                tags += path.get("largeCommunity", {}).get("string", "").split()
+                found[self.lab.node_of(path["peer"]["peerId"])] = (
+                    frozenset(tags),
+                    str(path.get("aspath", {}).get("string", "")),
+                    path.get("metric"),
+                )
+            return found
+        assert self.lab.upstream_bird is not None
+        out = self.lab.upstream_bird.birdc("show", "route", prefix, "all", check=False)
+        for block in re.split(r"\n(?=\S|\s+unicast )", out.stdout):
+            hop, net = re.search(r"BGP\.next_hop: (\S+)", block), re.match(r"(\S+/\d+)", block)
+            if hop is None or (net is not None and net.group(1) != prefix):
+                continue
+            pairs = re.findall(r"BGP\.community: (.*)", block)
+            larges = re.findall(r"BGP\.large_community: (.*)", block)
+            tags = re.findall(r"\((\d+), ?(\d+)\)", pairs[0] if pairs else "")
+            big = re.findall(r"\((\d+), (\d+), (\d+)\)", larges[0] if larges else "")
+            path = re.search(r"BGP\.as_path: (.*)", block)
+            med = re.search(r"BGP\.med: (\d+)", block)
+            found[self.lab.node_of(hop.group(1))] = (
+                frozenset([*(f"{a}:{b}" for a, b in tags), *(":".join(t) for t in big)]),
+                path.group(1).strip() if path else "",
+                int(med.group(1)) if med else None,
+            )
+        return found
+
     def ospf_metric(self, prefix: str) -> int | None:
         """The type 2 external metric of the upstream's OSPF route to ``prefix``."""
         if self.upstream == "frr":
@@ -1032,6 +1071,74 @@ def test_policy_changes_reach_the_upstream_without_resetting_sessions(env: Env) 
 
         env.wait(reapplied)
         assert env.status(node)["config_hash"] != env.hashes[node]
+    assert_sessions_kept(sessions, env.bgp_sessions(), time.monotonic() - started)
+
+
+def test_a_service_picks_a_bgp_class_without_a_reload(env: Env) -> None:
+    """docs/bgp-classes.md: the group declares classes (a reload), then a Service picks
+    one, another, and one the group does not declare, by its annotation alone: the
+    upstream sees the class's attributes on the Service's own host prefixes from both
+    nodes, and neither node applies a configuration nor resets a session meanwhile."""
+
+    def declare(group: Any) -> None:
+        group["spec"]["bgp"]["classes"] = {
+            "premium": {"communities": ["65000:300"], "largeCommunities": ["65000:1:300"],
+                        "med": 10},
+            "backup": {"communities": ["65000:900"], "asPathPrepend": 2},
+        }  # fmt: skip
+
+    def pick(name: str) -> None:
+        def annotate(service: Any) -> None:
+            service["metadata"]["annotations"]["lbroute.io/bgp-class"] = name
+
+        env.edit("services.yaml", "Service", "web-1", annotate)
+
+    env.edit("cluster.yaml", "ServiceGroup", "web", declare)
+    for node in BOTH:
+        env.wait(lambda n=node: env.result(n) == "Applied"
+                 and env.status(n)["config_hash"] != env.hashes[n], what="applied")  # fmt: skip
+    applies = {n: (env.status(n)["last_apply"]["time"], env.status(n)["config_hash"]) for n in BOTH}
+    sessions, started = env.bgp_sessions(), time.monotonic()
+    host = ("192.0.2.10/32", "2001:db8:1::10/128")
+    premium = frozenset({"65000:100", "65000:300", "65000:1:300"})
+    backup = frozenset({"65000:100", "65000:900"})
+
+    seen: dict[str, Any] = {}
+
+    def paths(wanted: tuple[frozenset[str], int, int]) -> bool:
+        """Both nodes' paths to both host prefixes have these (tags, AS path length, MED;
+        no MED counts as 0: FRR sends the 0 it resets the connected route's metric to,
+        BIRD none, and best-path selection reads a missing MED as 0)."""
+        for prefix in host:
+            seen[prefix] = env.bgp_paths(prefix)
+        return all(
+            {n: (p[0], len(p[1].split()), p[2] or 0) for n, p in seen[prefix].items()}
+            == dict.fromkeys(BOTH, wanted)
+            for prefix in host
+        )
+
+    def expect(wanted: tuple[frozenset[str], int, int]) -> None:
+        try:
+            env.wait(lambda: paths(wanted))
+        except AssertionError:
+            raise AssertionError(f"wanted {wanted} from both nodes, upstream has {seen}") from None
+
+    pick("premium")
+    expect((premium, 1, 10))
+    assert env.communities("192.0.2.0/24") == {n: frozenset({"65000:100"}) for n in BOTH}
+    pick("backup")  # two more ASNs in the path (eBGP), the MED gone with premium
+    expect((backup, 3, 0))
+    announced = {a["address"]: a for a in env.status("node-b")["announced"]}
+    assert announced["2001:db8:1::10/128"].get("bgp_class") == "backup"
+    assert "class backup" in env.cli_status("node-a")
+    pick("gold")  # not declared: the group's policy, the aggregate, and a warning
+    env.wait(lambda: all(env.bgp_paths(p) == {} for p in host), what="host prefixes withdrawn")
+    for node in BOTH:
+        problems = env.wait(lambda n=node: [p for p in env.status(n)["problems"]
+                                            if "is not a BGP class" in p])  # fmt: skip
+        assert "web-1" in problems[0] and "premium" in problems[0], problems
+    after = {n: (env.status(n)["last_apply"]["time"], env.status(n)["config_hash"]) for n in BOTH}
+    assert after == applies, "a node applied a configuration for a Service's class"
     assert_sessions_kept(sessions, env.bgp_sessions(), time.monotonic() - started)
 
 

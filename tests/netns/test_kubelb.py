@@ -127,11 +127,16 @@ def test_removing_the_first_address_of_a_subnet_keeps_the_others(netns: Netns) -
 
 def test_prefix_change_of_one_address(netns: Netns) -> None:
     netns.add_ifb("kube-lb0")
-    agent_netlink(netns, ["192.0.2.7/24"])
-    out = agent_netlink(netns, ["192.0.2.7/32"])
-    assert out["added"] == ["192.0.2.7/32"] and out["removed"] == ["192.0.2.7/24"]
-    assert kernel_addresses(netns) == {"192.0.2.7/32"}
-    assert routes(netns) == {"192.0.2.7 76"}
+    agent_netlink(netns, ["192.0.2.7/24", "2001:db8::7/64"])
+    # IPv6: the kernel holds one address whatever its length (a Service that picks a BGP
+    # class, or turns ETP Local, moves from the aggregate to a host prefix).
+    out = agent_netlink(netns, ["192.0.2.7/32", "2001:db8::7/128"])
+    assert out["added"] == ["192.0.2.7/32", "2001:db8::7/128"]
+    assert sorted(out["removed"]) == ["192.0.2.7/24", "2001:db8::7/64"]
+    assert kernel_addresses(netns) == {"192.0.2.7/32", "2001:db8::7/128"}
+    assert routes(netns) == {"192.0.2.7 76", "2001:db8::7 76"}
+    agent_netlink(netns, ["192.0.2.7/32", "2001:db8::7/64"])
+    assert kernel_addresses(netns) == {"192.0.2.7/32", "2001:db8::7/64"}
 
 
 def test_a_request_the_kernel_refuses_is_reported_and_the_rest_is_done(netns: Netns) -> None:

@@ -8,6 +8,9 @@ FRR upstream (multipath, nothing else configured), each with an IPv4 and an IPv6
 session. The Service has 192.0.2.20 and 2001:db8:1::20; its EndpointSlices (one per
 family) put 3 ready endpoints on node-a and 1 on node-b: the upstream's kernel routes
 carry weights 75 and 25 for both families. Then 1 on node-a and 4 on node-b: 20 and 80.
+Last, the Service picks the group's BGP class ``gold`` (docs/bgp-classes.md): its
+community joins the link-bandwidth one on both nodes' paths, the weights stay (FRR
+carries class and weight in one address metric, BIRD in the route's rtt and window).
 Neither node applies a configuration after the first (the last apply's time and the
 configuration hash stay), and no BGP session is reset.
 """
@@ -58,7 +61,7 @@ spec:
   default: true
   protocols: [bgp]
   pools: [{cidr: 192.0.2.0/24}, {cidr: "2001:db8:1::/64"}]
-  bgp: {weightByEndpoints: true}
+  bgp: {weightByEndpoints: true, classes: {gold: {communities: ["64512:7"]}}}
 ---
 apiVersion: lbroute.io/v1alpha1
 kind: Peer
@@ -142,14 +145,28 @@ class Env:
             out[node] = (str(last.get("time")), str(status.get("config_hash")))
         return out
 
-    def communities(self) -> dict[str, str]:
-        """The upstream's BGP paths to the IPv4 address: each node's extended community."""
+    def communities(self, standard: bool = False, address: str = V4) -> dict[str, str]:
+        """The upstream's BGP paths to ``address``: each node's extended community (or
+        standard ones)."""
         assert self.lab.upstream_frr is not None
-        out = self.lab.upstream_frr.vtysh(f"show bgp ipv4 unicast {V4}/32 json").stdout
+        family = "ipv6" if ":" in address else "ipv4"
+        length = 128 if ":" in address else 32
+        out = self.lab.upstream_frr.vtysh(f"show bgp {family} unicast {address}/{length} json")
+        key = "community" if standard else "extendedCommunity"
         return {
-            self.lab.node_of(p["nexthops"][0]["ip"]): p.get("extendedCommunity", {}).get("string")
-            for p in json.loads(out).get("paths", [])
+            self.lab.node_of(p["peer"]["peerId"]): p.get(key, {}).get("string")
+            for p in json.loads(out.stdout).get("paths", [])
         }
+
+    def pick(self, bgp_class: str) -> None:
+        """Set the Service's lbroute.io/bgp-class annotation."""
+        text = CLUSTER.replace(
+            'annotations: {lbroute.io/allocated-from: "web:192.0.2.0/24,2001:db8:1::/64"}',
+            'annotations: {lbroute.io/allocated-from: "web:192.0.2.0/24,2001:db8:1::/64", '
+            f"lbroute.io/bgp-class: {bgp_class}}}",
+        )
+        assert text != CLUSTER
+        write_atomic(self.source / "cluster.yaml", text)
 
     def sessions(self) -> dict[str, Any]:
         assert self.lab.upstream_frr is not None
@@ -195,5 +212,10 @@ def test_the_upstream_splits_traffic_by_endpoints_and_follows_them_without_a_rel
     env.endpoints({"node-a": 2, "node-b": 2})
     took_back = env.wait_weights({"node-a": 50, "node-b": 50}, timeout=30)
     print(f"weights followed in {took:.2f}s and {took_back:.2f}s")
+    env.pick("gold")
+    both = dict.fromkeys(("node-a", "node-b"), "64512:7")
+    env.lab.wait_for(lambda: all(env.communities(True, a) == both for a in (V4, V6)), timeout=30)
+    assert env.weights(V4) == env.weights(V6) == {"node-a": 50, "node-b": 50}
+    assert env.communities() == dict.fromkeys(("node-a", "node-b"), "LB:64512:250000 (2.000 Mbps)")
     assert env.applies() == applies, "a node applied a configuration for an endpoint change"
     assert env.sessions() == sessions, "a BGP session was reset"
