@@ -37,6 +37,7 @@ runs with the FRR upstream only; the BIRD upstream runs the rest.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import json
@@ -451,8 +452,8 @@ class Env:
                 )
             return found
         assert self.lab.upstream_bird is not None
-        out = self.lab.upstream_bird.birdc("show", "route", prefix, "all", check=False)
-        for block in re.split(r"\n(?=\S|\s+unicast )", out.stdout):
+        text = self.lab.upstream_bird.birdc("show", "route", prefix, "all", check=False).stdout
+        for block in re.split(r"\n(?=\S|\s+unicast )", text):
             hop, net = re.search(r"BGP\.next_hop: (\S+)", block), re.match(r"(\S+/\d+)", block)
             if hop is None or (net is not None and net.group(1) != prefix):
                 continue
@@ -1094,9 +1095,12 @@ def test_a_service_picks_a_bgp_class_without_a_reload(env: Env) -> None:
         env.edit("services.yaml", "Service", "web-1", annotate)
 
     env.edit("cluster.yaml", "ServiceGroup", "web", declare)
+
+    def reapplied(node: str) -> bool:
+        return env.result(node) == "Applied" and env.status(node)["config_hash"] != env.hashes[node]
+
     for node in BOTH:
-        env.wait(lambda n=node: env.result(n) == "Applied"
-                 and env.status(n)["config_hash"] != env.hashes[n], what="applied")  # fmt: skip
+        env.wait(functools.partial(reapplied, node), what=f"{node} applied the classes")
     applies = {n: (env.status(n)["last_apply"]["time"], env.status(n)["config_hash"]) for n in BOTH}
     sessions, started = env.bgp_sessions(), time.monotonic()
     host = ("192.0.2.10/32", "2001:db8:1::10/128")
@@ -1133,9 +1137,12 @@ def test_a_service_picks_a_bgp_class_without_a_reload(env: Env) -> None:
     assert "class backup" in env.cli_status("node-a")
     pick("gold")  # not declared: the group's policy, the aggregate, and a warning
     env.wait(lambda: all(env.bgp_paths(p) == {} for p in host), what="host prefixes withdrawn")
+
+    def unknown(node: str) -> list[str]:
+        return [p for p in env.status(node)["problems"] if "is not a BGP class" in p]
+
     for node in BOTH:
-        problems = env.wait(lambda n=node: [p for p in env.status(n)["problems"]
-                                            if "is not a BGP class" in p])  # fmt: skip
+        problems = env.wait(functools.partial(unknown, node), what=f"{node} reports gold")
         assert "web-1" in problems[0] and "premium" in problems[0], problems
     after = {n: (env.status(n)["last_apply"]["time"], env.status(n)["config_hash"]) for n in BOTH}
     assert after == applies, "a node applied a configuration for a Service's class"
