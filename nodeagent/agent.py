@@ -49,8 +49,10 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
@@ -84,11 +86,15 @@ from nodeagent.status import (
 )
 from renderer.render import render_view
 from renderer.templating import TemplateSet, load_template_set
-from renderer.view import build_view, select_agent
+from renderer.view import Drain, build_view, select_agent
 
 log = logging.getLogger(__name__)
 
 DriverFactory = Callable[[RouterSettings], RouterDriver]
+STATUS_INTERVAL = 0.25
+"""Seconds between two status writes after passes (issue 20): a burst of Service or
+endpoint changes is written once its passes are done, at most this late; an apply, a
+session change or a drain is written at once."""
 
 
 def _make_driver(rs: RouterSettings) -> RouterDriver:
@@ -101,6 +107,25 @@ def _make_driver(rs: RouterSettings) -> RouterDriver:
         reload_command=rs.reload_command,
         replace_host_config=rs.mode_chosen,
     )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Rendered:
+    """One render, and what it depended on."""
+
+    model: api.Model
+    router: RouterSettings
+    agent: ObjectRef | None
+    drain: Drain
+    templates: TemplateSet | None
+    text: str | None
+    problems: tuple[Problem, ...]
+
+
+def _same_objects(a: tuple[Mapping[str, Any], ...], b: tuple[Mapping[str, Any], ...]) -> bool:
+    """The same objects, by identity, in the same order (the tuples hold them: no id is
+    reused while they are compared)."""
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
 class Agent:
@@ -149,6 +174,11 @@ class Agent:
         self._report: Report | None = None
         self._problems: list[str] = []
         self._last_valid = lastgood.Memory()
+        self._loaded: tuple[tuple[Mapping[str, Any], ...], api.Model] | None = None
+        """The objects the model was last built from, and that model (issue 20: a pass
+        for a Service or an endpoint reuses it instead of parsing every object again)."""
+        self._rendered: _Rendered | None = None
+        """The last render and what it was rendered from."""
         """Each ServiceGroup's, Peer's and NodeAgent's last valid version."""
         # The router the newest NodeAgent and the command line pick, and how it does.
         self._router: RouterSettings | None = None
@@ -162,6 +192,9 @@ class Agent:
         self.drainer = Drainer(state_file=began_file(settings.status_file))
         self._drain_requested = drain_requested(settings.status_file)
         """Whether ``lbroute drain`` asked for a drain, as last seen."""
+        self._status_written = float("-inf")
+        self._status_due = float("inf")
+        """When a status write held back by :data:`STATUS_INTERVAL` is due (monotonic)."""
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -179,7 +212,13 @@ class Agent:
         next_check = time.monotonic()
         try:
             while not stop.is_set():
-                due = min(self.schedule.due(), self.addresses.due, next_check, self.drainer.due())
+                due = min(
+                    self.schedule.due(),
+                    self.addresses.due,
+                    next_check,
+                    self.drainer.due(),
+                    self._status_due,
+                )
                 try:
                     first = self._events.get(timeout=max(0.0, due - time.monotonic()))
                     self._handle([first, *self._drain()])
@@ -188,6 +227,8 @@ class Agent:
                 announced = self.addresses.again(time.monotonic())
                 if announced is not None:
                     self.status.announced = announced
+                    self._write_status_soon()
+                if time.monotonic() >= self._status_due:
                     self._write_status()
                 while (text := self.schedule.take(time.monotonic())) is not None:
                     self._apply(text)
@@ -202,6 +243,8 @@ class Agent:
                 self.health.beat()
         finally:
             stop.set()
+            if self._status_due != float("inf"):
+                self._write_status()  # what a burst's last passes did
             if self.local is not None:
                 self.local.stop()
             if self._watcher is not None:
@@ -253,8 +296,7 @@ class Agent:
         self._snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
         services_raw, slices_raw, rest = split_objects(snapshot.objects)
-        loaded = lastgood.load(rest, self._last_valid, now=now())
-        model, self._last_valid = loaded.model, loaded.memory
+        model = self._model(tuple(rest))
         svc_problems: list[Problem] = []
         services = [
             s
@@ -337,7 +379,7 @@ class Agent:
             objects=snapshot.objects,
             agent=agent_spec.ref if agent_spec else None,
         )
-        self._write_status()
+        self._write_status_soon()
 
     def _show_local(self) -> None:
         """The local loop's last report in the status (its problems after the pass's)."""
@@ -396,7 +438,50 @@ class Agent:
         if directory is not None:
             self._watcher = DirectoryWatcher(directory, lambda: self._events.put(None)).start()
 
+    def _model(self, objects: tuple[Mapping[str, Any], ...]) -> api.Model:
+        """The model of ``objects``, built again only when one of them is another object
+        than last time: the sources hand over the same dict for an object that did not
+        change (the manifest directory per file, the API reflectors per object), so a
+        pass for a Service or an EndpointSlice finds every other object as it was."""
+        if self._loaded is not None and _same_objects(self._loaded[0], objects):
+            return self._loaded[1]
+        loaded = lastgood.load(objects, self._last_valid, now=now())
+        self._last_valid = loaded.memory
+        self._loaded = (objects, loaded.model)
+        return loaded.model
+
     def _render(
+        self, model: api.Model, agent: ObjectRef | None
+    ) -> tuple[str | None, list[Problem]]:
+        """The configuration of ``model``; the last one again when nothing it depends on
+        changed (the model, the router settings, the drain phase, the templates), so
+        that Services and endpoints, which never change it, cost no render."""
+        assert self._router is not None
+        rs = self._router
+        last = self._rendered
+        if (
+            last is not None
+            and last.model is model
+            and last.router == rs
+            and last.agent == agent
+            and last.drain is self.drainer.phase
+            and last.templates is not None
+            and last.templates is self._templates
+        ):
+            return last.text, list(last.problems)
+        text, problems = self._render_now(model, agent)
+        self._rendered = _Rendered(
+            model=model,
+            router=rs,
+            agent=agent,
+            drain=self.drainer.phase,
+            templates=self._templates,
+            text=text,
+            problems=tuple(problems),
+        )
+        return text, problems
+
+    def _render_now(
         self, model: api.Model, agent: ObjectRef | None
     ) -> tuple[str | None, list[Problem]]:
         assert self._router is not None
@@ -542,7 +627,16 @@ class Agent:
         for group, n in per_group.items():
             self.metrics.group_addresses.labels(group).set(n)
 
+    def _write_status_soon(self) -> None:
+        """Write the status now, or at most :data:`STATUS_INTERVAL` after the last write
+        (the loop does it then), so passes in a burst do not each write it."""
+        if time.monotonic() - self._status_written >= STATUS_INTERVAL:
+            self._write_status()
+        else:
+            self._status_due = min(self._status_due, self._status_written + STATUS_INTERVAL)
+
     def _write_status(self) -> None:
+        self._status_written, self._status_due = time.monotonic(), float("inf")
         self._status_metrics()
         self.status.updated = now()
         document = self.status.to_json()

@@ -1,0 +1,76 @@
+"""What a pass of the agent does again and what it reuses (issue 20): a Service or an
+endpoint changes neither the model of the other objects nor the router configuration,
+so a pass for one parses no other object and renders nothing; anything the
+configuration depends on (an object, the drain phase, the templates, the router
+settings) renders again. Counted through ``lbroute_render_seconds``, the histogram an
+operator scrapes. The status writes of a burst of passes: tests/netns/test_agent_pace.py.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from lbroute.model import api
+from nodeagent.agent import Agent
+from nodeagent.drain import Trigger
+from nodeagent.settings import AgentSettings, RouterSettings
+from tests.test_desired import group
+from tests.test_drain_restart import Quiet
+from tests.test_weights import NODE, PEER
+
+
+def _agent(tmp_path: Path) -> Agent:
+    agent = Agent(AgentSettings(node="node-a", status_file=tmp_path / "status.json"), Quiet())
+    agent._router = RouterSettings(
+        router=api.Router.BIRD,
+        mode=api.Mode.MANAGED,
+        config_path=tmp_path / "bird.conf",
+        socket_path=tmp_path / "bird.ctl",
+        include_path=None,
+        reload_command=(),
+        templates_dir=None,
+        interface="kube-lb0",
+    )
+    return agent
+
+
+def _renders(agent: Agent) -> float:
+    value = agent.metrics.registry.get_sample_value("lbroute_render_seconds_count")
+    return value or 0.0
+
+
+def _pass(agent: Agent, objects: tuple[dict[str, Any], ...]) -> str | None:
+    model = agent._model(objects)
+    text, _ = agent._render(model, None)
+    return text
+
+
+def test_a_pass_with_the_same_objects_reuses_the_model_and_renders_nothing(
+    tmp_path: Path,
+) -> None:
+    agent = _agent(tmp_path)
+    objects = (group("web", [{"cidr": "192.0.2.0/24"}]), PEER, NODE)
+    first = _pass(agent, objects)
+    assert first is not None and "lbr_sg_web_v4" in first and _renders(agent) == 1
+    # The sources hand over the same dicts for unchanged objects (a new tuple each pass).
+    assert agent._model(tuple(objects)) is agent._model(objects)
+    assert _pass(agent, tuple(objects)) == first and _renders(agent) == 1
+
+
+def test_whatever_the_configuration_depends_on_renders_again(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    web = group("web", [{"cidr": "192.0.2.0/24"}])
+    _pass(agent, (web, PEER, NODE))
+    edited = copy.deepcopy(web)
+    edited["spec"]["bgp"] = {"communities": ["64512:7"]}
+    text = _pass(agent, (edited, PEER, NODE))  # an object changed: parsed and rendered
+    assert text is not None and "bgp_community.add((64512, 7));" in text
+    assert _renders(agent) == 2
+    agent.drainer.update((Trigger.COMMAND,), 600)  # the drain phase
+    drained = _pass(agent, (edited, PEER, NODE))
+    assert drained is not None and "(65535, 0)" in drained and _renders(agent) == 3
+    agent._templates = None  # what a template change does
+    _pass(agent, (edited, PEER, NODE))
+    assert _renders(agent) == 4
