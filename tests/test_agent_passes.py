@@ -16,7 +16,7 @@ from lbroute.model import api
 from nodeagent.agent import Agent
 from nodeagent.drain import Trigger
 from nodeagent.settings import AgentSettings, RouterSettings
-from tests.test_desired import group
+from tests.test_desired import group, service
 from tests.test_drain_restart import Quiet
 from tests.test_weights import NODE, PEER
 
@@ -74,3 +74,20 @@ def test_whatever_the_configuration_depends_on_renders_again(tmp_path: Path) -> 
     agent._templates = None  # what a template change does
     _pass(agent, (edited, PEER, NODE))
     assert _renders(agent) == 4
+
+
+def test_a_service_is_read_again_only_when_its_object_changed(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    web, api_ = service("web", "192.0.2.7"), service("api", "192.0.2.8")
+    first, _ = agent._services([web, api_])
+    again, _ = agent._services([web, api_])
+    assert [s.ref.name for s in first] == ["web", "api"]
+    assert all(a is b for a, b in zip(first, again, strict=True))  # not read again
+    moved = copy.deepcopy(web)
+    moved["status"]["loadBalancer"]["ingress"] = [{"ip": "192.0.2.9"}]
+    after, _ = agent._services([moved])  # api is gone, web is another object
+    assert [str(a) for a in after[0].addresses] == ["192.0.2.9"] and len(after) == 1
+    broken = copy.deepcopy(web)
+    broken["status"]["loadBalancer"]["ingress"] = [{"ip": "not-an-ip"}]
+    _, problems = agent._services([broken])
+    assert problems and problems == agent._services([broken])[1]  # kept with the object
