@@ -58,7 +58,7 @@ from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
 from lbroute.model import api, lastgood
 from lbroute.model.agentconfig import DrainPolicy
-from lbroute.model.endpoints import nodes_of, ready_counts, split_objects
+from lbroute.model.endpoints import ReadyCounter, nodes_of, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
 from lbroute.model.service import Service, parse_service
@@ -179,6 +179,8 @@ class Agent:
         for a Service or an endpoint reuses it instead of parsing every object again)."""
         self._rendered: _Rendered | None = None
         """The last render and what it was rendered from."""
+        self._counter = ReadyCounter()
+        """Ready endpoints per Service and node, each EndpointSlice read once."""
         self._parsed: dict[int, tuple[Mapping[str, Any], Service | None, tuple[Problem, ...]]] = {}
         """id -> each Service object of the last pass, as read (it holds the object, so
         the id is not reused while it is kept)."""
@@ -309,7 +311,7 @@ class Agent:
         self._show_drain()
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
-        counts = ready_counts(slices_raw)
+        counts = self._counter.counts(slices_raw)
         ready = nodes_of(counts)
         desired = desired_state(model, services, ready, self.settings.node, counts)
         inputs = local_inputs(

@@ -13,10 +13,12 @@ from typing import Any
 
 import jsonschema
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from lbroute.kube.trim import trim_endpoint_slice
 from lbroute.model import api
-from lbroute.model.endpoints import ready_counts, ready_nodes, split_objects
+from lbroute.model.endpoints import ReadyCounter, ready_counts, ready_nodes, split_objects
 from lbroute.model.errors import ObjectRef, Problem
 from lbroute.model.service import parse_service
 from nodeagent import status as status_mod
@@ -245,3 +247,38 @@ def test_status_and_node_state_show_the_weight_of_weighted_prefixes() -> None:
     again = status_mod.Status.from_json(doc.to_json())
     assert again.announced == announced
     assert '"weight"' in doc.to_json() and doc.to_json().count('"weight"') == 1
+
+
+# -- counting pass after pass (issue 20)
+
+_NODES = ("node-a", "node-b", "node-c")
+
+
+@st.composite
+def _slices(draw: st.DrawFn) -> list[dict[str, Any]]:
+    """A few EndpointSlices of a few Services, some of them trimmed."""
+    out = []
+    for k in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(("web", "api", "db")))
+        per_node = {n: draw(st.integers(0, 3)) for n in _NODES}
+        family = draw(st.sampled_from(("IPv4", "IPv6")))
+        obj = slice_(name, per_node, family=family, ready=draw(st.booleans()), start=10 * k)
+        out.append(trim_endpoint_slice(obj) if draw(st.booleans()) else obj)
+    return out
+
+
+@given(passes=st.lists(_slices(), min_size=1, max_size=5), keep=st.lists(st.booleans()))
+def test_the_counter_of_passes_counts_as_reading_every_slice_again(
+    passes: list[list[dict[str, Any]]], keep: list[bool]
+) -> None:
+    """The agent's counter reads only the slices that are new objects and adds up only
+    their Services again; whatever objects each pass keeps or replaces, its counts are
+    those of reading everything."""
+    counter = ReadyCounter()
+    previous: list[dict[str, Any]] = []
+    for i, objects in enumerate(passes):
+        # Some slices of the previous pass stay the very same objects.
+        kept = [o for j, o in enumerate(previous) if j < len(keep) and keep[(i + j) % len(keep)]]
+        now = kept + objects
+        assert counter.counts(now) == ready_counts(now)
+        previous = now
