@@ -9,9 +9,16 @@ One direction only::
 
 Per-Service churn only changes addresses; the router configuration changes only when
 a ServiceGroup, Peer, NodeAgent or a template in the templates directory does (that
-directory is watched, wherever it was named). Bursts of changes are coalesced: a new
-configuration is applied once no newer one arrived for ``settle`` seconds, and at the
-latest ``max_delay`` seconds after the first (nodeagent.settings holds the numbers).
+directory is watched, wherever it was named). A pass does again only what changed: the
+sources hand over the very same dict for an object that did not change, so a Service
+or an EndpointSlice is read again only when it is another object, the model is built
+again and the configuration rendered again only when one of the other objects is (or
+the drain phase, the templates, the router settings changed), and the endpoints of a
+Service are added up again only when one of its slices changed. The status file is
+written at most every :data:`STATUS_INTERVAL` after passes (at once after an apply).
+Bursts of changes are coalesced: a new configuration is applied once no newer one
+arrived for ``settle`` seconds, and at the latest ``max_delay`` seconds after the first
+(nodeagent.settings holds the numbers).
 
 A ServiceGroup, Peer or NodeAgent edited into an invalid one is used as its last valid
 version (lbroute.model.lastgood) and reported, until it is fixed or deleted: a typo
