@@ -123,6 +123,8 @@ def service_group(i: int, router: Router) -> Obj:
         spec["default"] = True
     if i % 50 == 25:
         spec["announce"] = "local"  # no routing: left out of the view
+        for pool in pools:
+            pool.pop("aggregation", None)  # a local address is never aggregated
     if i % 10 == 0:
         spec["protocols"] = ["bgp"]
     elif i % 10 == 5:

@@ -262,7 +262,13 @@ def _out_maps(v: NodeView) -> dict[str, str]:
     return {f"{n.ref.name} {e.family}": e.name for n in v.bgp for e in n.exports}
 
 
-def test_frr_neighbors_with_the_same_exports_share_one_route_map() -> None:
+@pytest.mark.parametrize(
+    ("router", "pattern"),
+    [(Router.FRR, r"lbr-bgp-out-[0-9a-f]{12}-v4"), (Router.BIRD, r"lbr_bgp_out_[0-9a-f]{12}_v4")],
+)
+def test_neighbors_with_the_same_exports_share_one_filter(router: Router, pattern: str) -> None:
+    """FRR route-maps and BIRD filters alike (issue 20: 500 BIRD peers of 1,000 groups
+    took BIRD's parser 9 s as one filter each, 0.09 s shared)."""
     db = group("db", "198.51.100.0/24", labels={"tier": "db"})
     tors = [
         bgp("tor-b", "10.0.0.2"),
@@ -270,39 +276,31 @@ def test_frr_neighbors_with_the_same_exports_share_one_route_map() -> None:
         bgp("tor-c", "10.0.0.3", serviceGroupSelector={"matchLabels": {"tier": "web"}}),
         bgp("tor-d", "10.0.0.4", bgp={"localASN": 64999}),
     ]
-    v = view([N1, WEB, db, *tors], router=Router.FRR)
+    v = view([N1, WEB, db, *tors], router=router)
     maps = _out_maps(v)
     assert maps["tor-a ipv4"] == maps["tor-b ipv4"]  # same groups, same local ASN
     assert maps["tor-c ipv4"] != maps["tor-a ipv4"]  # other groups
     assert maps["tor-d ipv4"] != maps["tor-a ipv4"]  # prepends another local ASN
-    assert all(re.fullmatch(r"lbr-bgp-out-[0-9a-f]{12}-v4", name) for name in maps.values())
+    assert all(re.fullmatch(pattern, name) for name in maps.values())
     assert [e.name for e in v.bgp_export_maps] == list(dict.fromkeys(maps.values()))
 
-    # Neighbors that come or go never rename the route-map the others use.
+    # Neighbors that come or go never rename the filter the others use.
     for others in (
         [N1, WEB, db, *tors[1:]],
         [N1, WEB, db, tors[0]],
         [N1, WEB, db, *tors, bgp("tor-0", "10.0.0.9")],
     ):
-        after = _out_maps(view(others, router=Router.FRR))
+        after = _out_maps(view(others, router=router))
         assert {k: after[k] for k in after if k in maps} == {k: maps[k] for k in after if k in maps}
-    # A neighbor whose groups change moves to another route-map; the others stay.
+    # A neighbor whose groups change moves to another filter; the others stay.
     narrowed = [
         *tors[:1],
         bgp("tor-a", "10.0.0.1", serviceGroupSelector={"matchLabels": {"tier": "db"}}),
         *tors[2:],
     ]
-    after = _out_maps(view([N1, WEB, db, *narrowed], router=Router.FRR))
+    after = _out_maps(view([N1, WEB, db, *narrowed], router=router))
     assert after["tor-a ipv4"] != maps["tor-a ipv4"]
     assert after["tor-b ipv4"] == maps["tor-b ipv4"]
-
-    # BIRD has one filter per protocol anyway.
-    assert set(_out_maps(view([N1, WEB, db, *tors], router=Router.BIRD)).values()) == {
-        "lbr_bgp_tor_a_out_v4",
-        "lbr_bgp_tor_b_out_v4",
-        "lbr_bgp_tor_c_out_v4",
-        "lbr_bgp_tor_d_out_v4",
-    }
 
 
 def test_group_exported_by_nobody_is_left_out() -> None:
