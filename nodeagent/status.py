@@ -10,6 +10,7 @@ passwords and keys redacted before it is in either. The metrics are served with
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -228,8 +229,14 @@ class Status:
         return bool(self.updated) and self.updated <= stamp(time.time() - HEARTBEAT)
 
     def to_json(self) -> str:
-        """The document; the router's message with passwords and keys redacted."""
-        data = asdict(self)
+        """The document; the router's message with passwords and keys redacted. The
+        announced addresses (10,000 at scale) are turned into dicts directly: through
+        ``asdict``'s deep copy they took most of the time of writing the status."""
+        data = asdict(dataclasses.replace(self, announced=[]))
+        names = [f.name for f in dataclasses.fields(Announced)]
+        data["announced"] = [{n: getattr(a, n) for n in names} for a in self.announced]
+        for entry in data["announced"]:
+            entry["services"] = list(entry["services"])
         data["last_apply"]["error"] = redact(data["last_apply"]["error"])
         if data["local"] is None:
             del data["local"]
@@ -244,7 +251,7 @@ class Status:
                 del a["weight"]
             if not a["bgp_class"]:
                 del a["bgp_class"]
-        return json.dumps(data, indent=2, sort_keys=True)
+        return json.dumps(data, sort_keys=True)  # no indent: the C encoder, 10x faster
 
     @classmethod
     def from_json(cls, text: str) -> Status:
