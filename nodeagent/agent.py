@@ -68,6 +68,7 @@ from lbroute.model.agentconfig import DrainPolicy
 from lbroute.model.endpoints import ReadyCounter, nodes_of, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
+from lbroute.model.reread import Reread
 from lbroute.model.service import Service, parse_service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
@@ -181,6 +182,7 @@ class Agent:
         self._report: Report | None = None
         self._problems: list[str] = []
         self._last_valid = lastgood.Memory()
+        """Each ServiceGroup's, Peer's and NodeAgent's last valid version."""
         self._loaded: tuple[tuple[Mapping[str, Any], ...], api.Model] | None = None
         """The objects the model was last built from, and that model (issue 20: a pass
         for a Service or an endpoint reuses it instead of parsing every object again)."""
@@ -188,10 +190,8 @@ class Agent:
         """The last render and what it was rendered from."""
         self._counter = ReadyCounter()
         """Ready endpoints per Service and node, each EndpointSlice read once."""
-        self._parsed: dict[int, tuple[Mapping[str, Any], Service | None, tuple[Problem, ...]]] = {}
-        """id -> each Service object of the last pass, as read (it holds the object, so
-        the id is not reused while it is kept)."""
-        """Each ServiceGroup's, Peer's and NodeAgent's last valid version."""
+        self._parsed = Reread(self._read_service)
+        """Each Service object as read, kept while the source keeps the object."""
         # The router the newest NodeAgent and the command line pick, and how it does.
         self._router: RouterSettings | None = None
         self._driver: RouterDriver | None = None
@@ -431,7 +431,7 @@ class Agent:
         self._templates = None
         self._watch_templates(rs.templates_dir)
         self.status.router, self.status.mode = rs.router.value, rs.mode.value
-        self.addresses.use(rs.interface, address_marks=rs.router.value == "frr")
+        self.addresses.use(rs.interface, address_marks=rs.router is api.Router.FRR)
 
     def _watch_templates(self, directory: Path | None) -> None:
         if self._watcher is not None:
@@ -444,25 +444,21 @@ class Agent:
 
     def _services(self, objects: list[Mapping[str, Any]]) -> tuple[list[Service], list[Problem]]:
         """lbroute's Services among ``objects`` and the problems of their ingress, each
-        object read again only when it is another object than last time (the sources
-        keep the dict of an unchanged Service): at 10,000 Services a pass for one
+        object read again only when it is another object than last time
+        (:class:`~lbroute.model.reread.Reread`): at 10,000 Services a pass for one
         change reads one."""
-        default_class = self.settings.default_class
-        last, parsed = self._parsed, {}
         services: list[Service] = []
         problems: list[Problem] = []
-        for obj in objects:
-            hit = last.get(id(obj))
-            if hit is None or hit[0] is not obj:
-                found: list[Problem] = []
-                hit = (obj, parse_service(obj, default_class=default_class, problems=found),
-                       tuple(found))  # fmt: skip
-            parsed[id(obj)] = hit
-            if hit[1] is not None:
-                services.append(hit[1])
-            problems += hit[2]
-        self._parsed = parsed
+        for service, found in self._parsed.update(objects).values:
+            if service is not None:
+                services.append(service)
+            problems += found
         return services, problems
+
+    def _read_service(self, obj: Mapping[str, Any]) -> tuple[Service | None, tuple[Problem, ...]]:
+        found: list[Problem] = []
+        service = parse_service(obj, default_class=self.settings.default_class, problems=found)
+        return service, tuple(found)
 
     def _model(self, objects: tuple[Mapping[str, Any], ...]) -> api.Model:
         """The model of ``objects``, built again only when one of them is another object

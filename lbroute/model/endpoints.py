@@ -14,6 +14,7 @@ from typing import Any
 
 from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import list_at, mapping_at
+from lbroute.model.reread import Reread
 from lbroute.model.vocabulary import ENDPOINT_COUNT, SERVICE_NAME_LABEL
 
 
@@ -51,26 +52,14 @@ class ReadyCounter:
     reading every slice took 0.4 s a pass and adding them all up 0.3 s."""
 
     def __init__(self) -> None:
-        self._read: dict[int, tuple[Mapping[str, Any], _Slice | None]] = {}
+        self._slices: Reread[_Slice | None] = Reread(_read_slice)
         self._totals: dict[ObjectRef, dict[str, int]] = {}
 
     def counts(self, slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, dict[str, int]]:
-        last, read = self._read, {}
-        dirty: set[ObjectRef] = set()
-        for obj in slices:
-            hit = last.get(id(obj))
-            if hit is None or hit[0] is not obj:
-                hit = (obj, _read_slice(obj))  # holds obj: its id is not reused meanwhile
-                if hit[1] is not None:
-                    dirty.add(hit[1].ref)
-            read[id(obj)] = hit
-        for key, (_obj, gone) in last.items():
-            if gone is not None and key not in read:
-                dirty.add(gone.ref)
-        self._read = read
+        read = self._slices.update(slices)
+        dirty = {e.ref for e in (*read.fresh, *read.gone) if e is not None}
         if dirty:
-            entries = [e for _, e in read.values() if e is not None and e.ref in dirty]
-            fresh = _total(entries)
+            fresh = _total(e for e in read.values if e is not None and e.ref in dirty)
             totals = dict(self._totals)
             for ref in dirty:
                 if ref in fresh:
