@@ -37,12 +37,11 @@ from lbroute.kube.events import EventRecorder
 from lbroute.kube.trim import JSON
 from lbroute.kube.writes import CONFLICT_RETRIES, MAX_MESSAGE, read_change_write, with_condition
 from lbroute.model import api
-from lbroute.model.errors import Conflict, NotFound, ObjectRef, quote
+from lbroute.model.errors import Conflict, NotFound, ObjectRef
 from lbroute.model.logs import about
-from lbroute.model.service import annotation_path
+from lbroute.model.service import unknown_class
 from lbroute.model.vocabulary import (
     ALLOCATED_FROM_ANNOTATION,
-    BGP_CLASS_ANNOTATION,
     SERVICE_GROUP,
 )
 
@@ -252,20 +251,16 @@ class PassWriter:
         for a in result.assignments:
             svc = expected.get((a.ref.namespace, a.ref.name))
             group = groups.get(a.group) if a.group is not None else None
-            if svc is None or svc.bgp_class is None or group is None or not a.addresses:
+            if svc is None or group is None or not a.addresses:
                 continue
-            if group.bgp.bgp_class(svc.bgp_class) is not None:
+            unknown = unknown_class(svc, group)
+            if unknown is None or svc.bgp_class is None:
                 continue
             key = (svc.uid or str(svc.ref), svc.bgp_class, group.ref)
             now.add(key)
             if key in self._classes:
                 continue
-            declared = ", ".join(c.name for c in group.bgp.classes) or "none"
-            note = (
-                f"{annotation_path(BGP_CLASS_ANNOTATION)}: {quote(svc.bgp_class)} is not a "
-                f"BGP class of ServiceGroup {group.ref.namespace}/{group.ref.name} (it "
-                f"declares: {declared}); the group's default policy applies"
-            )
+            note = f"{unknown.path}: {unknown.message}"
             log.info("%s: %s", svc.ref, note, extra=about(svc.ref))
             self._emit(svc.ref, "Warning", "UnknownBgpClass", note, uid=svc.uid or None)
         self._classes = now

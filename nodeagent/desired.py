@@ -43,9 +43,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from lbroute.model.api import MAX_WEIGHT, Announce, BgpClass, Model, Pool, ServiceGroup
-from lbroute.model.errors import ObjectRef, Problem, Severity, quote
+from lbroute.model.errors import ObjectRef, Problem, Severity
 from lbroute.model.fields import IPAddress
-from lbroute.model.service import Service, annotation_path
+from lbroute.model.service import Service, annotation_path, unknown_class
 from lbroute.model.vocabulary import BGP_CLASS_ANNOTATION
 
 Interface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -138,8 +138,10 @@ def desired_state(
     wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
     weights: dict[IPAddress, int | None] = {}
     """Address -> summed weight; None once a Service without weighting shares it."""
-    classes: dict[IPAddress, set[BgpClass | None]] = {}
-    """Address -> the classes its Services ask for (None: the group's default)."""
+    classes: dict[IPAddress, BgpClass | None] = {}
+    """Address -> the class its first Service asks for (None: the group's default)."""
+    mixed: dict[IPAddress, set[BgpClass | None]] = {}
+    """Addresses whose Services ask for different classes -> those classes."""
     problems: list[Problem] = []
     pools = PoolIndex(model.service_groups)
     selected: dict[ObjectRef, bool] = {}
@@ -193,16 +195,18 @@ def desired_state(
                 prefixlen = address.max_prefixlen
             else:
                 prefixlen = pool.aggregation
-            classes.setdefault(address, set()).add(bgp_class)
             if address in wanted:
                 old_len, old_group, refs = wanted[address]
                 refs.append(service.ref)
                 wanted[address] = (min(old_len, prefixlen), old_group, refs)
                 before = weights[address]
                 weights[address] = None if before is None or weight is None else before + weight
+                if bgp_class is not classes[address] or address in mixed:
+                    mixed.setdefault(address, {classes[address]}).add(bgp_class)
             else:
                 wanted[address] = (prefixlen, group.ref, [service.ref])
                 weights[address] = weight
+                classes[address] = bgp_class
     announcements = tuple(
         sorted(
             (
@@ -213,7 +217,9 @@ def desired_state(
                     weight=min(weights[address] or 0, MAX_WEIGHT)
                     if prefixlen == address.max_prefixlen
                     else 0,
-                    bgp_class=_agreed(address, classes[address], refs, problems),
+                    bgp_class=_agreed(
+                        address, classes[address], mixed.get(address), refs, problems
+                    ),
                 )
                 for address, (prefixlen, group_ref, refs) in wanted.items()
             ),
@@ -227,32 +233,26 @@ def _class_of(service: Service, group: ServiceGroup, problems: list[Problem]) ->
     """The class ``service`` asks for, if its group declares it; else a warning."""
     if service.bgp_class is None:
         return None
-    found = group.bgp.bgp_class(service.bgp_class)
-    if found is None:
-        declared = ", ".join(c.name for c in group.bgp.classes) or "none"
-        unknown = Problem(
-            severity=Severity.WARNING,
-            ref=service.ref,
-            path=annotation_path(BGP_CLASS_ANNOTATION),
-            message=f"{quote(service.bgp_class)} is not a BGP class of ServiceGroup "
-            f"{group.ref.namespace}/{group.ref.name} (it declares: {declared}); the "
-            "group's default policy applies",
-        )
-        if not problems or problems[-1] != unknown:  # once for all the Service's addresses
-            problems.append(unknown)
-    return found
+    unknown = unknown_class(service, group)
+    if unknown is None:
+        return group.bgp.bgp_class(service.bgp_class)
+    if not problems or problems[-1] != unknown:  # once for all the Service's addresses
+        problems.append(unknown)
+    return None
 
 
 def _agreed(
     address: IPAddress,
-    asked: set[BgpClass | None],
+    first: BgpClass | None,
+    mixed: set[BgpClass | None] | None,
     refs: list[ObjectRef],
     problems: list[Problem],
 ) -> BgpClass | None:
-    """The class of a shared address: the one all its Services ask for, else none."""
-    if len(asked) == 1:
-        return next(iter(asked))
-    names = sorted(c.name if c else "(none)" for c in asked)
+    """The class of an address: its Services' when they agree (``mixed`` is None), else
+    none, with a warning for each of them."""
+    if mixed is None:
+        return first
+    names = sorted(c.name if c else "(none)" for c in mixed)
     problems.extend(
         Problem(
             severity=Severity.WARNING,

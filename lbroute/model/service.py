@@ -42,6 +42,7 @@ from typing import Any, Self
 from lbroute.model.common import Family
 from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, list_at, mapping_at, name_text, parse_ip
+from lbroute.model.servicegroup import ServiceGroup
 from lbroute.model.vocabulary import (
     ADDRESSES_ANNOTATION,
     BGP_CLASS_ANNOTATION,
@@ -361,6 +362,23 @@ def _key(annotations: Mapping[str, Any], key: str, error: Callable[[str, str], N
         )
         return None
     return value
+
+
+def unknown_class(service: Service, group: ServiceGroup) -> Problem | None:
+    """A warning when ``service`` asks for a BGP class that ``group`` does not declare
+    (the agents log it, the allocator makes it an Event); None when it asks for none or
+    for a declared one."""
+    if service.bgp_class is None or group.bgp.bgp_class(service.bgp_class) is not None:
+        return None
+    declared = ", ".join(c.name for c in group.bgp.classes) or "none"
+    return Problem(
+        severity=Severity.WARNING,
+        ref=service.ref,
+        path=annotation_path(BGP_CLASS_ANNOTATION),
+        message=f"{quote(service.bgp_class)} is not a BGP class of ServiceGroup "
+        f"{group.ref.namespace}/{group.ref.name} (it declares: {declared}); the group's "
+        "default policy applies",
+    )
 
 
 def _class(value: Any) -> str | None:

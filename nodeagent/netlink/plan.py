@@ -20,9 +20,9 @@ batch, in step 1 (:attr:`Plan.swap`): the address is absent between two messages
 
 New addresses and routes are added with their marks. So a prefix-length change never
 leaves a gap, and a route never outlives (nor is silently dropped with) the last address
-of its prefix. Nothing else is touched: an
-address that stays is not re-added. Within a step, IPv4 comes before IPv6, each in
-address order, so the same input always gives the same requests.
+of its prefix. Nothing else is touched: an address that stays is not re-added. Within
+a step, IPv4 comes before IPv6, each in address order, so the same input always gives
+the same requests.
 """
 
 from __future__ import annotations

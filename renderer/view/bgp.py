@@ -350,7 +350,7 @@ def bgp_views(peers: list[Peer], ctx: Context) -> tuple[BgpNeighborView, ...]:
         accepted.append((p, spec, pid, local_asn))
     exports = _Exports(ctx)
     views = [
-        _bgp_neighbor(p, spec, pid, local_asn, exports.of(p, spec, pid, local_asn), ctx)
+        _bgp_neighbor(p, spec, pid, local_asn, exports.of(p, spec, local_asn), ctx)
         for p, spec, pid, local_asn in accepted
     ]
     return tuple(sorted(views, key=_neighbor_order))
@@ -387,9 +387,9 @@ def bgp_redistribute(bgp: tuple[BgpNeighborView, ...], names: Names) -> tuple[Ex
     )
 
 
-_Part = tuple[Family, tuple[GroupView, ...], tuple[BgpExportEntry, ...], str | None]
-"""One family of a neighbor's exports: the groups, their entries, the shared FRR
-route-map name (None for BIRD)."""
+_Part = tuple[Family, tuple[GroupView, ...], tuple[BgpExportEntry, ...], str]
+"""One family of a neighbor's exports: the groups, their entries, the name of the
+filter or route-map it shares."""
 
 
 class _Exports:
@@ -407,7 +407,7 @@ class _Exports:
         self.actions: dict[tuple[str, Session], BgpActions] = {}
         self.parts: dict[tuple[int, tuple[Family, ...], Session, int], tuple[_Part, ...]] = {}
 
-    def of(self, p: Peer, spec: BgpPeer, pid: str, local_asn: int) -> tuple[BgpExportView, ...]:
+    def of(self, p: Peer, spec: BgpPeer, local_asn: int) -> tuple[BgpExportView, ...]:
         session = _session(spec, local_asn)
         carried = self.ctx.carried[p.ref]
         key = (id(carried), spec.families, session, local_asn)
@@ -424,7 +424,7 @@ class _Exports:
         return tuple(
             BgpExportView(
                 family=f,
-                name=shared or self.ctx.names.bgp_export(pid, f),
+                name=shared,
                 groups=gs,
                 session=session,
                 entries=() if self.ctx.withdrawn else entries,
@@ -459,7 +459,7 @@ class _Exports:
 
     def _shared_name(
         self, family: Family, session: Session, local_asn: int, groups: tuple[GroupView, ...]
-    ) -> str | None:
+    ) -> str:
         """Neighbors whose outbound filters (BIRD) or route-maps (FRR) would be
         identical (same family, same groups, same session kind, and for eBGP the same
         local ASN for the prepends) share one; otherwise every neighbor's would repeat

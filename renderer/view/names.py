@@ -95,9 +95,6 @@ class Names:
     def group_set(self, group: str, family: Family) -> str:
         return self.join("sg", group, family_suffix(family))
 
-    def bgp_export(self, peer: str, family: Family) -> str:
-        return self.join("bgp", peer, "out", family_suffix(family))
-
     def bgp_protocol(self, peer: str) -> str:
         return self.join("bgp", peer)
 
