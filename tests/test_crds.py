@@ -71,7 +71,7 @@ from celpy.evaluation import CELEvalError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lbroute.model import agentconfig, api, fields, peer
+from lbroute.model import agentconfig, api, fields, netbox, peer
 from lbroute.model.errors import InvalidObject, Severity
 from renderer.view import build_view
 
@@ -787,6 +787,12 @@ MAXIMAL: dict[str, list[Obj]] = {
             "isis": {"metric": 10, "level": "level-1-2"},
             "rip": {"metric": 3},
             "withdrawWithoutEndpoints": True,
+            "ipam": {"netbox": {
+                "url": "https://netbox.example.com", "prefixes": ["198.51.100.0/24"],
+                "tokenSecretRef": {"name": "netbox-token", "key": "token"}, "vrf": "prod",
+                "tenant": "acme", "tags": ["k8s"], "role": "anycast",
+                "dnsName": "{name}.{namespace}.lb.example.com", "onRelease": "deprecate",
+                "clusterName": "east", "aggregation": "host"}},
         }),
     ],
     "Peer": [
@@ -1085,6 +1091,9 @@ MODEL_ENUMS = {
     "mode": api.Mode,
     "hostSessions.session": agentconfig.HostSessionKind,
     "matchExpressions[].operator": None,
+    "netbox.role": netbox.Role,
+    "netbox.onRelease": netbox.OnRelease,
+    "netbox.aggregation": netbox.Aggregation,
 }
 
 
@@ -1158,6 +1167,10 @@ MODEL_PATTERNS = {
     "timers.garbage": fields.DURATION_RE,
     "drainSeconds": fields.DURATION_RE,
     "hostSessions.protocols[]": agentconfig.HOST_PROTOCOL_RE,
+    "netbox.url": netbox.URL_RE,
+    "netbox.tenant": netbox.SLUG_RE,
+    "netbox.tags[]": netbox.SLUG_RE,
+    "netbox.clusterName": netbox.CLUSTER_RE,
     "Table": agentconfig.BIRD_SYMBOL_RE,
 }
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.

@@ -263,8 +263,8 @@ def _check_pool_overlaps(
                 Problem(
                     severity=Severity.ERROR,
                     ref=group.ref,
-                    path=f"spec.pools[{n}]",
-                    message=f"pool {a} overlaps pool {b} of {other.ref}; pools of different "
+                    path=group.pool_path(n),
+                    message=f"{a.source} overlaps {b.source} of {other.ref}; pools of different "
                     f"ServiceGroups must not overlap{SKIPPED}",
                 )
             )

@@ -43,6 +43,7 @@ from lbroute.model.common import (
 )
 from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, IPNetwork, Reader, parse_ip, parse_network
+from lbroute.model.netbox import NETBOX, Aggregation, NetBoxSource, parse_netbox
 from lbroute.model.vocabulary import SERVICE_GROUP
 
 _IETF_RESERVED = (
@@ -120,6 +121,9 @@ class Pool:
     """Prefix length a Service address gets on kube-lb0 with ETP Cluster."""
     allow_network_and_broadcast: bool = False
     """Hand out the network and broadcast addresses of an IPv4 pool wider than /31 too."""
+    external: str | None = None
+    """The IPAM that hands out this pool's addresses (``netbox``: a prefix of
+    ``spec.ipam.netbox``); None: lbroute's own allocator."""
 
     @property
     def network(self) -> IPNetwork | None:
@@ -157,6 +161,13 @@ class Pool:
         if self.cidr is not None:
             return str(self.cidr)
         return f"{self.first}-{self.last}"
+
+    @property
+    def source(self) -> str:
+        """Where the pool is declared, for messages."""
+        if self.external is not None:
+            return f"NetBox prefix {self}"
+        return f"pool {self}"
 
 
 @dataclass(frozen=True, kw_only=True, order=True)
@@ -269,6 +280,8 @@ class ServiceGroup:
     ospf: OspfPolicy = field(default_factory=OspfPolicy)
     isis: IsisPolicy = field(default_factory=IsisPolicy)
     rip: RipPolicy = field(default_factory=RipPolicy)
+    netbox: NetBoxSource | None = None
+    """``spec.ipam.netbox``: the NetBox its NetBox pools are allocated from."""
     withdraw_without_endpoints: bool = False
     """``withdrawWithoutEndpoints``: an ETP Cluster Service with no ready endpoint on any
     node is withdrawn from every node (failover to another site announcing the same
@@ -285,6 +298,14 @@ class ServiceGroup:
 
     def families(self) -> tuple[Family, ...]:
         return tuple(f for f in Family if any(p.family is f for p in self.pools))
+
+    def pool_path(self, index: int) -> str:
+        """The field that declares ``pools[index]``: ``spec.pools[i]``, or for a NetBox
+        prefix (they follow the group's own pools) ``spec.ipam.netbox.prefixes[i]``."""
+        own = sum(1 for p in self.pools if p.external is None)
+        if index < own:
+            return f"spec.pools[{index}]"
+        return f"spec.ipam.netbox.prefixes[{index - own}]"
 
     def export_prefixes(self, family: Family) -> tuple[ExportPrefix, ...]:
         out = {
@@ -510,6 +531,7 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
             "isis",
             "rip",
             "withdrawWithoutEndpoints",
+            "ipam",
         }
     )
     pools: list[Pool] = []
@@ -517,12 +539,26 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
         pool = _pool(spec.item_reader(item, path))
         if pool is not None:
             pools.append(pool)
-    if not spec.has("pools") or not spec.raw("pools"):
-        spec.error("pools", "is required: at least one pool with a cidr or a range")
-    for i, j in _overlapping(pools):
+    ipam = spec.child("ipam")
+    ipam.unknown({"netbox"})
+    netbox = parse_netbox(ipam.child("netbox")) if ipam.has("netbox") else None
+    if spec.has("ipam") and not ipam.has("netbox"):
+        ipam.error("netbox", "is required in ipam: the NetBox to take addresses from")
+    if netbox is not None:
+        pools.extend(_netbox_pool(spec, net, netbox) for net in netbox.prefixes)
+    if (not spec.has("pools") or not spec.raw("pools")) and not spec.has("ipam"):
         spec.error(
-            "pools", f"pools {pools[i]} and {pools[j]} overlap; each address may be in one pool"
+            "pools",
+            "is required: at least one pool with a cidr or a range, or NetBox prefixes in "
+            "ipam.netbox",
         )
+    for i, j in _overlapping(pools):
+        a, b = pools[i], pools[j]
+        if a.external is None and b.external is None:
+            text = f"pools {a} and {b} overlap; each address may be in one pool"
+        else:
+            text = f"{a.source} and {b.source} overlap; each address comes from one source"
+        spec.error("pools", text)
     protocols: frozenset[Protocol] | None = None
     if spec.has("protocols"):
         found = []
@@ -560,12 +596,31 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
         ospf=ospf,
         isis=isis,
         rip=rip,
+        netbox=netbox,
         withdraw_without_endpoints=spec.bool_("withdrawWithoutEndpoints", False),
     )
     if group.announce is Announce.LOCAL:
         _check_local_pools(spec)
     raise_if_failed(spec)
     return group
+
+
+def _netbox_pool(spec: Reader, net: IPNetwork, netbox: NetBoxSource) -> Pool:
+    """The pool a NetBox prefix is: every address of it, aggregated to its length."""
+    if found := special_purpose(net[0], net[-1]):
+        spec.child("ipam").child("netbox").error("prefixes", f"{net} {_special_text(found)}")
+    family = Family.of(net.network_address)
+    return Pool(
+        family=family,
+        cidr=net,
+        first=net[0],
+        last=net[-1],
+        subnet=None,
+        aggregation=(
+            family.host_length if netbox.aggregation is Aggregation.HOST else net.prefixlen
+        ),
+        external=NETBOX,
+    )
 
 
 _LOCAL_AGGREGATION = (
