@@ -16,6 +16,11 @@ stops writing before anyone else may start, and one that sees another holder sto
 once. On a clean stop the Lease is handed back. A new leader says every standing
 failure again.
 
+A ServiceGroup with external pools (``spec.ipam.netbox``) has its addresses from that
+IPAM: what a pass requests of it is asked by allocator.external's Broker (the token read
+from the group's Secret), and the pass runs again with what it gave; the broker's
+backoff and periodic comparison of records wake the loop when they are due.
+
 Passes run only while every watch is connected, so a new leader decides from what the
 API says now; even so, two Services that claim one address are found and the younger
 one moves (allocator.ipam). A pass that fails on the API is tried again after
@@ -26,6 +31,7 @@ per resourceVersion.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
@@ -34,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from allocator.external import Broker, NetBoxProvider, Outcome, Refused
 from allocator.ipam import Allocation, allocate, invalid_groups
 from allocator.metrics import AllocatorMetrics
 from allocator.peers import PeerStatusWriter, trim_node_state, trim_peer
@@ -48,10 +55,16 @@ from lbroute.kube.serving import Health
 from lbroute.kube.trim import trim_service, trim_service_group
 from lbroute.kube.writes import seconds_time
 from lbroute.model import api, lastgood
-from lbroute.model.errors import KubernetesError
+from lbroute.model.errors import KubernetesError, NotFound, ObjectRef
+from lbroute.model.fields import IPAddress
+from lbroute.model.secrets import parse_secret
 from lbroute.model.vocabulary import ALLOCATOR_CONTROLLER, NODE_STATE, PEER, SERVICE_GROUP
 
 log = logging.getLogger(__name__)
+
+
+TOKEN_TTL = 30.0
+"""Seconds an external IPAM's token, read from its Secret, is used before it is read again."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,6 +87,8 @@ class Settings:
     """Seconds a pass waits for a burst of changes to land."""
     retry: float = 2.0
     """Seconds before a failed pass is tried again."""
+    ipam_resync: float = 60.0
+    """Seconds between comparisons of an external IPAM's records with the Services."""
 
 
 class Allocator:
@@ -140,6 +155,11 @@ class Allocator:
         self._parsed: dict[ServiceKey, tuple[str, LBService | None]] = {}
         self._last_valid = lastgood.Memory()
         """Each ServiceGroup's last valid version, seen by this replica's passes."""
+        self.broker = Broker(self._provider, resync=settings.ipam_resync)
+        """The ServiceGroups' external IPAMs (NetBox)."""
+        self._tokens: dict[tuple[str, str, str], tuple[float, str | None]] = {}
+        """(namespace, Secret, key) -> (when read, the token): read at most every
+        TOKEN_TTL seconds."""
         self.passes = 0
         """Passes that ran to the end (as leader)."""
 
@@ -195,7 +215,11 @@ class Allocator:
     def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
             with self._cond:
-                self._cond.wait_for(lambda: self._dirty or stop.is_set(), timeout=5.0)
+                due = self.broker.retry_at
+                wait = 5.0 if due is None else min(5.0, max(0.0, due - time.monotonic()))
+                self._cond.wait_for(lambda: self._dirty or stop.is_set(), timeout=wait)
+                if due is not None and time.monotonic() >= due:
+                    self._dirty = True  # an external IPAM to ask again, or to compare with
                 snapshot, dirty = self._latest, self._dirty
                 self._dirty = False
             self.health.beat()
@@ -225,9 +249,9 @@ class Allocator:
     def compute(
         self, snapshot: Snapshot
     ) -> tuple[Allocation, api.Model, dict[str, str], dict[str, str]]:
-        """Every Service's addresses from the objects of ``snapshot`` (no writes); the
-        ServiceGroups left out and why; those serving as their last valid version and
-        what to say of them."""
+        """Every Service's addresses from the objects of ``snapshot`` (no writes but the
+        external IPAMs' records); the ServiceGroups left out and why; those serving as
+        their last valid version and what to say of them."""
         groups = [o for o in snapshot.objects if o.get("kind") == SERVICE_GROUP]
         # A group edited into an invalid one is used as its last valid version (its
         # Services keep their addresses, new ones get theirs from it); the agents report it.
@@ -248,7 +272,84 @@ class Allocator:
             invalid_groups=invalid,
             namespace=self.settings.namespace,
         )
+        if any(g.netbox is not None for g in model.service_groups):
+            result = self._external(result, model, services, invalid)
         return result, model, invalid, kept
+
+    def _external(
+        self,
+        result: Allocation,
+        model: api.Model,
+        services: list[LBService],
+        invalid: Mapping[str, str],
+    ) -> Allocation:
+        """Ask the external IPAMs for what the pass requested, and pass again with what
+        they gave; then compare their records with the Services when that is due."""
+        broker = self.broker
+        broker.groups(model.service_groups, key=self._provider_key)
+        outcome = broker.fulfil(result.requests) if result.requests else Outcome()
+        if outcome.claims:
+            result = allocate(
+                model.service_groups,
+                services,
+                invalid_groups=invalid,
+                namespace=self.settings.namespace,
+                claims=outcome.claims,
+            )
+        current = {s.ref: s.addresses for s in services}
+        broker.settle(current, {a.ref: a.addresses for a in result.assignments})
+        holders: dict[IPAddress, list[ObjectRef]] = {}
+        for refs_addresses in (current, {a.ref: a.addresses for a in result.assignments}):
+            for ref, addresses in refs_addresses.items():
+                for address in addresses:
+                    if ref not in holders.setdefault(address, []):
+                        holders[address].append(ref)
+        if broker.due(holders):
+            group_of = {a.ref: a.group.name for a in result.assignments if a.group is not None}
+            for line in broker.sync(model.service_groups, holders, group_of):
+                log.info("%s", line)
+        return dataclasses.replace(
+            result,
+            failures=result.failures + tuple(outcome.failures),
+            drift=broker.drift,
+            ipam=tuple(
+                (g.name, c)
+                for g in model.service_groups
+                if (c := broker.condition(g.name)) is not None
+            ),
+        )
+
+    def _provider_key(self, group: api.ServiceGroup) -> object:
+        return (group.netbox, group.announce, self._token(group))
+
+    def _token(self, group: api.ServiceGroup) -> str | None:
+        """The group's NetBox token from its Secret (read again after TOKEN_TTL seconds,
+        so a rotated token is used within that time); None when there is none."""
+        assert group.netbox is not None
+        ref = group.netbox.token
+        key = (group.ref.namespace, ref.name, ref.key)
+        cached = self._tokens.get(key)
+        if cached is not None and time.monotonic() - cached[0] < TOKEN_TTL:
+            return cached[1]
+        secret = ObjectRef(kind="Secret", namespace=group.ref.namespace, name=ref.name)
+        try:
+            value = parse_secret(self.kube.read(secret)).get(ref.key)
+        except NotFound:
+            value = None
+        token = value.reveal() if value is not None else None
+        self._tokens[key] = (time.monotonic(), token)
+        return token
+
+    def _provider(self, group: api.ServiceGroup) -> NetBoxProvider:
+        assert group.netbox is not None
+        token = self._token(group)
+        if token is None:
+            ref = group.netbox.token
+            raise Refused(
+                f"{group.ref}: spec.ipam.netbox.tokenSecretRef: Secret {ref.name} with key "
+                f"{ref.key!r} not found in namespace {group.ref.namespace}"
+            )
+        return NetBoxProvider(group, token)
 
     def _parse(self, obj: Mapping[str, Any]) -> LBService | None:
         meta = obj.get("metadata") or {}

@@ -27,6 +27,7 @@ count. Its Services are not seen, so neither are the addresses they hold.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import io
 import itertools
@@ -40,9 +41,11 @@ from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
-from allocator.ipam import Allocation, allocate, invalid_groups
-from allocator.service import parse_service, with_allocation
+from allocator.external import Broker, NetBoxProvider
+from allocator.ipam import Allocation, Failure, Reason, allocate, invalid_groups
+from allocator.service import LBService, parse_service, with_allocation
 from lbroute.model import api
+from lbroute.model.api import ServiceGroup
 from lbroute.model.errors import ManifestError, ObjectRef
 from lbroute.model.files import write_atomic
 from lbroute.model.manifests import document_objects, manifest_files, path_name, read_text
@@ -331,10 +334,73 @@ class Result:
     """The MetalLB and PureLB annotations of lbroute's Services, and what was made of each."""
 
 
+@dataclass(frozen=True, kw_only=True)
+class NetBoxAccess:
+    """How ``lbroute allocate`` reaches the NetBox of ServiceGroups with ``ipam.netbox``:
+    the token (the Secret the group names is in the cluster, not in the manifests) and,
+    optionally, another URL than the group's (one reachable from where it runs)."""
+
+    token: str
+    url: str | None = None
+
+
+def _from_netbox(
+    result: Allocation,
+    model: api.Model,
+    services: Sequence[LBService],
+    namespace: str,
+    netbox: NetBoxAccess | None,
+    dry_run: bool,
+) -> Allocation:
+    """Ask NetBox for what the pass requested, and pass again with what it gave."""
+    if netbox is None:
+        failures = tuple(
+            Failure(
+                ref=r.ref,
+                reason=Reason.IPAM_PENDING,
+                path="",
+                message=f"needs an address from the NetBox prefixes of ServiceGroup {r.group}: "
+                "give lbroute allocate a NetBox token (--netbox-token or LBROUTE_NETBOX_TOKEN)",
+            )
+            for r in result.requests
+        )
+        return dataclasses.replace(result, failures=result.failures + failures)
+
+    def provider(group: ServiceGroup) -> NetBoxProvider:
+        assert group.netbox is not None and netbox is not None
+        if netbox.url is not None:
+            group = dataclasses.replace(
+                group, netbox=dataclasses.replace(group.netbox, url=netbox.url)
+            )
+        return NetBoxProvider(group, netbox.token, dry_run=dry_run)
+
+    broker = Broker(provider)
+    broker.groups(model.service_groups, key=lambda g: g.netbox)
+    outcome = broker.fulfil(result.requests)
+    again = allocate(
+        model.service_groups,
+        services,
+        invalid_groups=invalid_groups(model.problems),
+        namespace=namespace,
+        claims=outcome.claims,
+    )
+    return dataclasses.replace(again, failures=again.failures + tuple(outcome.failures))
+
+
 def allocate_manifests(
-    paths: Iterable[Path], *, default_class: bool = False, dry_run: bool = False
+    paths: Iterable[Path],
+    *,
+    default_class: bool = False,
+    dry_run: bool = False,
+    netbox: NetBoxAccess | None = None,
 ) -> Result:
-    """One pass over the manifests in ``paths``; rewrites the files unless ``dry_run``."""
+    """One pass over the manifests in ``paths``; rewrites the files unless ``dry_run``.
+
+    Services of a group with NetBox prefixes get their addresses from NetBox through
+    ``netbox`` (recorded there as for the allocator; with ``dry_run`` NetBox is only asked
+    which addresses are free, and nothing is written to it). Addresses of Services no
+    longer in the manifests are not released in NetBox: only the allocator, which sees
+    every Service of the cluster, releases."""
     found, errors = manifest_files(paths)
     files: list[_File] = []
     for path in found:
@@ -372,6 +438,8 @@ def allocate_manifests(
         invalid_groups=invalid_groups(model.problems),
         namespace=namespace,
     )
+    if result.requests:
+        result = _from_netbox(result, model, services, namespace, netbox, dry_run)
     for a in result.changes():
         f, doc, obj = where[a.ref]
         new = with_allocation(obj, a.addresses, a.allocated_from)

@@ -1,9 +1,10 @@
 """The allocator's Prometheus metrics, in a registry of their own.
 
 Pool size and addresses in use per pool, allocation failures by reason, addresses
-written and taken back, leadership, the time a pass takes to decide, and Events dropped
-by the rate limit. The controller (allocator.controller) sets leadership and the pass
-time; what a pass writes (allocator.writer) sets the rest; allocator.main serves them.
+written and taken back, whether each group's external IPAM answers, leadership, the
+time a pass takes to decide, and Events dropped by the rate limit. The controller
+(allocator.controller) sets leadership and the pass time; what a pass writes
+(allocator.writer) sets the rest; allocator.main serves them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,13 @@ class AllocatorMetrics:
         self.pass_seconds = Gauge(
             "lbroute_allocator_pass_seconds",
             "Time the last pass took to compute every Service's addresses.",
+            registry=self.registry,
+        )
+        self.ipam_up = Gauge(
+            "lbroute_allocator_external_ipam_up",
+            "1 while a ServiceGroup's external IPAM (NetBox) answers, 0 while it is "
+            "unreachable or refuses lbroute (no token, no prefix).",
+            ["group"],
             registry=self.registry,
         )
         self.events_dropped = Counter(

@@ -17,9 +17,12 @@ then writes what changed, asking before each write whether this replica still le
   restarted allocator says each once more; ``UnknownBgpClass`` (Warning) once per Service
   and ``lbroute.io/bgp-class`` value its ServiceGroup does not declare (the agents then
   announce the Service with the group's default policy);
+- ``ExternalIPAMDrift`` (Warning) once per Service and message while it lasts: its
+  address is recorded in the group's external IPAM (NetBox) for something else;
 - on each ServiceGroup, ``status.allocated`` and ``status.available`` per family and an
-  ``Allocatable`` condition, by read, change only those, write (the node agents' ``Valid``
-  condition is never touched);
+  ``Allocatable`` condition, and for a group with an external IPAM an ``ExternalIPAM``
+  condition (InSync, Unreachable, Refused or Drift), by read, change only those, write
+  (the node agents' ``Valid`` condition is never touched);
 - the pool metrics, from the pass's counts.
 """
 
@@ -48,6 +51,7 @@ from lbroute.model.vocabulary import (
 log = logging.getLogger(__name__)
 
 CONDITION = "Allocatable"
+IPAM_CONDITION = "ExternalIPAM"
 
 ServiceKey = tuple[str, str]
 """A Service's (namespace, name)."""
@@ -107,8 +111,11 @@ class PassWriter:
         self._report_foreign(expected.values())
         self._report_classes(result, model, expected)
         refs = {g.ref: g for g in result.groups}
+        ipam = dict(result.ipam)
         for g in model.service_groups:
-            self._write_group(g.ref, refs.get(g.ref), None, (kept or {}).get(g.name))
+            self._write_group(
+                g.ref, refs.get(g.ref), None, (kept or {}).get(g.name), ipam.get(g.name)
+            )
         for name, why in sorted(invalid.items()):
             ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
             self._write_group(ref, None, why)
@@ -211,6 +218,18 @@ class PassWriter:
                 extra=about(failure.ref, reason=failure.reason, field=failure.path or None),
             )
             self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
+        for drift in result.drift:
+            key = (drift.ref, "ExternalIPAMDrift", str(drift))
+            now.add(key)
+            if key not in self._reported:
+                log.warning("%s", drift, extra=about(drift.ref, address=str(drift.address)))
+                self._emit(
+                    drift.ref,
+                    "Warning",
+                    "ExternalIPAMDrift",
+                    drift.message,
+                    uid=uids.get(drift.ref),
+                )
         for outside in result.outside:
             key = (outside.ref, "AddressOutsidePool", str(outside))
             now.add(key)
@@ -273,13 +292,18 @@ class PassWriter:
         stats: GroupStats | None,
         invalid: str | None,
         kept: str | None = None,
+        ipam: tuple[str, str, str] | None = None,
     ) -> None:
         want = _group_status(stats, invalid, kept)
+        if ipam is not None:
+            want["ipam"] = (ipam[0], ipam[1], ipam[2][:MAX_MESSAGE])
 
         def change(current: JSON) -> JSON | None:
             if _group_status_is(dict(current.get("status") or {}), want):
                 return None
             status = with_condition(current, CONDITION, want["condition"])
+            if "ipam" in want:
+                status = with_condition({**current, "status": status}, IPAM_CONDITION, want["ipam"])
             for key in ("allocated", "available"):
                 if want[key] is None:
                     status.pop(key, None)
@@ -290,6 +314,10 @@ class PassWriter:
         read_change_write(self.kube, ref, change, status=True, allowed=self.leading)
 
     def _pool_metrics(self, result: Allocation) -> None:
+        self.metrics.ipam_up.clear()
+        for name, (_status, reason, _message) in result.ipam:
+            up = reason not in ("Unreachable", "Refused")
+            self.metrics.ipam_up.labels(group=name).set(1 if up else 0)
         self.metrics.pool_size.clear()
         self.metrics.pool_in_use.clear()
         for p in result.pools:
@@ -336,10 +364,14 @@ def _group_status(
 
 
 def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
-    mine = next((c for c in status.get("conditions") or () if c.get("type") == CONDITION), None)
-    have = None if mine is None else (mine.get("status"), mine.get("reason"), mine.get("message"))
     return bool(
-        have == want["condition"]
+        _condition(status, CONDITION) == want["condition"]
+        and ("ipam" not in want or _condition(status, IPAM_CONDITION) == want["ipam"])
         and status.get("allocated") == want["allocated"]
         and status.get("available") == want["available"]
     )
+
+
+def _condition(status: Mapping[str, Any], kind: str) -> tuple[Any, Any, Any] | None:
+    mine = next((c for c in status.get("conditions") or () if c.get("type") == kind), None)
+    return None if mine is None else (mine.get("status"), mine.get("reason"), mine.get("message"))

@@ -551,6 +551,14 @@ def test_deploy_rbac_allows_every_request_the_allocator_makes_and_no_rule_is_unu
     fake.put_all([service("a"), service("gone", type_="ClusterIP", ingress=["192.0.2.9"],
                                         allocated_from="public:192.0.2.0/24"),
                   service("lost", group="nowhere")])  # fmt: skip
+    # A group whose addresses come from NetBox: the allocator reads its token's Secret
+    # (NetBox itself is not there: the Service waits, reported).
+    from tests.test_netbox_unit import nb_group
+
+    nb = nb_group("nb", ["203.0.113.64/29"], default=False, url="http://127.0.0.1:9")
+    token = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "netbox-token",
+             "namespace": NS}, "stringData": {"token": "0123456789abcdef"}}  # fmt: skip
+    fake.put_all([nb, token, service("from-netbox", group="nb")])
     from tests.test_peer_status import peer_status_objects
 
     fake.put_all(peer_status_objects())  # a Peer whose status the allocator writes
@@ -560,6 +568,7 @@ def test_deploy_rbac_allows_every_request_the_allocator_makes_and_no_rule_is_unu
     wait(lambda: annotation(fake, "a") and annotation(fake, "gone") is None, "annotations")
     wait(lambda: events(fake, "AllocationFailed"), "a failure reported")
     wait(lambda: (fake.get("servicegroups", "public", NS) or {}).get("status"), "group status")
+    wait(lambda: events(fake, "AllocationFailed", "from-netbox"), "NetBox unreachable reported")
     first.end()  # hands the lease back
     second = replicas("second")  # reports the same failure again: counted in its series
     wait(lambda: (events(fake, "AllocationFailed") or [{}])[0].get("series"), "series")

@@ -29,6 +29,7 @@ from allocator.ipam.assign import allocate, invalid_groups
 from allocator.ipam.results import (
     Allocation,
     Assignment,
+    ExternalRequest,
     Failure,
     GroupStats,
     Outside,
@@ -39,6 +40,7 @@ from allocator.ipam.results import (
 __all__ = [
     "Allocation",
     "Assignment",
+    "ExternalRequest",
     "Failure",
     "GroupStats",
     "Outside",

@@ -15,6 +15,13 @@ and the Services as they are now.
    them (a cursor per pool that only moves forward over taken addresses: no pool is
    ever enumerated).
 
+A group's pools from an external IPAM (NetBox prefixes) take part in every step but the
+choice of an address: a Service that needs one of them, free or requested, is returned
+as an :class:`~allocator.ipam.results.ExternalRequest` (its requested address held for
+it in the pass), after the group's own pools of that family are used up. What the IPAM
+gave comes back in the next pass as ``claims``, taken before any request like an
+address the Service asked for (allocator.external).
+
 Then each Service's :class:`~allocator.ipam.results.Assignment`: its addresses in the
 order of its families and the allocated-from annotation naming the pools they came
 from; a Service that is no longer lbroute's gives back the addresses lbroute gave it.
@@ -26,11 +33,19 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from allocator.ipam.book import Book, ports_text
 from allocator.ipam.plan import Plan, decide, shared, take_requested
-from allocator.ipam.results import Allocation, Assignment, Failure, Outside, Reason
+from allocator.ipam.results import (
+    Allocation,
+    Assignment,
+    ExternalRequest,
+    Failure,
+    Outside,
+    Reason,
+)
 from allocator.ipam.stats import counts
 from allocator.service import AllocatedFrom, LBService
 from lbroute.model.api import Family, ServiceGroup
-from lbroute.model.errors import Problem
+from lbroute.model.errors import ObjectRef, Problem
+from lbroute.model.fields import IPAddress
 
 
 def invalid_groups(problems: Iterable[Problem]) -> dict[str, str]:
@@ -50,13 +65,16 @@ def allocate(
     *,
     invalid_groups: Mapping[str, str] | None = None,
     namespace: str = "lbroute",
+    claims: Mapping[ObjectRef, Mapping[Family, IPAddress]] | None = None,
 ) -> Allocation:
     """Compute every Service's addresses.
 
     ``groups`` are the valid ServiceGroups (as :func:`lbroute.model.api.load` keeps them);
     ``invalid_groups`` names the others, with why, so that a Service naming one is told
-    so; ``namespace`` is where the ServiceGroups live (for messages).
+    so; ``namespace`` is where the ServiceGroups live (for messages); ``claims`` are the
+    addresses an external IPAM gave Services for this pass's requests of the last one.
     """
+    claims = claims or {}
     invalid = dict(invalid_groups or {})
     by_name = {g.name: g for g in groups}
     default = next((g for g in groups if g.default), None)
@@ -102,10 +120,16 @@ def allocate(
     for plan in plans.values():
         decide(plan, by_name, default, invalid, namespace, book, fail)
 
-    # 2. Requested addresses first, for every Service.
+    # 2. Requested addresses first, for every Service: those an external IPAM gave it
+    # (claims), then those it asks for.
     for plan in plans.values():
         if plan.frozen:
             continue
+        for f, address in claims.get(plan.svc.ref, {}).items():
+            if f in plan.wanted and f not in plan.keep and f not in plan.new:
+                path = "status.loadBalancer.ingress"
+                if take_requested(plan, address, book, fail, path):
+                    plan.new[f] = address
         for address in plan.svc.requested:
             f = Family.of(address)
             if f not in plan.wanted:
@@ -119,10 +143,14 @@ def allocate(
                 )
                 plan.blocked = True
                 continue
-            if plan.keep.get(f) == address:
+            if plan.keep.get(f) == address or plan.new.get(f) == address:
                 continue
             if take_requested(plan, address, book, fail):
-                plan.new[f] = address
+                state = book.pool_of(address)
+                if state is not None and state.pool.external is not None:
+                    plan.pending[f] = address  # held for it while the IPAM is asked
+                else:
+                    plan.new[f] = address
 
     # 3. The rest: a shared address, else the lowest free one.
     for plan in plans.values():
@@ -135,6 +163,9 @@ def allocate(
             got = shared(plan, f, book, fail)
             if got is None:
                 got = book.free(plan.group, f)
+            if got is None and book.external(plan.group, f):
+                plan.pending[f] = None
+                continue
             if got is None:
                 fail(
                     plan.svc,
@@ -150,6 +181,13 @@ def allocate(
         if plan.all_or_nothing and any(
             f not in plan.keep and f not in plan.new for f in plan.wanted
         ):
+            # Every family at once or none: what the IPAM is asked for comes next pass,
+            # and the rest with it; nothing is asked when a family has no address at all.
+            if any(
+                f not in plan.keep and f not in plan.new and f not in plan.pending
+                for f in plan.wanted
+            ):
+                plan.pending.clear()
             for address in plan.new.values():
                 book.unhold(address, plan.svc)
             plan.new.clear()
@@ -168,6 +206,14 @@ def allocate(
         for a in p.keep.values()
         if book.in_group(a, p.group) is None
     ]
+    requests = tuple(
+        ExternalRequest(
+            ref=p.svc.ref, group=p.group.name, family=f, address=address, share=p.svc.share
+        )
+        for p in plans.values()
+        if p.group is not None
+        for f, address in p.pending.items()
+    )
     held = {a for s in assignments for a in s.addresses}
     held |= {a for s in services if not s.ours and s.allocated_from is None for a in s.addresses}
     pool_stats, group_stats = counts(groups, book, held, outside)
@@ -177,6 +223,7 @@ def allocate(
         outside=tuple(outside),
         pools=pool_stats,
         groups=group_stats,
+        requests=requests,
     )
 
 

@@ -140,9 +140,11 @@ class Book:
                 state.cursor = min(state.cursor, n)
 
     def free(self, group: ServiceGroup, family: Family) -> IPAddress | None:
+        """The lowest free address of the group's own pools of ``family`` (an external
+        IPAM's pools are its own to hand out: see :meth:`external`)."""
         taken = self.taken[family]
         for state in self.by_group[group.name]:
-            if state.pool.family is not family:
+            if state.pool.family is not family or state.pool.external is not None:
                 continue
             n = state.cursor
             while n <= state.last and (n in taken or n in state.reserved):
@@ -151,6 +153,13 @@ class Book:
             if n <= state.last:
                 return to_address(family, n)
         return None
+
+    def external(self, group: ServiceGroup, family: Family) -> bool:
+        """Whether the group has pools of ``family`` that an external IPAM hands out."""
+        return any(
+            s.pool.family is family and s.pool.external is not None
+            for s in self.by_group[group.name]
+        )
 
     def in_group(self, address: IPAddress, group: ServiceGroup) -> PoolState | None:
         state = self.pool_of(address)

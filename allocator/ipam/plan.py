@@ -36,6 +36,8 @@ class Plan:
     wanted: tuple[Family, ...] = ()
     keep: dict[Family, IPAddress] = field(default_factory=dict)
     new: dict[Family, IPAddress] = field(default_factory=dict)
+    pending: dict[Family, IPAddress | None] = field(default_factory=dict)
+    """Families to ask an external IPAM for: the requested address, or None for any."""
     lost: set[IPAddress] = field(default_factory=set)
     """Current addresses another Service keeps (conflicts)."""
     frozen: bool = False
@@ -168,11 +170,14 @@ def _wanted(
     return wanted
 
 
-def take_requested(plan: Plan, address: IPAddress, book: Book, fail: Fail) -> bool:
-    """Hold the requested ``address`` for the Service if it may have it; else report why."""
+def take_requested(
+    plan: Plan, address: IPAddress, book: Book, fail: Fail, path: str | None = None
+) -> bool:
+    """Hold the requested ``address`` for the Service if it may have it; else report why
+    (at ``path``, by default the field that requested it)."""
     svc, group = plan.svc, plan.group
     assert group is not None
-    path = svc.requested_path
+    path = path or svc.requested_path
     state = book.in_group(address, group)
     if state is None:
         fail(

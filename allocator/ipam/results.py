@@ -31,6 +31,24 @@ class Reason(StrEnum):
     REQUESTED_TAKEN = "RequestedTaken"
     SHARE_CLASH = "SharedIPClash"
     CONFLICT = "AddressConflict"
+    IPAM_PENDING = "ExternalIPAMPending"
+    """The address comes from an external IPAM (NetBox) that has not answered yet."""
+    IPAM_REFUSED = "ExternalIPAMRefused"
+    """The external IPAM said no: the requested address is taken there, or it has none left."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExternalRequest:
+    """A Service needs an address of ``family`` from an external IPAM's pools of its group:
+    ``address`` when it asked for one (``lbroute.io/addresses``), else the next free one."""
+
+    ref: ObjectRef
+    group: str
+    family: Family
+    address: IPAddress | None = None
+    share: tuple[str, str] | None = None
+    """(namespace, key) of its ``lbroute.io/allow-shared-ip``: Services that make the same
+    request with the same key get one address."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,6 +79,19 @@ class Outside:
             f"{self.ref}: status.loadBalancer.ingress: {self.address} lies outside every pool "
             f"of {self.group}; the Service keeps it (an address is never renumbered)"
         )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drift:
+    """A Service's address that the external IPAM records for something else."""
+
+    ref: ObjectRef
+    address: IPAddress
+    group: ObjectRef
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.ref}: status.loadBalancer.ingress: {self.message}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -120,6 +151,14 @@ class Allocation:
     outside: tuple[Outside, ...]
     pools: tuple[PoolStats, ...]
     groups: tuple[GroupStats, ...]
+    requests: tuple[ExternalRequest, ...] = ()
+    """Addresses to ask an external IPAM for (allocator.external), then pass again with
+    what it gave as ``claims``."""
+    drift: tuple[Drift, ...] = ()
+    """Set by the controller from its external IPAMs' records."""
+    ipam: tuple[tuple[str, tuple[str, str, str]], ...] = ()
+    """Each group with an external IPAM and its ``ExternalIPAM`` condition (status, reason,
+    message), set by the controller."""
 
     def changes(self) -> list[Assignment]:
         return [a for a in self.assignments if a.changed]

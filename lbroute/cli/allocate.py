@@ -17,6 +17,7 @@ import click
 from lbroute.cli.options import default_class_option, filename_option
 from lbroute.cli.output import fail
 from lbroute.model.errors import LbrouteError, ObjectRef, escape
+from lbroute.model.netbox import URL_RE, URL_VALID
 
 _NAME_LIMIT = 253
 """The longest valid namespace or Service name: a longer one is printed cut."""
@@ -30,8 +31,30 @@ def _where(ref: ObjectRef) -> str:
 @click.command()
 @filename_option("YAML file or directory of manifests (repeatable): ServiceGroups and Services.")
 @default_class_option("serve")
-@click.option("--dry-run", is_flag=True, help="Print what would change; write nothing.")
-def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> None:
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print what would change; write nothing (NetBox is asked, not written to).",
+)
+@click.option(
+    "--netbox-token",
+    envvar="LBROUTE_NETBOX_TOKEN",
+    show_envvar=True,
+    help="NetBox API token for ServiceGroups with ipam.netbox.",
+)
+@click.option(
+    "--netbox-url",
+    envvar="LBROUTE_NETBOX_URL",
+    show_envvar=True,
+    help="Reach NetBox here instead of at the ServiceGroups' ipam.netbox.url.",
+)
+def allocate(
+    paths: tuple[Path, ...],
+    default_class: bool,
+    dry_run: bool,
+    netbox_token: str | None,
+    netbox_url: str | None,
+) -> None:
     """Fill in status.loadBalancer.ingress of the Service manifests, in place.
 
     One allocation pass as the allocator makes it in a cluster: addresses already in a
@@ -40,12 +63,19 @@ def allocate(paths: tuple[Path, ...], default_class: bool, dry_run: bool) -> Non
     fields written (comments, key order and flow style stay); a file that cannot be read
     is reported and left out. Exits 1 when a Service could not get its addresses or a
     file could not be read. The status written is a preview: kubectl apply, Argo CD and
-    Flux do not apply a Service's status.
+    Flux do not apply a Service's status. A ServiceGroup with ipam.netbox takes its
+    addresses from NetBox, with --netbox-token (recorded there as the allocator records
+    them; with --dry-run NetBox is only asked).
     """
-    from allocator.manifests import allocate_manifests
+    from allocator.manifests import NetBoxAccess, allocate_manifests
 
+    if netbox_url is not None and not URL_RE.fullmatch(netbox_url):
+        fail(f"--netbox-url: {netbox_url!r} is not valid; expected {URL_VALID}")
+    netbox = NetBoxAccess(token=netbox_token, url=netbox_url) if netbox_token else None
     try:
-        result = allocate_manifests(list(paths), default_class=default_class, dry_run=dry_run)
+        result = allocate_manifests(
+            list(paths), default_class=default_class, dry_run=dry_run, netbox=netbox
+        )
     except LbrouteError as exc:
         fail(str(exc))
     for error in result.errors:

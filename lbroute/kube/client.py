@@ -75,6 +75,8 @@ class Api:
             return _call(self.events.read_namespaced_event, name, ns)
         if ref.kind == "Lease" and not status:
             return _call(self.leases.read_namespaced_lease, name, ns)
+        if ref.kind == "Secret" and not status:
+            return _call(self.core.read_namespaced_secret, name, ns)
         raise _unsupported("read", ref, status)
 
     def patch(self, ref: ObjectRef, patch: JSON, *, status: bool = False) -> JSON:

@@ -1,0 +1,368 @@
+"""Between the allocator's passes and the external IPAMs: :class:`Broker`.
+
+A pass (allocator.ipam) returns the Services that need an address from a group's
+external pools as requests; :meth:`Broker.fulfil` asks each group's provider for them
+and returns what it gave as claims, which the pass then takes like requested addresses
+(allocator.controller runs the pass again with them). A claim is kept until the
+Service's status shows its address (or the Service is gone, or the pass did not take
+it), so a write that fails is retried with the same address, never a second one.
+
+When a provider does not answer, its group is marked down: the Services waiting for an
+address are told so (``ExternalIPAMPending``) and the provider is asked again only after
+a backoff (1 s, doubling to :data:`MAX_BACKOFF`, with jitter); :attr:`Broker.retry_at`
+says when. Services that have their addresses are never touched by any of this: the
+passes keep them whatever the IPAM says.
+
+Every :data:`RESYNC` seconds, and at once after a Service let go of an external address,
+:meth:`Broker.sync` compares each group's records with what Services hold:
+
+- a record of lbroute's that no Service holds (its Service was deleted, moved or gave
+  the family up, maybe while the allocator was down) is released: deleted or marked, as
+  the group says;
+- an address a Service holds that NetBox does not record at all is recorded again (the
+  object was deleted by hand; nobody else has it there);
+- an address a Service holds that NetBox records for something else (another object, or
+  lbroute's for another Service) is drift: reported (an ``ExternalIPAMDrift`` Event and
+  the group's condition), never repaired and never renumbered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from allocator.external.provider import (
+    IpamError,
+    Owner,
+    Provider,
+    Record,
+    Refused,
+    Unavailable,
+)
+from allocator.ipam import ExternalRequest, Failure, Reason
+from allocator.ipam.results import Drift
+from lbroute.model.api import Family, ServiceGroup
+from lbroute.model.errors import ObjectRef
+from lbroute.model.fields import IPAddress
+
+log = logging.getLogger(__name__)
+
+RESYNC = 60.0
+"""Seconds between two comparisons of a group's records with the Services."""
+BUDGET = 2.0
+"""Seconds one pass spends asking the IPAMs for new addresses before it writes them."""
+MIN_BACKOFF = 1.0
+MAX_BACKOFF = 60.0
+
+Condition = tuple[str, str, str]
+"""A ServiceGroup condition's (status, reason, message)."""
+
+ProviderFactory = Callable[[ServiceGroup], Provider]
+"""Makes a group's provider; raises :class:`Refused` when it cannot (no token)."""
+
+
+@dataclass
+class _Group:
+    """One group's provider and how it fares."""
+
+    key: object
+    provider: Provider | None
+    error: str = ""
+    refused: bool = False
+    """The error is a refusal (no token, no prefix): waiting will not help."""
+    down_since: float | None = None
+    delay: float = 0.0
+    next_try: float = 0.0
+    synced: float | None = None
+    drift: tuple[Drift, ...] = ()
+    records: int = 0
+
+
+@dataclass
+class Outcome:
+    """What :meth:`Broker.fulfil` got: addresses per Service and family, and failures."""
+
+    claims: dict[ObjectRef, dict[Family, IPAddress]] = field(default_factory=dict)
+    failures: list[Failure] = field(default_factory=list)
+
+
+class Broker:
+    """Asks the external IPAMs of one allocator replica."""
+
+    def __init__(
+        self,
+        factory: ProviderFactory,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        resync: float = RESYNC,
+    ) -> None:
+        self.factory = factory
+        self.clock = clock
+        self.resync = resync
+        self._groups: dict[str, _Group] = {}
+        self._claims: dict[tuple[ObjectRef, Family], IPAddress] = {}
+        self._held: frozenset[IPAddress] = frozenset()
+        self._more = False
+        """The last :meth:`fulfil` left requests for the next pass."""
+
+    # -- providers ----------------------------------------------------------------------------
+
+    def groups(self, groups: Iterable[ServiceGroup], key: Callable[[ServiceGroup], object]) -> None:
+        """Keep a provider per group with external pools; ``key(group)`` says when one must
+        be made again (its settings or its token changed)."""
+        seen = set()
+        for g in groups:
+            if g.netbox is None:
+                continue
+            seen.add(g.name)
+            k = key(g)
+            state = self._groups.get(g.name)
+            if state is not None and state.key == k:
+                continue
+            try:
+                state = _Group(key=k, provider=self.factory(g))
+            except IpamError as exc:
+                state = _Group(key=k, provider=None, error=str(exc), refused=True)
+            self._groups[g.name] = state
+        for name in set(self._groups) - seen:
+            del self._groups[name]
+
+    @property
+    def retry_at(self) -> float | None:
+        """When a pass should run again to ask a provider that was down, or to sync."""
+        if self._more:
+            return self.clock()
+        times = [s.next_try for s in self._groups.values() if s.down_since is not None]
+        times += [s.synced + self.resync for s in self._groups.values() if s.synced is not None]
+        return min(times) if times else None
+
+    def condition(self, group: str) -> Condition | None:
+        """The group's ``ExternalIPAM`` condition; None for a group without one."""
+        state = self._groups.get(group)
+        if state is None:
+            return None
+        name = state.provider.name if state.provider is not None else "the external IPAM"
+        if state.refused and state.error:
+            return ("False", "Refused", state.error)
+        if state.down_since is not None:
+            return (
+                "False",
+                "Unreachable",
+                f"{state.error}; Services that have addresses keep them, new ones wait "
+                f"(asked again with a backoff of up to {MAX_BACKOFF:.0f}s)",
+            )
+        if state.drift:
+            return (
+                "False",
+                "Drift",
+                f"{len(state.drift)} addresses differ in {name}: "
+                + "; ".join(f"{d.ref}: {d.message}" for d in state.drift[:3]),
+            )
+        return ("True", "InSync", f"{name} answers; {state.records} records in the prefixes")
+
+    @property
+    def drift(self) -> tuple[Drift, ...]:
+        return tuple(d for s in self._groups.values() for d in s.drift)
+
+    # -- a pass's requests --------------------------------------------------------------------
+
+    def fulfil(self, requests: Sequence[ExternalRequest], budget: float = BUDGET) -> Outcome:
+        """Ask for what the pass requested; claims made earlier are given again. After
+        ``budget`` seconds of asking, the rest waits for the next pass (:attr:`retry_at`
+        is then now), so that a thousand new Services are written as they come rather
+        than all after the last one."""
+        out = Outcome()
+        shared: dict[tuple[str, str, str, Family], IPAddress] = {}
+        start = self.clock()
+        self._more = False
+        for r in requests:
+            state = self._groups.get(r.group)
+            got = self._claims.get((r.ref, r.family))
+            if got is not None and (r.address is None or r.address == got):
+                out.claims.setdefault(r.ref, {})[r.family] = got
+                if r.share is not None:
+                    shared.setdefault((r.group, *r.share, r.family), got)
+                continue
+            if r.address is None and r.share is not None:
+                joined = shared.get((r.group, *r.share, r.family))
+                if joined is not None:
+                    out.claims.setdefault(r.ref, {})[r.family] = joined
+                    continue
+            if state is None or state.provider is None:
+                why = state.error if state is not None else "no provider"
+                out.failures.append(_failure(r, Reason.IPAM_REFUSED, why))
+                continue
+            if state.down_since is not None and self.clock() < state.next_try:
+                out.failures.append(_pending(r, state))
+                continue
+            if self.clock() - start > budget:
+                self._more = True
+                continue
+            owner = Owner(namespace=r.ref.namespace, name=r.ref.name)
+            try:
+                got = state.provider.claim(r.family, owner, r.address)
+            except Unavailable as exc:
+                self._down(state, str(exc))
+                out.failures.append(_pending(r, state))
+                continue
+            except Refused as exc:
+                self._up(state)
+                out.failures.append(_failure(r, Reason.IPAM_REFUSED, str(exc)))
+                continue
+            self._up(state)
+            self._claims[(r.ref, r.family)] = got
+            out.claims.setdefault(r.ref, {})[r.family] = got
+            if r.share is not None:
+                shared.setdefault((r.group, *r.share, r.family), got)
+        return out
+
+    def settle(
+        self,
+        current: Mapping[ObjectRef, Iterable[IPAddress]],
+        taken: Mapping[ObjectRef, Iterable[IPAddress]],
+    ) -> None:
+        """Forget the claims that are done: the Service's status shows the address
+        (``current``), the Service is gone, or the pass did not take the address
+        (``taken``: each Service's addresses as the pass decided)."""
+        for (ref, family), address in list(self._claims.items()):
+            if (
+                ref not in current
+                or address in set(current[ref])
+                or address not in set(taken.get(ref, ()))
+            ):
+                del self._claims[(ref, family)]
+
+    # -- comparing records with Services ------------------------------------------------------
+
+    def due(self, held: Iterable[IPAddress]) -> bool:
+        """Whether :meth:`sync` should run: a group never synced or due again, or an
+        address some Service held has been let go since the last pass."""
+        held = frozenset(held)
+        let_go = bool(self._held - held)
+        self._held = held
+        now = self.clock()
+        return let_go or any(
+            s.provider is not None
+            and (s.synced is None or now >= s.synced + self.resync)
+            and (s.down_since is None or now >= s.next_try)
+            for s in self._groups.values()
+        )
+
+    def sync(
+        self,
+        groups: Iterable[ServiceGroup],
+        holders: Mapping[IPAddress, Sequence[ObjectRef]],
+        group_of: Mapping[ObjectRef, str],
+    ) -> list[str]:
+        """Compare every group's records with ``holders`` (address -> the Services whose
+        status or assignment has it; ``group_of``: each Service's group). Returns what
+        it released or recorded again, for the log and Events."""
+        done: list[str] = []
+        inflight = set(self._claims.values())
+        for g in groups:
+            state = self._groups.get(g.name)
+            if state is None or state.provider is None:
+                continue
+            if state.down_since is not None and self.clock() < state.next_try:
+                continue
+            try:
+                done += self._sync_group(g, state, holders, group_of, inflight)
+            except Unavailable as exc:
+                self._down(state, str(exc))
+            except Refused as exc:
+                state.error, state.refused = str(exc), True
+            else:
+                self._up(state)
+                state.synced = self.clock()
+        return done
+
+    def _sync_group(
+        self,
+        g: ServiceGroup,
+        state: _Group,
+        holders: Mapping[IPAddress, Sequence[ObjectRef]],
+        group_of: Mapping[ObjectRef, str],
+        inflight: set[IPAddress],
+    ) -> list[str]:
+        provider = state.provider
+        assert provider is not None and g.netbox is not None
+        records = provider.records()
+        state.records = len(records)
+        by_address: dict[IPAddress, list[Record]] = {}
+        for rec in records:
+            by_address.setdefault(rec.address, []).append(rec)
+        done: list[str] = []
+        for rec in records:
+            if rec.owner is None or not rec.active:
+                continue
+            if rec.address in holders or rec.address in inflight:
+                continue
+            provider.release(rec)
+            done.append(f"{g.ref}: released {rec.address} ({rec.owner}) in {provider.name}")
+        drift: list[Drift] = []
+        for address, refs in sorted(holders.items(), key=lambda kv: (kv[0].version, kv[0])):
+            if not any(address in net for net in g.netbox.prefixes):
+                continue
+            mine = [r for r in refs if group_of.get(r) == g.name]
+            if not mine:
+                continue
+            found = [r for r in by_address.get(address, []) if r.active or r.owner is None]
+            owners = {Owner(namespace=r.namespace, name=r.name) for r in refs}
+            if not found:
+                provider.restore(address, min(owners))
+                done.append(
+                    f"{g.ref}: recorded {address} for {min(owners)} in {provider.name} "
+                    "again (its record was gone)"
+                )
+                continue
+            if any(r.owner in owners for r in found):
+                continue
+            shown = ", ".join(r.shown for r in found)
+            for ref in mine:
+                drift.append(
+                    Drift(
+                        ref=ref,
+                        address=address,
+                        group=g.ref,
+                        message=f"{address} is recorded in {provider.name} for {shown}, not "
+                        "for this Service; the Service keeps it (an address is never "
+                        "renumbered): fix the record in NetBox",
+                    )
+                )
+        state.drift = tuple(drift)
+        return done
+
+    # -- up and down --------------------------------------------------------------------------
+
+    def _down(self, state: _Group, error: str) -> None:
+        now = self.clock()
+        if state.down_since is None:
+            state.down_since = now
+            log.warning("%s", error)
+        state.error, state.refused = error, False
+        state.delay = min(MAX_BACKOFF, max(MIN_BACKOFF, state.delay * 2))
+        state.next_try = now + state.delay * random.uniform(0.8, 1.2)
+
+    def _up(self, state: _Group) -> None:
+        if state.down_since is not None:
+            name = state.provider.name if state.provider is not None else "the IPAM"
+            log.info("%s answers again", name)
+        state.down_since, state.delay, state.error, state.refused = None, 0.0, "", False
+
+
+def _failure(r: ExternalRequest, reason: Reason, message: str) -> Failure:
+    return Failure(ref=r.ref, reason=reason, path="", message=message)
+
+
+def _pending(r: ExternalRequest, state: _Group) -> Failure:
+    """Stable while the IPAM stays down (one Event, not one per attempt)."""
+    what = f"{r.address}" if r.address is not None else f"an {r.family} address"
+    return _failure(
+        r,
+        Reason.IPAM_PENDING,
+        f"waiting for {what}: {state.error}; asked again with a backoff of up to "
+        f"{MAX_BACKOFF:.0f}s",
+    )
