@@ -8,7 +8,8 @@ them into ``bench/RESULTS.md``: a summary table (figure, floor measured in the s
 run, ratio, target), then each benchmark with the command that produced it.
 
     .venv/bin/python bench/run_all.py [--quick] [--only NAME,...]
-        (NAME: kubelb, lab, apply, memory, render, local, drain, restart, weights)
+        (NAME: kubelb, lab, apply, memory, render, local, drain, restart, weights,
+        netbox)
     .venv/bin/python bench/run_all.py --only local --merge
 
 ``--quick`` runs every benchmark at small counts and writes its report to the system's
@@ -51,8 +52,20 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
     "drain": (["bench/drain_bench.py"], ["--quick"], 1800),
     "restart": (["bench/restart_bench.py"], ["--quick"], 900),
     "weights": (["bench/weight_bench.py"], ["--quick"], 600),
+    "netbox": (["bench/netbox_bench.py"], ["--quick"], 1800),
 }
-ORDER = ("render", "kubelb", "lab", "apply", "memory", "local", "drain", "restart", "weights")
+ORDER = (
+    "render",
+    "kubelb",
+    "lab",
+    "apply",
+    "memory",
+    "local",
+    "drain",
+    "restart",
+    "weights",
+    "netbox",
+)
 """The order of the report's sections (its summary is sorted by row number)."""
 
 # Why a target is missed, by summary row number (printed only when one is missed).
@@ -533,6 +546,37 @@ def weight_rows(data: Json) -> list[Row]:
     return rows
 
 
+def netbox_rows(data: Json) -> list[Row]:
+    """Allocation through NetBox: a cold start's Services per second against NetBox's own
+    rate of making the same address objects (batches of 50, one client), and the
+    built-in pools through the same fake API."""
+    r = data.get("results") or {}
+    if not r:
+        return []
+    f = r["floor"]
+    return [
+        (
+            f"13. Allocation through NetBox, cold start, {r['services']:,} Services",
+            f"{r['first_pass_s']:.1f} s = {r['services_per_s']:.1f} Services/s "
+            f"(built-in pools, same fake API: {r['builtin_per_s']:.0f}/s)",
+            f"NetBox alone: {f['batched_per_s']:.1f} addresses/s in batches of 50 "
+            f"({f['per_s']:.1f}/s one a request)",
+            f"{r['services_per_s'] / f['batched_per_s']:.2f}x",
+            "reported (NetBox bounds it)",
+            "n/a",
+        ),
+        (
+            "13.1 Restart over the same Services and NetBox records",
+            f"first pass {secs(r['restart_pass_s'])}, {r['restart_service_writes']} Service "
+            "writes, no record made twice",
+            "n/a",
+            "n/a",
+            "0 writes",
+            verdict(r["restart_service_writes"] == 0),
+        ),
+    ]
+
+
 ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "render": render_rows,
     "kubelb": kubelb_rows,
@@ -543,6 +587,7 @@ ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "drain": drain_rows,
     "restart": restart_rows,
     "weights": weight_rows,
+    "netbox": netbox_rows,
 }
 
 

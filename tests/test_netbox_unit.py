@@ -249,6 +249,7 @@ class MemoryIpam:
         self.objects: dict[IPAddress, Record] = {}
         self.down = False
         self.calls = 0
+        self.batches = 0
         self.next_id = 1
 
     def _check(self) -> None:
@@ -278,6 +279,16 @@ class MemoryIpam:
                 self._add(a, owner)
                 return a
         raise Exhausted("nothing left")
+
+    def claim_free(self, family: Family, owners: Sequence[Owner]) -> dict[Owner, IPAddress]:
+        self.batches += 1
+        given = {}
+        for owner in owners:
+            try:
+                given[owner] = self.claim(family, owner, None)
+            except Exhausted:
+                break
+        return given
 
     def release(self, record: Record) -> None:
         self._check()
@@ -452,22 +463,24 @@ def test_a_group_without_its_token_is_refused_with_the_secret_named() -> None:
     )
 
 
-def test_a_burst_is_asked_for_a_budget_at_a_time_and_written_as_it_comes() -> None:
-    ipam, clock = MemoryIpam("198.51.100.0/28"), Clock()
-    slow_claim = ipam.claim
+def test_a_burst_is_asked_in_batches_for_a_budget_at_a_time() -> None:
+    ipam, clock = MemoryIpam("198.51.100.0/24"), Clock()
+    batch = ipam.claim_free
 
-    def claim(family: Family, owner: Owner, address: IPAddress | None) -> IPAddress:
-        clock.now += 0.5  # each answer takes half a second
-        return slow_claim(family, owner, address)
+    def slow(family: Family, owners: Sequence[Owner]) -> dict[Owner, IPAddress]:
+        clock.now += 1.5  # each answer takes a second and a half
+        return batch(family, owners)
 
-    ipam.claim = claim  # type: ignore[method-assign]
-    groups = [nb_group(prefixes=["198.51.100.0/28"])]
+    ipam.claim_free = slow  # type: ignore[method-assign]
+    groups = [nb_group(prefixes=["198.51.100.0/24"])]
     b = broker_for(ipam, clock, api.load(groups).service_groups)
-    services = [service(f"s{i:02}", created=f"2026-01-01T00:00:{i:02}Z") for i in range(10)]
+    services = [service(f"s{i:03}", created=f"2026-01-01T00:{i // 60:02}:{i % 60:02}Z")
+                for i in range(120)]  # fmt: skip
     result, _ = one_pass(b, groups, services)
-    done = [a for a in result.assignments if a.addresses]
-    assert len(done) == 5, "2 s of asking, then the pass writes what it has"
-    assert b.retry_at == clock.now, "and the next pass comes at once"
+    assert ipam.batches == 2, "50 Services a request, not one each"
+    assert sum(1 for a in result.assignments if a.addresses) == 100
+    assert b.retry_at == clock.now, "the budget spent: the pass writes, the next comes at once"
     assert reasons(result) == [], "the others are not failures: they are next"
     second, _ = one_pass(b, groups, services)
-    assert sum(1 for a in second.assignments if a.addresses) == 10
+    assert sum(1 for a in second.assignments if a.addresses) == 120
+    assert len({a.addresses for a in second.assignments}) == 120

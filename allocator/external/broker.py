@@ -28,6 +28,7 @@ Every :data:`RESYNC` seconds, and at once after a Service let go of an external 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
@@ -52,6 +53,8 @@ log = logging.getLogger(__name__)
 
 RESYNC = 60.0
 """Seconds between two comparisons of a group's records with the Services."""
+BATCH = 50
+"""Free addresses asked for in one request."""
 BUDGET = 2.0
 """Seconds one pass spends asking the IPAMs for new addresses before it writes them."""
 MIN_BACKOFF = 1.0
@@ -70,6 +73,7 @@ class _Group:
 
     key: object
     provider: Provider | None
+    group: ServiceGroup | None = None
     error: str = ""
     refused: bool = False
     """The error is a refusal (no token, no prefix): waiting will not help."""
@@ -123,9 +127,9 @@ class Broker:
             if state is not None and state.key == k:
                 continue
             try:
-                state = _Group(key=k, provider=self.factory(g))
+                state = _Group(key=k, provider=self.factory(g), group=g)
             except IpamError as exc:
-                state = _Group(key=k, provider=None, error=str(exc), refused=True)
+                state = _Group(key=k, provider=None, group=g, error=str(exc), refused=True)
             self._groups[g.name] = state
         for name in set(self._groups) - seen:
             del self._groups[name]
@@ -170,54 +174,103 @@ class Broker:
     # -- a pass's requests --------------------------------------------------------------------
 
     def fulfil(self, requests: Sequence[ExternalRequest], budget: float = BUDGET) -> Outcome:
-        """Ask for what the pass requested; claims made earlier are given again. After
-        ``budget`` seconds of asking, the rest waits for the next pass (:attr:`retry_at`
-        is then now), so that a thousand new Services are written as they come rather
-        than all after the last one."""
+        """Ask for what the pass requested; claims made earlier are given again. Free
+        addresses are asked for :data:`BATCH` at a time per group and family (one NetBox
+        request each); requested ones one by one. After ``budget`` seconds of asking,
+        the rest waits for the next pass (:attr:`retry_at` is then now), so that a
+        thousand new Services are written as they come rather than all after the last."""
         out = Outcome()
         shared: dict[tuple[str, str, str, Family], IPAddress] = {}
+        followers: dict[tuple[str, str, str, Family], list[ExternalRequest]] = {}
+        leaders: dict[tuple[str, str, str, Family], ObjectRef] = {}
+        free: dict[tuple[str, Family], list[ExternalRequest]] = {}
         start = self.clock()
         self._more = False
+
+        def give(r: ExternalRequest, got: IPAddress) -> None:
+            self._claims[(r.ref, r.family)] = got
+            out.claims.setdefault(r.ref, {})[r.family] = got
+            if r.share is not None:
+                key = (r.group, *r.share, r.family)
+                shared.setdefault(key, got)
+                for f in followers.pop(key, []):
+                    out.claims.setdefault(f.ref, {})[f.family] = shared[key]
+
         for r in requests:
             state = self._groups.get(r.group)
             got = self._claims.get((r.ref, r.family))
             if got is not None and (r.address is None or r.address == got):
-                out.claims.setdefault(r.ref, {})[r.family] = got
-                if r.share is not None:
-                    shared.setdefault((r.group, *r.share, r.family), got)
+                give(r, got)
                 continue
-            if r.address is None and r.share is not None:
-                joined = shared.get((r.group, *r.share, r.family))
-                if joined is not None:
-                    out.claims.setdefault(r.ref, {})[r.family] = joined
+            share = (r.group, *r.share, r.family) if r.share is not None else None
+            if r.address is None and share is not None:
+                if share in shared:
+                    out.claims.setdefault(r.ref, {})[r.family] = shared[share]
                     continue
+                if share in followers:  # another Service of the key asks for it
+                    followers[share].append(r)
+                    continue
+                followers[share], leaders[share] = [], r.ref
             if state is None or state.provider is None:
                 why = state.error if state is not None else "no provider"
                 out.failures.append(_failure(r, Reason.IPAM_REFUSED, why))
-                continue
-            if state.down_since is not None and self.clock() < state.next_try:
+            elif state.down_since is not None and self.clock() < state.next_try:
                 out.failures.append(_pending(r, state))
-                continue
-            if self.clock() - start > budget:
+            elif r.address is None:
+                free.setdefault((r.group, r.family), []).append(r)
+            elif self.clock() - start > budget:
                 self._more = True
-                continue
-            owner = Owner(namespace=r.ref.namespace, name=r.ref.name)
-            try:
-                got = state.provider.claim(r.family, owner, r.address)
-            except Unavailable as exc:
-                self._down(state, str(exc))
-                out.failures.append(_pending(r, state))
-                continue
-            except Refused as exc:
-                self._up(state)
-                out.failures.append(_failure(r, Reason.IPAM_REFUSED, str(exc)))
-                continue
-            self._up(state)
-            self._claims[(r.ref, r.family)] = got
-            out.claims.setdefault(r.ref, {})[r.family] = got
-            if r.share is not None:
-                shared.setdefault((r.group, *r.share, r.family), got)
+            else:
+                self._ask(state, [r], out, give)
+        for (group, _family), waiting in free.items():
+            state = self._groups[group]
+            for i in range(0, len(waiting), BATCH):
+                chunk = waiting[i : i + BATCH]
+                if state.down_since is not None and self.clock() < state.next_try:
+                    out.failures += [_pending(r, state) for r in chunk]
+                elif self.clock() - start > budget:
+                    self._more = True
+                    break
+                else:
+                    self._ask(state, chunk, out, give)
+        for key, waiting in followers.items():  # their key's address did not come: why
+            said = next((f for f in out.failures if f.ref == leaders.get(key)), None)
+            if said is not None:
+                out.failures += [dataclasses.replace(said, ref=r.ref) for r in waiting]
         return out
+
+    def _ask(
+        self,
+        state: _Group,
+        chunk: list[ExternalRequest],
+        out: Outcome,
+        give: Callable[[ExternalRequest, IPAddress], None],
+    ) -> None:
+        """Ask ``state``'s provider for ``chunk`` (one requested address, or free ones of
+        one family)."""
+        provider = state.provider
+        assert provider is not None
+        owners = [Owner(namespace=r.ref.namespace, name=r.ref.name) for r in chunk]
+        try:
+            if chunk[0].address is not None:
+                given = {owners[0]: provider.claim(chunk[0].family, owners[0], chunk[0].address)}
+            else:
+                given = dict(provider.claim_free(chunk[0].family, owners))
+        except Unavailable as exc:
+            self._down(state, str(exc))
+            out.failures += [_pending(r, state) for r in chunk]
+            return
+        except Refused as exc:
+            self._up(state)
+            out.failures += [_failure(r, Reason.IPAM_REFUSED, str(exc)) for r in chunk]
+            return
+        self._up(state)
+        for r, owner in zip(chunk, owners, strict=True):
+            got = given.get(owner)
+            if got is not None:
+                give(r, got)
+            else:
+                out.failures.append(_failure(r, Reason.IPAM_REFUSED, _exhausted(state, r)))
 
     def settle(
         self,
@@ -351,6 +404,14 @@ class Broker:
             name = state.provider.name if state.provider is not None else "the IPAM"
             log.info("%s answers again", name)
         state.down_since, state.delay, state.error, state.refused = None, 0.0, "", False
+
+
+def _exhausted(state: _Group, r: ExternalRequest) -> str:
+    name = state.provider.name if state.provider is not None else "the external IPAM"
+    source = state.group.netbox if state.group is not None else None
+    nets = [str(n) for n in source.prefixes if Family.of(n) is r.family] if source else []
+    where = f" in {', '.join(nets)}" if nets else ""
+    return f"{name} has no free {r.family} address left{where}; add a prefix or free one"
 
 
 def _failure(r: ExternalRequest, reason: Reason, message: str) -> Failure:

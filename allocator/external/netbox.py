@@ -31,7 +31,14 @@ from typing import Any
 import pynetbox
 import requests
 
-from allocator.external.provider import Exhausted, Owner, Record, Refused, Unavailable
+from allocator.external.provider import (
+    Exhausted,
+    IpamError,
+    Owner,
+    Record,
+    Refused,
+    Unavailable,
+)
 from lbroute.model.api import Announce, Family, ServiceGroup
 from lbroute.model.fields import IPAddress, IPNetwork
 from lbroute.model.netbox import NetBoxSource, OnRelease, Role, description, dns_name, owner_of
@@ -99,6 +106,27 @@ class NetBoxProvider:
                 + ", ".join(str(n) for n in self.source.prefixes if _family(n) is family)
             )
 
+    def claim_free(self, family: Family, owners: Sequence[Owner]) -> dict[Owner, IPAddress]:
+        with self._errors():
+            given: dict[Owner, IPAddress] = {}
+            rest = []
+            for owner in owners:
+                mine = self._mine(owner, family)
+                if mine is not None:
+                    given[owner] = mine
+                else:
+                    rest.append(owner)
+            for net, prefix in self._prefix_objects().items():
+                if Family.of(net.network_address) is not family:
+                    continue
+                while rest:
+                    got = self._next_free_many(prefix, rest)
+                    if not got:
+                        break
+                    given.update(got)
+                    rest = [o for o in rest if o not in got]
+            return given
+
     def release(self, record: Record) -> None:
         if self.dry_run:
             return
@@ -148,6 +176,11 @@ class NetBoxProvider:
             raise Unavailable(f"{self.name} sent an answer that is not NetBox's: {exc}") from None
         except requests.RequestException as exc:
             raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from None
+        except IpamError:
+            raise
+        except Exception as exc:  # pynetbox or NetBox doing what no one expected
+            log.exception("%s: unexpected failure", self.name)
+            raise Unavailable(f"{self.name}: unexpected {type(exc).__name__}: {exc}") from None
 
     def _vrf_filter(self) -> dict[str, Any]:
         if self.source.vrf is None:
@@ -241,9 +274,15 @@ class NetBoxProvider:
                     "spec.ipam.netbox.tags"
                 )
             if not self.dry_run:
-                self.api.extras.tags.create(
-                    {"name": slug, "slug": slug, "description": "Addresses lbroute allocated"}
-                )
+                try:
+                    self.api.extras.tags.create(
+                        {"name": slug, "slug": slug, "description": "Addresses lbroute allocated"}
+                    )
+                except pynetbox.RequestError:
+                    # Another allocator made it at the same moment (NetBox answers that
+                    # with a 400 or a 500); anything else is raised on the next line.
+                    if self.api.extras.tags.get(slug=slug) is None:
+                        raise
         self._tags_checked = True
 
     def _next_free(self, prefix: Any, owner: Owner) -> IPAddress | None:
@@ -257,10 +296,8 @@ class NetBoxProvider:
             return None
         try:
             made = prefix.available_ips.create(self._body(owner))
-        except pynetbox.RequestError as exc:
-            if exc.req.status_code in (204, 409):  # nothing left in this prefix
-                return None
-            raise
+        except pynetbox.AllocationError:  # 409: nothing left in this prefix
+            return None
         if isinstance(made, list):
             made = made[0] if made else None
         if made is None:
@@ -269,6 +306,34 @@ class NetBoxProvider:
         self._made(address, owner)
         log.info("%s: recorded %s for %s", self.name, made.address, owner)
         return address
+
+    def _next_free_many(self, prefix: Any, owners: list[Owner]) -> dict[Owner, IPAddress]:
+        """Free addresses of ``prefix`` for as many of ``owners`` as it has room for, in
+        one request (NetBox gives all of a batch or none: when it has fewer, it is asked
+        how many it has, and then for that many)."""
+        if len(owners) == 1 or self.dry_run:
+            one = self._next_free(prefix, owners[0])
+            return {owners[0]: one} if one is not None else {}
+        bodies = [self._body(o) for o in owners]
+        try:
+            made = prefix.available_ips.create(bodies)
+        except pynetbox.AllocationError:
+            room = len(list(prefix.available_ips.list(limit=len(owners))))
+            if room == 0:
+                return {}
+            return self._next_free_many(prefix, owners[:room])
+        if not isinstance(made, list):
+            made = [made]
+        by_text = {description(self.source.cluster, o.namespace, o.name): o for o in owners}
+        given: dict[Owner, IPAddress] = {}
+        for obj in made:
+            owner = by_text.get(str(obj.description))
+            if owner is not None:
+                address = _address(str(obj.address))
+                given[owner] = address
+                self._made(address, owner)
+        log.info("%s: recorded %d addresses in %s", self.name, len(given), prefix)
+        return given
 
     def _reserve(self, address: IPAddress, owner: Owner) -> IPAddress:
         net = next((n for n in self.source.prefixes if address in n), None)

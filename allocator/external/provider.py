@@ -1,7 +1,7 @@
 """What an external IPAM is to the allocator: the :class:`Provider` interface.
 
 One provider serves one ServiceGroup's external pools (NetBox today: allocator.external.
-netbox; another IPAM is another class with these five methods). Every method may raise
+netbox; another IPAM is another class with these six methods). Every method may raise
 :class:`Unavailable` (the IPAM did not answer, or failed: try again later, change
 nothing) or :class:`Refused` (it answered no: say why to the user). Addresses are
 recorded in the IPAM as a Service's (:class:`Owner`), so that an allocator that restarts
@@ -11,7 +11,7 @@ everyone else's (:class:`Record`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -76,6 +76,12 @@ class Provider(Protocol):
         group's prefixes (:class:`Exhausted` when none is left). An address already
         recorded for ``owner`` in that family (an earlier claim whose Service was never
         written) is returned again, not made twice."""
+        ...
+
+    def claim_free(self, family: Family, owners: Sequence[Owner]) -> Mapping[Owner, IPAddress]:
+        """Record a free address of ``family`` for each of ``owners`` at once (an owner
+        already recorded gets its address again); the owners missing from the result got
+        none because the prefixes are full."""
         ...
 
     def release(self, record: Record) -> None:
