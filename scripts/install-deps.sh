@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what lbroute's tests and demo need on a fresh Debian machine: the routing
 # daemons (BIRD 2, FRR with frr-reload.py), iproute2, the LAN probes (arping, ping,
-# ndisc6), and a virtualenv with lbroute.
+# ndisc6), PostgreSQL and Redis for the NetBox tests, and a virtualenv with lbroute.
 # With --python-only, only the virtualenv (what `make lint` needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +18,9 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v arping >/dev/null 2>&1 || need_pkgs+=(iputils-arping)
 command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
 command -v ndisc6 >/dev/null 2>&1 || need_pkgs+=(ndisc6)
+# The NetBox tests (tests/netbox/) start their own PostgreSQL cluster and Redis server.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pkgs+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || need_pkgs+=(redis-server)
 PYTHON=${PYTHON:-python3}
 # A stock Debian 12 has python3 without ensurepip, which `python3 -m venv` needs: it is
 # in the python3-venv package (needed for --python-only too).
@@ -31,7 +34,8 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
     echo "install-deps: installing Debian packages: ${need_pkgs[*]}"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    # Keep the packages' own services from starting: lbroute starts its daemons itself.
+    # Keep the packages' own services from starting: lbroute (and the NetBox tests) start
+    # their daemons themselves.
     if [ ! -e /usr/sbin/policy-rc.d ]; then
         printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
         $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -1,0 +1,422 @@
+"""The allocator with ServiceGroups backed by a real NetBox (tests/netbox/server.py) and
+the fake Kubernetes API (tests/fakeapi.py): allocate, release, requested addresses free
+and taken, exhaustion, dual-stack from two prefixes, a sharing key, NetBox down during
+allocation and during release, records edited or deleted by hand, an allocator restart
+(no renumbering, no second record), two allocators at once, and ``lbroute allocate``.
+
+NetBox is reached through a loopback TCP relay (:class:`Relay`) that a test can cut,
+so "NetBox down" is a refused connection while NetBox itself keeps running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pynetbox
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from allocator.external import NetBoxProvider, Owner
+from lbroute.cli import main as cli_main
+from lbroute.model.api import Family
+from lbroute.model.servicegroup import parse_service_group
+from tests.fakeapi import FakeAPI
+from tests.test_allocator import NS, Running, events, ips, wait
+from tests.test_ipam import service
+from tests.test_netbox_unit import nb_group
+
+Obj = dict[str, Any]
+PREFIX4 = "198.51.100.0/29"  # .1 to .6
+PREFIX6 = "2001:db8:77::/124"
+
+
+class Relay:
+    """A loopback TCP relay to NetBox that can be cut (connections refused) and mended."""
+
+    def __init__(self, target: str) -> None:
+        host, _, port = target.split("//", 1)[1].partition(":")
+        self.target = (host, int(port.split("/")[0]))
+        self.listener: socket.socket | None = None
+        self.port = 0
+        self.conns: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.up()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", self.port))
+        self.port = s.getsockname()[1]
+        s.listen(64)
+        self.listener = s
+        threading.Thread(target=self._accept, args=(s,), daemon=True).start()
+
+    def down(self) -> None:
+        """Refuse new connections and cut the open ones."""
+        if self.listener is not None:
+            with contextlib.suppress(OSError):  # wakes the accept() blocked on it
+                self.listener.shutdown(socket.SHUT_RDWR)
+            self.listener.close()
+            self.listener = None
+        with self.lock:
+            for c in self.conns:
+                with contextlib.suppress(OSError):
+                    c.shutdown(socket.SHUT_RDWR)
+                c.close()
+            self.conns.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (a, b):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+
+@pytest.fixture
+def nb(netbox_clean: Any) -> Any:
+    """pynetbox on the test NetBox, emptied, with the prefixes the tests use."""
+    api = pynetbox.api(netbox_clean.url, token=netbox_clean.token)
+    api.ipam.prefixes.create({"prefix": PREFIX4, "status": "active"})
+    api.ipam.prefixes.create({"prefix": PREFIX6, "status": "active"})
+    api.tenancy.tenants.create({"name": "Acme", "slug": "acme"})
+    return api
+
+
+@pytest.fixture
+def relay(netbox: Any) -> Iterator[Relay]:
+    r = Relay(netbox.url)
+    yield r
+    r.down()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[FakeAPI]:
+    with FakeAPI(namespaces=("default", NS)) as api:
+        yield api
+
+
+def token_secret(netbox: Any) -> Obj:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "netbox-token", "namespace": NS},
+        "stringData": {"token": netbox.token},
+    }
+
+
+@pytest.fixture
+def start(cluster: FakeAPI, tmp_path: Path) -> Iterator[Callable[..., Running]]:
+    started: list[Running] = []
+
+    def go(identity: str = "a", **kwargs: Any) -> Running:
+        kwargs.setdefault("ipam_resync", 1.0)
+        r = Running(cluster, tmp_path, identity, **kwargs)
+        started.append(r)
+        return r
+
+    yield go
+    for r in started:
+        if r.thread.is_alive():
+            r.end()
+
+
+def records(api: Any, **filters: Any) -> dict[str, Any]:
+    """NetBox's IP address objects, by address (no prefix length)."""
+    return {
+        str(ipaddress.ip_interface(o.address).ip): o
+        for o in api.ipam.ip_addresses.filter(**filters)
+    }
+
+
+def group_with(relay: Relay, **netbox: Any) -> Obj:
+    netbox.setdefault("prefixes", [PREFIX4])
+    return nb_group("nb", url=relay.url, **netbox)
+
+
+def condition(cluster: FakeAPI, kind: str = "ExternalIPAM") -> Obj:
+    g = cluster.get("servicegroups", "nb", NS) or {}
+    return next(
+        (c for c in (g.get("status") or {}).get("conditions") or () if c["type"] == kind), {}
+    )
+
+
+# -- allocate and release ---------------------------------------------------------------------
+
+
+def test_a_service_gets_the_next_free_netbox_address_recorded_as_lbroutes(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    nb.ipam.ip_addresses.create({"address": "198.51.100.1/29", "description": "gateway"})
+    cluster.put_all(
+        [
+            group_with(relay, tenant="acme", tags=[], dnsName="{name}.{namespace}.lb.example.com"),
+            token_secret(netbox),
+            service("web", namespace="shop"),
+        ]
+    )
+    start()
+    assert wait(lambda: ips(cluster, "web", "shop"), "an address") == ["198.51.100.2"]
+    rec = records(nb)["198.51.100.2"]
+    assert rec.address == "198.51.100.2/29"  # the prefix's length
+    assert rec.description == "lbroute: shop/web"
+    assert [t.slug for t in rec.tags] == ["lbroute"]
+    assert rec.tenant.slug == "acme"
+    assert rec.dns_name == "web.shop.lb.example.com"
+    assert rec.role.value == "anycast" and rec.status.value == "active"
+    svc = cluster.get("services", "web", "shop") or {}
+    assert svc["metadata"]["annotations"]["lbroute.io/allocated-from"] == f"nb:{PREFIX4}"
+    wait(lambda: condition(cluster).get("reason") == "InSync", "ExternalIPAM InSync")
+    assert events(cluster, "AddressAssigned", "web")
+
+
+def test_a_deleted_service_gives_its_record_back_or_marks_it(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    cluster.put_all([group_with(relay), token_secret(netbox), service("a"), service("b")])
+    start()
+    wait(lambda: ips(cluster, "a") and ips(cluster, "b"), "both addressed")
+    assert set(records(nb)) == {"198.51.100.1", "198.51.100.2"}
+    cluster.remove("services", "a")
+    wait(lambda: set(records(nb)) == {"198.51.100.2"}, "a's record deleted")
+    # With onRelease: deprecate, the object stays, marked.
+    cluster.put_all([group_with(relay, onRelease="deprecate")])
+    cluster.remove("services", "b")
+    wait(
+        lambda: (
+            records(nb).get("198.51.100.2") is not None
+            and records(nb)["198.51.100.2"].status.value == "deprecated"
+        ),
+        "b's record deprecated",
+    )
+    assert records(nb)["198.51.100.2"].description.startswith("released by")
+
+
+def test_requested_addresses_are_reserved_when_free_and_refused_when_taken(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    nb.ipam.ip_addresses.create({"address": "198.51.100.5/29", "description": "core router"})
+    cluster.put_all(
+        [
+            group_with(relay),
+            token_secret(netbox),
+            service("free", addresses="198.51.100.4"),
+            service("taken", addresses="198.51.100.5"),
+        ]
+    )
+    start()
+    assert wait(lambda: ips(cluster, "free"), "the requested address") == ["198.51.100.4"]
+    assert records(nb)["198.51.100.4"].description == "lbroute: default/free"
+    failed = wait(lambda: events(cluster, "AllocationFailed", "taken"), "refused")
+    note = failed[0]["note"]
+    assert "ExternalIPAMRefused" in note and "198.51.100.5 is taken" in note
+    assert "core router" in note
+    assert ips(cluster, "taken") == []
+    assert records(nb)["198.51.100.5"].description == "core router", "left alone"
+
+
+def test_an_exhausted_prefix_is_reported_and_the_others_keep_theirs(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    for n in range(1, 6):
+        nb.ipam.ip_addresses.create({"address": f"198.51.100.{n}/29", "description": "other"})
+    cluster.put_all(
+        [group_with(relay), token_secret(netbox), service("last"), service("none-left")]
+    )
+    start()
+    got = wait(lambda: ips(cluster, "last") or ips(cluster, "none-left"), "the last address")
+    assert got == ["198.51.100.6"]
+    loser = "none-left" if ips(cluster, "last") else "last"
+    failed = wait(lambda: events(cluster, "AllocationFailed", loser), "exhausted")
+    assert "no free ipv4 address left in 198.51.100.0/29" in failed[0]["note"]
+
+
+def test_dual_stack_from_two_prefixes_and_a_shared_address(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    cluster.put_all(
+        [
+            group_with(relay, prefixes=[PREFIX4, PREFIX6]),
+            token_secret(netbox),
+            service("dual", families=["IPv4", "IPv6"], policy="RequireDualStack"),
+            service("dns-tcp", share="dns", ports=[("TCP", 53)]),
+            service("dns-udp", share="dns", ports=[("UDP", 53)]),
+        ]
+    )
+    start()
+    dual = wait(lambda: ips(cluster, "dual"), "both families")
+    assert [ipaddress.ip_address(a).version for a in dual] == [4, 6]
+    assert ipaddress.ip_address(dual[1]) in ipaddress.ip_network(PREFIX6)
+    tcp = wait(lambda: ips(cluster, "dns-tcp"), "dns-tcp")
+    assert wait(lambda: ips(cluster, "dns-udp"), "dns-udp") == tcp
+    found = records(nb)
+    assert len(found) == 3, "one record for the shared address"
+    assert found[dual[1]].address.endswith("/124")
+
+
+# -- NetBox away ------------------------------------------------------------------------------
+
+
+def test_netbox_down_leaves_existing_services_alone_and_new_ones_wait(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    cluster.put_all([group_with(relay), token_secret(netbox), service("old")])
+    start()
+    assert wait(lambda: ips(cluster, "old"), "old addressed") == ["198.51.100.1"]
+    relay.down()
+    cluster.put_all([service("new")])
+    failed = wait(lambda: events(cluster, "AllocationFailed", "new"), "new waits")
+    assert "ExternalIPAMPending" in failed[0]["note"]
+    assert "did not answer" in failed[0]["note"]
+    wait(lambda: condition(cluster).get("reason") == "Unreachable", "Unreachable condition")
+    # Deleted while NetBox is away: released once it is back.
+    cluster.remove("services", "old")
+    time.sleep(1.0)
+    assert ips(cluster, "new") == []
+    relay.up()
+    assert wait(lambda: ips(cluster, "new"), "new addressed", timeout=30) == ["198.51.100.2"]
+    wait(lambda: set(records(nb)) == {"198.51.100.2"}, "old released", timeout=30)
+    wait(lambda: condition(cluster).get("reason") == "InSync", "InSync again")
+    assert len(events(cluster, "AllocationFailed", "new")) == 1, "one Event while down"
+
+
+def test_records_deleted_or_edited_by_hand(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    cluster.put_all([group_with(relay), token_secret(netbox), service("a"), service("b")])
+    start()
+    wait(lambda: ips(cluster, "a") and ips(cluster, "b"), "both addressed")
+    a, b = ips(cluster, "a")[0], ips(cluster, "b")[0]
+    records(nb)[a].delete()
+    records(nb)[b].update({"description": "stolen by the lab"})
+    wait(lambda: a in records(nb), "a's record made again", timeout=15)
+    assert records(nb)[a].description == "lbroute: default/a"
+    drift = wait(lambda: events(cluster, "ExternalIPAMDrift", "b"), "drift reported", timeout=15)
+    assert "stolen by the lab" in drift[0]["note"]
+    assert ips(cluster, "b") == [b], "never renumbered"
+    assert records(nb)[b].description == "stolen by the lab", "not repaired"
+    wait(lambda: condition(cluster).get("reason") == "Drift", "Drift condition")
+
+
+def test_a_restarted_allocator_renumbers_nothing_and_records_nothing_twice(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    group = group_with(relay)
+    cluster.put_all([group, token_secret(netbox), service("a")])
+    first = start("first")
+    wait(lambda: ips(cluster, "a"), "a addressed")
+    first.end()
+    # A crash after NetBox recorded an address for b but before b's status was written.
+    provider = NetBoxProvider(parse_service_group(group), netbox.token)
+    crashed = provider.claim(Family.IPV4, Owner(namespace="default", name="b"), None)
+    cluster.put_all([service("b")])
+    before = {k: v.id for k, v in records(nb).items()}
+    start("second")
+    assert wait(lambda: ips(cluster, "b"), "b addressed") == [str(crashed)]
+    assert ips(cluster, "a") == ["198.51.100.1"]
+    time.sleep(1.5)  # a sync ran
+    assert {k: v.id for k, v in records(nb).items()} == before
+
+
+def test_two_replicas_elect_one_leader_that_alone_records(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    names = [f"svc-{i}" for i in range(5)]
+    cluster.put_all([group_with(relay), token_secret(netbox), *(service(n) for n in names)])
+    a, b = start("a"), start("b")
+    wait(lambda: all(ips(cluster, n) for n in names), "every Service addressed", timeout=20)
+    given = [ips(cluster, n)[0] for n in names]
+    assert len(set(given)) == 5
+    assert set(records(nb)) == set(given), "one record each, by the leader alone"
+    assert sum(r.leader() for r in (a, b)) == 1
+    # The leader goes: the other takes over and finds every record as it was.
+    (a if a.leader() else b).end()
+    cluster.put_all([service("after")])
+    after = wait(lambda: ips(cluster, "after"), "the new leader allocates", timeout=20)
+    assert set(records(nb)) == {*given, *after}
+
+
+def test_two_allocators_never_get_one_netbox_address(netbox: Any, nb: Any) -> None:
+    """Two clusters' allocators (or a split brain) asking at the same moment."""
+    nb.ipam.prefixes.create({"prefix": "192.0.2.0/27", "status": "active"})
+    group = parse_service_group(nb_group("nb", url=netbox.url, prefixes=["192.0.2.0/27"]))
+    got: list[str] = []
+    lock = threading.Lock()
+
+    def ask(side: str) -> None:
+        provider = NetBoxProvider(group, netbox.token)
+        for i in range(8):
+            a = provider.claim(Family.IPV4, Owner(namespace=side, name=f"svc-{i}"), None)
+            with lock:
+                got.append(str(a))
+
+    threads = [threading.Thread(target=ask, args=(side,)) for side in ("east", "west")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(got) == 16 and len(set(got)) == 16, got
+    assert len(records(nb)) == 16
+
+
+# -- lbroute allocate -------------------------------------------------------------------------
+
+
+def test_lbroute_allocate_asks_netbox_and_dry_run_writes_nothing(
+    netbox: Any, nb: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "group.yaml").write_text(
+        yaml.safe_dump(nb_group("nb", url="https://netbox.invalid", prefixes=[PREFIX4]))
+    )
+    (tmp_path / "svc.yaml").write_text(
+        yaml.safe_dump_all([service("a"), service("b")], sort_keys=False)
+    )
+    runner = CliRunner()
+    env = {"LBROUTE_NETBOX_TOKEN": netbox.token, "LBROUTE_NETBOX_URL": netbox.url}
+    dry = runner.invoke(cli_main, ["allocate", "-f", str(tmp_path), "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "default/a: would assign 198.51.100.1 from nb" in dry.output
+    assert "default/b: would assign 198.51.100.2 from nb" in dry.output
+    assert records(nb) == {}, "a dry run writes nothing to NetBox"
+    real = runner.invoke(cli_main, ["allocate", "-f", str(tmp_path)], env=env)
+    assert real.exit_code == 0, real.output
+    assert set(records(nb)) == {"198.51.100.1", "198.51.100.2"}
+    assert "198.51.100.1" in (tmp_path / "svc.yaml").read_text()
+    (tmp_path / "more.yaml").write_text(yaml.safe_dump(service("c")))
+    no_token = runner.invoke(cli_main, ["allocate", "-f", str(tmp_path)], env={})
+    assert no_token.exit_code == 1
+    assert "default/c: needs an address from the NetBox prefixes" in no_token.output
+    assert "LBROUTE_NETBOX_TOKEN" in no_token.output
