@@ -1134,9 +1134,14 @@ def test_a_service_picks_a_bgp_class_without_a_reload(env: Env) -> None:
     env.wait(lambda: env.communities("192.0.2.0/24") == group_only, what="the aggregate's")
     pick("backup")  # two more ASNs in the path (eBGP), the MED gone with premium
     expect((backup, 3, 0))
-    announced = {a["address"]: a for a in env.status("node-b")["announced"]}
-    assert announced["2001:db8:1::10/128"].get("bgp_class") == "backup"
-    assert "class backup" in env.cli_status("node-a")
+
+    def shown(node: str) -> object:
+        announced = {a["address"]: a for a in env.status(node)["announced"]}
+        return announced["2001:db8:1::10/128"].get("bgp_class")
+
+    # The status file follows the pass by up to its pacing (0.25 s): the route may be first.
+    env.wait(lambda: shown("node-b") == "backup", what="node-b's status shows class backup")
+    env.wait(lambda: "class backup" in env.cli_status("node-a"), what="lbroute status on node-a")
     pick("gold")  # not declared: the group's policy, the aggregate, and a warning
     env.wait(lambda: all(env.bgp_paths(p) == {} for p in host), what="host prefixes withdrawn")
 
