@@ -421,9 +421,4 @@ def _failure(r: ExternalRequest, reason: Reason, message: str) -> Failure:
 def _pending(r: ExternalRequest, state: _Group) -> Failure:
     """Stable while the IPAM stays down (one Event, not one per attempt)."""
     what = f"{r.address}" if r.address is not None else f"an {r.family} address"
-    return _failure(
-        r,
-        Reason.IPAM_PENDING,
-        f"waiting for {what}: {state.error}; asked again with a backoff of up to "
-        f"{MAX_BACKOFF:.0f}s",
-    )
+    return _failure(r, Reason.IPAM_PENDING, f"waiting for {what}: {state.error}")
