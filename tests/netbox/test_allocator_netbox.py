@@ -287,6 +287,41 @@ def test_dual_stack_from_two_prefixes_and_a_shared_address(
     assert found[dual[1]].address.endswith("/124")
 
 
+def test_prefixes_in_order_and_a_vrf_of_their_own(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    # The first prefix has one free address left, the second comes next.
+    for n in range(1, 6):
+        nb.ipam.ip_addresses.create({"address": f"198.51.100.{n}/29", "description": "other"})
+    nb.ipam.prefixes.create({"prefix": "192.0.2.0/29"})
+    # A VRF holding the same prefix as the global table: only the VRF's is used.
+    vrf = nb.ipam.vrfs.create({"name": "prod", "enforce_unique": True})
+    nb.ipam.prefixes.create({"prefix": "203.0.113.0/29", "vrf": vrf.id})
+    nb.ipam.prefixes.create({"prefix": "203.0.113.0/29"})
+    nb.ipam.ip_addresses.create({"address": "203.0.113.1/29", "description": "global one"})
+    in_vrf = nb_group("invrf", url=relay.url, prefixes=["203.0.113.0/29"], vrf="prod",
+                      default=False)  # fmt: skip
+    cluster.put_all(
+        [
+            group_with(relay, prefixes=[PREFIX4, "192.0.2.0/29"]),
+            in_vrf,
+            token_secret(netbox),
+            service("first", created="2026-01-01T00:00:01Z"),
+            service("second", created="2026-01-01T00:00:02Z"),
+            service("vrf", group="invrf"),
+        ]
+    )
+    start()
+    assert wait(lambda: ips(cluster, "first"), "first") == ["198.51.100.6"]
+    assert wait(lambda: ips(cluster, "second"), "second") == ["192.0.2.1"]
+    assert wait(lambda: ips(cluster, "vrf"), "in the VRF") == ["203.0.113.1"]
+    made = [o for o in nb.ipam.ip_addresses.filter(vrf_id=vrf.id)]
+    assert [(o.address, o.description) for o in made] == [
+        ("203.0.113.1/29", "lbroute: default/vrf")
+    ]
+    assert records(nb, vrf_id="null")["203.0.113.1"].description == "global one"
+
+
 # -- NetBox away ------------------------------------------------------------------------------
 
 
