@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -63,6 +64,8 @@ from lbroute.model.vocabulary import ALLOCATOR_CONTROLLER, NODE_STATE, PEER, SER
 log = logging.getLogger(__name__)
 
 
+TOKEN_RE = re.compile(r"[\x21-\x7e]{8,512}")
+TOKEN_VALID = "8 to 512 printable characters, no spaces"
 TOKEN_TTL = 30.0
 """Seconds an external IPAM's token, read from its Secret, is used before it is read again."""
 
@@ -157,6 +160,8 @@ class Allocator:
         """Each ServiceGroup's last valid version, seen by this replica's passes."""
         self.broker = Broker(self._provider, resync=settings.ipam_resync)
         """The ServiceGroups' external IPAMs (NetBox)."""
+        self._reset_broker = False
+        self._token_errors: dict[tuple[str, str, str], str] = {}
         self._tokens: dict[tuple[str, str, str], tuple[float, str | None]] = {}
         """(namespace, Secret, key) -> (when read, the token): read at most every
         TOKEN_TTL seconds."""
@@ -208,6 +213,7 @@ class Allocator:
         self.metrics.leader.set(1 if leader else 0)
         with self._cond:
             self._dirty = self._dirty or leader
+            self._reset_broker = True  # claims and records are read again from the IPAM
             self.writer.forget_reported()
             self.peer_status.forget()
             self._cond.notify_all()
@@ -272,7 +278,10 @@ class Allocator:
             invalid_groups=invalid,
             namespace=self.settings.namespace,
         )
-        if any(g.netbox is not None for g in model.service_groups):
+        if self._reset_broker:
+            self.broker.reset()
+            self._reset_broker = False
+        if any(g.netbox is not None for g in model.service_groups) or self.broker.retry_at:
             result = self._external(result, model, services, invalid)
         return result, model, invalid, kept
 
@@ -336,7 +345,18 @@ class Allocator:
             value = parse_secret(self.kube.read(secret)).get(ref.key)
         except NotFound:
             value = None
-        token = value.reveal() if value is not None else None
+        except KubernetesError as exc:  # 403 (the Role names another Secret), API away
+            log.warning("%s: cannot read Secret %s: %s", group.ref, ref.name, exc)
+            if cached is not None and cached[1] is not None:
+                return cached[1]  # the last one read stays in use
+            self._token_errors[key] = str(exc)
+            value = None
+        token = value.reveal().strip() if value is not None else None
+        if token is not None and not TOKEN_RE.fullmatch(token):
+            self._token_errors[key] = (
+                f"the value of key {ref.key!r} is not a NetBox token (expected {TOKEN_VALID})"
+            )
+            token = None
         self._tokens[key] = (time.monotonic(), token)
         return token
 
@@ -345,9 +365,12 @@ class Allocator:
         token = self._token(group)
         if token is None:
             ref = group.netbox.token
+            why = self._token_errors.pop(
+                (group.ref.namespace, ref.name, ref.key), f"no key {ref.key!r} or no such Secret"
+            )
             raise Refused(
-                f"{group.ref}: spec.ipam.netbox.tokenSecretRef: Secret {ref.name} with key "
-                f"{ref.key!r} not found in namespace {group.ref.namespace}"
+                f"{group.ref}: spec.ipam.netbox.tokenSecretRef: Secret {ref.name} in namespace "
+                f"{group.ref.namespace}: {why} (the allocator's Role may read netbox-token)"
             )
         return NetBoxProvider(group, token)
 

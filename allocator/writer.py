@@ -304,6 +304,10 @@ class PassWriter:
             status = with_condition(current, CONDITION, want["condition"])
             if "ipam" in want:
                 status = with_condition({**current, "status": status}, IPAM_CONDITION, want["ipam"])
+            else:  # the group no longer has an external IPAM
+                status["conditions"] = [
+                    c for c in status["conditions"] if c.get("type") != IPAM_CONDITION
+                ]
             for key in ("allocated", "available"):
                 if want[key] is None:
                     status.pop(key, None)
@@ -366,7 +370,7 @@ def _group_status(
 def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool:
     return bool(
         _condition(status, CONDITION) == want["condition"]
-        and ("ipam" not in want or _condition(status, IPAM_CONDITION) == want["ipam"])
+        and _condition(status, IPAM_CONDITION) == want.get("ipam")
         and status.get("allocated") == want["allocated"]
         and status.get("available") == want["available"]
     )

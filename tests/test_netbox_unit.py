@@ -6,6 +6,7 @@ in-memory provider. The same behaviour against a real NetBox: tests/netbox/.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Sequence
 from typing import Any
@@ -298,6 +299,10 @@ class MemoryIpam:
         self._check()
         self._add(address, owner)
 
+    def adopt(self, record: Record, owner: Owner) -> None:
+        self._check()
+        self.objects[record.address] = dataclasses.replace(record, owner=owner, shown=str(owner))
+
     def records(self) -> Sequence[Record]:
         self._check()
         return list(self.objects.values())
@@ -320,6 +325,7 @@ def broker_for(ipam: MemoryIpam, clock: Clock, groups: Sequence[api.ServiceGroup
 def one_pass(b: Broker, groups: Sequence[Obj], services: list[Obj]) -> tuple[Allocation, list[str]]:
     """A controller's pass without Kubernetes: request, claim, pass again, settle, sync."""
     model = api.load(groups)
+    b.groups(model.service_groups, key=lambda g: g.netbox)  # as the controller, every pass
     parsed = [p for s in services if (p := parse_service(s, default_class=False)) is not None]
     result = allocate(model.service_groups, parsed)
     outcome = b.fulfil(result.requests)
@@ -336,8 +342,6 @@ def one_pass(b: Broker, groups: Sequence[Obj], services: list[Obj]) -> tuple[All
         group_of = {a.ref: a.group.name for a in result.assignments if a.group is not None}
         done = b.sync(model.service_groups, holders, group_of)
     failures = tuple(outcome.failures)
-    import dataclasses
-
     return dataclasses.replace(result, failures=result.failures + failures), done
 
 
@@ -422,7 +426,7 @@ def test_records_of_gone_services_are_released_and_lost_ones_recorded_again() ->
     # b deleted (while the allocator was down, say): released at the next pass.
     _, done = one_pass(b, groups, services[:1])
     assert list(ipam.objects) == [ip("198.51.100.1")]
-    assert any("released 198.51.100.2" in line for line in done)
+    assert any("release 198.51.100.2 (default/b)" in line for line in done)
     # a's record deleted by hand: recorded again at the next sync.
     ipam.objects.clear()
     clock.now += 61
@@ -484,3 +488,86 @@ def test_a_burst_is_asked_in_batches_for_a_budget_at_a_time() -> None:
     second, _ = one_pass(b, groups, services)
     assert sum(1 for a in second.assignments if a.addresses) == 120
     assert len({a.addresses for a in second.assignments}) == 120
+
+
+def test_an_ipam_that_stays_down_is_asked_after_its_backoff_not_in_a_loop() -> None:
+    ipam, clock = MemoryIpam(), Clock()
+    groups = [nb_group()]
+    b = broker_for(ipam, clock, api.load(groups).service_groups)
+    one_pass(b, groups, [service("a")])  # a good sync
+    clock.now += 61
+    ipam.down = True
+    one_pass(b, groups, [service("a"), service("b")])
+    for _ in range(5):
+        due = b.retry_at
+        assert due is not None and due > clock.now, "a pass again at once: a busy loop"
+        clock.now = due
+        one_pass(b, groups, [service("a"), service("b")])
+    refused = Broker(lambda g: ipam, clock=clock)
+    refused.groups(api.load(groups).service_groups, key=lambda g: g.netbox)
+    ipam.down = False
+
+    def no(*_: Any) -> Sequence[Record]:
+        raise Refused("the token may not list addresses")
+
+    ipam.records = no  # type: ignore[method-assign]
+    one_pass(refused, groups, [service("a")])
+    due = refused.retry_at
+    assert due is not None and due >= clock.now + 59, "a refused sync is tried a resync later"
+
+
+def test_records_of_services_still_waiting_are_never_released() -> None:
+    ipam, clock = MemoryIpam("198.51.100.0/24"), Clock()
+    names = [f"s{i:03}" for i in range(120)]
+    for n in names:  # an earlier leader recorded them, then stopped before writing
+        ipam.claim(Family.IPV4, Owner(namespace="default", name=n), None)
+    batch = ipam.claim_free
+
+    def slow(family: Family, owners: Sequence[Owner]) -> dict[Owner, IPAddress]:
+        clock.now += 1.5
+        return batch(family, owners)
+
+    ipam.claim_free = slow  # type: ignore[method-assign]
+    groups = [nb_group(prefixes=["198.51.100.0/24"])]
+    b = broker_for(ipam, clock, api.load(groups).service_groups)
+    services = [service(n) for n in names]
+    result, _ = one_pass(b, groups, services)
+    assert sum(1 for a in result.assignments if a.addresses) == 100
+    assert len(ipam.objects) == 120, "the 20 left for the next pass keep their records"
+    second, _ = one_pass(b, groups, services)
+    assert sorted(str(a.addresses[0]) for a in second.assignments) == sorted(
+        str(r.address) for r in ipam.objects.values()
+    )
+
+
+def test_a_record_of_a_deleted_sharer_passes_to_the_service_that_keeps_the_address() -> None:
+    ipam, clock = MemoryIpam(), Clock()
+    groups = [nb_group()]
+    b = broker_for(ipam, clock, api.load(groups).service_groups)
+    tcp = service("dns-tcp", share="dns", ports=[("TCP", 53)])
+    udp = service("dns-udp", share="dns", ports=[("UDP", 53)])
+    first, _ = one_pass(b, groups, [tcp, udp])
+    services = written([tcp, udp], first)
+    assert [str(r.owner) for r in ipam.objects.values()] == ["default/dns-tcp"]
+    _, done = one_pass(b, groups, services[1:])  # dns-tcp deleted
+    assert [str(r.owner) for r in ipam.objects.values()] == ["default/dns-udp"]
+    assert any("instead of default/dns-tcp" in line for line in done), done
+    assert b.drift == ()
+
+
+def test_services_sharing_a_requested_netbox_address_share_one_record() -> None:
+    ipam, clock = MemoryIpam(), Clock()
+    groups = [nb_group()]
+    b = broker_for(ipam, clock, api.load(groups).service_groups)
+    services = [
+        service("dns-tcp", share="dns", ports=[("TCP", 53)], addresses="198.51.100.5"),
+        service("dns-udp", share="dns", ports=[("UDP", 53)], addresses="198.51.100.5"),
+    ]
+    result, _ = one_pass(b, groups, services)
+    assert got(result, "dns-tcp") == got(result, "dns-udp") == ["198.51.100.5"]
+    assert reasons(result) == [] and len(ipam.objects) == 1
+    # Written: a third Service asking for it joins the address its holders have.
+    later = [*written(services, result), service("dns-x", share="dns", ports=[("TCP", 853)],
+                                                  addresses="198.51.100.5")]  # fmt: skip
+    again, _ = one_pass(b, groups, later)
+    assert got(again, "dns-x") == ["198.51.100.5"] and len(ipam.objects) == 1

@@ -34,6 +34,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from allocator.external.provider import (
     IpamError,
@@ -55,6 +56,8 @@ RESYNC = 60.0
 """Seconds between two comparisons of a group's records with the Services."""
 BATCH = 50
 """Free addresses asked for in one request."""
+SYNC_BUDGET = 5.0
+"""Seconds one pass spends releasing and repairing records; the rest at the next pass."""
 BUDGET = 2.0
 """Seconds one pass spends asking the IPAMs for new addresses before it writes them."""
 MIN_BACKOFF = 1.0
@@ -81,6 +84,9 @@ class _Group:
     delay: float = 0.0
     next_try: float = 0.0
     synced: float | None = None
+    """When the records were last compared with the Services, to the end."""
+    attempted: float | None = None
+    """When a comparison was last started (a failed one is tried again a resync later)."""
     drift: tuple[Drift, ...] = ()
     records: int = 0
 
@@ -108,15 +114,22 @@ class Broker:
         self.resync = resync
         self._groups: dict[str, _Group] = {}
         self._claims: dict[tuple[ObjectRef, Family], IPAddress] = {}
-        self._held: frozenset[IPAddress] = frozenset()
+        self._held: frozenset[tuple[IPAddress, ObjectRef]] = frozenset()
         self._more = False
-        """The last :meth:`fulfil` left requests for the next pass."""
+        """The last :meth:`fulfil` or :meth:`sync` left work for the next pass."""
+        self._force = False
+        """Compare records at the next pass (a claim the pass could not take)."""
+        self._waiting: set[tuple[str, Owner]] = set()
+        """(group, Service) of this pass's requests: their records are never released."""
 
     # -- providers ----------------------------------------------------------------------------
 
     def groups(self, groups: Iterable[ServiceGroup], key: Callable[[ServiceGroup], object]) -> None:
         """Keep a provider per group with external pools; ``key(group)`` says when one must
-        be made again (its settings or its token changed)."""
+        be made again (its settings or its token changed). Called at the start of every
+        pass."""
+        self._more = False
+        self._waiting = set()
         seen = set()
         for g in groups:
             if g.netbox is None:
@@ -137,11 +150,24 @@ class Broker:
     @property
     def retry_at(self) -> float | None:
         """When a pass should run again to ask a provider that was down, or to sync."""
-        if self._more:
+        if self._more or self._force:
             return self.clock()
-        times = [s.next_try for s in self._groups.values() if s.down_since is not None]
-        times += [s.synced + self.resync for s in self._groups.values() if s.synced is not None]
+        times = []
+        for s in self._groups.values():
+            if s.provider is None:
+                continue
+            if s.down_since is not None:
+                times.append(s.next_try)
+            elif s.attempted is not None:
+                times.append(s.attempted + self.resync)
         return min(times) if times else None
+
+    def reset(self) -> None:
+        """Forget every provider and claim (leadership changed: what another leader did
+        meanwhile is read again from the IPAM)."""
+        self._groups.clear()
+        self._claims.clear()
+        self._held = frozenset()
 
     def condition(self, group: str) -> Condition | None:
         """The group's ``ExternalIPAM`` condition; None for a group without one."""
@@ -185,13 +211,17 @@ class Broker:
         leaders: dict[tuple[str, str, str, Family], ObjectRef] = {}
         free: dict[tuple[str, Family], list[ExternalRequest]] = {}
         start = self.clock()
-        self._more = False
+        self._waiting = {
+            (r.group, Owner(namespace=r.ref.namespace, name=r.ref.name)) for r in requests
+        }
 
         def give(r: ExternalRequest, got: IPAddress) -> None:
             self._claims[(r.ref, r.family)] = got
             out.claims.setdefault(r.ref, {})[r.family] = got
             if r.share is not None:
                 key = (r.group, *r.share, r.family)
+                if r.address is not None:
+                    key = (r.group, r.share[0], f"{r.share[1]}@{r.address}", r.family)
                 shared.setdefault(key, got)
                 for f in followers.pop(key, []):
                     out.claims.setdefault(f.ref, {})[f.family] = shared[key]
@@ -203,7 +233,17 @@ class Broker:
                 give(r, got)
                 continue
             share = (r.group, *r.share, r.family) if r.share is not None else None
-            if r.address is None and share is not None:
+            if r.address is not None and r.share is not None:
+                wanted = (r.group, r.share[0], f"{r.share[1]}@{r.address}", r.family)
+                if wanted in shared:  # asked for by another Service of the key: its
+                    out.claims.setdefault(r.ref, {})[r.family] = shared[wanted]
+                    continue
+                if wanted in followers:  # the same requested address, the same key
+                    followers[wanted].append(r)
+                    continue
+                followers[wanted], leaders[wanted] = [], r.ref
+                share = wanted
+            elif r.address is None and share is not None:
                 if share in shared:
                     out.claims.setdefault(r.ref, {})[r.family] = shared[share]
                     continue
@@ -281,27 +321,31 @@ class Broker:
         (``current``), the Service is gone, or the pass did not take the address
         (``taken``: each Service's addresses as the pass decided)."""
         for (ref, family), address in list(self._claims.items()):
-            if (
-                ref not in current
-                or address in set(current[ref])
-                or address not in set(taken.get(ref, ()))
-            ):
+            refused = ref in current and address not in set(taken.get(ref, ()))
+            if ref not in current or address in set(current[ref]) or refused:
                 del self._claims[(ref, family)]
+            if refused and address not in set(current.get(ref, ())):
+                self._force = True  # the IPAM's record may be wrong: compare them soon
 
     # -- comparing records with Services ------------------------------------------------------
 
-    def due(self, held: Iterable[IPAddress]) -> bool:
-        """Whether :meth:`sync` should run: a group never synced or due again, or an
-        address some Service held has been let go since the last pass."""
-        held = frozenset(held)
+    def due(self, holders: Mapping[IPAddress, Sequence[ObjectRef]]) -> bool:
+        """Whether :meth:`sync` should run: a group never synced or due again, or a
+        Service has let go of an address since the last pass (a sharer among them)."""
+        held = frozenset((a, ref) for a, refs in holders.items() for ref in refs)
         let_go = bool(self._held - held)
         self._held = held
         now = self.clock()
-        return let_go or any(
-            s.provider is not None
-            and (s.synced is None or now >= s.synced + self.resync)
-            and (s.down_since is None or now >= s.next_try)
-            for s in self._groups.values()
+        forced, self._force = self._force, False
+        return (
+            let_go
+            or forced
+            or any(
+                s.provider is not None
+                and (s.attempted is None or now >= s.attempted + self.resync)
+                and (s.down_since is None or now >= s.next_try)
+                for s in self._groups.values()
+            )
         )
 
     def sync(
@@ -315,21 +359,26 @@ class Broker:
         it released or recorded again, for the log and Events."""
         done: list[str] = []
         inflight = set(self._claims.values())
+        deadline = self.clock() + SYNC_BUDGET
         for g in groups:
             state = self._groups.get(g.name)
             if state is None or state.provider is None:
                 continue
             if state.down_since is not None and self.clock() < state.next_try:
                 continue
+            state.attempted = self.clock()
             try:
-                done += self._sync_group(g, state, holders, group_of, inflight)
+                finished = self._sync_group(g, state, holders, group_of, inflight, deadline, done)
             except Unavailable as exc:
                 self._down(state, str(exc))
             except Refused as exc:
                 state.error, state.refused = str(exc), True
             else:
                 self._up(state)
-                state.synced = self.clock()
+                if finished:
+                    state.synced = self.clock()
+                else:  # out of time: the rest at the next pass, which comes at once
+                    state.attempted, self._more = None, True
         return done
 
     def _sync_group(
@@ -339,7 +388,11 @@ class Broker:
         holders: Mapping[IPAddress, Sequence[ObjectRef]],
         group_of: Mapping[ObjectRef, str],
         inflight: set[IPAddress],
-    ) -> list[str]:
+        deadline: float,
+        done: list[str],
+    ) -> bool:
+        """One group's comparison; False when ``deadline`` came first (what was done
+        stays done). A change NetBox refuses is logged and the rest goes on."""
         provider = state.provider
         assert provider is not None and g.netbox is not None
         records = provider.records()
@@ -347,14 +400,28 @@ class Broker:
         by_address: dict[IPAddress, list[Record]] = {}
         for rec in records:
             by_address.setdefault(rec.address, []).append(rec)
-        done: list[str] = []
+
+        def change(what: str, act: Callable[[], None]) -> bool:
+            if self.clock() > deadline:
+                return False
+            try:
+                act()
+            except Refused as exc:
+                log.warning("%s: could not %s: %s", g.ref, what, exc)
+                done.append(f"{g.ref}: could not {what}: {exc}")
+            else:
+                done.append(f"{g.ref}: {what} in {provider.name}")
+            return True
+
         for rec in records:
             if rec.owner is None or not rec.active:
                 continue
             if rec.address in holders or rec.address in inflight:
                 continue
-            provider.release(rec)
-            done.append(f"{g.ref}: released {rec.address} ({rec.owner}) in {provider.name}")
+            if (g.name, rec.owner) in self._waiting:
+                continue  # its Service is asking for it again (not written yet)
+            if not change(f"release {rec.address} ({rec.owner})", partial(provider.release, rec)):
+                return False
         drift: list[Drift] = []
         for address, refs in sorted(holders.items(), key=lambda kv: (kv[0].version, kv[0])):
             if not any(address in net for net in g.netbox.prefixes):
@@ -362,16 +429,22 @@ class Broker:
             mine = [r for r in refs if group_of.get(r) == g.name]
             if not mine:
                 continue
-            found = [r for r in by_address.get(address, []) if r.active or r.owner is None]
+            found = by_address.get(address, [])
             owners = {Owner(namespace=r.namespace, name=r.name) for r in refs}
-            if not found:
-                provider.restore(address, min(owners))
-                done.append(
-                    f"{g.ref}: recorded {address} for {min(owners)} in {provider.name} "
-                    "again (its record was gone)"
-                )
+            if any(r.owner in owners and r.active for r in found):
                 continue
-            if any(r.owner in owners for r in found):
+            if not found:
+                what = f"record {address} for {min(owners)} again (its record was gone)"
+                if not change(what, partial(provider.restore, address, min(owners))):
+                    return False
+                continue
+            ours = [r for r in found if r.owner is not None and r.active]
+            if ours and len(ours) == len(found):
+                # lbroute's, for a Service that no longer holds it (a sharer deleted, or
+                # given by NetBox while the holder's record was missing): the holder's.
+                what = f"record {address} for {min(owners)} instead of {ours[0].owner}"
+                if not change(what, partial(provider.adopt, ours[0], min(owners))):
+                    return False
                 continue
             shown = ", ".join(r.shown for r in found)
             for ref in mine:
@@ -386,7 +459,7 @@ class Broker:
                     )
                 )
         state.drift = tuple(drift)
-        return done
+        return True
 
     # -- up and down --------------------------------------------------------------------------
 

@@ -41,7 +41,15 @@ from allocator.external.provider import (
 )
 from lbroute.model.api import Announce, Family, ServiceGroup
 from lbroute.model.fields import IPAddress, IPNetwork
-from lbroute.model.netbox import NetBoxSource, OnRelease, Role, description, dns_name, owner_of
+from lbroute.model.netbox import (
+    TAG,
+    NetBoxSource,
+    OnRelease,
+    Role,
+    description,
+    dns_name,
+    owner_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +142,10 @@ class NetBoxProvider:
             obj = self.api.ipam.ip_addresses.get(int(record.ident))
             if obj is None:
                 return
+            now = self._record(obj)
+            if now.owner != record.owner or now.address != record.address or not now.active:
+                log.info("%s: %s changed since it was read; not released", self.name, now.shown)
+                return
             if self._owned is not None and record.owner is not None:
                 self._owned.pop((record.owner, Family.of(record.address)), None)
             if self.source.on_release is OnRelease.DEPRECATE:
@@ -142,6 +154,29 @@ class NetBoxProvider:
                 )
             else:
                 obj.delete()
+
+    def adopt(self, record: Record, owner: Owner) -> None:
+        if self.dry_run:
+            return
+        with self._errors():
+            obj = self.api.ipam.ip_addresses.get(int(record.ident))
+            if obj is None or self._record(obj).owner != record.owner:
+                return
+            change = {"description": description(self.source.cluster, owner.namespace, owner.name)}
+            if self.source.dns_name is not None:
+                name = dns_name(
+                    self.source.dns_name,
+                    name=owner.name,
+                    namespace=owner.namespace,
+                    group=self.group.name,
+                )
+                if name is not None:
+                    change["dns_name"] = name
+            obj.update(change)
+            if self._owned is not None:
+                if record.owner is not None:
+                    self._owned.pop((record.owner, Family.of(record.address)), None)
+                self._owned[(owner, Family.of(record.address))] = record.address
 
     def restore(self, address: IPAddress, owner: Owner) -> None:
         if self.dry_run:
@@ -153,7 +188,9 @@ class NetBoxProvider:
         with self._errors():
             out: list[Record] = []
             for net in self._prefix_objects():
-                for obj in self.api.ipam.ip_addresses.filter(parent=str(net), **self._vrf_filter()):
+                for obj in self.api.ipam.ip_addresses.filter(
+                    parent=str(net), limit=1000, **self._vrf_filter()
+                ):
                     out.append(self._record(obj))
             self._index(out)
             return out
@@ -172,24 +209,29 @@ class NetBoxProvider:
             if status == 404:
                 self._prefixes = None  # a prefix may have been deleted: look them up again
             raise Refused(f"{self.name} refused ({status}): {_words(exc)}") from None
-        except (pynetbox.ContentError, ValueError) as exc:
-            raise Unavailable(f"{self.name} sent an answer that is not NetBox's: {exc}") from None
+        except pynetbox.ContentError:
+            raise Unavailable(f"{self.name} sent an answer that is not NetBox's") from None
         except requests.RequestException as exc:
             raise Unavailable(f"{self.name} did not answer: {type(exc).__name__}") from None
         except IpamError:
             raise
         except Exception as exc:  # pynetbox or NetBox doing what no one expected
-            log.exception("%s: unexpected failure", self.name)
-            raise Unavailable(f"{self.name}: unexpected {type(exc).__name__}: {exc}") from None
+            # Only the type: an exception's text may quote the request, token included.
+            log.error("%s: unexpected %s", self.name, type(exc).__name__)
+            raise Unavailable(f"{self.name}: unexpected {type(exc).__name__}") from None
 
     def _vrf_filter(self) -> dict[str, Any]:
         if self.source.vrf is None:
             return {"vrf_id": "null"}
         if self._vrf_id is None:
-            vrf = self.api.ipam.vrfs.get(name=self.source.vrf)
-            if vrf is None:
-                raise Refused(f"{self.name} has no VRF named {self.source.vrf!r}")
-            self._vrf_id = int(vrf.id)
+            found = list(self.api.ipam.vrfs.filter(name=self.source.vrf))
+            if len(found) != 1:
+                how = "no VRF" if not found else f"{len(found)} VRFs"
+                raise Refused(
+                    f"{self.name} has {how} named {self.source.vrf!r}; "
+                    "spec.ipam.netbox.vrf must name exactly one"
+                )
+            self._vrf_id = int(found[0].id)
         return {"vrf_id": self._vrf_id}
 
     def _prefix_objects(self) -> dict[IPNetwork, Any]:
@@ -355,11 +397,15 @@ class NetBoxProvider:
         return address
 
     def _record(self, obj: Any) -> Record:
+        """What ``obj`` is to lbroute: its own (this cluster's description, the lbroute
+        tag and assigned to no interface: a copy made with NetBox's Clone keeps the
+        description but not the tag) or anything else."""
         address = _address(str(obj.address))
         text = str(obj.description or "")
-        owner = owner_of(self.source.cluster, text)
-        status = getattr(obj.status, "value", obj.status)
         assigned = getattr(obj, "assigned_object", None)
+        tags = {str(getattr(t, "slug", t)) for t in getattr(obj, "tags", None) or ()}
+        owner = owner_of(self.source.cluster, text) if TAG in tags and not assigned else None
+        status = getattr(obj.status, "value", obj.status)
         shown = repr(text) if text else f"an object assigned to {assigned}" if assigned else ""
         return Record(
             address=address,

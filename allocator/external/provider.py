@@ -1,7 +1,7 @@
 """What an external IPAM is to the allocator: the :class:`Provider` interface.
 
 One provider serves one ServiceGroup's external pools (NetBox today: allocator.external.
-netbox; another IPAM is another class with these six methods). Every method may raise
+netbox; another IPAM is another class with these seven methods). Every method may raise
 :class:`Unavailable` (the IPAM did not answer, or failed: try again later, change
 nothing) or :class:`Refused` (it answered no: say why to the user). Addresses are
 recorded in the IPAM as a Service's (:class:`Owner`), so that an allocator that restarts
@@ -86,6 +86,11 @@ class Provider(Protocol):
 
     def release(self, record: Record) -> None:
         """Give ``record`` back: delete it, or mark it released, as the group says."""
+        ...
+
+    def adopt(self, record: Record, owner: Owner) -> None:
+        """Record lbroute's ``record`` for ``owner`` instead (its Service let go of the
+        address, which ``owner`` holds)."""
         ...
 
     def restore(self, address: IPAddress, owner: Owner) -> None:

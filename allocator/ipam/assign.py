@@ -147,10 +147,14 @@ def allocate(
                 continue
             if take_requested(plan, address, book, fail):
                 state = book.pool_of(address)
-                if state is not None and state.pool.external is not None:
+                holding = book.holding(address)
+                recorded = holding is not None and any(
+                    address in h.addresses for h in holding.holders if h is not plan.svc
+                )
+                if state is not None and state.pool.external is not None and not recorded:
                     plan.pending[f] = address  # held for it while the IPAM is asked
                 else:
-                    plan.new[f] = address
+                    plan.new[f] = address  # a pool's own, or shared with its holder
 
     # 3. The rest: a shared address, else the lowest free one.
     for plan in plans.values():

@@ -71,7 +71,8 @@ def allocate(
 
     if netbox_url is not None and not URL_RE.fullmatch(netbox_url):
         fail(f"--netbox-url: {netbox_url!r} is not valid; expected {URL_VALID}")
-    netbox = NetBoxAccess(token=netbox_token, url=netbox_url) if netbox_token else None
+    token = (netbox_token or "").strip()
+    netbox = NetBoxAccess(token=token, url=netbox_url) if token else None
     try:
         result = allocate_manifests(
             list(paths), default_class=default_class, dry_run=dry_run, netbox=netbox

@@ -619,6 +619,9 @@ def _netbox_pool(spec: Reader, net: IPNetwork, netbox: NetBoxSource) -> Pool:
         aggregation=(
             family.host_length if netbox.aggregation is Aggregation.HOST else net.prefixlen
         ),
+        # NetBox decides which of its addresses are free: a prefix marked as a pool
+        # hands out its network and broadcast addresses too.
+        allow_network_and_broadcast=True,
         external=NETBOX,
     )
 
