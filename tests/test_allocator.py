@@ -44,17 +44,15 @@ Obj = dict[str, Any]
 
 
 def settings(identity: str, **kwargs: Any) -> Settings:
-    return Settings(
-        identity=identity,
-        namespace=NS,
-        lease_duration=2.0,
-        renew_deadline=1.0,
-        retry_period=0.1,
-        timing=FAST,
-        debounce=0.02,
-        retry=0.1,
-        **kwargs,
-    )
+    fast: dict[str, Any] = {
+        "lease_duration": 2.0,
+        "renew_deadline": 1.0,
+        "retry_period": 0.1,
+        "timing": FAST,
+        "debounce": 0.02,
+        "retry": 0.1,
+    }
+    return Settings(identity=identity, namespace=NS, **{**fast, **kwargs})
 
 
 class Running:
