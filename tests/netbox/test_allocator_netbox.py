@@ -145,6 +145,10 @@ def start(cluster: FakeAPI, tmp_path: Path) -> Iterator[Callable[..., Running]]:
 
     def go(identity: str = "a", **kwargs: Any) -> Running:
         kwargs.setdefault("ipam_resync", 1.0)
+        # Leases long enough not to be lost while the machine is busy (CI runs these
+        # tests beside the unit tests); a clean stop hands the Lease back at once.
+        kwargs.setdefault("lease_duration", 8.0)
+        kwargs.setdefault("renew_deadline", 5.0)
         r = Running(cluster, tmp_path, identity, **kwargs)
         started.append(r)
         return r
@@ -396,10 +400,7 @@ def test_two_replicas_elect_one_leader_that_alone_records(
 ) -> None:
     names = [f"svc-{i}" for i in range(5)]
     cluster.put_all([group_with(relay), token_secret(netbox), *(service(n) for n in names)])
-    # Leases long enough that a leader is not lost while the machine is busy (CI runs
-    # these tests beside the unit tests); a clean stop hands the Lease back at once.
-    timing = {"lease_duration": 8.0, "renew_deadline": 5.0}
-    a, b = start("a", **timing), start("b", **timing)
+    a, b = start("a"), start("b")
     wait(lambda: all(ips(cluster, n) for n in names), "every Service addressed", timeout=40)
     given = [ips(cluster, n)[0] for n in names]
     assert len(set(given)) == 5
