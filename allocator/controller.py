@@ -306,9 +306,10 @@ class Allocator:
                 claims=outcome.claims,
             )
         current = {s.ref: s.addresses for s in services}
-        broker.settle(current, {a.ref: a.addresses for a in result.assignments})
+        taken = {a.ref: a.addresses for a in result.assignments}
+        broker.settle(current, taken)
         holders: dict[IPAddress, list[ObjectRef]] = {}
-        for refs_addresses in (current, {a.ref: a.addresses for a in result.assignments}):
+        for refs_addresses in (current, taken):
             for ref, addresses in refs_addresses.items():
                 for address in addresses:
                     if ref not in holders.setdefault(address, []):

@@ -901,6 +901,17 @@ def _redis_ping(port: int) -> bool:
         return False
 
 
+def _prepared(source: Path | None, cache: Path | None) -> tuple[Prepared, Timings]:
+    """The cache made sure of (Unavailable when something NetBox needs is missing)."""
+    reason = unavailable(source)
+    if reason:
+        raise Unavailable(reason)
+    source = source or find_source()
+    assert source is not None
+    timings = Timings()
+    return prepare_cache(source, timings, cache), timings
+
+
 def start(
     source: Path | None = None,
     *,
@@ -911,13 +922,7 @@ def start(
 ) -> NetBoxServer:
     """A running NetBox (see the module's docstring). Raises Unavailable when something
     it needs is missing, StartError when it does not come up (nothing is left running)."""
-    reason = unavailable(source)
-    if reason:
-        raise Unavailable(reason)
-    source = source or find_source()
-    assert source is not None
-    timings = Timings()
-    prepared = prepare_cache(source, timings, cache)
+    prepared, timings = _prepared(source, cache)
     server = NetBoxServer(prepared, timings)
     try:
         served = server.boot(
@@ -937,13 +942,7 @@ def prepare(source: Path | None = None, *, cache: Path | None = None) -> str:
     """Build the cache ahead of the tests: the source, the venv, and a dump that NetBox
     has served from (checked against its migrations, else migrated and dumped). A start
     and a stop, unless a dump has already served with this source and venv."""
-    reason = unavailable(source)
-    if reason:
-        raise Unavailable(reason)
-    source = source or find_source()
-    assert source is not None
-    timings = Timings()
-    prepared = prepare_cache(source, timings, cache)
+    prepared, timings = _prepared(source, cache)
     dumps = prepared.dumps()
     if dumps and prepared.served(dumps[0]).exists():
         return f"ready in {timings.summary()}: {dumps[0]} has served with this source and venv"
