@@ -15,6 +15,7 @@ import pytest
 
 from lbroute.model import api
 from lbroute.model.manifests import read_manifests
+from nodeagent.routers.frr_delta import frr_runs, frr_stanzas
 from renderer.render import render_view
 from renderer.view import build_view
 from tests.netns.lab import FrrInstance, Netns
@@ -29,6 +30,15 @@ def _render(case_name: str, node: str) -> str:
     model = api.load(manifests.objects)
     view = build_view(model, api.Router.FRR, node, hostname=socket.gethostname())
     return render_view(view)
+
+
+def _plain(config: str) -> str:
+    """``config`` without show's headings and the version line, as frr_runs reads it."""
+    return "\n".join(
+        line.rstrip()
+        for line in config.splitlines()
+        if not line.startswith(("Building configuration", "Current configuration", "frr version"))
+    )
 
 
 def _changes(output: str) -> list[str]:
@@ -49,8 +59,16 @@ def test_running_config_equals_rendered(
 ) -> None:
     frr.start()
     config = tmp_path / "frr.conf"
-    config.write_text(_render(case.name, case.node), encoding="utf-8")  # type: ignore[attr-defined]
+    text = _render(case.name, case.node)  # type: ignore[attr-defined]
+    config.write_text(text, encoding="utf-8")
     frr.reload_tool("--reload", config)
     check = frr.reload_tool("--test", config)
     assert check.returncode == 0, check.stderr
     assert _changes(check.stdout) == []
+    # FRR prints the very statements rendered, line for line, so the driver's check
+    # after an apply needs no frr-reload.py (nodeagent.routers.frr_delta.frr_runs).
+    shown = frr.vtysh("show running-config").stdout
+    running, rendered = frr_stanzas(_plain(shown)), frr_stanzas(_plain(text))
+    differ = {h: (running.get(h), rendered.get(h)) for h in running.keys() | rendered.keys()
+              if running.get(h) != rendered.get(h)}  # fmt: skip
+    assert frr_runs(shown, text), differ
