@@ -2,7 +2,8 @@
 sends instead of a whole ``frr-reload.py --reload`` when a configuration changes only in
 prefix-lists and route-maps (or in the outbound route-map a BGP neighbor uses);
 ``frr_stanzas``, which splits FRR's canonical form into statements; ``frr_hostnames``,
-the hostnames a configuration or ``show running-config`` names; ``frr_is_empty``,
+the hostnames a configuration or ``show running-config`` names; ``frr_runs``, whether
+``show running-config`` shows a text running (the driver's quick check); ``frr_is_empty``,
 which tells daemons that run nothing; ``frr_commands``, a whole file as commands.
 
 Table-driven: each case is an edit of a golden FRR configuration (or of a small
@@ -24,6 +25,7 @@ from nodeagent.routers.frr_delta import (
     frr_not_reloaded,
     frr_not_reloaded_commands,
     frr_policy_delta,
+    frr_runs,
     frr_stanzas,
     frr_version_line,
 )
@@ -416,3 +418,64 @@ def test_bfd_settings_without_a_no_form_are_set_back_to_their_defaults() -> None
     )
     assert frr_bfd_defaults(("Lines To Delete", "router bgp 1", "  no transmit-interval 9")) == ""
     assert frr_bfd_defaults(()) == ""
+
+
+def _shown(text: str) -> str:
+    """``text`` as ``show running-config`` prints it: headings, another build's version
+    line, no comments, ``end``."""
+    lines = ["Building configuration...", "", "Current configuration:", "!"]
+    for line in text.splitlines():
+        if line.startswith("frr version"):
+            lines.append("frr version 8.4.4-dev")
+        elif not line.startswith("! "):
+            lines.append(line)
+    return "\n".join([*lines, "end", ""])
+
+
+def _edited(text: str, old: str, new: str) -> str:
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
+def test_frr_is_seen_running_the_text_it_shows() -> None:
+    assert frr_runs(_shown(POLICY), POLICY)
+    stanzas = list(frr_stanzas(POLICY).items())
+    reordered = "\n".join(
+        "\n".join([head, *body, "exit" if body else "!"]) for head, body in reversed(stanzas)
+    )
+    assert frr_runs(_shown(reordered), POLICY), "statements print in any order"
+
+
+@pytest.mark.parametrize(
+    ("running", "why"),
+    [
+        (
+            _edited(POLICY, "  neighbor 10.0.0.2 route-map lbr-import-none in\n", ""),
+            "a line is missing",
+        ),
+        (
+            _edited(
+                POLICY,
+                "advertisement-interval 0\n neighbor 10.0.0.2",
+                "advertisement-interval 1\n neighbor 10.0.0.2",
+            ),
+            "a line differs",
+        ),
+        (_edited(POLICY, f"{BRONZE_V4}\n", ""), "a statement is missing"),
+        (POLICY + "ip prefix-list stray seq 5 permit 10.9.0.0/16\n", "a statement is extra"),
+        (
+            _edited(
+                POLICY,
+                " neighbor 10.0.0.1 remote-as 65000\n neighbor 10.0.0.1 advertisement-interval 0",
+                " neighbor 10.0.0.1 advertisement-interval 0\n neighbor 10.0.0.1 remote-as 65000",
+            ),
+            "lines of a statement in another order",
+        ),
+        (_edited(POLICY, "hostname node-a\n", "hostname node-a\nhostname other\n"), "two names"),
+        (_edited(POLICY, "hostname node-a\n", "hostname node-a\nhostname node-a\n"), "twice"),
+        ("", "nothing"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and len(v) < 40 else "",
+)
+def test_frr_is_not_seen_running_a_text_it_shows_otherwise(running: str, why: str) -> None:
+    assert not frr_runs(_shown(running), POLICY), why

@@ -5,8 +5,10 @@ A configuration is checked by ``vtysh --dryrun`` before the file is touched, wri
 atomically, then made the running one by the cheapest way that works: only the
 prefix-list and route-map changes (:mod:`nodeagent.routers.frr_delta`) when FRR runs the
 previous file, the whole file through one ``vtysh -f`` when the daemons run nothing,
-otherwise ``frr-reload.py --reload``. Whatever the way, success is
-``frr-reload.py --test`` finding nothing left to change.
+otherwise ``frr-reload.py --reload``. Whatever the way, success is FRR running the
+file: ``show running-config`` printing the file's statements (the common case, checked
+in a fraction of a second), or else ``frr-reload.py --test`` finding nothing left to
+change.
 
 Managed mode means lbroute's text is FRR's whole configuration, whatever FRR ran before
 (another ``router bgp``, stray policy, IGPs, other defaults, a VRF, BFD peers, interface
@@ -57,6 +59,7 @@ from nodeagent.routers.frr_delta import (
     frr_not_reloaded,
     frr_not_reloaded_commands,
     frr_policy_delta,
+    frr_runs,
     frr_version_line,
 )
 from nodeagent.routers.frr_sessions import (
@@ -378,12 +381,15 @@ class FrrDriver:
         return reload, pending
 
     def _pending(self, text: str) -> _Diff:
-        """What differs between FRR and ``text`` (the file): what ``frr-reload.py
-        --test`` still finds, except an ``frr version`` line (FRR cannot change it at
-        runtime: :func:`~nodeagent.routers.frr_delta.frr_version_line`), and the lines
+        """What differs between FRR and ``text`` (the file): nothing when ``show
+        running-config`` prints the file's statements (:func:`frr_runs`); otherwise
+        what ``frr-reload.py --test`` still finds, except an ``frr version`` line (FRR
+        cannot change it at runtime: :func:`frr_version_line`), and the lines
         frr-reload.py does not compare (passwords, ``agentx``, ``line vty`` settings:
-        :func:`~nodeagent.routers.frr_delta.frr_not_reloaded`) that FRR runs and
-        ``text`` has not."""
+        :func:`frr_not_reloaded`) that FRR runs and ``text`` has not."""
+        shown = self._vtysh("show running-config")
+        if shown.returncode == 0 and frr_runs(shown.stdout, text):
+            return _Diff()
         out = self._reload_tool("--test")
         if out.returncode != 0:
             said = [line for line in _strip_ansi(out.output).splitlines() if " INFO: " not in line]
@@ -401,7 +407,6 @@ class FrrDriver:
             for i, line in enumerate(lines)
             if line not in _HEADINGS or (i + 1 < len(lines) and lines[i + 1] not in _HEADINGS)
         ]
-        shown = self._vtysh("show running-config")
         if shown.returncode == 0:
             left = frr_not_reloaded(shown.stdout, text)
             if left:

@@ -41,6 +41,35 @@ def frr_stanzas(text: str) -> dict[str, tuple[str, ...]]:
     return {head: tuple(lines) for head, lines in stanzas.items()}
 
 
+_SHOW_HEADINGS = ("Building configuration...", "Current configuration:")
+"""The lines ``show running-config`` prints before the configuration."""
+
+
+def frr_runs(running: str, text: str) -> bool:
+    """Whether FRR, whose ``show running-config`` printed ``running``, runs ``text`` (a
+    configuration in FRR's canonical form, as lbroute renders it): the same top-level
+    statements, each with the same lines in the same order, apart from comments, the
+    lines that only close a statement, spaces at the ends of lines, show's headings and
+    the ``frr version`` line
+    (:func:`frr_version_line`). It is the comparison ``frr-reload.py --test`` makes
+    without its cost (its own parse and diff take most of an apply at 1,000
+    ServiceGroups). False only means "not shown the same": frr-reload.py decides then."""
+
+    def statements(config: str) -> dict[str, tuple[str, ...]] | None:
+        lines = (  # ripngd prints its distribute-list with a space at the end
+            line.rstrip()
+            for line in config.splitlines()
+            if line.strip() not in _SHOW_HEADINGS and not frr_version_line(line)
+        )
+        try:
+            return frr_stanzas("\n".join(lines))
+        except ValueError:
+            return None
+
+    wanted = statements(text)
+    return wanted is not None and wanted == statements(running)
+
+
 def frr_policy_delta(old: str, new: str) -> str | None:
     """The vtysh commands that turn FRR running ``old`` into FRR running ``new``, when
     the two differ only in prefix-list and route-map entries; ``None`` for any other

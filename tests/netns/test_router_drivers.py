@@ -43,6 +43,7 @@ import pytest
 
 from lbroute.model.api import Mode, Router
 from nodeagent.routers import BirdDriver, FrrDriver, Outcome, Session, check_config
+from nodeagent.routers.frr import FRR_RELOAD
 from nodeagent.routers.frr_delta import frr_policy_delta
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
@@ -258,7 +259,13 @@ def test_frr_policy_changes_go_as_a_delta(
     _links(netns)
     frr.start()
     config = tmp_path / "frr.conf"
-    driver = FrrDriver(config, frr.dir)
+    # frr-reload.py through a wrapper that notes each run: a policy change is sent and
+    # checked (FRR shows exactly the file) without it.
+    runs = tmp_path / "frr-reload.runs"
+    wrapper = tmp_path / "frr-reload"
+    wrapper.write_text(f'#!/bin/sh\necho "$1" >> {runs}\nexec {FRR_RELOAD} "$@"\n')
+    wrapper.chmod(0o755)
+    driver = FrrDriver(config, frr.dir, frr_reload=wrapper)
     policy = _golden("bgp-policy.frr.conf")
     gold = "route-map lbr-bgp-out-e62117e280fb-v4 permit 61917\n"
     head, tail = policy.split(gold)
@@ -271,14 +278,21 @@ def test_frr_policy_changes_go_as_a_delta(
 
     def applied(text: str) -> str:
         caplog.clear()
+        runs.unlink(missing_ok=True)
         result = driver.apply(text)
         assert result.ok, result.error
         assert _frr_changes(frr, config) == []
         return caplog.text
 
-    assert "policy changes only" not in applied(policy)  # FRR ran something else
+    def reload_runs() -> list[str]:
+        return runs.read_text().split() if runs.exists() else []
+
+    assert "FRR ran none before" in applied(policy)  # one vtysh -f, checked by show
+    assert reload_runs() == []
     assert "policy changes only" in applied(changed)
+    assert reload_runs() == []
     assert "policy changes only" in applied(policy)
+    assert reload_runs() == []
 
     # Entries that keep their sequence number are set again, not removed: a ``no`` of
     # the old line would remove the new entry too (FRR keys entries by number).
@@ -314,6 +328,7 @@ def test_frr_policy_changes_go_as_a_delta(
     said = applied(changed)
     assert "reloading the whole file" in said
     assert "set tag 77" in said
+    assert reload_runs() == ["--test", "--reload"], "frr-reload.py decides a difference"
 
     # Restarted daemons run nothing: the whole file again, in one vtysh -f.
     frr.restart()
