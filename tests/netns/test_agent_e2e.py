@@ -367,15 +367,34 @@ class Env:
             samples.append(self.view())
             if done_at is None and until():
                 done_at = time.monotonic()
-            assert time.monotonic() < deadline + settle, f"{until} not reached in {timeout:g}s"
+            if time.monotonic() >= deadline + settle:
+                raise AssertionError(f"{until} not reached in {timeout:g}s\n{self.diagnosis()}")
         return samples
+
+    def diagnosis(self) -> str:
+        """What a failed wait leaves behind to read in CI's log: the upstream's view
+        against the baseline, and each node's last apply, problems and agent log tail."""
+        lines = [f"upstream view: {self.view()}", f"baseline:      {self.baseline}"]
+        campus = GROUPS["campus"].prefixes
+        lines.append(f"upstream OSPF metrics: { {p: self.ospf_metric(p) for p in campus} }")
+        for node in BOTH:
+            status = self.status(node)
+            lines.append(
+                f"{node}: last_apply {status.get('last_apply')}, problems"
+                f" {status.get('problems')}, kube-lb0 {sorted(self.kube_lb0(node))}"
+            )
+            log = self.lab.members[node].agent_log
+            if log is not None and log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-12:]
+                lines += [f"  {node} agent.log: {line}" for line in tail]
+        return "\n".join(lines)
 
     def wait(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
         """``Lab.wait_for``, failing as a test failure that says what was awaited."""
         try:
             return self.lab.wait_for(check, timeout)
         except TimeoutError as exc:
-            raise AssertionError(f"{what or 'condition'}: {exc}") from None
+            raise AssertionError(f"{what or 'condition'}: {exc}\n{self.diagnosis()}") from None
 
     def wait_view(self, want: Callable[[View], bool], timeout: float = 30.0) -> View:
         """The upstream view, once ``want`` accepts it."""
