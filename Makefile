@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: install install-python test lint-then-netbox unit unit-tests lint lint-checks netbox \
-	netbox-prepare netbox-tests demo bench golden clean
+	netbox-prepare netbox-tests netns netns-tests netns-a netns-b netns-timed demo bench golden clean
 
 # The routing daemons and the virtualenv (tests, demo, bench).
 install:
@@ -26,11 +26,38 @@ lint-checks:
 # one after the other, lint (15 s), NetBox's preparation (its venv and a migrated
 # database, cached outside the checkout: under a minute on a new machine, nothing once
 # built) and the NetBox tests (their own PostgreSQL, Redis and NetBox on loopback). The
-# tests that need root and namespaces run after them, alone, since some of them measure
-# time.
+# tests that need root and namespaces run after them (netns-tests).
 test: install
 	$(MAKE) --no-print-directory -j2 unit-tests lint-then-netbox
-	$(VENV)/bin/pytest -q -p no:cacheprovider tests/netns
+	$(MAKE) --no-print-directory netns-tests
+
+# The namespace tests spend most of their time waiting for routing protocols (timers,
+# hold-downs, drain periods), not computing. Those that time what the routers do within
+# a bound (drains with pings every 10 ms, graceful restarts, local-address handovers and
+# expiry, traffic shares) run alone; the rest run as two halves side by side (about 5
+# minutes each), each showing its output when it ends. Every lab's namespaces, links and
+# daemons are named after its test process, so the halves never meet. NETNS_TIMED and
+# NETNS_A name files; the second half is every other file, new ones included.
+NETNS_TIMED := test_drain.py test_graceful_restart.py test_local_e2e.py test_local_nic.py \
+	test_weighted_ecmp.py
+NETNS_A := test_agent_e2e.py test_kube_e2e.py test_migration.py
+NETNS := $(VENV)/bin/pytest -q -p no:cacheprovider
+
+netns: install
+	$(MAKE) --no-print-directory netns-tests
+
+netns-tests:
+	$(MAKE) --no-print-directory -j2 -Otarget netns-a netns-b
+	$(MAKE) --no-print-directory netns-timed
+
+netns-a:
+	$(NETNS) $(addprefix tests/netns/,$(NETNS_A))
+
+netns-b:
+	$(NETNS) $(addprefix --ignore=tests/netns/,$(NETNS_A) $(NETNS_TIMED)) tests/netns
+
+netns-timed:
+	$(NETNS) $(addprefix tests/netns/,$(NETNS_TIMED))
 
 lint-then-netbox:
 	$(MAKE) --no-print-directory lint-checks
