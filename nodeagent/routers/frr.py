@@ -336,13 +336,18 @@ class FrrDriver:
         except ValueError:
             return None
 
+    def _confdir(self) -> Path:
+        """FRR's configuration directory for vtysh and frr-reload.py: the file's own
+        when it holds a ``vtysh.conf``, otherwise ``/etc/frr``."""
+        here = self.config_path.parent
+        return here if (here / "vtysh.conf").is_file() else FRR_CONFDIR
+
     def _reload_tool(self, mode: str) -> Output:
         """frr-reload.py on the file, with FRR's configuration directory (``--confdir``):
         the file's own when it holds a ``vtysh.conf``, otherwise ``/etc/frr``. vtysh reads
         ``vtysh.conf`` there, and after reloading a file other than ``frr.conf`` in that
         directory, frr-reload.py has vtysh ``write`` the running configuration to it."""
-        here = self.config_path.parent
-        confdir = here if (here / "vtysh.conf").is_file() else FRR_CONFDIR
+        confdir = self._confdir()
         frr_reload = tool(self.frr_reload)
         directory = str(self.vty_socket_dir)
         return call(
@@ -387,7 +392,13 @@ class FrrDriver:
         cannot change it at runtime: :func:`frr_version_line`), and the lines
         frr-reload.py does not compare (passwords, ``agentx``, ``line vty`` settings:
         :func:`frr_not_reloaded`) that FRR runs and ``text`` has not."""
-        shown = self._vtysh("show running-config")
+        # vtysh as frr-reload.py runs it: with the same vtysh.conf (its hostname shows).
+        vtysh = tool("vtysh", "/usr/bin/vtysh")
+        shown = call(
+            [vtysh, "--vty_socket", str(self.vty_socket_dir), "--config_dir",
+             str(self._confdir()), "-c", "show running-config"],
+            self.timeout,
+        )  # fmt: skip
         if shown.returncode == 0 and frr_runs(shown.stdout, text):
             return _Diff()
         out = self._reload_tool("--test")
