@@ -45,9 +45,10 @@ from lbroute.lab.ibgp import bgp_paths
 
 PREFIX = "192.0.2.0/24"
 ADDRESS = "192.0.2.10"
-DRAIN_SECONDS = 12
-"""Long enough for the apply and FRR's route-map delay timer (5 s: a changed route-map
-takes effect that long after it is loaded) to pass before the withdrawal."""
+DRAIN_SECONDS = 8
+"""Long enough for the apply, bgpd's route-map delay timer (lbroute sets it to 1 s: a
+changed route-map takes effect that long after it is loaded) and RIP's slowest move
+(under 5 s measured) to pass before the withdrawal."""
 CLIENTS = [f"10.9.0.{i}" for i in range(10, 26)]
 """The client's source addresses: with 16 flows, each node gets some (checked)."""
 PING_SECONDS = 90
