@@ -59,6 +59,7 @@ from nodeagent.routers import BirdDriver, FrrDriver, RouterDriver
 from renderer import build_view, builtin_template_set, render_view
 
 TIMEOUT = 1800.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def render(objects: list[dict[str, Any]], router: Router) -> str:
@@ -116,6 +117,23 @@ class Node:
         except BaseException:
             self.stop()
             raise
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds (user + system) each router daemon has used so far, by name."""
+        pids: dict[str, int] = {}
+        if self.frr is not None:
+            for daemon, pid in zip(self.frr.daemons, self.frr.pids, strict=False):
+                pids[daemon] = pid
+        elif self.bird is not None and self.bird.pid is not None:
+            pids["bird"] = self.bird.pid
+        used: dict[str, float] = {}
+        for daemon, pid in pids.items():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            used[daemon] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        return used
 
     def stop(self) -> None:
         for inst in (self.bird, self.frr):
@@ -194,16 +212,22 @@ def measure(router: Router, groups: int, runs: int, workdir: Path, budget: float
     }
     node = Node(router, directory, timeout=budget)
     try:
+        before = node.cpu()
         cold = node.first(texts[0])
         point["cold_load"] = cold
+        point["cold_cpu"] = _used(before, node.cpu())
         if cold is None:
             log(f"  no runs at this point (budget {budget:g} s per router tool)")
             return point
         log(f"  first apply {cold:.3f} s")
         driver: list[float] = []
         floor: list[float] = []
+        change_cpu: dict[str, float] = {}
         for run_ in range(runs):
+            before = node.cpu()
             driver.append(node.apply(texts[1]))  # each a change: 0 -> 1, then 1 -> 0
+            for daemon, cpu in _used(before, node.cpu()).items():
+                change_cpu[daemon] = change_cpu.get(daemon, 0.0) + cpu / runs
             seconds = node.floor(texts[0])
             assert seconds is not None
             floor.append(seconds)
@@ -211,7 +235,17 @@ def measure(router: Router, groups: int, runs: int, workdir: Path, budget: float
     finally:
         node.stop()
     d, f = summary(driver), summary(floor)
-    return point | {"driver": d, "floor": f, "ratio": d["median"] / f["median"]}
+    return point | {
+        "driver": d,
+        "floor": f,
+        "ratio": d["median"] / f["median"],
+        "change_cpu": {k: round(v, 2) for k, v in change_cpu.items()},
+    }
+
+
+def _used(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """CPU seconds each daemon used between two readings of :meth:`Node.cpu`."""
+    return {k: round(after[k] - before.get(k, 0.0), 2) for k in after}
 
 
 def main() -> int:

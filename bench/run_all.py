@@ -292,7 +292,7 @@ def apply_rows(data: Json) -> list[Row]:
             (
                 what,
                 f"{spread(r['driver'])}; {growth:.0f}x the smallest point; "
-                f"first apply {secs(r['cold_load'])}",
+                f"first apply {secs(r['cold_load'])}{_daemon_cpu(r)}",
                 f"{'`birdc configure`' if r['router'] == 'bird' else '`frr-reload.py`'}: "
                 f"{spread(r['floor'])}",
                 f"{r['ratio']:.2f}x",
@@ -301,6 +301,24 @@ def apply_rows(data: Json) -> list[Row]:
             )
         )
     return rows
+
+
+def _daemon_cpu(point: Json) -> str:
+    """The CPU the router daemons used at a point: where an apply's time goes."""
+
+    def busiest(used: dict[str, float]) -> str:
+        ranked = sorted(used.items(), key=lambda kv: -kv[1])
+        top = [kv for kv in ranked[:3] if kv[1] >= 0.05]
+        rest = sum(seconds for _, seconds in ranked[3:])
+        text = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in top)
+        return text + (f", the others {rest:.1f} s" if rest >= 0.05 else "")
+
+    parts = []
+    if point.get("cold_cpu") and sum(point["cold_cpu"].values()) >= 1.0:
+        parts.append(f"daemons' CPU in the first apply: {busiest(point['cold_cpu'])}")
+    if point.get("change_cpu") and sum(point["change_cpu"].values()) >= 1.0:
+        parts.append(f"in a change: {busiest(point['change_cpu'])}")
+    return "".join(f"; {p}" for p in parts)
 
 
 def lab_rows(data: Json) -> list[Row]:

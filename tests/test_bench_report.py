@@ -146,3 +146,24 @@ def test_merge_replaces_only_the_benchmarks_run_again() -> None:
     assert "then, 18.3 minutes in all; run again since and merged in" in text
     assert "local at now" in text
     assert len(_summary(text)) == 3 and "| 1. kube-lb0" in text
+
+
+def test_an_apply_row_says_which_daemons_spent_the_time() -> None:
+    point = {
+        "router": "frr",
+        "groups": 1000,
+        "peers": 500,
+        "config_lines": 46614,
+        "cold_load": 99.4,
+        "cold_cpu": {"bgpd": 24.8, "bfdd": 13.3, "ospfd": 13.3, "zebra": 8.9, "ripd": 8.5},
+        "driver": _runs(18.2),
+        "floor": _runs(250.0),
+        "ratio": 18.2 / 250.0,
+        "change_cpu": {"bgpd": 12.4, "ospf6d": 2.1, "zebra": 0.02},
+    }
+    (row,) = run_all.apply_rows({"results": [point]})
+    figure = row[1]
+    assert "first apply 99.40 s" in figure
+    first = "bgpd 24.8 s, bfdd 13.3 s, ospfd 13.3 s, the others 17.4 s"
+    assert f"daemons' CPU in the first apply: {first}" in figure
+    assert figure.endswith("in a change: bgpd 12.4 s, ospf6d 2.1 s")
