@@ -321,7 +321,9 @@ def test_drain_moves_traffic_before_withdrawing_and_loses_nothing(
     reset = [n for n in before if abs(after[n] - before[n]) > 2]
     assert not reset, ("a BGP session was reset", before, after)
     assert all(rx >= tx - 1 for tx, rx in results), ("pings lost", results)  # 1: in flight
-    assert sum(tx for tx, _ in results) > len(CLIENTS) * 1000
+    # Every flow pinged through the whole drain (2 s before, drainSeconds, 2 s after),
+    # at least at half its nominal 100 echoes a second.
+    assert all(tx >= (DRAIN_SECONDS + 4) * 50 for tx, _ in results), results
     print(f"traffic moved {moved:.1f}s after lbroute drain; withdrawn after {withdrawn:.1f}s")
 
 
