@@ -403,8 +403,17 @@ def test_through_the_api_with_leases(site: Site) -> None:
             site.start(name, *args)
         holder = site.one_holder(V4, timeout=30)
         holder6 = site.one_holder(V6, timeout=30)
-        leases = {lease["metadata"]["name"] for lease in api.objects("leases", "lbroute")}
-        assert leases == {f"lbroute-node-{n}" for n in NODES}
+        # The first agent up may hold the addresses before the others have written their
+        # membership Leases (they keep them: a claim holds); all three follow.
+        site.wait(
+            lambda: (
+                {lease["metadata"]["name"] for lease in api.objects("leases", "lbroute")}
+                == {f"lbroute-node-{n}" for n in NODES}
+            ),
+            10,
+            "a membership Lease of each node",
+        )
+        assert site.one_holder(V4) == holder and site.one_holder(V6) == holder6
         assert arp_responders(site.client, V4) == [site.mac[holder]] * 3
 
         def annotation() -> str | None:
