@@ -22,7 +22,7 @@ from pathlib import Path
 from lbroute.kube.client import Api, api_client
 from lbroute.kube.directory import DirectorySource, DirectoryWatcher, Source
 from lbroute.kube.leases import KubeLeaseStore
-from lbroute.kube.reflector import KubernetesSource
+from lbroute.kube.reflector import KubernetesSource, Timing
 from lbroute.kube.serving import Health, serve, stopped_by_signals
 from lbroute.model.logs import set_context
 from nodeagent.agent import Agent
@@ -33,6 +33,10 @@ from nodeagent.settings import AgentSettings
 from nodeagent.status import Metrics
 
 log = logging.getLogger(__name__)
+
+AGENT_TIMING = Timing(cached_lists=True, start_jitter=1.0)
+"""The agent lists from the API server's watch cache, up to 1 s after it starts (one
+agent per node: a cluster restarting at once does not list all in the same second)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,7 +81,9 @@ def run_agent(options: AgentOptions) -> int:
         client = api_client(
             str(options.kubeconfig) if options.kubeconfig else None, context=options.context
         )
-        source = KubernetesSource(client, node=settings.node, namespace=options.namespace)
+        source = KubernetesSource(
+            client, node=settings.node, namespace=options.namespace, timing=AGENT_TIMING
+        )
         reporter = KubeReporter(
             client,
             node=settings.node,

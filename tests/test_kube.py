@@ -20,6 +20,7 @@ each user reads, and a Lease is held and taken over on the clock it is given.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import queue
 import threading
@@ -691,3 +692,53 @@ def test_a_lease_is_held_and_taken_over_on_the_clock_it_is_given(
     assert lease is not None
     assert lease["spec"]["holderIdentity"] == "b" and lease["spec"]["leaseTransitions"] == 1
     assert not a.try_once(), "a sees b hold it"
+
+
+def test_the_agent_lists_from_the_watch_cache_and_relists_consistently_after_410(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    """resourceVersion=0 (the API server's cache, no etcd read) for the agent's lists; a
+    relist after 410 Gone reads etcd (the cache may be as old); the allocator's Timing
+    (the default) always reads consistently, in pages."""
+    from nodeagent.main import AGENT_TIMING
+
+    client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
+    timing = dataclasses.replace(AGENT_TIMING, watch_seconds=(30, 40), backoff=(0.05, 0.2))
+    source = KubernetesSource(client, node="node-a", namespace=NS, timing=timing)
+    stop = threading.Event()
+    got: queue.Queue[Snapshot] = queue.Queue()
+
+    def feed() -> None:
+        for snapshot in source.snapshots(stop):
+            got.put(snapshot)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        got.get(timeout=10)
+        fake.wait_watches(1, "services")
+
+        def lists() -> list[dict[str, Any]]:
+            return [
+                dict(r.query)
+                for r in fake.requests
+                if r.resource == "services" and r.verb == "list"
+            ]
+
+        assert [q.get("resourceVersion") for q in lists()] == ["0"]
+        assert "limit" not in lists()[0]
+        fake.compact()
+        svc = copy.deepcopy(fake.get("services", "web-2"))
+        assert svc is not None
+        svc["metadata"]["annotations"] = {"lbroute.io/note": "after compaction"}
+        fake.put("services", svc)
+        deadline = time.monotonic() + 10
+        while len(lists()) < 2:
+            assert time.monotonic() < deadline, "no relist after 410"
+            time.sleep(0.02)
+        assert lists()[1].get("resourceVersion") in (None, ""), "a consistent relist"
+        assert lists()[1].get("limit") == str(timing.page)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert Timing().cached_lists is False, "the allocator's lists stay consistent"

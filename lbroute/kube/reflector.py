@@ -156,6 +156,15 @@ class Timing:
     """First and longest wait after a failure; each wait is drawn in [0, limit]."""
     connect_timeout: float = 10.0
     page: int = 500
+    cached_lists: bool = False
+    """List from the API server's watch cache (``resourceVersion=0``: no etcd read, no
+    pages, possibly a moment behind) rather than a consistent read. For readers that
+    converge on the watch that follows (the agents); not for the allocator, which must
+    see every address already given before it hands out one. A relist after 410 Gone is
+    always a consistent read."""
+    start_jitter: float = 0.0
+    """Up to this many seconds (drawn uniformly) before the first list, so that many
+    agents starting at once (a cluster restart) do not all list in the same second."""
 
 
 class Reflector:
@@ -174,6 +183,8 @@ class Reflector:
         self.lists = 0
         """How many times it listed (1 + relists after 410)."""
         self._stop = threading.Event()
+        self._consistent = not timing.cached_lists
+        """Whether the next list must be a consistent read (after a 410 Gone)."""
         self._response: Any = None
         self._limit = timing.backoff[0]
         self._thread = threading.Thread(target=self._run, name=f"watch {kind.name}", daemon=True)
@@ -196,6 +207,8 @@ class Reflector:
             return list(self.items.values())
 
     def _run(self) -> None:
+        if self.timing.start_jitter > 0:
+            self._stop.wait(random.uniform(0, self.timing.start_jitter))
         while not self._stop.is_set():
             try:
                 if self.resource_version is None:
@@ -204,6 +217,7 @@ class Reflector:
             except Gone:
                 log.info("%s: resourceVersion too old (410 Gone); listing again", self.kind.name)
                 self.resource_version = None
+                self._consistent = True  # the cache may be as old: read from etcd once
             except KubernetesError as exc:
                 if exc.status == 403 and self.kind.absent_when_forbidden:
                     self._forbidden()
@@ -250,8 +264,9 @@ class Reflector:
     def _list(self) -> None:
         items: dict[tuple[str, str], JSON] = {}
         token: str | None = None
+        cached = not self._consistent
         while True:
-            kwargs: JSON = {"limit": self.timing.page}
+            kwargs: JSON = {"resource_version": "0"} if cached else {"limit": self.timing.page}
             if token:
                 kwargs["_continue"] = token
             response = self._request(_request_timeout=(self.timing.connect_timeout, 60), **kwargs)
@@ -269,6 +284,7 @@ class Reflector:
             changed = items != self.items
             self.items = items
         self.resource_version = str(meta.get("resourceVersion") or "0")
+        self._consistent = not self.timing.cached_lists
         self.lists += 1
         self.synced.set()
         if changed:
