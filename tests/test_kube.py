@@ -52,6 +52,7 @@ from lbroute.model.errors import (
     Unavailable,
 )
 from lbroute.model.vocabulary import ANNOUNCING_ANNOTATION as ANNOUNCING
+from lbroute.model.vocabulary import PEER, PLURALS
 from nodeagent.kubereport import KubeReporter
 from nodeagent.status import LastApply, Report, SessionState, Status
 from tests.fakeapi import FakeAPI
@@ -742,3 +743,41 @@ def test_the_agent_lists_from_the_watch_cache_and_relists_consistently_after_410
         stop.set()
         thread.join(timeout=10)
     assert Timing().cached_lists is False, "the allocator's lists stay consistent"
+
+
+def test_the_first_snapshot_comes_when_the_last_kind_to_list_has_nothing(
+    tmp_path: Path,
+) -> None:
+    """A kind with no objects (no Peers, no NodeAgents yet) whose first list completes
+    last still completes the first snapshot: its list changes nothing, but the agent
+    was waiting for it. Here its list is made to answer 0.7 s after the others."""
+    with FakeAPI(namespaces=("default", NS)) as api:
+        api.put_all([o for o in example() if o["kind"] not in ("Peer", "NodeAgent")])
+        slow = "/peers"
+
+        def late(method: str, path: str, query: str) -> bool:
+            if path.endswith(slow) and "watch" not in query:
+                time.sleep(0.7)
+            return True
+
+        api.authorize = late
+        client = api_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
+        source = KubernetesSource(client, node="node-a", namespace=NS, timing=FAST)
+        assert not api.objects("peers", NS)
+        stop = threading.Event()
+        got: queue.Queue[Snapshot] = queue.Queue()
+
+        def feed() -> None:
+            for snapshot in source.snapshots(stop):
+                got.put(snapshot)
+
+        thread = threading.Thread(target=feed, daemon=True)
+        thread.start()
+        try:
+            first = got.get(timeout=5)
+            assert names(first, "Service"), "the first snapshot, with the Services"
+            assert not names(first, "Peer")
+            assert source.reflectors[PLURALS[PEER]].lists == 1
+        finally:
+            stop.set()
+            thread.join(timeout=10)

@@ -286,8 +286,9 @@ class Reflector:
         self.resource_version = str(meta.get("resourceVersion") or "0")
         self._consistent = not self.timing.cached_lists
         self.lists += 1
+        first = not self.synced.is_set()
         self.synced.set()
-        if changed:
+        if changed or first:  # a first list of nothing completes the snapshot too
             self.on_change()
 
     def _watch(self) -> None:
