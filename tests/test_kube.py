@@ -19,6 +19,7 @@ each user reads, and a Lease is held and taken over on the clock it is given.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -695,6 +696,25 @@ def test_a_lease_is_held_and_taken_over_on_the_clock_it_is_given(
     assert not a.try_once(), "a sees b hold it"
 
 
+@contextlib.contextmanager
+def fed(source: KubernetesSource) -> Iterator[queue.Queue[Snapshot]]:
+    """The snapshots ``source`` yields, put on a queue by a thread, until the block ends."""
+    stop = threading.Event()
+    got: queue.Queue[Snapshot] = queue.Queue()
+
+    def feed() -> None:
+        for snapshot in source.snapshots(stop):
+            got.put(snapshot)
+
+    thread = threading.Thread(target=feed, daemon=True)
+    thread.start()
+    try:
+        yield got
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+
+
 def test_the_agent_lists_from_the_watch_cache_and_relists_consistently_after_410(
     fake: FakeAPI, tmp_path: Path
 ) -> None:
@@ -706,16 +726,7 @@ def test_the_agent_lists_from_the_watch_cache_and_relists_consistently_after_410
     client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
     timing = dataclasses.replace(AGENT_TIMING, watch_seconds=(30, 40), backoff=(0.05, 0.2))
     source = KubernetesSource(client, node="node-a", namespace=NS, timing=timing)
-    stop = threading.Event()
-    got: queue.Queue[Snapshot] = queue.Queue()
-
-    def feed() -> None:
-        for snapshot in source.snapshots(stop):
-            got.put(snapshot)
-
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    try:
+    with fed(source) as got:
         got.get(timeout=10)
         fake.wait_watches(1, "services")
 
@@ -739,9 +750,6 @@ def test_the_agent_lists_from_the_watch_cache_and_relists_consistently_after_410
             time.sleep(0.02)
         assert lists()[1].get("resourceVersion") in (None, ""), "a consistent relist"
         assert lists()[1].get("limit") == str(timing.page)
-    finally:
-        stop.set()
-        thread.join(timeout=10)
     assert Timing().cached_lists is False, "the allocator's lists stay consistent"
 
 
@@ -764,20 +772,8 @@ def test_the_first_snapshot_comes_when_the_last_kind_to_list_has_nothing(
         client = api_client(str(api.kubeconfig(tmp_path / "kubeconfig")))
         source = KubernetesSource(client, node="node-a", namespace=NS, timing=FAST)
         assert not api.objects("peers", NS)
-        stop = threading.Event()
-        got: queue.Queue[Snapshot] = queue.Queue()
-
-        def feed() -> None:
-            for snapshot in source.snapshots(stop):
-                got.put(snapshot)
-
-        thread = threading.Thread(target=feed, daemon=True)
-        thread.start()
-        try:
+        with fed(source) as got:
             first = got.get(timeout=5)
             assert names(first, "Service"), "the first snapshot, with the Services"
             assert not names(first, "Peer")
             assert source.reflectors[PLURALS[PEER]].lists == 1
-        finally:
-            stop.set()
-            thread.join(timeout=10)
