@@ -324,9 +324,15 @@ class FrrDriver:
             )
         return _strip_ansi(out.output).strip()
 
-    def _vtysh(self, command: str) -> Output:
+    def _vtysh(self, command: str, *, as_reload_tool: bool = False) -> Output:
+        """``command`` through vtysh; ``as_reload_tool``: reading the ``vtysh.conf`` of
+        the configuration directory frr-reload.py is given (:meth:`_confdir`)."""
         vtysh = tool("vtysh", "/usr/bin/vtysh")
-        return call([vtysh, "--vty_socket", str(self.vty_socket_dir), "-c", command], self.timeout)
+        confdir = ["--config_dir", str(self._confdir())] if as_reload_tool else []
+        return call(
+            [vtysh, "--vty_socket", str(self.vty_socket_dir), *confdir, "-c", command],
+            self.timeout,
+        )
 
     def _json(self, command: str) -> Any:
         """The parsed reply, or None when the daemon is not running or says nothing."""
@@ -343,10 +349,10 @@ class FrrDriver:
         return here if (here / "vtysh.conf").is_file() else FRR_CONFDIR
 
     def _reload_tool(self, mode: str) -> Output:
-        """frr-reload.py on the file, with FRR's configuration directory (``--confdir``):
-        the file's own when it holds a ``vtysh.conf``, otherwise ``/etc/frr``. vtysh reads
-        ``vtysh.conf`` there, and after reloading a file other than ``frr.conf`` in that
-        directory, frr-reload.py has vtysh ``write`` the running configuration to it."""
+        """frr-reload.py on the file, with FRR's configuration directory (``--confdir``,
+        :meth:`_confdir`). vtysh reads ``vtysh.conf`` there, and after reloading a file
+        other than ``frr.conf`` in that directory, frr-reload.py has vtysh ``write`` the
+        running configuration to it."""
         confdir = self._confdir()
         frr_reload = tool(self.frr_reload)
         directory = str(self.vty_socket_dir)
@@ -393,12 +399,7 @@ class FrrDriver:
         frr-reload.py does not compare (passwords, ``agentx``, ``line vty`` settings:
         :func:`frr_not_reloaded`) that FRR runs and ``text`` has not."""
         # vtysh as frr-reload.py runs it: with the same vtysh.conf (its hostname shows).
-        vtysh = tool("vtysh", "/usr/bin/vtysh")
-        shown = call(
-            [vtysh, "--vty_socket", str(self.vty_socket_dir), "--config_dir",
-             str(self._confdir()), "-c", "show running-config"],
-            self.timeout,
-        )  # fmt: skip
+        shown = self._vtysh("show running-config", as_reload_tool=True)
         if shown.returncode == 0 and frr_runs(shown.stdout, text):
             return _Diff()
         out = self._reload_tool("--test")

@@ -45,29 +45,31 @@ _SHOW_HEADINGS = ("Building configuration...", "Current configuration:")
 """The lines ``show running-config`` prints before the configuration."""
 
 
+def frr_statements(config: str) -> dict[str, tuple[str, ...]] | None:
+    """``config`` (a file or what ``show running-config`` printed) as its statements
+    (:func:`frr_stanzas`), without show's headings, the ``frr version`` line
+    (:func:`frr_version_line`) and spaces at the ends of lines (ripngd prints its
+    distribute-list with one); None when it is not in FRR's canonical form."""
+    lines = (
+        line.rstrip()
+        for line in config.splitlines()
+        if line.strip() not in _SHOW_HEADINGS and not frr_version_line(line)
+    )
+    try:
+        return frr_stanzas("\n".join(lines))
+    except ValueError:
+        return None
+
+
 def frr_runs(running: str, text: str) -> bool:
     """Whether FRR, whose ``show running-config`` printed ``running``, runs ``text`` (a
-    configuration in FRR's canonical form, as lbroute renders it): the same top-level
-    statements, each with the same lines in the same order, apart from comments, the
-    lines that only close a statement, spaces at the ends of lines, show's headings and
-    the ``frr version`` line
-    (:func:`frr_version_line`). It is the comparison ``frr-reload.py --test`` makes
-    without its cost (its own parse and diff take most of an apply at 1,000
-    ServiceGroups). False only means "not shown the same": frr-reload.py decides then."""
-
-    def statements(config: str) -> dict[str, tuple[str, ...]] | None:
-        lines = (  # ripngd prints its distribute-list with a space at the end
-            line.rstrip()
-            for line in config.splitlines()
-            if line.strip() not in _SHOW_HEADINGS and not frr_version_line(line)
-        )
-        try:
-            return frr_stanzas("\n".join(lines))
-        except ValueError:
-            return None
-
-    wanted = statements(text)
-    return wanted is not None and wanted == statements(running)
+    configuration in FRR's canonical form, as lbroute renders it): the same
+    :func:`frr_statements`, each with the same lines in the same order. It is the
+    comparison ``frr-reload.py --test`` makes without its cost (its own parse and diff
+    take most of an apply at 1,000 ServiceGroups). False only means "not shown the
+    same": frr-reload.py decides then."""
+    wanted = frr_statements(text)
+    return wanted is not None and wanted == frr_statements(running)
 
 
 def frr_policy_delta(old: str, new: str) -> str | None:

@@ -15,7 +15,7 @@ import pytest
 
 from lbroute.model import api
 from lbroute.model.manifests import read_manifests
-from nodeagent.routers.frr_delta import frr_runs, frr_stanzas
+from nodeagent.routers.frr_delta import frr_runs, frr_statements
 from renderer.render import render_view
 from renderer.view import build_view
 from tests.netns.lab import FrrInstance, Netns
@@ -30,15 +30,6 @@ def _render(case_name: str, node: str) -> str:
     model = api.load(manifests.objects)
     view = build_view(model, api.Router.FRR, node, hostname=socket.gethostname())
     return render_view(view)
-
-
-def _plain(config: str) -> str:
-    """``config`` without show's headings and the version line, as frr_runs reads it."""
-    return "\n".join(
-        line.rstrip()
-        for line in config.splitlines()
-        if not line.startswith(("Building configuration", "Current configuration", "frr version"))
-    )
 
 
 def _changes(output: str) -> list[str]:
@@ -68,7 +59,7 @@ def test_running_config_equals_rendered(
     # FRR prints the very statements rendered, line for line, so the driver's check
     # after an apply needs no frr-reload.py (nodeagent.routers.frr_delta.frr_runs).
     shown = frr.vtysh("show running-config").stdout
-    running, rendered = frr_stanzas(_plain(shown)), frr_stanzas(_plain(text))
+    running, rendered = frr_statements(shown) or {}, frr_statements(text) or {}
     differ = {h: (running.get(h), rendered.get(h)) for h in running.keys() | rendered.keys()
               if running.get(h) != rendered.get(h)}  # fmt: skip
     assert frr_runs(shown, text), differ
