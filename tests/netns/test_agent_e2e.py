@@ -387,6 +387,15 @@ class Env:
             if log is not None and log.exists():
                 tail = log.read_text(errors="replace").splitlines()[-12:]
                 lines += [f"  {node} agent.log: {line}" for line in tail]
+        # The distance-vector protocols keep their own tables, which the kernel views
+        # above do not show: what each FRR speaker holds and from whom.
+        speakers = {"node-b": self.lab.members["node-b"].frr, "upstream": self.lab.upstream_frr}
+        for name, frr in speakers.items():
+            if frr is None:
+                continue
+            for command in ("show ip rip", "show ipv6 ripng"):
+                out = frr.vtysh(command, check=False).stdout.splitlines()
+                lines += [f"  {name} {command}: {line}" for line in out if "/" in line]
         return "\n".join(lines)
 
     def wait(self, check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
@@ -407,7 +416,9 @@ class Env:
         try:
             self.lab.wait_for(check, timeout)
         except TimeoutError:
-            raise AssertionError(f"upstream view not reached in {timeout:g}s: {last[0]}") from None
+            raise AssertionError(
+                f"upstream view not reached in {timeout:g}s: {last[0]}\n{self.diagnosis()}"
+            ) from None
         return last[0]
 
     def rib(self, prefix: str) -> set[str]:
