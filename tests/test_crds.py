@@ -565,7 +565,7 @@ def _ids(paths: list[Path]) -> list[str]:
 def test_example_files_exist() -> None:
     assert {p.name for p in EXAMPLE_FILES} == {
         "bgp.yaml", "ospf.yaml", "rip.yaml", "isis.yaml", "mixed.yaml"}  # fmt: skip
-    assert len(INVALID_FILES) == 3
+    assert len(INVALID_FILES) == 4
 
 
 def _private_asn(asn: int) -> bool:
@@ -708,6 +708,8 @@ INVALID_OBJECTS = {
     ("bad-cidr.yaml", "not-an-address"): ("spec.pools[1].cidr", True),
     ("peer-two-protocols.yaml", "bgp-and-ospf"): ("spec", True),
     ("peer-two-protocols.yaml", "address-and-interface"): ("spec.bgp", True),
+    ("netbox-prefixes.yaml", "prefixes-and-selector"): ("spec.ipam.netbox", True),
+    ("netbox-prefixes.yaml", "empty-selector"): ("spec.ipam.netbox.prefixSelector", True),
     ("unknown-field.yaml", "holdtime-typo"): ("spec.bgp.holdtime", True),
     ("unknown-field.yaml", "pool-typo"): ("spec.pools[0].aggregate", True),
     ("unknown-field.yaml", "routerid-typo"): ("spec.routerId", True),
@@ -794,6 +796,15 @@ MAXIMAL: dict[str, list[Obj]] = {
                 "dnsName": "{name}.{namespace}.lb.example.com", "onRelease": "deprecate",
                 "clusterName": "east", "aggregation": "host"}},
         }),
+        _obj("ServiceGroup", "netbox-selector", {
+            "announce": "routed",
+            "rip": {"metric": 3},
+            "ipam": {"netbox": {
+                "url": "https://netbox.example.com",
+                "tokenSecretRef": {"name": "netbox-token"},
+                "prefixSelector": {"tags": ["k8s-lb"], "tenant": "acme", "role": "lb"}}},
+        }) | {"status": {"ipam": {"netbox": {"prefixes": ["198.51.100.0/24"],
+                                            "retained": ["203.0.113.0/24"]}}}},
     ],
     "Peer": [
         _obj("Peer", "bgp-address", {
@@ -1171,6 +1182,9 @@ MODEL_PATTERNS = {
     "netbox.tenant": netbox.SLUG_RE,
     "netbox.tags[]": netbox.SLUG_RE,
     "netbox.clusterName": netbox.CLUSTER_RE,
+    "prefixSelector.tags[]": netbox.SLUG_RE,
+    "prefixSelector.tenant": netbox.SLUG_RE,
+    "prefixSelector.role": netbox.SLUG_RE,
     "Table": agentconfig.BIRD_SYMBOL_RE,
 }
 # Patterns for regexes written inline in the model's parsers: checked by the property tests below.

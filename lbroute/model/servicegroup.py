@@ -43,7 +43,13 @@ from lbroute.model.common import (
 )
 from lbroute.model.errors import ObjectRef, Problem, Severity, quote
 from lbroute.model.fields import IPAddress, IPNetwork, Reader, parse_ip, parse_network
-from lbroute.model.netbox import NETBOX, Aggregation, NetBoxSource, parse_netbox
+from lbroute.model.netbox import (
+    NETBOX,
+    Aggregation,
+    NetBoxSource,
+    netbox_prefix_path,
+    parse_netbox,
+)
 from lbroute.model.vocabulary import SERVICE_GROUP
 
 _IETF_RESERVED = (
@@ -305,7 +311,8 @@ class ServiceGroup:
         own = sum(1 for p in self.pools if p.external is None)
         if index < own:
             return f"spec.pools[{index}]"
-        return f"spec.ipam.netbox.prefixes[{index - own}]"
+        assert self.netbox is not None
+        return netbox_prefix_path(self.netbox, index - own)
 
     def export_prefixes(self, family: Family) -> tuple[ExportPrefix, ...]:
         out = {
@@ -541,11 +548,17 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
             pools.append(pool)
     ipam = spec.child("ipam")
     ipam.unknown({"netbox"})
-    netbox = parse_netbox(ipam.child("netbox")) if ipam.has("netbox") else None
+    netbox = None
+    if ipam.has("netbox"):
+        # The prefixes a prefixSelector chose are the allocator's, in the status.
+        status = obj.get("status")
+        status_ipam = status.get("ipam") if isinstance(status, Mapping) else None
+        selected = Reader(status_ipam, ref, "status.ipam", spec.problems).child("netbox")
+        netbox = parse_netbox(ipam.child("netbox"), selected)
     if spec.has("ipam") and not ipam.has("netbox"):
         ipam.error("netbox", "is required in ipam: the NetBox to take addresses from")
     if netbox is not None:
-        pools.extend(_netbox_pool(spec, net, netbox) for net in netbox.prefixes)
+        pools.extend(_netbox_pool(spec, i, netbox) for i in range(len(netbox.every_prefix)))
     if (not spec.has("pools") or not spec.raw("pools")) and not spec.has("ipam"):
         spec.error(
             "pools",
@@ -605,10 +618,19 @@ def parse_service_group(obj: Mapping[str, Any]) -> ServiceGroup:
     return group
 
 
-def _netbox_pool(spec: Reader, net: IPNetwork, netbox: NetBoxSource) -> Pool:
+def _netbox_pool(spec: Reader, index: int, netbox: NetBoxSource) -> Pool:
     """The pool a NetBox prefix is: every address of it, aggregated to its length."""
+    net = netbox.every_prefix[index]
     if found := special_purpose(net[0], net[-1]):
-        spec.child("ipam").child("netbox").error("prefixes", f"{net} {_special_text(found)}")
+        where = netbox_prefix_path(netbox, index)
+        spec.problems.append(
+            Problem(
+                severity=Severity.ERROR,
+                ref=spec.ref,
+                path=where,
+                message=f"{net} {_special_text(found)}",
+            )
+        )
     family = Family.of(net.network_address)
     return Pool(
         family=family,
