@@ -296,6 +296,9 @@ class Allocator:
         they gave; then compare their records with the Services when that is due."""
         broker = self.broker
         broker.groups(model.service_groups, key=self._provider_key)
+        # Prefixes a selector chose anew are written into the group's status (the writer);
+        # the pass that reads them back allocates from them.
+        selected = broker.select(model.service_groups, (a for s in services for a in s.addresses))
         outcome = broker.fulfil(result.requests) if result.requests else Outcome()
         if outcome.claims:
             result = allocate(
@@ -322,6 +325,7 @@ class Allocator:
             result,
             failures=result.failures + tuple(outcome.failures),
             drift=broker.drift,
+            selected=tuple((name, c.status()) for name, c in selected.items()),
             ipam=tuple(
                 (g.name, c)
                 for g in model.service_groups

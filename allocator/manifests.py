@@ -31,7 +31,7 @@ import dataclasses
 import difflib
 import io
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -344,16 +344,27 @@ class NetBoxAccess:
     url: str | None = None
 
 
+def _broker(netbox: NetBoxAccess, dry_run: bool) -> Broker:
+    def provider(group: ServiceGroup) -> NetBoxProvider:
+        assert group.netbox is not None
+        if netbox.url is not None:
+            group = dataclasses.replace(
+                group, netbox=dataclasses.replace(group.netbox, url=netbox.url)
+            )
+        return NetBoxProvider(group, netbox.token, dry_run=dry_run)
+
+    return Broker(provider)
+
+
 def _from_netbox(
     result: Allocation,
     model: api.Model,
     services: Sequence[LBService],
     namespace: str,
-    netbox: NetBoxAccess | None,
-    dry_run: bool,
+    broker: Broker | None,
 ) -> Allocation:
     """Ask NetBox for what the pass requested, and pass again with what it gave."""
-    if netbox is None:
+    if broker is None:
         failures = tuple(
             Failure(
                 ref=r.ref,
@@ -365,16 +376,6 @@ def _from_netbox(
             for r in result.requests
         )
         return dataclasses.replace(result, failures=result.failures + failures)
-
-    def provider(group: ServiceGroup) -> NetBoxProvider:
-        assert group.netbox is not None and netbox is not None
-        if netbox.url is not None:
-            group = dataclasses.replace(
-                group, netbox=dataclasses.replace(group.netbox, url=netbox.url)
-            )
-        return NetBoxProvider(group, netbox.token, dry_run=dry_run)
-
-    broker = Broker(provider)
     broker.groups(model.service_groups, key=lambda g: g.netbox)
     outcome = broker.fulfil(result.requests)
     again = allocate(
@@ -385,6 +386,34 @@ def _from_netbox(
         claims=outcome.claims,
     )
     return dataclasses.replace(again, failures=again.failures + tuple(outcome.failures))
+
+
+def _select(
+    broker: Broker,
+    groups: list[dict[str, Any]],
+    docs: Mapping[int, _Document],
+    model: api.Model,
+    services: Sequence[LBService],
+) -> list[str]:
+    """Ask NetBox which prefixes the groups' prefixSelectors match and write the chosen
+    ones into the groups' ``status.ipam.netbox.prefixes`` (in memory; the file when it is
+    written), as the allocator writes them into the cluster; what NetBox refused."""
+    broker.groups(model.service_groups, key=lambda g: g.netbox)
+    chosen = broker.select(model.service_groups, (a for s in services for a in s.addresses))
+    for obj in groups:
+        name = (obj.get("metadata") or {}).get("name")
+        if name not in chosen:
+            continue
+        status = dict(obj.get("status") or {})
+        status["ipam"] = {"netbox": chosen[name].status()}
+        obj["status"] = status
+        docs[id(obj)].change()
+    said = []
+    for g in model.service_groups:
+        condition = broker.condition(g.name)
+        if g.netbox is not None and g.netbox.selector and condition and condition[0] != "True":
+            said.append(f"{g.ref}: {condition[2]}")
+    return said
 
 
 def allocate_manifests(
@@ -413,12 +442,14 @@ def allocate_manifests(
     services = []
     duplicates: list[str] = []
     places: dict[int, str] = {}
+    docs: dict[int, _Document] = {}
     for f in files:
         for doc in f.documents:
             for obj in doc.objects:
                 if obj.get("kind") == "ServiceGroup":
                     groups.append(obj)
                     places[id(obj)] = f"{doc.document.origin}:{doc.document.line}"
+                    docs[id(obj)] = doc
                 elif obj.get("kind") == "Service" and obj.get("apiVersion") == "v1":
                     svc = parse_service(obj, default_class=default_class)
                     if svc is not None and svc.ref in where:
@@ -431,6 +462,10 @@ def allocate_manifests(
                         services.append(svc)
                         where[svc.ref] = (f, doc, obj)
     model = api.load(groups, where=lambda obj: places.get(id(obj)))
+    broker = _broker(netbox, dry_run) if netbox is not None else None
+    if broker is not None and any(g.netbox and g.netbox.selector for g in model.service_groups):
+        errors += _select(broker, groups, docs, model, services)
+        model = api.load(groups, where=lambda obj: places.get(id(obj)))
     namespace = model.service_groups[0].ref.namespace if model.service_groups else "lbroute"
     result = allocate(
         model.service_groups,
@@ -439,7 +474,7 @@ def allocate_manifests(
         namespace=namespace,
     )
     if result.requests:
-        result = _from_netbox(result, model, services, namespace, netbox, dry_run)
+        result = _from_netbox(result, model, services, namespace, broker)
     for a in result.changes():
         f, doc, obj = where[a.ref]
         new = with_allocation(obj, a.addresses, a.allocated_from)

@@ -112,9 +112,15 @@ class PassWriter:
         self._report_classes(result, model, expected)
         refs = {g.ref: g for g in result.groups}
         ipam = dict(result.ipam)
+        selected = dict(result.selected)
         for g in model.service_groups:
+            prefixes: Mapping[str, list[str]] | bool | None = False  # as it is
+            if g.name in selected:
+                prefixes = selected[g.name]
+            elif g.netbox is None or g.netbox.selector is None:
+                prefixes = None
             self._write_group(
-                g.ref, refs.get(g.ref), None, (kept or {}).get(g.name), ipam.get(g.name)
+                g.ref, refs.get(g.ref), None, (kept or {}).get(g.name), ipam.get(g.name), prefixes
             )
         for name, why in sorted(invalid.items()):
             ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
@@ -293,10 +299,18 @@ class PassWriter:
         invalid: str | None,
         kept: str | None = None,
         ipam: tuple[str, str, str] | None = None,
+        prefixes: Mapping[str, list[str]] | bool | None = False,
     ) -> None:
+        """``prefixes``: the NetBox prefixes a prefixSelector chose, for
+        ``status.ipam.netbox``; None: the group has no selector (no ``status.ipam``);
+        False: leave them as they are."""
         want = _group_status(stats, invalid, kept)
         if ipam is not None:
             want["ipam"] = (ipam[0], ipam[1], ipam[2][:MAX_MESSAGE])
+        if prefixes is not False:
+            want["selected"] = (
+                None if not isinstance(prefixes, Mapping) else {"netbox": dict(prefixes)}
+            )
 
         def change(current: JSON) -> JSON | None:
             if _group_status_is(dict(current.get("status") or {}), want):
@@ -308,11 +322,13 @@ class PassWriter:
                 status["conditions"] = [
                     c for c in status["conditions"] if c.get("type") != IPAM_CONDITION
                 ]
+            # A merge patch: None removes a field.
             for key in ("allocated", "available"):
-                if want[key] is None:
-                    status.pop(key, None)
-                else:
-                    status[key] = want[key]
+                status[key] = want[key]
+            if want.get("selected") is not None:  # retained: None removes it
+                status["ipam"] = {"netbox": {"retained": None, **want["selected"]["netbox"]}}
+            elif "selected" in want:
+                status["ipam"] = None
             return {"status": status}
 
         read_change_write(self.kube, ref, change, status=True, allowed=self.leading)
@@ -373,6 +389,7 @@ def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool
         and _condition(status, IPAM_CONDITION) == want.get("ipam")
         and status.get("allocated") == want["allocated"]
         and status.get("available") == want["available"]
+        and ("selected" not in want or status.get("ipam") == want["selected"])
     )
 
 

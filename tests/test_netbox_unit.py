@@ -19,7 +19,7 @@ from allocator.service import parse_service
 from lbroute.model import api
 from lbroute.model.api import Family
 from lbroute.model.errors import InvalidObject, ObjectRef
-from lbroute.model.fields import IPAddress
+from lbroute.model.fields import IPAddress, IPNetwork
 from lbroute.model.netbox import description, dns_name, owner_of
 from lbroute.model.servicegroup import parse_service_group
 from tests.test_ipam import got, reasons, ref, service
@@ -108,7 +108,32 @@ def test_a_netbox_group_needs_no_pools_and_its_prefixes_are_pools() -> None:
         ({"url": "https://nb/x?token=1"}, "spec.ipam.netbox.url", "no user, query"),
         ({"prefixes": ["198.51.100.1/24"]}, "spec.ipam.netbox.prefixes[0]", "host bits set"),
         ({"prefixes": []}, "spec.ipam.netbox.prefixes", "at least one"),
-        ({"prefixes": ["127.0.0.0/8"]}, "spec.ipam.netbox.prefixes", "loopback"),
+        ({"prefixes": ["127.0.0.0/8"]}, "spec.ipam.netbox.prefixes[0]", "loopback"),
+        (
+            {"prefixSelector": {"tags": ["k8s"]}},
+            "spec.ipam.netbox",
+            "exactly one of them",
+        ),
+        (
+            {"prefixes": None, "prefixSelector": {}},
+            "spec.ipam.netbox.prefixSelector",
+            "at least one",
+        ),
+        (
+            {"prefixes": None, "prefixSelector": {"tags": ["K8s LB"]}},
+            "spec.ipam.netbox.prefixSelector.tags[0]",
+            "NetBox slug",
+        ),
+        (
+            {"prefixes": None, "prefixSelector": {"role": "lb;x"}},
+            "spec.ipam.netbox.prefixSelector.role",
+            "prefix role's slug",
+        ),
+        (
+            {"prefixes": None, "prefixSelector": {"site": "dc1"}},
+            "spec.ipam.netbox.prefixSelector.site",
+            "unknown field",
+        ),
         ({"tags": ["Bad Tag"]}, "spec.ipam.netbox.tags[0]", "NetBox slug"),
         ({"tenant": "acme\nx"}, "spec.ipam.netbox.tenant", "NetBox slug"),
         ({"dnsName": "{name}.{secret}"}, "spec.ipam.netbox.dnsName", "placeholders"),
@@ -252,6 +277,10 @@ class MemoryIpam:
         self.calls = 0
         self.batches = 0
         self.next_id = 1
+        self.matching: list[IPNetwork] = [self.net]
+        """What a prefixSelector matches here."""
+        self.refuse = ""
+        self.selects = 0
 
     def _check(self) -> None:
         self.calls += 1
@@ -306,6 +335,13 @@ class MemoryIpam:
     def records(self) -> Sequence[Record]:
         self._check()
         return list(self.objects.values())
+
+    def select(self) -> list[IPNetwork]:
+        self._check()
+        self.selects += 1
+        if self.refuse:
+            raise Refused(self.refuse)
+        return list(self.matching)
 
 
 class Clock:

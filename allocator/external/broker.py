@@ -44,6 +44,7 @@ from allocator.external.provider import (
     Refused,
     Unavailable,
 )
+from allocator.external.selection import Choice, choose, taken_by
 from allocator.ipam import ExternalRequest, Failure, Reason
 from allocator.ipam.results import Drift
 from lbroute.model.api import Family, ServiceGroup
@@ -89,6 +90,11 @@ class _Group:
     """When a comparison was last started (a failed one is tried again a resync later)."""
     drift: tuple[Drift, ...] = ()
     records: int = 0
+    selected: float | None = None
+    """When the group's prefixSelector was last asked (None: not by this replica yet)."""
+    choice: Choice | None = None
+    select_error: str = ""
+    """The IPAM refused the selector (a tag, tenant or role it does not know)."""
 
 
 @dataclass
@@ -139,10 +145,15 @@ class Broker:
             state = self._groups.get(g.name)
             if state is not None and state.key == k:
                 continue
+            old = state
             try:
                 state = _Group(key=k, provider=self.factory(g), group=g)
             except IpamError as exc:
                 state = _Group(key=k, provider=None, group=g, error=str(exc), refused=True)
+            before = old.group.netbox if old is not None and old.group is not None else None
+            if old is not None and before and g.netbox and before.selector == g.netbox.selector:
+                # Its status now says what was chosen: not asked again before a resync.
+                state.selected, state.choice = old.selected, old.choice
             self._groups[g.name] = state
         for name in set(self._groups) - seen:
             del self._groups[name]
@@ -177,6 +188,8 @@ class Broker:
         name = state.provider.name if state.provider is not None else "the external IPAM"
         if state.refused and state.error:
             return ("False", "Refused", state.error)
+        if state.select_error:
+            return ("False", "Refused", f"spec.ipam.netbox.prefixSelector: {state.select_error}")
         if state.down_since is not None:
             return (
                 "False",
@@ -191,11 +204,66 @@ class Broker:
                 f"{len(state.drift)} addresses differ in {name}: "
                 + "; ".join(f"{d.ref}: {d.message}" for d in state.drift[:3]),
             )
-        return ("True", "InSync", f"{name} answers; {state.records} records in the prefixes")
+        chose = ""
+        if state.choice is not None and state.group is not None and state.group.netbox:
+            chosen = state.choice.prefixes
+            selector = state.group.netbox.selector
+            assert selector is not None
+            chose = f"; the prefixSelector ({selector.describe()}) chose " + (
+                ", ".join(str(n) for n in chosen) if chosen else "no prefix"
+            )
+            chose += "".join(f"; {n}" for n in state.choice.notes)
+        return (
+            "True",
+            "InSync",
+            f"{name} answers; {state.records} records in the prefixes{chose}",
+        )
 
     @property
     def drift(self) -> tuple[Drift, ...]:
         return tuple(d for s in self._groups.values() for d in s.drift)
+
+    # -- prefixes chosen by a selector -------------------------------------------------------
+
+    def select(
+        self, groups: Sequence[ServiceGroup], held: Iterable[IPAddress]
+    ) -> dict[str, Choice]:
+        """Ask the IPAM which prefixes each group's ``prefixSelector`` matches, when that
+        is due (never asked by this replica, or a resync ago), and choose the group's
+        prefixes (allocator.external.selection); ``held``: the addresses Services hold.
+        Returns the groups whose choice differs from the prefixes they have (their
+        status): group name -> the choice to write there."""
+        out: dict[str, Choice] = {}
+        held = list(held)
+        for g in groups:
+            state = self._groups.get(g.name)
+            if g.netbox is None or g.netbox.selector is None:
+                continue
+            if state is None or state.provider is None:
+                continue
+            now = self.clock()
+            if state.down_since is not None and now < state.next_try:
+                continue
+            if state.selected is not None and now < state.selected + self.resync:
+                continue
+            try:
+                matching = state.provider.select()
+            except Unavailable as exc:
+                self._down(state, str(exc))  # asked again after the backoff
+                continue
+            except Refused as exc:
+                self._up(state)  # it answered
+                state.selected, state.select_error = now, str(exc)
+                continue
+            self._up(state)
+            state.selected = now
+            state.select_error = ""
+            # The groups after it see the choices made before, not the statuses they replace.
+            chosen = {name: (*c.prefixes, *c.retained) for name, c in out.items()}
+            state.choice = choose(g, matching, taken_by(groups, g.name, chosen), held)
+            if not state.choice.same_as(g):
+                out[g.name] = state.choice
+        return out
 
     # -- a pass's requests --------------------------------------------------------------------
 
@@ -424,7 +492,7 @@ class Broker:
                 return False
         drift: list[Drift] = []
         for address, refs in sorted(holders.items(), key=lambda kv: (kv[0].version, kv[0])):
-            if not any(address in net for net in g.netbox.prefixes):
+            if not any(address in net for net in g.netbox.every_prefix):
                 continue
             mine = [r for r in refs if group_of.get(r) == g.name]
             if not mine:

@@ -104,7 +104,7 @@ class NetBoxProvider:
             if address is not None:
                 return self._reserve(address, owner)
             for net, prefix in self._prefix_objects().items():
-                if Family.of(net.network_address) is not family:
+                if Family.of(net.network_address) is not family or net in self.source.retained:
                     continue
                 got = self._next_free(prefix, owner)
                 if got is not None:
@@ -125,7 +125,7 @@ class NetBoxProvider:
                 else:
                     rest.append(owner)
             for net, prefix in self._prefix_objects().items():
-                if Family.of(net.network_address) is not family:
+                if Family.of(net.network_address) is not family or net in self.source.retained:
                     continue
                 while rest:
                     got = self._next_free_many(prefix, rest)
@@ -182,7 +182,7 @@ class NetBoxProvider:
         if self.dry_run:
             return
         with self._errors():
-            self._reserve(address, owner)
+            self._reserve(address, owner, again=True)
 
     def records(self) -> Sequence[Record]:
         with self._errors():
@@ -239,7 +239,7 @@ class NetBoxProvider:
         if self._prefixes is None:
             found: dict[IPNetwork, Any] = {}
             missing = []
-            for net in self.source.prefixes:
+            for net in self.source.every_prefix:
                 prefix = self._first(
                     self.api.ipam.prefixes.filter(prefix=str(net), **self._vrf_filter())
                 )
@@ -255,6 +255,21 @@ class NetBoxProvider:
                 )
             self._prefixes = found
         return self._prefixes
+
+    def select(self) -> list[IPNetwork]:
+        selector = self.source.selector
+        assert selector is not None
+        with self._errors():
+            query: dict[str, Any] = {"status": "active", **self._vrf_filter()}
+            if selector.tags:
+                query["tag"] = list(selector.tags)  # NetBox: every tag, not any of them
+            if selector.tenant is not None:
+                query["tenant"] = selector.tenant
+            if selector.role is not None:
+                query["role"] = selector.role
+            # A tag, tenant or role NetBox does not know is a 400: Refused, in its words.
+            found = self.api.ipam.prefixes.filter(**query)
+            return [ipaddress.ip_network(str(p.prefix)) for p in found]
 
     @staticmethod
     def _first(found: Any) -> Any:
@@ -377,10 +392,16 @@ class NetBoxProvider:
         log.info("%s: recorded %d addresses in %s", self.name, len(given), prefix)
         return given
 
-    def _reserve(self, address: IPAddress, owner: Owner) -> IPAddress:
-        net = next((n for n in self.source.prefixes if address in n), None)
+    def _reserve(self, address: IPAddress, owner: Owner, *, again: bool = False) -> IPAddress:
+        """Record ``address`` for ``owner``: a requested one (in a prefix new addresses
+        come from), or ``again`` one a Service holds (in any of the group's prefixes)."""
+        within = self.source.every_prefix if again else self.source.prefixes
+        net = next((n for n in within if address in n), None)
         if net is None:
-            raise Refused(f"{address} is in none of the NetBox prefixes of {self.group.ref}")
+            raise Refused(
+                f"{address} is in none of the NetBox prefixes {self.group.ref} takes new "
+                "addresses from"
+            )
         for obj in self.api.ipam.ip_addresses.filter(address=str(address), **self._vrf_filter()):
             record = self._record(obj)
             if record.owner == owner and record.active:

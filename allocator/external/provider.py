@@ -1,7 +1,7 @@
 """What an external IPAM is to the allocator: the :class:`Provider` interface.
 
 One provider serves one ServiceGroup's external pools (NetBox today: allocator.external.
-netbox; another IPAM is another class with these seven methods). Every method may raise
+netbox; another IPAM is another class with these eight methods). Every method may raise
 :class:`Unavailable` (the IPAM did not answer, or failed: try again later, change
 nothing) or :class:`Refused` (it answered no: say why to the user). Addresses are
 recorded in the IPAM as a Service's (:class:`Owner`), so that an allocator that restarts
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from lbroute.model.api import Family
-from lbroute.model.fields import IPAddress
+from lbroute.model.fields import IPAddress, IPNetwork
 
 
 class IpamError(Exception):
@@ -99,4 +99,9 @@ class Provider(Protocol):
 
     def records(self) -> Sequence[Record]:
         """Every address object inside the group's prefixes."""
+        ...
+
+    def select(self) -> Sequence[IPNetwork]:
+        """The prefixes the group's ``prefixSelector`` matches in the IPAM now, in the
+        IPAM's own order (the allocator decides which of them the group takes)."""
         ...

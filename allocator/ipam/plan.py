@@ -138,6 +138,22 @@ def _wanted(
     has pools of or that it already holds an address of (a pool edit takes none away).
     ``held``: the families of the addresses it may keep."""
     have = group.families()
+    if not have and not held:
+        selector = group.netbox.selector if group.netbox is not None else None
+        fail(
+            svc,
+            Reason.IPAM_PENDING,
+            "",
+            f"{group.ref} has no addresses yet: "
+            + (
+                f"no NetBox prefix has been chosen by its prefixSelector ({selector.describe()})"
+                " so far (its ExternalIPAM condition says why; status.ipam.netbox.prefixes "
+                "lists the chosen ones)"
+                if selector is not None
+                else "it has no pools"
+            ),
+        )
+        return None
     base = svc.families
     if not base:
         requested = tuple(dict.fromkeys(Family.of(a) for a in svc.requested))

@@ -9,6 +9,7 @@ pool of its group, and the counts per pool and group. Nothing here decides anyth
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -159,6 +160,9 @@ class Allocation:
     ipam: tuple[tuple[str, tuple[str, str, str]], ...] = ()
     """Each group with an external IPAM and its ``ExternalIPAM`` condition (status, reason,
     message), set by the controller."""
+    selected: tuple[tuple[str, Mapping[str, list[str]]], ...] = ()
+    """The groups whose ``prefixSelector`` chose other NetBox prefixes than their status
+    lists, and the ``status.ipam.netbox`` that says them, set by the controller."""
 
     def changes(self) -> list[Assignment]:
         return [a for a in self.assignments if a.changed]

@@ -171,13 +171,17 @@ def keep_as(kind: str, api_version: str) -> Trim:
 def trim_service_group(obj: Mapping[str, Any]) -> JSON:
     """A ServiceGroup as the allocator keeps it: the whole object but its status,
     resourceVersion and generation, so that writing the status (the allocator's or the
-    agents') is not a change that needs a pass."""
+    agents') is not a change that needs a pass; but for ``status.ipam``, the NetBox
+    prefixes a ``prefixSelector`` chose, which are the group's pools."""
     meta = {
         k: v
         for k, v in mapping_at(obj, "metadata").items()
         if k not in ("managedFields", "resourceVersion", "generation")
     }
     out = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    status = obj.get("status")
+    if isinstance(status, Mapping) and status.get("ipam") is not None:
+        out["status"] = {"ipam": status["ipam"]}
     return {**out, "apiVersion": API_VERSION, "kind": SERVICE_GROUP, "metadata": meta}
 
 

@@ -31,6 +31,7 @@ from lbroute.model.servicegroup import parse_service_group
 from tests.fakeapi import FakeAPI
 from tests.test_allocator import NS, Running, events, ips, wait
 from tests.test_ipam import service
+from tests.test_netbox_selector import selector_group
 from tests.test_netbox_unit import nb_group
 
 Obj = dict[str, Any]
@@ -327,6 +328,78 @@ def test_prefixes_in_order_and_a_vrf_of_their_own(
     assert records(nb, vrf_id="null")["203.0.113.1"].description == "global one"
 
 
+# -- prefixes chosen by tag, tenant and role --------------------------------------------------
+
+
+def selected(cluster: FakeAPI, group: str = "nb") -> Obj:
+    g = cluster.get("servicegroups", group, NS) or {}
+    return dict(((g.get("status") or {}).get("ipam") or {}).get("netbox") or {})
+
+
+def test_a_prefix_selector_takes_what_netbox_tags_and_keeps_what_services_hold(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    tag = nb.extras.tags.create({"name": "k8s-lb", "slug": "k8s-lb"}).id
+    role = nb.ipam.roles.create({"name": "LB", "slug": "lb"}).id
+    first = nb.ipam.prefixes.create({"prefix": "192.0.2.0/29", "tags": [tag], "role": role})
+    nb.ipam.prefixes.create({"prefix": "192.0.2.0/30", "tags": [tag], "role": role})  # a child
+    nb.ipam.prefixes.create({"prefix": "192.0.2.8/29", "tags": [tag]})  # no role
+    nb.ipam.prefixes.create(
+        {"prefix": "192.0.2.16/29", "tags": [tag], "role": role, "status": "reserved"}
+    )
+    group = selector_group(url=relay.url, selector={"tags": ["k8s-lb"], "role": "lb"})
+    cluster.put_all([group, token_secret(netbox), service("a")])
+    start()
+    assert wait(lambda: ips(cluster, "a"), "a addressed") == ["192.0.2.1"]
+    assert selected(cluster) == {"prefixes": ["192.0.2.0/29"]}
+    said = wait(
+        lambda: condition(cluster).get("reason") == "InSync" and condition(cluster), "InSync"
+    )
+    assert "the prefixSelector (tag k8s-lb, role lb) chose 192.0.2.0/29" in said["message"]
+    assert "192.0.2.0/30 overlaps 192.0.2.0/29, chosen before it: left out" in said["message"]
+    assert records(nb)["192.0.2.1"].description == "lbroute: default/a"
+
+    # A prefix tagged in NetBox joins at the next resync, after the ones before it.
+    nb.ipam.prefixes.create({"prefix": "203.0.113.0/29", "tags": [tag], "role": role})
+    wait(lambda: selected(cluster) == {"prefixes": ["192.0.2.0/29", "203.0.113.0/29"]}, "joined")
+
+    # Untagged while a holds an address of it: retained (a keeps its address and its
+    # route), new Services get theirs elsewhere.
+    first.update({"tags": []})
+    want = {"prefixes": ["203.0.113.0/29"], "retained": ["192.0.2.0/29"]}
+    wait(lambda: selected(cluster) == want, "retained")
+    cluster.put_all([service("b")])
+    assert wait(lambda: ips(cluster, "b"), "b addressed") == ["203.0.113.1"]
+    assert ips(cluster, "a") == ["192.0.2.1"], "never renumbered"
+
+    # a goes: its record is released and the prefix no one holds is dropped; the tagged
+    # child it kept out is taken now.
+    cluster.remove("services", "a")
+    want = {"prefixes": ["192.0.2.0/30", "203.0.113.0/29"]}
+    wait(lambda: selected(cluster) == want, "dropped, the child taken")
+    wait(lambda: "192.0.2.1" not in records(nb), "a's record released")
+    assert set(records(nb)) == {"203.0.113.1"}
+
+
+def test_a_selector_netbox_refuses_is_said_on_the_group(
+    netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
+) -> None:
+    group = selector_group(url=relay.url, selector={"tags": ["no-such-tag"]})
+    cluster.put_all([group, token_secret(netbox), service("a")])
+    start()
+    said = wait(
+        lambda: condition(cluster).get("reason") == "Refused" and condition(cluster), "Refused"
+    )
+    assert said["message"].startswith("spec.ipam.netbox.prefixSelector: NetBox at")
+    assert "no-such-tag" in said["message"]
+    failed = wait(lambda: events(cluster, "AllocationFailed", "a"), "a waits")
+    assert (
+        "no NetBox prefix has been chosen by its prefixSelector (tag no-such-tag)"
+        in (failed[0]["note"])
+    )
+    assert selected(cluster) == {}, "nothing chosen"
+
+
 # -- NetBox away ------------------------------------------------------------------------------
 
 
@@ -464,3 +537,29 @@ def test_lbroute_allocate_asks_netbox_and_dry_run_writes_nothing(
     assert no_token.exit_code == 1
     assert "default/c: needs an address from the NetBox prefixes" in no_token.output
     assert "LBROUTE_NETBOX_TOKEN" in no_token.output
+
+
+def test_lbroute_allocate_chooses_a_selectors_prefixes_and_writes_them_in_the_group(
+    netbox: Any, nb: Any, tmp_path: Path
+) -> None:
+    tag = nb.extras.tags.create({"name": "k8s-lb", "slug": "k8s-lb"}).id
+    nb.ipam.prefixes.create({"prefix": "192.0.2.0/29", "tags": [tag]})
+    group_file = tmp_path / "group.yaml"
+    group_file.write_text(yaml.safe_dump(selector_group(url="https://netbox.invalid")))
+    (tmp_path / "svc.yaml").write_text(yaml.safe_dump(service("a")))
+    runner = CliRunner()
+    env = {"LBROUTE_NETBOX_TOKEN": netbox.token, "LBROUTE_NETBOX_URL": netbox.url}
+    before = group_file.read_text()
+    dry = runner.invoke(cli_main, ["allocate", "-f", str(tmp_path), "--dry-run"], env=env)
+    assert dry.exit_code == 0, dry.output
+    assert "default/a: would assign 192.0.2.1 from nb" in dry.output
+    assert group_file.read_text() == before and records(nb) == {}, "a dry run writes nothing"
+    real = runner.invoke(cli_main, ["allocate", "-f", str(tmp_path)], env=env)
+    assert real.exit_code == 0, real.output
+    written = yaml.safe_load(group_file.read_text())
+    assert written["status"]["ipam"] == {"netbox": {"prefixes": ["192.0.2.0/29"]}}
+    assert written["spec"] == yaml.safe_load(before)["spec"]
+    assert set(records(nb)) == {"192.0.2.1"}
+    # The agents read the group from these files: the prefix is its pool.
+    group = parse_service_group(written)
+    assert [str(p) for p in group.pools] == ["192.0.2.0/29"]
