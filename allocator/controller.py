@@ -395,6 +395,11 @@ class Allocator:
         start = time.perf_counter()
         result, model, invalid, kept = self.compute(snapshot)
         self.metrics.pass_seconds.set(time.perf_counter() - start)
+        self.health.degraded = {
+            f"ServiceGroup {name}: external IPAM": f"{reason}: {message}"
+            for name, (status, reason, message) in result.ipam
+            if reason in ("Unreachable", "Refused")
+        }
         present = {
             (str((o.get("metadata") or {}).get("namespace")), str(o["metadata"].get("name")))
             for o in snapshot.objects

@@ -42,6 +42,9 @@ class Health:
         self.stale_after = stale_after
         self._beat = time.monotonic()
         self.ready = False
+        self.degraded: dict[str, str] = {}
+        """What works less than it should without making the process unhealthy (the
+        allocator: an external IPAM that does not answer), shown by /healthz: what -> why."""
         self._lock = threading.Lock()
 
     def beat(self) -> None:
@@ -71,8 +74,9 @@ def serve(port: int, metrics: Registered, health: Health, host: str = "") -> Thr
                 body, ctype, code = generate_latest(metrics.registry), CONTENT_TYPE_LATEST, 200
             elif self.path == "/healthz":
                 ok = health.live
+                notes = "".join(f"degraded: {k}: {v}\n" for k, v in sorted(health.degraded.items()))
                 body, ctype, code = (
-                    (b"ok\n" if ok else b"stalled\n"),
+                    (b"ok\n" if ok else b"stalled\n") + notes.encode(),
                     "text/plain",
                     200 if ok else 503,
                 )

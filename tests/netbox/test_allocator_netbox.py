@@ -15,6 +15,7 @@ import ipaddress
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from click.testing import CliRunner
 
 from allocator.external import NetBoxProvider, Owner
 from lbroute.cli import main as cli_main
+from lbroute.kube.serving import serve
 from lbroute.model.api import Family
 from lbroute.model.servicegroup import parse_service_group
 from tests.fakeapi import FakeAPI
@@ -407,14 +409,35 @@ def test_netbox_down_leaves_existing_services_alone_and_new_ones_wait(
     netbox: Any, nb: Any, relay: Relay, cluster: FakeAPI, start: Callable[..., Running]
 ) -> None:
     cluster.put_all([group_with(relay), token_secret(netbox), service("old")])
-    start()
-    assert wait(lambda: ips(cluster, "old"), "old addressed") == ["198.51.100.1"]
-    relay.down()
-    cluster.put_all([service("new")])
-    failed = wait(lambda: events(cluster, "AllocationFailed", "new"), "new waits")
-    assert "ExternalIPAMPending" in failed[0]["note"]
-    assert "did not answer" in failed[0]["note"]
-    wait(lambda: condition(cluster).get("reason") == "Unreachable", "Unreachable condition")
+    allocator = start().allocator
+    server = serve(0, allocator.metrics, allocator.health, "127.0.0.1")
+    health = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+
+    def healthz() -> str:
+        with urllib.request.urlopen(health, timeout=5) as reply:
+            return str(reply.read().decode())
+
+    try:
+        assert wait(lambda: ips(cluster, "old"), "old addressed") == ["198.51.100.1"]
+        assert healthz() == "ok\n"
+        relay.down()
+        cluster.put_all([service("new")])
+        failed = wait(lambda: events(cluster, "AllocationFailed", "new"), "new waits")
+        assert "ExternalIPAMPending" in failed[0]["note"]
+        assert "did not answer" in failed[0]["note"]
+        wait(lambda: condition(cluster).get("reason") == "Unreachable", "Unreachable condition")
+        # Alive (200), and saying what does not work.
+        said = wait(lambda: "degraded" in (h := healthz()) and h, "/healthz says it")
+        assert said.startswith("ok\ndegraded: ServiceGroup nb: external IPAM: Unreachable: ")
+        assert "did not answer" in said
+        _netbox_back(cluster, nb, relay)
+        wait(lambda: healthz() == "ok\n", "/healthz all ok again")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _netbox_back(cluster: FakeAPI, nb: Any, relay: Relay) -> None:
     # Deleted while NetBox is away: released once it is back.
     cluster.remove("services", "old")
     time.sleep(1.0)
