@@ -404,10 +404,10 @@ def _select(
         name = (obj.get("metadata") or {}).get("name")
         if name not in chosen:
             continue
+        docs[id(obj)].change()  # before: it keeps the original
         status = dict(obj.get("status") or {})
         status["ipam"] = {"netbox": chosen[name].status()}
         obj["status"] = status
-        docs[id(obj)].change()
     said = []
     for g in model.service_groups:
         condition = broker.condition(g.name)
