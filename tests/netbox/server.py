@@ -983,6 +983,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.serve:
             print(f"NETBOX_URL={server.url}\nNETBOX_TOKEN={server.token}", flush=True)
+            # Ctrl-C, or SIGTERM (kill PID: a shell's background job ignores SIGINT).
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
             with contextlib.suppress(KeyboardInterrupt):
                 signal.pause()
     finally:
