@@ -475,6 +475,12 @@ def allocate_manifests(
     )
     if result.requests:
         result = _from_netbox(result, model, services, namespace, broker)
+    # No lbroute.io/service-group label in files: the allocator in the cluster sets it
+    # (the agents' label selector is the API server's, not a directory's).
+    result = dataclasses.replace(
+        result,
+        assignments=tuple(dataclasses.replace(a, label=a.label_before) for a in result.assignments),
+    )
     for a in result.changes():
         f, doc, obj = where[a.ref]
         new = with_allocation(obj, a.addresses, a.allocated_from)

@@ -19,7 +19,7 @@ from typing import Any
 
 from lbroute.model.fields import IPAddress, list_at, mapping_at
 from lbroute.model.service import Service, service_annotations
-from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION
+from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION, SERVICE_GROUP_LABEL
 
 MAX_TEXT = 1024
 """What lbroute writes fits many times over: a group name (253 characters), ':' and one
@@ -80,6 +80,17 @@ class LBService(Service):
     """A Service with the record of the allocation it holds."""
 
     allocated_from: AllocatedFrom | None = None
+    label: str | None = None
+    """Its :data:`SERVICE_GROUP_LABEL` (None: not set)."""
+
+
+def group_label(allocated_from: str | None) -> str | None:
+    """The :data:`SERVICE_GROUP_LABEL` value that goes with an allocated-from annotation
+    (None: no label): the group's name, empty when it is too long for a label value."""
+    if allocated_from is None:
+        return None
+    group = AllocatedFrom.parse(allocated_from).group
+    return group if len(group) <= 63 else ""
 
 
 def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService | None:
@@ -90,7 +101,14 @@ def parse_service(obj: Mapping[str, Any], *, default_class: bool) -> LBService |
         if isinstance(allocated_text, str) and allocated_text
         else None
     )
-    service = LBService.read(obj, default_class=default_class, allocated_from=allocated)
+    labels = mapping_at(mapping_at(obj, "metadata"), "labels")
+    label = labels.get(SERVICE_GROUP_LABEL)
+    service = LBService.read(
+        obj,
+        default_class=default_class,
+        allocated_from=allocated,
+        label=label if isinstance(label, str) else None,
+    )
     if not service.ours and allocated is None and not service.addresses:
         return None
     return service
@@ -107,11 +125,24 @@ def ingress(obj: Mapping[str, Any], addresses: tuple[IPAddress, ...]) -> list[di
 
 
 def with_allocation(
-    obj: Mapping[str, Any], addresses: tuple[IPAddress, ...], allocated_from: str | None
+    obj: Mapping[str, Any],
+    addresses: tuple[IPAddress, ...],
+    allocated_from: str | None,
+    *,
+    label: str | bool | None = False,
 ) -> dict[str, Any]:
-    """A copy of the Service dict with these addresses and allocated-from annotation."""
+    """A copy of the Service dict with these addresses and allocated-from annotation, and
+    with ``label`` as its :data:`SERVICE_GROUP_LABEL` (None: none; False: as it is)."""
     out = copy.deepcopy(dict(obj))
     meta = out.setdefault("metadata", {})
+    if label is not False:
+        labels = {k: v for k, v in (meta.get("labels") or {}).items() if k != SERVICE_GROUP_LABEL}
+        if isinstance(label, str):
+            labels[SERVICE_GROUP_LABEL] = label
+        if labels:
+            meta["labels"] = labels
+        else:
+            meta.pop("labels", None)
     annotations = dict(meta.get("annotations") or {})
     if allocated_from is None:
         annotations.pop(ALLOCATED_FROM_ANNOTATION, None)

@@ -45,7 +45,9 @@ from lbroute.model.logs import about
 from lbroute.model.service import unknown_class
 from lbroute.model.vocabulary import (
     ALLOCATED_FROM_ANNOTATION,
+    LABELED_STATUS,
     SERVICE_GROUP,
+    SERVICE_GROUP_LABEL,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +115,9 @@ class PassWriter:
         refs = {g.ref: g for g in result.groups}
         ipam = dict(result.ipam)
         selected = dict(result.selected)
+        # A group's Services all carry the label once a pass found none to label (the
+        # agents then watch labeled Services only: nodeagent, KubernetesSource).
+        unlabeled = {a.group for a in result.assignments if a.label != a.label_before}
         for g in model.service_groups:
             prefixes: Mapping[str, list[str]] | bool | None = False  # as it is
             if g.name in selected:
@@ -120,7 +125,13 @@ class PassWriter:
             elif g.netbox is None or g.netbox.selector is None:
                 prefixes = None
             self._write_group(
-                g.ref, refs.get(g.ref), None, (kept or {}).get(g.name), ipam.get(g.name), prefixes
+                g.ref,
+                refs.get(g.ref),
+                None,
+                (kept or {}).get(g.name),
+                ipam.get(g.name),
+                prefixes,
+                labeled=g.ref not in unlabeled,
             )
         for name, why in sorted(invalid.items()):
             ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
@@ -161,13 +172,16 @@ class PassWriter:
                 rv = str(written["metadata"]["resourceVersion"])
                 expected = self._parse(written) or expected
                 self._announce(a)
-            if a.allocated_from != a.allocated_before:
+            if a.allocated_from != a.allocated_before or a.label != a.label_before:
                 if not self.leading():
                     return
+                # After the status: an agent that watches only labeled Services sees the
+                # Service once it has its addresses (a merge patch: None removes).
                 body = {
                     "metadata": {
                         "resourceVersion": rv,
                         "annotations": {ALLOCATED_FROM_ANNOTATION: a.allocated_from},
+                        "labels": {SERVICE_GROUP_LABEL: a.label},
                     }
                 }
                 try:
@@ -300,6 +314,8 @@ class PassWriter:
         kept: str | None = None,
         ipam: tuple[str, str, str] | None = None,
         prefixes: Mapping[str, list[str]] | bool | None = False,
+        *,
+        labeled: bool = False,
     ) -> None:
         """``prefixes``: the NetBox prefixes a prefixSelector chose, for
         ``status.ipam.netbox``; None: the group has no selector (no ``status.ipam``);
@@ -311,6 +327,8 @@ class PassWriter:
             want["selected"] = (
                 None if not isinstance(prefixes, Mapping) else {"netbox": dict(prefixes)}
             )
+        if labeled:
+            want["labeled"] = True
 
         def change(current: JSON) -> JSON | None:
             if _group_status_is(dict(current.get("status") or {}), want):
@@ -325,6 +343,8 @@ class PassWriter:
             # A merge patch: None removes a field.
             for key in ("allocated", "available"):
                 status[key] = want[key]
+            if want.get("labeled"):
+                status[LABELED_STATUS] = True
             if want.get("selected") is not None:  # retained: None removes it
                 status["ipam"] = {"netbox": {"retained": None, **want["selected"]["netbox"]}}
             elif "selected" in want:
@@ -390,6 +410,7 @@ def _group_status_is(status: Mapping[str, Any], want: Mapping[str, Any]) -> bool
         and status.get("allocated") == want["allocated"]
         and status.get("available") == want["available"]
         and ("selected" not in want or status.get("ipam") == want["selected"])
+        and ("labeled" not in want or status.get(LABELED_STATUS) is True)
     )
 
 

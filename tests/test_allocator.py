@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import kubernetes
 import pytest
 import yaml
 
@@ -270,6 +271,48 @@ def test_delete_type_and_class_changes_release_and_addresses_are_reused(
     wait(lambda: sorted(ips(fake, "e") + ips(fake, "f")) == ["192.0.2.2", "192.0.2.3"], "reuse")
 
 
+def label(fake: FakeAPI, name: str) -> str | None:
+    svc = fake.get("services", name)
+    assert svc is not None
+    return (svc["metadata"].get("labels") or {}).get("lbroute.io/allocated-group")
+
+
+def test_services_with_addresses_carry_their_groups_label_for_the_agents_selector(
+    fake: FakeAPI, replicas: Callable[..., Running], tmp_path: Path
+) -> None:
+    # "old" was given its address by an allocator that did not label (an upgrade).
+    old = service("old", ingress=["192.0.2.9"], allocated_from="public:192.0.2.0/24")
+    del old["metadata"]["labels"]
+    fake.put_all([old, service("new"), service("campus", group="campus")])
+    replicas()
+    wait(lambda: label(fake, "new") == "public", "new labeled")
+    assert ips(fake, "new") == ["192.0.2.1"]
+    wait(lambda: label(fake, "old") == "public", "old labeled, nothing else changed")
+    assert ips(fake, "old") == ["192.0.2.9"] and events(fake, "AddressAssigned", "old") == []
+    wait(lambda: label(fake, "campus") == "campus", "campus labeled")
+
+    def says_labeled(name: str) -> bool:
+        status = (fake.get("servicegroups", name, NS) or {}).get("status") or {}
+        return status.get("labeledServices") is True
+
+    wait(lambda: says_labeled("public") and says_labeled("campus"), "the groups say so")
+    # Taken off by hand: put back. No longer lbroute's: taken off with the addresses.
+    svc = fake.get("services", "new")
+    assert svc is not None
+    svc["metadata"]["labels"] = {"team": "web"}
+    fake.put("services", svc)
+    wait(lambda: label(fake, "new") == "public", "labeled again")
+    svc = fake.get("services", "old")
+    assert svc is not None
+    svc["spec"]["type"] = "ClusterIP"
+    fake.put("services", svc)
+    wait(lambda: ips(fake, "old") == [] and label(fake, "old") is None, "released, unlabeled")
+    # A label selector finds exactly lbroute's Services (the agents' watch).
+    core = kubernetes.client.CoreV1Api(api_client(str(fake.kubeconfig(tmp_path / "k"))))
+    found = core.list_service_for_all_namespaces(label_selector="lbroute.io/allocated-group")
+    assert sorted(o.metadata.name for o in found.items) == ["campus", "new"]
+
+
 def test_a_change_of_family_policy_adds_and_releases_the_right_family(
     fake: FakeAPI, replicas: Callable[..., Running]
 ) -> None:
@@ -479,7 +522,10 @@ def test_a_conflicting_service_write_is_read_again_and_retried(
     status_writes = [q for q in fake.requests if q.resource == "services" and q.verb == "patch"]
     assert [q.code for q in status_writes if q.subresource == "status"][:2] == [409, 200]
     svc = fake.get("services", "s")
-    assert svc is not None and svc["metadata"]["labels"] == {"team": "web"}, "theirs kept"
+    assert svc is not None and svc["metadata"]["labels"] == {
+        "team": "web",
+        "lbroute.io/allocated-group": "public",
+    }, "theirs kept, ours added"
     wait(lambda: annotation(fake, "s") == "public:192.0.2.0/24", "the annotation")
 
 

@@ -28,6 +28,7 @@ from allocator.service import AllocatedFrom, parse_service, with_allocation
 from lbroute.model import api
 from lbroute.model.errors import ObjectRef
 from lbroute.model.vocabulary import ALLOCATED_FROM_ANNOTATION as ALLOCATED_FROM
+from lbroute.model.vocabulary import SERVICE_GROUP_LABEL
 
 NS = "lbroute"
 CLASS = "lbroute.io/lbroute"
@@ -90,6 +91,8 @@ def service(
         meta["creationTimestamp"] = created
     if annotations:
         meta["annotations"] = annotations
+    if allocated_from is not None:  # as the allocator writes them, together
+        meta["labels"] = {SERVICE_GROUP_LABEL: allocated_from.partition(":")[0]}
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -129,7 +132,9 @@ def applied(services: Sequence[Obj], result: Allocation) -> list[Obj]:
     out = []
     for s in services:
         a = result.of(ref(s["metadata"]["name"], s["metadata"]["namespace"]))
-        out.append(s if a is None else with_allocation(s, a.addresses, a.allocated_from))
+        out.append(
+            s if a is None else with_allocation(s, a.addresses, a.allocated_from, label=a.label)
+        )
     return out
 
 

@@ -136,7 +136,12 @@ def test_the_allocator_reads_the_same_service_plus_its_allocation() -> None:
     allocator = allocator_parse(obj, default_class=False)
     assert agent is not None and allocator is not None
     assert allocator.allocated_from == AllocatedFrom(group="web", pools=("x",))
-    assert {k: v for k, v in vars(allocator).items() if k != "allocated_from"} == vars(agent)
+    assert allocator.label is None, "no lbroute.io/allocated-group label yet"
+    ours = ("allocated_from", "label")
+    assert {k: v for k, v in vars(allocator).items() if k not in ours} == vars(agent)
+    obj["metadata"]["labels"] = {"lbroute.io/allocated-group": "web", "team": "a"}
+    labeled = allocator_parse(obj, default_class=False)
+    assert labeled is not None and labeled.label == "web"
 
 
 @pytest.mark.parametrize(

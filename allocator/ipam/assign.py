@@ -42,7 +42,7 @@ from allocator.ipam.results import (
     Reason,
 )
 from allocator.ipam.stats import counts
-from allocator.service import AllocatedFrom, LBService
+from allocator.service import AllocatedFrom, LBService, group_label
 from lbroute.model.api import Family, ServiceGroup
 from lbroute.model.errors import ObjectRef, Problem
 from lbroute.model.fields import IPAddress
@@ -241,6 +241,8 @@ def _assignment(plan: Plan, book: Book) -> Assignment:
             before=svc.addresses,
             addresses=svc.addresses,
             allocated_before=before_annotation,
+            label_before=svc.label,
+            label=svc.label,
             allocated_from=before_annotation,
             group=plan.group.ref if plan.group else None,
         )
@@ -268,6 +270,8 @@ def _assignment(plan: Plan, book: Book) -> Assignment:
         before=svc.addresses,
         addresses=addresses,
         allocated_before=before_annotation,
+        label_before=svc.label,
+        label=group_label(annotation),
         allocated_from=annotation,
         group=plan.group.ref,
     )
@@ -285,5 +289,6 @@ def _release(svc: LBService, book: Book) -> Assignment:
         before=svc.addresses,
         addresses=keep,
         allocated_before=str(svc.allocated_from),
+        label_before=svc.label,
         allocated_from=None,
     )

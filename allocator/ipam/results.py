@@ -107,6 +107,11 @@ class Assignment:
     allocated_from: str | None
     """The annotation's value; None removes it (the Service is no longer lbroute's)."""
     group: ObjectRef | None = None
+    label_before: str | None = None
+    """Its lbroute.io/service-group label as read."""
+    label: str | None = None
+    """The label it should have: it follows the annotation
+    (allocator.service.group_label), but for a Service left as it is."""
 
     @property
     def assigned(self) -> tuple[IPAddress, ...]:
@@ -118,7 +123,11 @@ class Assignment:
 
     @property
     def changed(self) -> bool:
-        return self.addresses != self.before or self.allocated_from != self.allocated_before
+        return (
+            self.addresses != self.before
+            or self.allocated_from != self.allocated_before
+            or self.label != self.label_before
+        )
 
 
 @dataclass(frozen=True, kw_only=True)

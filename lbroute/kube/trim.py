@@ -24,6 +24,7 @@ from lbroute.model.vocabulary import (
     ENDPOINT_COUNT,
     FOREIGN_KEYS,
     SERVICE_GROUP,
+    SERVICE_GROUP_LABEL,
     SERVICE_NAME_LABEL,
 )
 
@@ -43,6 +44,8 @@ def _meta(obj: Mapping[str, Any], *, labels: bool = False, created: bool = False
     out: JSON = {k: meta[k] for k in keep if k in meta}
     if labels and mapping_at(meta, "labels"):
         out["labels"] = meta["labels"]
+    elif created and SERVICE_GROUP_LABEL in mapping_at(meta, "labels"):  # the allocator's
+        out["labels"] = {SERVICE_GROUP_LABEL: meta["labels"][SERVICE_GROUP_LABEL]}
     annotations = {
         k: v
         for k, v in mapping_at(meta, "annotations").items()

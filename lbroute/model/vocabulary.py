@@ -76,6 +76,17 @@ FOREIGN_KEYS: Final = frozenset(
 """Every foreign annotation lbroute reads or reports (kept where Services are trimmed)."""
 ALLOCATED_FROM_ANNOTATION: Final = f"{GROUP}/allocated-from"
 """Written by the allocator: the ServiceGroup and pool each address came from."""
+SERVICE_GROUP_LABEL: Final = f"{GROUP}/allocated-group"
+"""Set by the allocator on every Service it gave addresses (beside the allocated-from
+annotation): the ServiceGroup's name, or empty when the name is longer than a label value
+may be (not the ``lbroute.io/service-group`` annotation, by which a user picks a group).
+The EndpointSlice controller copies a Service's labels to its EndpointSlices, so the
+agents can list and watch only lbroute's Services and their EndpointSlices (a label
+selector, filtered by the API server)."""
+LABELED_STATUS: Final = "labeledServices"
+"""A ServiceGroup's status field the allocator sets to true once every Service with
+addresses of the group carries :data:`SERVICE_GROUP_LABEL`: an agent may then watch only
+labeled Services and EndpointSlices without missing any of the group's."""
 ANNOUNCING_ANNOTATION: Final = f"{GROUP}/announcing"
 """Written by the agents: which nodes announce the Service (and, for local pools, where).
 Entries separated by ``,``, sorted: a node's name for a routed ETP Local Service, and
