@@ -22,7 +22,7 @@ from pathlib import Path
 from lbroute.kube.client import Api, api_client
 from lbroute.kube.directory import DirectorySource, DirectoryWatcher, Source
 from lbroute.kube.leases import KubeLeaseStore
-from lbroute.kube.reflector import KubernetesSource, Timing
+from lbroute.kube.reflector import KubernetesSource, Timing, Watch
 from lbroute.kube.serving import Health, serve, stopped_by_signals
 from lbroute.model.logs import set_context
 from nodeagent.agent import Agent
@@ -57,6 +57,8 @@ class AgentOptions:
     """Port for /metrics, /healthz and /readyz; 0 turns them off."""
     metrics_address: str = ""
     """Address to serve them on; empty: all."""
+    watch: str = "auto"
+    """Which Services and EndpointSlices to watch (lbroute.kube.reflector.Watch)."""
 
 
 def run_agent(options: AgentOptions) -> int:
@@ -82,7 +84,11 @@ def run_agent(options: AgentOptions) -> int:
             str(options.kubeconfig) if options.kubeconfig else None, context=options.context
         )
         source = KubernetesSource(
-            client, node=settings.node, namespace=options.namespace, timing=AGENT_TIMING
+            client,
+            node=settings.node,
+            namespace=options.namespace,
+            timing=AGENT_TIMING,
+            watch=Watch(options.watch),
         )
         reporter = KubeReporter(
             client,

@@ -36,6 +36,9 @@ Approximations, on purpose:
 - lists always read the latest state (``resourceVersion``/``resourceVersionMatch`` are ignored);
   the pages after a ``continue`` token come from the current state, not a snapshot;
 - core v1 and events.k8s.io/v1 Events are stored separately;
+- the EndpointSlice controller's label mirroring, alone: an EndpointSlice labeled
+  ``kubernetes.io/service-name`` carries the labels of that Service (but the reserved
+  ones), set when either is written;
 - automatic bookmarks every ``bookmark_interval`` seconds (the real server: about a minute);
   ``bookmark()`` sends one now.
 
@@ -883,6 +886,56 @@ class FakeAPI:
         return sorted(items, key=lambda o: (_meta(o).get("namespace", ""), _meta(o)["name"]))
 
     def _commit(self, res: Resource, kind: str, obj: JSON, old: JSON | None) -> JSON:
+        if kind != "DELETED" and res.plural == "endpointslices":
+            obj = self._slice_labels(obj)
+        written = self._commit_one(res, kind, obj, old)
+        if kind != "DELETED" and res.plural == "services" and res.group == "":
+            before = _meta(old).get("labels") if old is not None else None
+            if _meta(written).get("labels") != before:
+                self._mirror_labels(written)
+        return written
+
+    # The EndpointSlice controller: a Service's slices carry its labels (but the reserved
+    # ones: the slice's own service-name, managed-by and headless labels).
+    _RESERVED = (
+        "kubernetes.io/service-name",
+        "endpointslice.kubernetes.io/managed-by",
+        "service.kubernetes.io/headless",
+    )
+
+    def _service_of(self, slice_: JSON) -> JSON | None:
+        meta = _meta(slice_)
+        name = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+        services = self.resource("services")
+        return self._store.get(_key(services, meta.get("namespace", ""), name)) if name else None
+
+    def _slice_labels(self, slice_: JSON) -> JSON:
+        svc = self._service_of(slice_)
+        if svc is None:
+            return slice_
+        labels = {
+            k: v for k, v in (_meta(slice_).get("labels") or {}).items() if k in self._RESERVED
+        }
+        labels.update(
+            (k, v) for k, v in (_meta(svc).get("labels") or {}).items() if k not in self._RESERVED
+        )
+        out = copy.deepcopy(slice_)
+        out["metadata"]["labels"] = labels
+        return out
+
+    def _mirror_labels(self, svc: JSON) -> None:
+        slices = self.resource("endpointslices")
+        ns, name = _meta(svc).get("namespace", ""), _meta(svc)["name"]
+        for key, cur in list(self._store.items()):
+            if key[:2] != (slices.group, slices.plural) or _meta(cur).get("namespace") != ns:
+                continue
+            if (_meta(cur).get("labels") or {}).get("kubernetes.io/service-name") != name:
+                continue
+            new = self._slice_labels(cur)
+            if new != cur:
+                self._commit_one(slices, "MODIFIED", new, cur)
+
+    def _commit_one(self, res: Resource, kind: str, obj: JSON, old: JSON | None) -> JSON:
         self._rv += 1
         obj = copy.deepcopy(obj)
         meta = obj["metadata"]

@@ -310,7 +310,7 @@ def test_services_with_addresses_carry_their_groups_label_for_the_agents_selecto
     # A label selector finds exactly lbroute's Services (the agents' watch).
     core = kubernetes.client.CoreV1Api(api_client(str(fake.kubeconfig(tmp_path / "k"))))
     found = core.list_service_for_all_namespaces(label_selector="lbroute.io/allocated-group")
-    assert sorted(o.metadata.name for o in found.items) == ["campus", "new"]
+    assert sorted(str(o.metadata and o.metadata.name) for o in found.items) == ["campus", "new"]
 
 
 def test_a_change_of_family_policy_adds_and_releases_the_right_family(

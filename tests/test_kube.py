@@ -40,7 +40,7 @@ from lbroute.kube.client import Api, api_client
 from lbroute.kube.directory import Snapshot
 from lbroute.kube.errors import from_status, translated
 from lbroute.kube.lease import LeaderElector
-from lbroute.kube.reflector import KubernetesSource, Reflector, Timing, watch_events
+from lbroute.kube.reflector import KubernetesSource, Reflector, Timing, Watch, watch_events
 from lbroute.kube.trim import trim_endpoint_slice, trim_service
 from lbroute.model import api as model_api
 from lbroute.model.errors import (
@@ -777,3 +777,86 @@ def test_the_first_snapshot_comes_when_the_last_kind_to_list_has_nothing(
             assert names(first, "Service"), "the first snapshot, with the Services"
             assert not names(first, "Peer")
             assert source.reflectors[PLURALS[PEER]].lists == 1
+
+
+LABEL = "lbroute.io/allocated-group"
+
+
+def with_label(obj: dict[str, Any], group: str = "public") -> dict[str, Any]:
+    out = copy.deepcopy(obj)
+    out["metadata"].setdefault("labels", {})[LABEL] = group
+    return out
+
+
+def test_the_agent_watches_only_labeled_services_once_the_allocator_has_labeled_them(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    """Labels as the allocator writes them on Services and the EndpointSlice controller
+    copies onto their slices; a ClusterIP Service and its slice stay unlabeled."""
+    other = {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "cache", "namespace": "default"},
+             "spec": {"type": "ClusterIP", "ports": [{"port": 6379}]}}  # fmt: skip
+    other_slice = copy.deepcopy(fake.get("endpointslices", "web-local-abcde"))
+    assert other_slice is not None
+    other_slice["metadata"] = {
+        "name": "cache-xyz",
+        "namespace": "default",
+        "labels": {"kubernetes.io/service-name": "cache"},
+    }
+    fake.put_all([other, other_slice])
+    for kind in ("services", "endpointslices"):
+        for obj in fake.objects(kind):
+            if obj["metadata"]["name"] not in ("cache", "cache-xyz"):
+                fake.put(kind, with_label(obj))
+    client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
+
+    def run(watch: Watch) -> tuple[KubernetesSource, Snapshot]:
+        source = KubernetesSource(client, node="node-a", namespace=NS, timing=FAST, watch=watch)
+        with fed(source) as got:
+            return source, got.get(timeout=10)
+
+    # auto: the groups' status does not say every Service is labeled (an allocator of
+    # before labels, or one that has not finished): every Service, every slice.
+    source, first = run(Watch.AUTO)
+    assert source.selector is None
+    assert "cache" in names(first, "Service") and "cache-xyz" in names(first, "EndpointSlice")
+
+    for group in fake.objects("servicegroups", NS):
+        fake.put("servicegroups", {**group, "status": {"labeledServices": True}}, NS)
+    fake.clear_requests()
+    source = KubernetesSource(client, node="node-a", namespace=NS, timing=FAST, watch=Watch.AUTO)
+    with fed(source) as got:
+        first = got.get(timeout=10)
+        assert source.selector == LABEL
+        assert "cache" not in names(first, "Service") and "web-1" in names(first, "Service")
+        assert names(first, "EndpointSlice") == {"web-local-abcde"}
+        fake.wait_watches(1, "endpointslices")
+        asked = [r for r in fake.requests if r.resource in ("services", "endpointslices")]
+        assert {r.query.get("labelSelector") for r in asked} == {LABEL}, "filtered server-side"
+        # The unlabeled Service's endpoints change: nothing reaches this agent.
+        other_slice["endpoints"] = []
+        fake.put("endpointslices", other_slice)
+        time.sleep(0.5)
+        assert got.empty()
+        # A Service the allocator labels arrives, and its slice with it (the EndpointSlice
+        # controller copies the label); one it unlabels leaves.
+        fake.put("services", with_label(other))
+        deadline = time.monotonic() + 5
+        while True:
+            snapshot = got.get(timeout=5)
+            if "cache-xyz" in names(snapshot, "EndpointSlice"):
+                break
+            assert time.monotonic() < deadline, "the labeled Service's slice never came"
+        assert "cache" in names(snapshot, "Service")
+        web = fake.get("services", "web-1")
+        assert web is not None
+        del web["metadata"]["labels"][LABEL]
+        fake.put("services", web)
+        deadline = time.monotonic() + 5
+        while "web-1" in names(got.get(timeout=5), "Service"):
+            assert time.monotonic() < deadline
+
+    # labeled and all are what they say, whatever the groups' status.
+    assert run(Watch.LABELED)[0].selector == LABEL
+    source, first = run(Watch.ALL)
+    assert source.selector is None and "cache-xyz" in names(first, "EndpointSlice")

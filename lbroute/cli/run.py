@@ -91,6 +91,16 @@ from lbroute.model import api
     help="With --source: the directory the agents of this host share for their "
     "membership Leases (announce: local needs it; created if missing).",
 )
+@click.option(
+    "--watch",
+    type=click.Choice(["auto", "labeled", "all"]),
+    default="auto",
+    show_default=True,
+    help="With --kubernetes: which Services and EndpointSlices to list and watch. labeled: "
+    "only those the allocator labeled lbroute.io/allocated-group (filtered by the API "
+    "server); all: every one; auto: labeled once every ServiceGroup's status says "
+    "labeledServices (looked at when the agent starts), else all.",
+)
 @default_class_option("announce")
 @status_file_option
 @serving_options(9473)
@@ -110,6 +120,7 @@ def agent(
     allow_reload_commands: tuple[tuple[str, ...], ...],
     templates_dir: Path | None,
     lease_dir: Path | None,
+    watch: str,
     default_class: bool,
     status_file: Path,
     metrics_port: int,
@@ -155,6 +166,7 @@ def agent(
         namespace=namespace,
         metrics_port=metrics_port,
         metrics_address=metrics_address,
+        watch=watch,
     )
     exit_with(run_agent, options)
 

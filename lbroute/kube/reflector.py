@@ -36,6 +36,7 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from lbroute.kube.client import Api, ApiClient
@@ -53,10 +54,12 @@ from lbroute.model.errors import Gone, KubernetesError
 from lbroute.model.vocabulary import (
     API_VERSION,
     GROUP,
+    LABELED_STATUS,
     NODE_AGENT,
     PEER,
     PLURALS,
     SERVICE_GROUP,
+    SERVICE_GROUP_LABEL,
     VERSION,
 )
 
@@ -78,9 +81,47 @@ class Kind:
     """A 403 means "none that this agent may read": listed, empty (Secrets)."""
 
 
-def service_kind(api: Api, trim: Trim = trim_service) -> Kind:
-    """Services of every namespace."""
-    return Kind(name="services", call=api.core.list_service_for_all_namespaces, trim=trim)
+def service_kind(api: Api, trim: Trim = trim_service, selector: str | None = None) -> Kind:
+    """Services of every namespace (those the label ``selector`` selects, when given)."""
+    return Kind(
+        name="services",
+        call=_selected(api.core.list_service_for_all_namespaces, selector),
+        trim=trim,
+    )
+
+
+def _selected(call: Callable[..., Any], selector: str | None) -> Callable[..., Any]:
+    """``call`` (a list function) asking only for the objects the label ``selector``
+    selects: the API server filters lists and watches alike."""
+    if selector is None:
+        return call
+
+    def selected(**kwargs: Any) -> Any:
+        return call(label_selector=selector, **kwargs)
+
+    return selected
+
+
+class Watch(StrEnum):
+    """Which Services and EndpointSlices an agent lists and watches."""
+
+    AUTO = "auto"
+    """Labeled ones once the allocator says every ServiceGroup's Services are labeled
+    (:func:`labeled_everywhere`, asked when the agent starts), else every one."""
+    LABELED = "labeled"
+    """Only those with the allocator's label (:data:`SERVICE_GROUP_LABEL`)."""
+    ALL = "all"
+    """Every Service and EndpointSlice of the cluster."""
+
+
+def labeled_everywhere(groups: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the allocator has labeled the Services of every one of ``groups`` (each
+    status says :data:`LABELED_STATUS`); False without any group."""
+    found = list(groups)
+    return bool(found) and all(
+        isinstance(g.get("status"), Mapping) and g["status"].get(LABELED_STATUS) is True
+        for g in found
+    )
 
 
 def lbroute_kind(api: Api, namespace: str, kind: str, trim: Trim | None = None) -> Kind:
@@ -111,17 +152,18 @@ def secret_kind(api: Api, namespace: str, name: str) -> Kind:
     )
 
 
-def node_kinds(api: Api, *, node: str, namespace: str) -> list[Kind]:
-    """What the agent of ``node`` reads (the Secrets its Peers name come with Peers)."""
+def node_kinds(api: Api, *, node: str, namespace: str, selector: str | None = None) -> list[Kind]:
+    """What the agent of ``node`` reads (the Secrets its Peers name come with Peers);
+    with ``selector``, only the Services and EndpointSlices it selects."""
 
     def own_node(**kwargs: Any) -> Any:
         return api.core.list_node(field_selector=f"metadata.name={node}", **kwargs)
 
     return [
-        service_kind(api),
+        service_kind(api, selector=selector),
         Kind(
             name="endpointslices",
-            call=api.discovery.list_endpoint_slice_for_all_namespaces,
+            call=_selected(api.discovery.list_endpoint_slice_for_all_namespaces, selector),
             trim=trim_endpoint_slice,
         ),
         Kind(name=f"node {node}", call=own_node, trim=trim_node),
@@ -375,9 +417,14 @@ class KubernetesSource:
         timing: Timing | None = None,
         debounce: float = 0.05,
         kinds: Iterable[Kind] | None = None,
+        watch: Watch = Watch.ALL,
     ) -> None:
         self.api = Api(api)
         self.kinds = list(kinds) if kinds is not None else None
+        self.watch = watch
+        self.selector: str | None = None
+        """The label selector of the Services and EndpointSlices the agent follows
+        (None: every one), decided when :meth:`snapshots` starts."""
         self.node = node
         self.namespace = namespace
         self.timing = timing or Timing()
@@ -413,7 +460,10 @@ class KubernetesSource:
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         kinds = self.kinds
         if kinds is None:
-            kinds = node_kinds(self.api, node=self.node, namespace=self.namespace)
+            self.selector = self._selector()
+            kinds = node_kinds(
+                self.api, node=self.node, namespace=self.namespace, selector=self.selector
+            )
         self.reflectors = {k.name: Reflector(k, self._notify, self.timing) for k in kinds}
         for reflector in self.reflectors.values():
             reflector.start()
@@ -424,6 +474,40 @@ class KubernetesSource:
         finally:
             for reflector in self._all():
                 reflector.stop()
+
+    def _selector(self) -> str | None:
+        """The label selector :attr:`watch` asks for; for ``auto``, one list of the
+        ServiceGroups says whether the allocator has labeled every group's Services."""
+        if self.watch is Watch.ALL:
+            return None
+        if self.watch is Watch.LABELED:
+            log.info("watching only Services and EndpointSlices labeled %s", SERVICE_GROUP_LABEL)
+            return SERVICE_GROUP_LABEL
+        plural = PLURALS[SERVICE_GROUP]
+        try:
+            with translated():
+                found = self.api.custom.list_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, plural
+                )
+        except KubernetesError as exc:
+            log.warning("watching every Service and EndpointSlice: %s", describe(exc))
+            return None
+        items = found.get("items") if isinstance(found, Mapping) else None
+        if labeled_everywhere(items or ()):
+            log.info(
+                "watching only Services and EndpointSlices labeled %s (every ServiceGroup's "
+                "status says %s)",
+                SERVICE_GROUP_LABEL,
+                LABELED_STATUS,
+            )
+            return SERVICE_GROUP_LABEL
+        log.info(
+            "watching every Service and EndpointSlice: the allocator has not labeled the "
+            "Services of every ServiceGroup yet (their status says %s: true once it has; "
+            "the agent looks again when it starts)",
+            LABELED_STATUS,
+        )
+        return None
 
     def _wake_on(self, stop: threading.Event) -> None:
         stop.wait()
