@@ -41,6 +41,8 @@ import ipaddress
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any, cast
 
 from lbroute.model.api import MAX_WEIGHT, Announce, BgpClass, Model, Pool, ServiceGroup
 from lbroute.model.errors import ObjectRef, Problem, Severity
@@ -135,18 +137,13 @@ def desired_state(
     ``counts`` (Service -> node -> ready endpoints) gives weighted groups their weights."""
     node = model.node(node_name)
     labels = dict(node.labels) if node is not None else {}
-    wanted: dict[IPAddress, tuple[int, ObjectRef, list[ObjectRef]]] = {}
-    weights: dict[IPAddress, int | None] = {}
-    """Address -> summed weight; None once a Service without weighting shares it."""
-    classes: dict[IPAddress, BgpClass | None] = {}
-    """Address -> the class its first Service asks for (None: the group's default)."""
-    mixed: dict[IPAddress, set[BgpClass | None]] = {}
-    """Addresses whose Services ask for different classes -> those classes."""
+    wanted: dict[IPAddress, _Wanted] = {}
+    """Address -> how it goes on kube-lb0 (one dict: hashing an address is not free)."""
     problems: list[Problem] = []
     pools = PoolIndex(model.service_groups)
     selected: dict[ObjectRef, bool] = {}
     """ServiceGroup -> announced from this node (routed, and its selector takes it)."""
-    for service in sorted(services, key=lambda s: s.ref):
+    for service in sorted(services, key=_ref_key):
         for address in service.addresses:
             found = pools.find(address)
             if found is None:
@@ -195,38 +192,72 @@ def desired_state(
                 prefixlen = address.max_prefixlen
             else:
                 prefixlen = pool.aggregation
-            if address in wanted:
-                old_len, old_group, refs = wanted[address]
-                refs.append(service.ref)
-                wanted[address] = (min(old_len, prefixlen), old_group, refs)
-                before = weights[address]
-                weights[address] = None if before is None or weight is None else before + weight
-                if bgp_class is not classes[address] or address in mixed:
-                    mixed.setdefault(address, {classes[address]}).add(bgp_class)
+            entry = wanted.get(address)
+            if entry is not None:
+                entry.refs.append(service.ref)
+                entry.prefixlen = min(entry.prefixlen, prefixlen)
+                before = entry.weight
+                entry.weight = None if before is None or weight is None else before + weight
+                if bgp_class is not entry.bgp_class or entry.mixed is not None:
+                    entry.mixed = entry.mixed or {entry.bgp_class}
+                    entry.mixed.add(bgp_class)
             else:
-                wanted[address] = (prefixlen, group.ref, [service.ref])
-                weights[address] = weight
-                classes[address] = bgp_class
+                wanted[address] = _Wanted(prefixlen, group.ref, [service.ref], weight, bgp_class)
+    # In (version, network, prefix length, address) order, from integers: comparing
+    # ipaddress objects, or making their networks, is what a pass would spend its time on.
+    make = _Interfaces()
+    order = sorted(
+        ((_order(address, w.prefixlen), address, w) for address, w in wanted.items()),
+        key=itemgetter(0),  # unique: one entry per address
+    )
     announcements = tuple(
-        sorted(
-            (
-                Announcement(
-                    interface=_interface(address, prefixlen),
-                    group=group_ref,
-                    services=tuple(sorted(refs)),
-                    weight=min(weights[address] or 0, MAX_WEIGHT)
-                    if prefixlen == address.max_prefixlen
-                    else 0,
-                    bgp_class=_agreed(
-                        address, classes[address], mixed.get(address), refs, problems
-                    ),
-                )
-                for address, (prefixlen, group_ref, refs) in wanted.items()
-            ),
-            key=lambda a: _interface_order(a.interface),
+        Announcement(
+            interface=make(address, w.prefixlen),
+            group=w.group,
+            services=tuple(sorted(w.refs, key=_key_of_ref)) if len(w.refs) > 1 else (w.refs[0],),
+            weight=min(w.weight or 0, MAX_WEIGHT) if w.prefixlen == address.max_prefixlen else 0,
+            bgp_class=_agreed(address, w.bgp_class, w.mixed, w.refs, problems),
         )
+        for _, address, w in order
     )
     return DesiredState(announcements=announcements, problems=tuple(problems))
+
+
+class _Wanted:
+    """One address of the pass: its prefix length (the shortest its Services want), group,
+    Services, summed weight (None once a Service without weighting shares it), the class
+    its first Service asks for and, when its Services disagree, the classes they ask for."""
+
+    __slots__ = ("bgp_class", "group", "mixed", "prefixlen", "refs", "weight")
+
+    def __init__(
+        self,
+        prefixlen: int,
+        group: ObjectRef,
+        refs: list[ObjectRef],
+        weight: int | None,
+        bgp_class: BgpClass | None,
+    ) -> None:
+        self.prefixlen = prefixlen
+        self.group = group
+        self.refs = refs
+        self.weight = weight
+        self.bgp_class = bgp_class
+        self.mixed: set[BgpClass | None] | None = None
+
+
+def _key_of_ref(ref: ObjectRef) -> tuple[str, str, str]:
+    return (ref.kind, ref.namespace, ref.name)  # ObjectRef's order, compared in C
+
+
+def _ref_key(service: Service) -> tuple[str, str, str]:
+    return _key_of_ref(service.ref)
+
+
+def _order(address: IPAddress, prefixlen: int) -> tuple[int, int, int, int]:
+    """The order of ``(interface.version, interface)`` (network first, then the address)."""
+    value, bits = int(address), address.max_prefixlen
+    return (address.version, value >> (bits - prefixlen) << (bits - prefixlen), prefixlen, value)
 
 
 def _class_of(service: Service, group: ServiceGroup, problems: list[Problem]) -> BgpClass | None:
@@ -272,8 +303,61 @@ def _interface(address: IPAddress, prefixlen: int) -> Interface:
     return ipaddress.IPv6Interface((int(address), prefixlen))
 
 
-def _interface_order(iface: Interface) -> tuple[int, int, int, int]:
-    """The order of ``(iface.version, iface)`` (network first, then the address), as
-    integers: comparing ``ipaddress`` objects is slow."""
-    network = iface.network
-    return (iface.version, int(network.network_address), network.prefixlen, int(iface.ip))
+class _Interfaces:
+    """Makes ``ipaddress`` interfaces, each network made once: most addresses of a pass
+    share their pool's aggregate, and making the network is most of what making an
+    interface costs (2 us of 2.2). The interface is then the standard library's own
+    object with the attributes its constructor sets, checked against the constructor
+    once per process (:func:`_fast_interfaces_work`); should they ever differ (another
+    Python), every interface comes from the constructor."""
+
+    def __init__(self) -> None:
+        self.networks: dict[tuple[int, int, int], Any] = {}
+
+    def __call__(self, address: IPAddress, prefixlen: int) -> Interface:
+        if not _FAST:
+            return _interface(address, prefixlen)
+        return _fast_interface(self.networks, address, prefixlen)
+
+
+def _fast_interface(
+    networks: dict[tuple[int, int, int], Any], address: IPAddress, prefixlen: int
+) -> Interface:
+    value, bits = int(address), address.max_prefixlen
+    key = (address.version, value >> (bits - prefixlen), prefixlen)
+    network = networks.get(key)
+    v4 = address.version == 4
+    if network is None:
+        kind = ipaddress.IPv4Network if v4 else ipaddress.IPv6Network
+        network = networks[key] = kind((key[1] << (bits - prefixlen), prefixlen))
+    iface: Any = object.__new__(ipaddress.IPv4Interface if v4 else ipaddress.IPv6Interface)
+    iface._ip = value
+    if not v4:
+        iface._scope_id = None
+    iface.network = network
+    iface.netmask = network.netmask
+    iface._prefixlen = prefixlen
+    return cast(Interface, iface)
+
+
+def _fast_interfaces_work() -> bool:
+    """Whether :func:`_fast_interface` makes what the constructor makes, here."""
+    samples = [("192.0.2.77", 24), ("198.51.100.1", 32), ("2001:db8::5", 64), ("fd00::1", 128)]
+    for text, prefixlen in samples:
+        address = ipaddress.ip_address(text)
+        fast = _fast_interface({}, address, prefixlen)
+        slow = _interface(address, prefixlen)
+        if (
+            fast != slow
+            or hash(fast) != hash(slow)
+            or str(fast) != str(slow)
+            or fast.network != slow.network
+            or fast.ip != slow.ip
+            or type(fast) is not type(slow)
+            or getattr(fast, "__dict__", None) != getattr(slow, "__dict__", None)
+        ):
+            return False
+    return True
+
+
+_FAST = _fast_interfaces_work()

@@ -257,3 +257,51 @@ def test_local_groups_never_go_on_kube_lb0() -> None:
         state = state_of(objects, name)
         assert [str(a.interface) for a in state.announcements] == ["192.0.2.7/24"]
         assert state.problems == (), "a local address is in a pool: nothing to report"
+
+
+# -- interfaces made fast ---------------------------------------------------------------------
+
+
+def test_interfaces_made_from_a_shared_network_are_the_constructors_own() -> None:
+    """desired_state makes each network once and the interfaces around it; they must be
+    indistinguishable from what ``ipaddress`` makes (equal, same hash, text, network,
+    attributes, and usable in sets with the constructor's)."""
+    import random
+
+    from nodeagent import desired
+
+    assert desired._FAST, "the fast path checks itself on import; here it should hold"
+    rng = random.Random(7)
+    networks: dict[tuple[int, int, int], Any] = {}
+    for _ in range(2000):
+        v6 = rng.random() < 0.5
+        bits = 128 if v6 else 32
+        value = rng.getrandbits(bits)
+        address = ipaddress.IPv6Address(value) if v6 else ipaddress.IPv4Address(value)
+        prefixlen = rng.choice([bits, bits - 1, 24 if not v6 else 64, 0, rng.randint(0, bits)])
+        fast = desired._fast_interface(networks, address, prefixlen)
+        slow = desired._interface(address, prefixlen)
+        assert fast == slow and hash(fast) == hash(slow) and str(fast) == str(slow)
+        assert fast.network == slow.network and fast.ip == slow.ip
+        assert fast.with_netmask == slow.with_netmask and vars(fast) == vars(slow)
+        assert {fast} == {slow} and not (fast < slow) and not (slow < fast)
+
+
+def test_the_fast_and_the_plain_pass_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nodeagent import desired
+
+    objs = [
+        *BASE,
+        *(service(f"s{i}", f"192.0.2.{i}", f"2001:db8::{i:x}") for i in range(1, 60)),
+        *(service(f"l{i}", f"203.0.113.{i}", etp="Local") for i in range(1, 20)),
+        *(endpoints(f"l{i}", "node-a") for i in range(1, 20, 2)),
+        service("shared-a", "198.51.100.11"),
+        service("shared-b", "198.51.100.11"),
+    ]
+    fast = state_of(objs, "node-a")
+    monkeypatch.setattr(desired, "_FAST", False)
+    plain = state_of(objs, "node-a")
+    assert fast == plain and len(fast.announcements) == 59 * 2 + 10 + 1
+    assert [str(a.interface) for a in fast.announcements] == [
+        str(a.interface) for a in plain.announcements
+    ]
