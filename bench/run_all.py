@@ -53,6 +53,11 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
     "restart": (["bench/restart_bench.py"], ["--quick"], 900),
     "weights": (["bench/weight_bench.py"], ["--quick"], 600),
     "netbox": (["bench/netbox_bench.py"], ["--quick"], 1800),
+    "watch": (
+        ["bench/watch_bench.py"],
+        ["--services", "2000", "--endpoints", "20000", "--lbroute", "200"],
+        900,
+    ),
 }
 ORDER = (
     "render",
@@ -65,6 +70,7 @@ ORDER = (
     "restart",
     "weights",
     "netbox",
+    "watch",
 )
 """The order of the report's sections (its summary is sorted by row number)."""
 
@@ -592,6 +598,45 @@ def netbox_rows(data: Json) -> list[Row]:
     ]
 
 
+def watch_rows(data: Json) -> list[Row]:
+    """What an agent lists and receives from the API watching only lbroute's Services and
+    EndpointSlices, against watching all of them (the agent before)."""
+    modes = data.get("modes") or {}
+    if "all" not in modes or "labeled" not in modes:
+        return []
+    a, b = modes["all"], modes["labeled"]
+
+    def size(m: Json) -> float:
+        return float(m["services_bytes"] + m["endpointslices_bytes"])
+
+    def said(m: Json) -> str:
+        return (
+            f"lists {m['services_objects']:,} Services and {m['endpointslices_objects']:,} "
+            f"EndpointSlices, {size(m) / 1e6:.1f} MB; events for a ClusterIP Service's "
+            f"endpoint change: {m['events_for_a_clusterip_endpoint_change']}, for an "
+            f"lbroute one: {m['events_for_an_lbroute_endpoint_change']}; the source's VmRSS "
+            f"{m['rss_mib']:.0f} MiB, first snapshot {m['first_snapshot_seconds']:.1f} s"
+        )
+
+    services = a["services_objects"]
+    return [
+        (
+            f"14. Agent's view from the API, {services:,} Services "
+            f"({b['services_objects']:,} lbroute's), "
+            f"{data.get('endpoints', 0):,} endpoints: --watch labeled",
+            said(b),
+            f"--watch all (before): {said(a)}",
+            f"{size(b) / size(a):.2f}x",
+            "only lbroute's objects; 0 events for others",
+            verdict(
+                b["services_objects"] < services
+                and b["events_for_a_clusterip_endpoint_change"] == 0
+                and b["events_for_an_lbroute_endpoint_change"] >= 1
+            ),
+        )
+    ]
+
+
 ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "render": render_rows,
     "kubelb": kubelb_rows,
@@ -603,6 +648,7 @@ ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "restart": restart_rows,
     "weights": weight_rows,
     "netbox": netbox_rows,
+    "watch": watch_rows,
 }
 
 
