@@ -714,6 +714,8 @@ class FakeAPI:
         self.resources = tuple(resources)
         self._lock = threading.Condition()
         self._store: dict[_Key, JSON] = {}
+        self._slices: dict[tuple[str, str], set[_Key]] = {}
+        """(namespace, Service name) -> its EndpointSlices' keys (label mirroring)."""
         self._rv = 0
         self._floor = 0  # the oldest resourceVersion a watch can start from
         self._history: deque[_Change] = deque(maxlen=history)
@@ -926,14 +928,24 @@ class FakeAPI:
     def _mirror_labels(self, svc: JSON) -> None:
         slices = self.resource("endpointslices")
         ns, name = _meta(svc).get("namespace", ""), _meta(svc)["name"]
-        for key, cur in list(self._store.items()):
-            if key[:2] != (slices.group, slices.plural) or _meta(cur).get("namespace") != ns:
-                continue
-            if (_meta(cur).get("labels") or {}).get("kubernetes.io/service-name") != name:
-                continue
+        for key in sorted(self._slices.get((ns, name), ())):
+            cur = self._store[key]
             new = self._slice_labels(cur)
             if new != cur:
                 self._commit_one(slices, "MODIFIED", new, cur)
+
+    def _index_slice(self, key: _Key, obj: JSON | None, old: JSON | None) -> None:
+        for o, add in ((old, False), (obj, True)):
+            if o is None:
+                continue
+            service = (_meta(o).get("labels") or {}).get("kubernetes.io/service-name")
+            if not service:
+                continue
+            keys = self._slices.setdefault((_meta(o).get("namespace", ""), service), set())
+            if add:
+                keys.add(key)
+            else:
+                keys.discard(key)
 
     def _commit_one(self, res: Resource, kind: str, obj: JSON, old: JSON | None) -> JSON:
         self._rv += 1
@@ -941,6 +953,8 @@ class FakeAPI:
         meta = obj["metadata"]
         meta["resourceVersion"] = str(self._rv)
         key = _key(res, meta.get("namespace", ""), meta["name"])
+        if res.plural == "endpointslices":
+            self._index_slice(key, None if kind == "DELETED" else obj, self._store.get(key))
         if kind == "DELETED":
             del self._store[key]
         else:
