@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,12 @@ from lbroute.model.manifests import manifest_files, path_name, read_manifest_fil
 
 log = logging.getLogger(__name__)
 
+STEP_MS = 5
+"""How long a directory must be quiet after a change before the change is read: every
+change waits at least this long (at 20 ms it was most of a Service's way to the router
+from a manifest). Waiting less costs wake-ups while idle: 0.34% of a core instead of
+0.13% (watchfiles checks its stop event every step)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class Snapshot:
@@ -53,6 +60,9 @@ class Snapshot:
     """Files that could not be read, with the reason."""
     changed: frozenset[Path] = field(default_factory=frozenset)
     """Paths that changed since the previous snapshot (empty for the first)."""
+    at: float = 0.0
+    """When the source learned of the first change it carries (``time.monotonic()``,
+    the same clock in every process of the machine); 0: not known (the first)."""
 
 
 class Source(Protocol):
@@ -84,11 +94,12 @@ class DirectorySource:
         """Files read and parsed so far (all of them for the first snapshot, then only
         the ones that changed)."""
 
-    def load(self, changed: frozenset[Path] = frozenset()) -> Snapshot:
-        """The objects of every file, reading again only the files that changed."""
+    def load(self, changed: frozenset[Path] = frozenset(), at: float = 0.0) -> Snapshot:
+        """The objects of every file, reading again only the files that changed (``at``:
+        when the change was noticed)."""
         files, missing = manifest_files([self.path])
         if missing:
-            return Snapshot(objects=(), errors=tuple(missing), changed=changed)
+            return Snapshot(objects=(), errors=tuple(missing), changed=changed, at=at)
         named = {Path(os.path.abspath(p)) for p in changed}
         objects: list[dict[str, Any]] = []
         errors: list[str] = []
@@ -102,7 +113,7 @@ class DirectorySource:
             objects += known.objects
         for gone in self._files.keys() - set(files):
             del self._files[gone]
-        return Snapshot(objects=tuple(objects), errors=tuple(errors), changed=changed)
+        return Snapshot(objects=tuple(objects), errors=tuple(errors), changed=changed, at=at)
 
     def _read(self, file: Path, known: _File, stat: tuple[int, int, int, int] | None) -> None:
         self.reads += 1
@@ -125,14 +136,15 @@ class DirectorySource:
             self.path,
             stop_event=stop,
             debounce=self.debounce_ms,
-            step=20,
+            step=STEP_MS,
             rust_timeout=500,
             yield_on_timeout=False,
             raise_interrupt=False,
         ):
+            at = time.monotonic()
             changed = frozenset(Path(path) for _change, path in changes)
             log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
-            yield self.load(changed)
+            yield self.load(changed, at)
 
 
 def _stat(file: Path) -> tuple[int, int, int, int] | None:
@@ -199,7 +211,7 @@ class DirectoryWatcher:
             self.path,
             stop_event=_Until(self._stop, self.path),
             debounce=self.debounce_ms,
-            step=20,
+            step=STEP_MS,
             rust_timeout=int(self.poll * 1000),
             yield_on_timeout=True,
             raise_interrupt=False,
