@@ -34,6 +34,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -288,8 +289,9 @@ class Reflector:
         with self.lock:
             changed, self.items = bool(self.items), {}
         self.resource_version = None
+        first = not self.synced.is_set()
         self.synced.set()
-        if changed:
+        if changed or first:  # a first answer completes the snapshot, as a list does
             self.on_change()
 
     def _reached(self) -> None:
@@ -433,9 +435,13 @@ class KubernetesSource:
         self._dirty = False
         self.reflectors: dict[str, Reflector] = {}
         self._secrets: dict[str, Reflector] = {}
+        self._first_change: float | None = None
+        """When the first change not yet in a snapshot arrived (monotonic)."""
 
     def _notify(self) -> None:
         with self._changed:
+            if self._first_change is None:
+                self._first_change = time.monotonic()
             self._dirty = True
             self._changed.notify_all()
 
@@ -451,11 +457,11 @@ class KubernetesSource:
     def _all(self) -> list[Reflector]:
         return [*self.reflectors.values(), *self._secrets.values()]
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self, at: float = 0.0) -> Snapshot:
         objects: list[JSON] = []
         for reflector in self._all():
             objects += reflector.objects()
-        return Snapshot(objects=tuple(objects))
+        return Snapshot(objects=tuple(objects), at=at)
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
         kinds = self.kinds
@@ -514,7 +520,11 @@ class KubernetesSource:
         self._notify()
 
     def _yield(self, stop: threading.Event) -> Iterator[Snapshot]:
+        """A snapshot at once for a change after a quiet moment, and at most one every
+        ``debounce`` seconds while changes keep coming (a burst lands in the next one):
+        a single change is not held back to wait for others that do not come."""
         announced_wait = False
+        last = float("-inf")
         while not stop.is_set():
             with self._changed:
                 while not self._dirty and not stop.is_set():
@@ -522,9 +532,11 @@ class KubernetesSource:
                 self._dirty = False
             if stop.is_set():
                 return
-            stop.wait(self.debounce)  # let a burst of events land
+            if (left := last + self.debounce - time.monotonic()) > 0:
+                stop.wait(left)  # within a burst: let the rest of it land
             with self._changed:
                 self._dirty = False
+                at, self._first_change = self._first_change or 0.0, None
             peers = self.reflectors.get(PLURALS[PEER])
             if peers is not None and peers.synced.is_set():
                 self._follow_secrets(peers)
@@ -534,7 +546,8 @@ class KubernetesSource:
                     log.info("waiting for the first list of: %s", ", ".join(waiting))
                     announced_wait = True
                 continue
-            yield self.snapshot()
+            yield self.snapshot(at)
+            last = time.monotonic()
 
     @property
     def healthy(self) -> bool:
