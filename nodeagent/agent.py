@@ -305,6 +305,7 @@ class Agent:
 
     def process(self, snapshot: Snapshot) -> None:
         """Compute and program the node's addresses, and render its configuration."""
+        started = time.monotonic()
         self._snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
         services_raw, slices_raw, rest = split_objects(snapshot.objects)
@@ -320,7 +321,9 @@ class Agent:
         self._use_router(decision.settings)
         counts = self._counter.counts(slices_raw)
         ready = nodes_of(counts)
+        read = time.monotonic()
         desired = desired_state(model, services, ready, self.settings.node, counts)
+        computed = time.monotonic()
         inputs = local_inputs(
             model,
             services,
@@ -348,6 +351,7 @@ class Agent:
         paced = isis_only(model, desired)
         if self._router is not None:
             self.status.announced = self.addresses.program(desired, paced, time.monotonic())
+        programmed = time.monotonic()
         self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
         text, render_problems = None, list[Problem]()
         if self._router is not None and not decision.kept:  # kept: nothing new renders
@@ -384,6 +388,26 @@ class Agent:
             agent=agent_spec.ref if agent_spec else None,
         )
         self._write_status_soon()
+        self._timed(snapshot.at, started, read, computed, programmed, time.monotonic())
+
+    def _timed(self, *stamps: float) -> None:
+        """The pass's phases into lbroute_agent_pass_seconds; at debug level, the
+        monotonic stamps themselves (the clock every process of the machine shares: how
+        bench/lab_bench.py breaks a Service's way to the router down)."""
+        at, started, read, computed, programmed, ended = stamps
+        phases = {
+            "wait": started - at if at else None,
+            "objects": read - started,
+            "desired": computed - read,
+            "netlink": programmed - computed,
+            "rest": ended - programmed,
+        }
+        for phase, seconds in phases.items():
+            if seconds is not None:
+                self.metrics.pass_seconds.labels(phase=phase).observe(max(0.0, seconds))
+        log.debug(
+            "pass at %.6f: started %.6f read %.6f desired %.6f netlink %.6f ended %.6f", *stamps
+        )
 
     def _show_local(self) -> None:
         """The local loop's last report in the status (its problems after the pass's)."""

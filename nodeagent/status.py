@@ -390,6 +390,16 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.pass_seconds = Histogram(
+            "lbroute_agent_pass_seconds",
+            "Where a pass's time goes, by phase: wait (from the change reaching the source "
+            "to the pass starting: reading changed files, queueing), objects (reading "
+            "Services and the model), desired (the node's addresses), netlink (kube-lb0 "
+            "and table 4242), rest (rendering when the policy changed, status).",
+            ["phase"],
+            buckets=(0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0),
+            registry=self.registry,
+        )
         self.render_seconds = Histogram(
             "lbroute_render_seconds",
             "Time to render the router configuration.",

@@ -12,6 +12,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lbroute.model import api
 from nodeagent.agent import Agent
 from nodeagent.drain import Trigger
@@ -91,3 +93,27 @@ def test_a_service_is_read_again_only_when_its_object_changed(tmp_path: Path) ->
     broken["status"]["loadBalancer"]["ingress"] = [{"ip": "not-an-ip"}]
     _, problems = agent._services([broken])
     assert problems and problems == agent._services([broken])[1]  # kept with the object
+
+
+def test_a_pass_says_where_its_time_went(tmp_path: Path, caplog: Any) -> None:
+    """lbroute_agent_pass_seconds by phase, from the stamps a pass takes; wait only when
+    the source said when the change reached it; the stamps at debug level."""
+    import logging
+
+    agent = _agent(tmp_path)
+    with caplog.at_level(logging.DEBUG, logger="nodeagent.agent"):
+        agent._timed(100.0, 100.25, 100.5, 100.75, 101.0, 101.5)
+        agent._timed(0.0, 200.0, 200.001, 200.002, 200.003, 200.004)
+
+    def total(phase: str) -> tuple[float | None, float | None]:
+        get = agent.metrics.registry.get_sample_value
+        labels = {"phase": phase}
+        return (
+            get("lbroute_agent_pass_seconds_count", labels),
+            get("lbroute_agent_pass_seconds_sum", labels),
+        )
+
+    assert total("wait") == (1.0, 0.25), "the second pass had no stamp from its source"
+    assert total("objects")[0] == 2.0 and total("objects")[1] == pytest.approx(0.251)
+    assert total("netlink")[0] == 2.0 and total("rest")[1] == pytest.approx(0.501)
+    assert "pass at 100.000000: started 100.250000 read 100.500000" in caplog.text
