@@ -10,7 +10,9 @@ this script adds BFD (100 ms x 3) for the BGP sessions. Every clock is
 
 - **latency** / **withdrawal**: per protocol and node router, ``--services`` Services
   are written one manifest file each (atomically: written aside, renamed into the
-  watched directory), ``--spacing`` seconds apart; each is in a /32-aggregation pool,
+  watched directory), or with ``--source api`` created in the fake API server of the
+  tests (tests/fakeapi.py, listening in the lab on the upstream's address; the agents
+  run ``--kubernetes``), ``--spacing`` seconds apart; each is in a /32-aggregation pool,
   so each is a route of its own upstream. The clock starts just before the file is
   written and stops when ``ip monitor route`` in the upstream namespace reports the
   route (a thread reads its output and stamps each event as it reads it; ``ip monitor``
@@ -20,7 +22,14 @@ this script adds BFD (100 ms x 3) for the BGP sessions. Every clock is
   the node, the clock starting before ``ip`` starts; the node's router and the
   protocol are all that is left. With all Services of a row present, the time one
   ``DirectorySource.load()`` of the manifests takes (what each agent does on every
-  change) is measured in this process too.
+  change) is measured in this process too. **Breakdown**: the agents log, at debug
+  level, the monotonic stamps of each pass (the clock every process of the machine
+  shares); for each Service, the first pass whose change reached the agent's source
+  after the Service was written splits its time into notification (written -> the
+  source has the change: inotify and the 5 ms quiet step, or the watch event),
+  reading (-> the pass starts: the changed file read, or the snapshot made; queueing),
+  objects, desired state, netlink (kube-lb0 and table 4242) and the router (-> the
+  route at the upstream: the router's pickup, the protocol, the upstream's FIB).
 - **bursts**: ``--burst-changes`` ServiceGroup changes (50 groups, one file each,
   rewritten with a new BGP community, evenly over 0.95 s); the applies are counted from
   both agents' ``lbroute_router_applies_total`` on /metrics, until the newest values run.
@@ -32,6 +41,7 @@ this script adds BFD (100 ms x 3) for the BGP sessions. Every clock is
   ECMP route to steady-bgp loses that node's next hop. Floor: BFD's detection time.
 
     .venv/bin/python bench/lab_bench.py [--quick] [--only latency,bursts,hitless,failover]
+        [--source dir|api]
 """
 
 from __future__ import annotations
@@ -75,6 +85,8 @@ from benchlib import (
 
 from lbroute.kube.directory import DirectorySource
 from lbroute.lab import Lab, LabNode, NodeSpec
+from lbroute.lab.configs import UPSTREAM_V4
+from lbroute.model.manifests import read_manifest_file
 
 EXAMPLE = ROOT / "bench" / "examples" / "lab"
 NODES = [
@@ -163,12 +175,58 @@ def in_bench_space(prefix: str) -> bool:
     return net.version == 4 and net.subnet_of(BENCH_SPACE)  # type: ignore[arg-type]
 
 
+PASS_RE = re.compile(
+    r"pass at ([0-9.]+): started ([0-9.]+) read ([0-9.]+) desired ([0-9.]+) "
+    r"netlink ([0-9.]+) ended ([0-9.]+)"
+)
+PHASES = ("notification", "reading", "objects", "desired", "netlink", "router")
+
+
+def passes(log_text: str) -> list[tuple[float, ...]]:
+    """The stamps of every pass an agent logged (at, started, read, desired, netlink,
+    ended), in order."""
+    return [tuple(float(x) for x in m.groups()) for m in PASS_RE.finditer(log_text)]
+
+
+def breakdown(
+    added: list[float], seen: list[float | None], stamps: list[tuple[float, ...]]
+) -> Json:
+    """Each Service's way split at the stamps of the first pass whose change reached the
+    source after it was written (and that ended before its route came); medians."""
+    phases: dict[str, list[float]] = {p: [] for p in PHASES}
+    matched = 0
+    for t, route in zip(added, seen, strict=True):
+        if route is None:
+            continue
+        p = next((s for s in stamps if s[0] >= t and s[4] <= route), None)
+        if p is None:
+            continue
+        matched += 1
+        at, started, read, desired, netlink, _ended = p
+        for name, value in zip(
+            PHASES,
+            (
+                at - t,
+                started - at,
+                read - started,
+                desired - read,
+                netlink - desired,
+                route - netlink,
+            ),
+            strict=True,
+        ):
+            phases[name].append(value)
+    return {"matched": matched, **{k: summary(v) for k, v in phases.items() if v}}
+
+
 class Bench:
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, source: str = "dir") -> None:
         self.workdir = workdir
         self.source = workdir / "manifests"
         self.lab = Lab(workdir=workdir / "lab", nodes=list(NODES), upstream_router="frr", tag="b")
         self.monitor: RouteMonitor | None = None
+        self.via_api = source == "api"
+        self.api: Any = None
 
     # -- the lab ------------------------------------------------------------------------
 
@@ -183,9 +241,16 @@ class Bench:
             self.lab.start()
             assert self.lab.upstream_frr is not None
             self.lab.upstream_frr.load(UPSTREAM_BFD)
-            for spec in NODES:
-                self.lab.start_agent(spec.name, self.source, "--metrics-port", str(METRICS_PORT))
             assert self.lab.upstream is not None
+            # The passes' stamps (debug) for the breakdown; the rest as -v has it.
+            os.environ["LBROUTE_LOG_LEVEL"] = "info nodeagent.agent=debug"
+            extra: tuple[str, ...] = ("--metrics-port", str(METRICS_PORT))
+            source: Path | None = self.source
+            if self.via_api:
+                extra += self._serve_api()
+                source = None
+            for spec in NODES:
+                self.lab.start_agent(spec.name, source, *extra)
             with RouteMonitor(self.lab.upstream.name, in_bench_space) as monitor:
                 self.monitor = monitor
                 self.wait_steady(timeout=120)
@@ -193,7 +258,37 @@ class Bench:
                 yield self
         finally:
             self.monitor = None
+            if self.api is not None:
+                self.api.__exit__(None, None, None)
             self.lab.stop()
+
+    def _serve_api(self) -> tuple[str, ...]:
+        """The fake API server in the lab, on the upstream's address, holding what the
+        manifest directory holds; the agents' arguments to use it."""
+        from tests.fakeapi import FakeAPI
+
+        assert self.lab.upstream is not None
+        self.api = FakeAPI(
+            host=UPSTREAM_V4, netns=self.lab.upstream.name, namespaces=("default", "lbroute")
+        )
+        self.api.__enter__()
+        for file in sorted(self.source.glob("*.yaml")):
+            self.api.put_all(read_manifest_file(file))
+        kubeconfig = self.api.kubeconfig(self.workdir / "kubeconfig")
+        kubeconfig.chmod(0o644)
+        return ("--kubernetes", "--kubeconfig", str(kubeconfig), "--namespace", "lbroute")
+
+    def _write(self, name: str, obj: dict[str, Any] | None) -> None:
+        """A Service written (None: removed) as the bench's source takes it."""
+        if self.via_api:
+            if obj is None:
+                self.api.remove("services", name, "default")
+            else:
+                self.api.put("services", obj, "default")
+        elif obj is None:
+            (self.source / f"lat-{name}.yaml").unlink()
+        else:
+            write_atomic(self.source / f"lat-{name}.yaml", dump(obj))
 
     def member(self, node: str) -> LabNode:
         return self.lab.members[node]
@@ -297,9 +392,9 @@ class Bench:
             lambda i: (
                 self._hand(node, "add", prefixes[i])
                 if by_hand
-                else write_atomic(
-                    self.source / f"lat-{row.group}-{i:03d}.yaml",
-                    dump(service(f"{row.group}-{i:03d}", prefixes[i].split("/")[0])),
+                else self._write(
+                    f"{row.group}-{i:03d}",
+                    service(f"{row.group}-{i:03d}", prefixes[i].split("/")[0]),
                 )
             ),
         )
@@ -311,14 +406,18 @@ class Bench:
             for e in self.monitor.snapshot()
             if e.prefix in set(prefixes) and not e.deleted and f"proto {row.protocol}" not in e.text
         ]
-        reading = [] if by_hand else [self._time_source_load() for _ in range(3)]
+        reading = [] if by_hand or self.via_api else [self._time_source_load() for _ in range(3)]
+        split: Json = {}
+        if not by_hand and node.agent_log is not None:
+            stamps = passes(node.agent_log.read_text(errors="replace"))
+            split = breakdown(added, [seen.get(p) for p in prefixes], stamps)
         removed = self._paced(
             count,
             spacing,
             lambda i: (
                 self._hand(node, "del", prefixes[i])
                 if by_hand
-                else (self.source / f"lat-{row.group}-{i:03d}.yaml").unlink()
+                else self._write(f"{row.group}-{i:03d}", None)
             ),
         )
         gone = self._wait_events(prefixes, deleted=True, after=min(removed))
@@ -331,7 +430,8 @@ class Bench:
             "missing_announce": count - len(up),
             "missing_withdraw": count - len(down),
             "other_protocol": len(set(wrong)),
-            **({} if by_hand else {"source_load": summary(reading)}),
+            **({} if by_hand or not reading else {"source_load": summary(reading)}),
+            **({"breakdown": split} if split else {}),
         }
 
     def _time_source_load(self) -> float:
@@ -584,17 +684,30 @@ def main() -> int:
     parser.add_argument("--toggles", type=int, default=500)
     parser.add_argument("--failovers", type=int, default=3)
     parser.add_argument("--json", type=Path, help="write the results here (default: stdout)")
+    parser.add_argument(
+        "--source",
+        choices=("dir", "api"),
+        default="dir",
+        help="the agents read a manifest directory, or the fake API server (latency only)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.services, args.bursts, args.toggles, args.failovers = 20, 1, 10, 1
     need_root()
     stop_on_signals()
     only = set(args.only.split(","))
-    out: Json = {"benchmark": "lab", "command": command_line(), "machine": machine()}
+    if args.source == "api":
+        only &= {"latency"}
+    out: Json = {
+        "benchmark": "lab",
+        "command": command_line(),
+        "machine": machine(),
+        "source": args.source,
+    }
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="lbroute-bench-"))
     try:
-        with Bench(workdir).running() as bench:
+        with Bench(workdir, args.source).running() as bench:
             if "latency" in only:
                 out["latency"] = bench.latency(args.services, args.spacing, not args.no_floor)
             if "bursts" in only:

@@ -88,10 +88,11 @@ def _log_level(
     "--log-level",
     "log_levels",
     multiple=True,
+    envvar="LBROUTE_LOG_LEVEL",
     callback=_log_level,
     metavar="[LOGGER=]LEVEL",
     help="Log level for all (info) or one logger and those below it (nodeagent.local=debug); "
-    "repeatable, overrides -v.",
+    "repeatable, overrides -v; $LBROUTE_LOG_LEVEL, separated by spaces, when not given.",
 )
 def main(log_format: str, verbose: int, log_levels: tuple[str, ...]) -> None:
     """lbroute: LoadBalancer Services on bare metal, announced by BIRD 2 or FRR."""
