@@ -245,6 +245,8 @@ def _p(d: Json, key: str) -> float | None:
     return float(value) if value is not None else None
 
 
+ISSUE20_PHASES = ("notification", "reading", "objects", "desired", "netlink", "router")
+"""A Service's way to the router, as bench/lab_bench.py splits it."""
 ISSUE20_SLACK = 0.020
 """Issue 20's latency target for BGP and OSPF: p50 within the floor + 20 ms, p99 within
 1.5x the floor."""
@@ -265,9 +267,7 @@ def latency_rows(data: Json, phase: str, number: str) -> list[Row]:
         split = r.get("breakdown") or {}
         if phase == "announce" and split.get("matched"):
             figure += "; median split: " + ", ".join(
-                f"{name} {secs(split[name]['median'])}"
-                for name in ("notification", "reading", "objects", "desired", "netlink", "router")
-                if name in split
+                f"{name} {secs(split[name]['median'])}" for name in ISSUE20_PHASES if name in split
             )
         if missing:
             figure += f", **{missing} never seen**"

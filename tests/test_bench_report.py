@@ -167,3 +167,36 @@ def test_an_apply_row_says_which_daemons_spent_the_time() -> None:
     first = "bgpd 24.8 s, bfdd 13.3 s, ospfd 13.3 s, the others 17.4 s"
     assert f"daemons' CPU in the first apply: {first}" in figure
     assert figure.endswith("in a change: bgpd 12.4 s, ospf6d 2.1 s")
+
+
+def _latency(p50: float, p99: float, source: str = "dir") -> dict[str, object]:
+    dist = {"n": 200, "p50": p50, "p99": p99}
+    floor = {"n": 200, "p50": 0.062, "p99": 0.066}
+    split = {"matched": 200, **{k: {"median": 0.001} for k in run_all.ISSUE20_PHASES}}
+    return {
+        "source": source,
+        "latency": [
+            {
+                "row": "BGP via BIRD",
+                "protocol": "bgp",
+                "announce": dist,
+                "withdraw": dist,
+                "floor": {"announce": floor, "withdraw": floor},
+                "missing_announce": 0,
+                "missing_withdraw": 0,
+                "target_p99": 0.5,
+                "breakdown": split,
+            }
+        ],
+    }
+
+
+def test_latency_rows_say_their_source_split_and_issue_20s_target() -> None:
+    near = run_all.latency_rows(_latency(0.075, 0.090), "announce", "2")[0]
+    assert near[0] == "2. BGP via BIRD, from a manifest directory"
+    assert "median split: notification 1.0 ms, reading 1.0 ms" in near[1]
+    assert near[4].startswith("p50 <= floor + 20 ms, p99 <= 1.5x floor")
+    assert near[5] == "yes"
+    far = run_all.latency_rows(_latency(0.096, 0.150, "api"), "announce", "2.1")[0]
+    assert far[0] == "2.1. BGP via BIRD, from the API"
+    assert far[5] == "**no**", "p50 33 ms over the floor: within 500 ms, not issue 20's"
