@@ -894,3 +894,37 @@ def test_a_lone_change_comes_at_once_and_a_burst_in_few_snapshots(
         ):
             last = got.get(timeout=5)
         assert time.monotonic() - started >= 0.9, "at most one snapshot a debounce"
+
+
+def test_auto_narrows_its_watch_once_the_allocator_has_labeled_every_group(
+    fake: FakeAPI, tmp_path: Path
+) -> None:
+    """An agent that started before the allocator finished labeling (an upgrade) follows
+    every Service until every group's status says labeledServices; then it lists and
+    watches the labeled ones only, without a snapshot that lacks any of them."""
+    cache = {"apiVersion": "v1", "kind": "Service",
+             "metadata": {"name": "cache", "namespace": "default"},
+             "spec": {"type": "ClusterIP", "ports": [{"port": 6379}]}}  # fmt: skip
+    fake.put_all([cache])
+    for obj in fake.objects("services"):
+        if obj["metadata"]["name"] != "cache":
+            fake.put("services", with_label(obj))
+    client = api_client(str(fake.kubeconfig(tmp_path / "kubeconfig")))
+    source = KubernetesSource(client, node="node-a", namespace=NS, timing=FAST, watch=Watch.AUTO)
+    with fed(source) as got:
+        first = got.get(timeout=10)
+        assert source.selector is None and "cache" in names(first, "Service")
+        labeled = names(first, "Service") - {"cache"}
+        for group in fake.objects("servicegroups", NS):
+            fake.put("servicegroups", {**group, "status": {"labeledServices": True}}, NS)
+        deadline = time.monotonic() + 10
+        while True:
+            snapshot = got.get(timeout=10)
+            assert labeled <= names(snapshot, "Service"), "no snapshot lacks a labeled one"
+            if "cache" not in names(snapshot, "Service"):
+                break
+            assert time.monotonic() < deadline, "never narrowed"
+        assert source.selector == LABEL
+        fake.wait_watches(1, "services")
+        watches = [r for r in fake.requests if r.resource == "services" and r.query.get("watch")]
+        assert watches[-1].query.get("labelSelector") == LABEL

@@ -98,8 +98,8 @@ from lbroute.model import api
     show_default=True,
     help="With --kubernetes: which Services and EndpointSlices to list and watch. labeled: "
     "only those the allocator labeled lbroute.io/allocated-group (filtered by the API "
-    "server); all: every one; auto: labeled once every ServiceGroup's status says "
-    "labeledServices (looked at when the agent starts), else all.",
+    "server); all: every one; auto: all until every ServiceGroup's status says "
+    "labeledServices, then labeled.",
 )
 @default_class_option("announce")
 @status_file_option

@@ -108,7 +108,8 @@ class Watch(StrEnum):
 
     AUTO = "auto"
     """Labeled ones once the allocator says every ServiceGroup's Services are labeled
-    (:func:`labeled_everywhere`, asked when the agent starts), else every one."""
+    (:func:`labeled_everywhere`: asked when the agent starts, then watched), until then
+    every one."""
     LABELED = "labeled"
     """Only those with the allocator's label (:data:`SERVICE_GROUP_LABEL`)."""
     ALL = "all"
@@ -437,6 +438,9 @@ class KubernetesSource:
         self._secrets: dict[str, Reflector] = {}
         self._first_change: float | None = None
         """When the first change not yet in a snapshot arrived (monotonic)."""
+        self._narrowing: dict[str, Reflector] = {}
+        """``auto``: the label-selected Service and EndpointSlice reflectors listing, to
+        replace the ones that follow every object once they have listed."""
 
     def _notify(self) -> None:
         with self._changed:
@@ -455,11 +459,46 @@ class KubernetesSource:
             self._secrets[name] = Reflector(kind, self._notify, self.timing).start()
 
     def _all(self) -> list[Reflector]:
-        return [*self.reflectors.values(), *self._secrets.values()]
+        return [*self.reflectors.values(), *self._secrets.values(), *self._narrowing.values()]
+
+    def _narrow(self) -> None:
+        """``auto``, watching every Service and EndpointSlice: once every ServiceGroup's
+        status says its Services are labeled (the allocator finished after this agent
+        started), list and watch only the labeled ones; the new reflectors replace the
+        old once they have listed, so no snapshot lacks what they hold. One way only: a
+        Service this allocator gives addresses is labeled with them."""
+        if self.watch is not Watch.AUTO or self.selector is not None or self.kinds is not None:
+            return
+        if not self._narrowing:
+            groups = self.reflectors.get(PLURALS[SERVICE_GROUP])
+            if groups is None or not labeled_everywhere(groups.objects()):
+                return
+            log.info(
+                "every ServiceGroup's status says %s: watching only the Services and "
+                "EndpointSlices labeled %s from now on",
+                LABELED_STATUS,
+                SERVICE_GROUP_LABEL,
+            )
+            wanted = ("services", "endpointslices")
+            kinds = node_kinds(
+                self.api, node=self.node, namespace=self.namespace, selector=SERVICE_GROUP_LABEL
+            )
+            self._narrowing = {
+                k.name: Reflector(k, self._notify, self.timing).start()
+                for k in kinds
+                if k.name in wanted
+            }
+            return
+        if all(r.synced.is_set() for r in self._narrowing.values()):
+            for name, reflector in self._narrowing.items():
+                self.reflectors.pop(name).stop()
+                self.reflectors[name] = reflector
+            self._narrowing = {}
+            self.selector = SERVICE_GROUP_LABEL
 
     def snapshot(self, at: float = 0.0) -> Snapshot:
         objects: list[JSON] = []
-        for reflector in self._all():
+        for reflector in (*self.reflectors.values(), *self._secrets.values()):
             objects += reflector.objects()
         return Snapshot(objects=tuple(objects), at=at)
 
@@ -540,7 +579,12 @@ class KubernetesSource:
             peers = self.reflectors.get(PLURALS[PEER])
             if peers is not None and peers.synced.is_set():
                 self._follow_secrets(peers)
-            waiting = [r.kind.name for r in self._all() if not r.synced.is_set()]
+            self._narrow()
+            waiting = [
+                r.kind.name
+                for r in (*self.reflectors.values(), *self._secrets.values())
+                if not r.synced.is_set()
+            ]
             if waiting:
                 if not announced_wait:
                     log.info("waiting for the first list of: %s", ", ".join(waiting))
