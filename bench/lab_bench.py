@@ -265,6 +265,8 @@ class Bench:
     def _serve_api(self) -> tuple[str, ...]:
         """The fake API server in the lab, on the upstream's address, holding what the
         manifest directory holds; the agents' arguments to use it."""
+        if str(ROOT) not in sys.path:  # the tests' fake API server, from the checkout
+            sys.path.insert(0, str(ROOT))
         from tests.fakeapi import FakeAPI
 
         assert self.lab.upstream is not None

@@ -176,3 +176,31 @@ def test_the_report_carries_the_settled_elections_typed(tmp_path: Path) -> None:
     assert (lost.address, lost.group, lost.setting) == (IP("10.1.0.50"), group_ref, ("eth*",))
     assert lost.interfaces == ("eth0",), "neither lo nor the Service interface"
     assert "10.1.0.50" in lost.message
+
+
+def test_without_a_local_group_the_loop_sleeps(tmp_path: Path) -> None:
+    """No local ServiceGroup (the common case): the loop has nothing due, so it waits
+    for the next update instead of spinning; it was busy at 100% of a core."""
+    import time
+
+    routed = model(group("web", "routed", "192.0.2.0/24"))
+    inputs = local_inputs(routed, [service("a", "192.0.2.1")], {}, node="n1")
+    runner = LocalRunner(DirectoryLeaseStore(tmp_path, namespace=NS), node="n1", namespace=NS)
+    assert not inputs.any_local
+    runner.update(inputs)
+    assert runner._due() > runner.clock() + 60
+    steps = 0
+    real = runner.step
+
+    def counted(now: float) -> object:
+        nonlocal steps
+        steps += 1
+        return real(now)
+
+    runner.step = counted  # type: ignore[method-assign]
+    runner.start()
+    try:
+        time.sleep(0.5)
+        assert steps <= 2, f"{steps} steps in 0.5 s with nothing to do"
+    finally:
+        runner.stop()

@@ -216,7 +216,11 @@ class LocalRunner:
         return self.members.members(now) != self._found
 
     def _due(self) -> float:
-        if self._inputs is None:
+        inputs = self._inputs
+        if inputs is None or (not inputs.any_local and self.members is None):
+            # No local group (ever): step does nothing, so nothing is due; the next
+            # update() wakes the loop. (Without this, _next_publish stayed 0 and the loop
+            # spun on a zero wait: a core per agent in clusters without local groups.)
             return self.clock() + 3600
         due = self._next_publish
         if self.local is not None:
