@@ -350,3 +350,36 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
+
+
+def endpoint_slice(i: int, endpoints: int, first: int) -> dict[str, Any]:
+    """Service ``svc-NNNNN``'s EndpointSlice in namespace ``ns-(i % 50)``, with
+    ``endpoints`` endpoints numbered from ``first`` as the API holds them (addresses,
+    conditions, nodeName on 20 nodes, zone, targetRef)."""
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"svc-{i:05d}-abcde",
+            "namespace": f"ns-{i % 50}",
+            "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
+        },
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [
+            {
+                "addresses": [
+                    f"10.{(first + e) >> 16 & 255}.{(first + e) >> 8 & 255}.{(first + e) & 255}"
+                ],
+                "conditions": {"ready": True, "serving": True, "terminating": False},
+                "nodeName": f"node-{(first + e) % 20}",
+                "zone": f"zone-{(first + e) % 3}",
+                "targetRef": {
+                    "kind": "Pod",
+                    "name": f"app-{i}-{e}",
+                    "namespace": f"ns-{i % 50}",
+                },
+            }
+            for e in range(endpoints)
+        ],
+    }

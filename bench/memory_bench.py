@@ -33,6 +33,7 @@ import yaml
 from benchlib import (
     ROOT,
     command_line,
+    endpoint_slice,
     log,
     machine,
     need_root,
@@ -67,36 +68,6 @@ def service(i: int) -> dict[str, Any]:
             "selector": {"app": f"app-{i}"},
         },
         "status": {"loadBalancer": {"ingress": [{"ip": address(i)}]}},
-    }
-
-
-def endpoint_slice(i: int, endpoints: int, first: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"svc-{i:05d}-abcde",
-            "namespace": f"ns-{i % 50}",
-            "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [
-            {
-                "addresses": [
-                    f"10.{(first + e) >> 16 & 255}.{(first + e) >> 8 & 255}.{(first + e) & 255}"
-                ],
-                "conditions": {"ready": True, "serving": True, "terminating": False},
-                "nodeName": f"node-{(first + e) % 20}",
-                "zone": f"zone-{(first + e) % 3}",
-                "targetRef": {
-                    "kind": "Pod",
-                    "name": f"app-{i}-{e}",
-                    "namespace": f"ns-{i % 50}",
-                },
-            }
-            for e in range(endpoints)
-        ],
     }
 
 

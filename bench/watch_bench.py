@@ -38,7 +38,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchlib import command_line, log, machine, write_json  # noqa: E402
+from benchlib import command_line, endpoint_slice, log, machine, write_json  # noqa: E402
 
 from lbroute.model.vocabulary import SERVICE_GROUP_LABEL  # noqa: E402
 from tests.fakeapi import FakeAPI, labels_match, parse_label_selector  # noqa: E402
@@ -89,33 +89,6 @@ def service(i: int, ours: bool) -> Obj:
         spec.update(type="LoadBalancer", loadBalancerClass="lbroute.io/lbroute")
         status = {"loadBalancer": {"ingress": [{"ip": f"198.18.{64 + i // 250}.{i % 250 + 1}"}]}}
     return {"apiVersion": "v1", "kind": "Service", "metadata": meta, "spec": spec, "status": status}
-
-
-def endpoint_slice(i: int, endpoints: int, first: int) -> Obj:
-    ns = f"ns-{i % 50}"
-    return {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": {
-            "name": f"svc-{i:05d}-abcde",
-            "namespace": ns,
-            "labels": {"kubernetes.io/service-name": f"svc-{i:05d}"},
-        },
-        "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        "endpoints": [
-            {
-                "addresses": [
-                    f"10.{(first + e) >> 16 & 255}.{(first + e) >> 8 & 255}.{(first + e) & 255}"
-                ],
-                "conditions": {"ready": True, "serving": True, "terminating": False},
-                "nodeName": f"node-{(first + e) % 20}",
-                "zone": f"zone-{(first + e) % 3}",
-                "targetRef": {"kind": "Pod", "name": f"app-{i}-{e}", "namespace": ns},
-            }
-            for e in range(endpoints)
-        ],
-    }
 
 
 def cluster_objects(services: int, endpoints: int, lbroute: int) -> list[Obj]:

@@ -197,7 +197,7 @@ def test_without_a_local_group_the_loop_sleeps(tmp_path: Path) -> None:
         steps += 1
         return real(now)
 
-    runner.step = counted  # type: ignore[method-assign]
+    runner.step = counted  # type: ignore[method-assign,assignment]
     runner.start()
     try:
         time.sleep(0.5)
