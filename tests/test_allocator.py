@@ -381,7 +381,8 @@ def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_vers
     fake.put("services", service("c"))
     wait(lambda: ips(fake, "c") == ["192.0.2.3"], "served from the last valid version")
     assert [ips(fake, n) for n in ("a", "b")] == [["192.0.2.1"], ["192.0.2.2"]]
-    assert annotation(fake, "c") == "public:192.0.2.0/24"
+    # The annotation (and label) are written just after the status: wait for them.
+    wait(lambda: annotation(fake, "c") == "public:192.0.2.0/24", "c's annotation")
     assert events(fake, "AllocationFailed", "c") == []
     # The group's status is written after the Service's annotation: wait for it.
     wait(lambda: allocated(fake, "public") == {"ipv4": 3, "ipv6": 0}, "status counts c")
@@ -521,12 +522,12 @@ def test_a_conflicting_service_write_is_read_again_and_retried(
     wait(lambda: ips(fake, "s") == ["192.0.2.1"], "written after the conflict")
     status_writes = [q for q in fake.requests if q.resource == "services" and q.verb == "patch"]
     assert [q.code for q in status_writes if q.subresource == "status"][:2] == [409, 200]
-    svc = fake.get("services", "s")
+    wait(lambda: annotation(fake, "s") == "public:192.0.2.0/24", "the annotation")
+    svc = fake.get("services", "s")  # the label comes with the annotation
     assert svc is not None and svc["metadata"]["labels"] == {
         "team": "web",
         "lbroute.io/allocated-group": "public",
     }, "theirs kept, ours added"
-    wait(lambda: annotation(fake, "s") == "public:192.0.2.0/24", "the annotation")
 
 
 def test_a_service_that_changed_meaning_meanwhile_is_left_to_the_next_pass(

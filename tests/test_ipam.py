@@ -252,6 +252,13 @@ def test_an_invalid_group_is_a_failure_and_addresses_already_given_stay() -> Non
     assert reasons(result) == [Reason.GROUP_INVALID, Reason.GROUP_INVALID]
     assert "spec.pools[0].cidr" in result.failures[0].message
     assert result.changes() == []
+    # Given its address by an allocator that did not label: labeled, nothing else
+    # changes (agents that watch only labeled Services must still see it).
+    unlabeled = service("y", group="broken", ingress=["192.0.2.9"], allocated_from="broken:")
+    del unlabeled["metadata"]["labels"]
+    [change] = run([broken], [unlabeled]).changes()
+    assert (change.label_before, change.label) == (None, "broken")
+    assert change.addresses == change.before and change.allocated_from == "broken:"
 
 
 # -- dual-stack ------------------------------------------------------------------------------

@@ -242,7 +242,9 @@ def _assignment(plan: Plan, book: Book) -> Assignment:
             addresses=svc.addresses,
             allocated_before=before_annotation,
             label_before=svc.label,
-            label=svc.label,
+            # Left as it is, but labeled like any Service holding lbroute's addresses: the
+            # agents that watch labeled Services only must still see it.
+            label=group_label(before_annotation),
             allocated_from=before_annotation,
             group=plan.group.ref if plan.group else None,
         )

@@ -110,8 +110,8 @@ class Assignment:
     label_before: str | None = None
     """Its lbroute.io/service-group label as read."""
     label: str | None = None
-    """The label it should have: it follows the annotation
-    (allocator.service.group_label), but for a Service left as it is."""
+    """The label it should have: it follows the allocated-from annotation
+    (allocator.service.group_label)."""
 
     @property
     def assigned(self) -> tuple[IPAddress, ...]:
