@@ -928,3 +928,24 @@ def test_auto_narrows_its_watch_once_the_allocator_has_labeled_every_group(
         fake.wait_watches(1, "services")
         watches = [r for r in fake.requests if r.resource == "services" and r.query.get("watch")]
         assert watches[-1].query.get("labelSelector") == LABEL
+
+
+def test_an_event_that_changes_nothing_the_reader_keeps_keeps_the_object() -> None:
+    """The allocator's ServiceGroups drop status and resourceVersion: a status write comes
+    as a MODIFIED event whose trimmed object is the same; no change is signalled and the
+    dict kept is the same one (its readers reuse what they made of it by identity)."""
+    from lbroute.kube.reflector import Kind
+    from lbroute.kube.trim import trim_service_group
+
+    changes: list[int] = []
+    kind = Kind(name="servicegroups", call=lambda **_: None, trim=trim_service_group)
+    reflector = Reflector(kind, lambda: changes.append(1), FAST)
+    group = next(o for o in example() if o["kind"] == "ServiceGroup")
+    group = {**group, "metadata": {**group["metadata"], "resourceVersion": "1"}}
+    reflector._event({"type": "ADDED", "object": group})
+    [kept] = reflector.objects()
+    written = {**group, "status": {"conditions": [{"type": "Valid", "status": "True"}]}}
+    written["metadata"] = {**group["metadata"], "resourceVersion": "2"}
+    reflector._event({"type": "MODIFIED", "object": written})
+    assert changes == [1] and reflector.objects()[0] is kept
+    assert reflector.resource_version == "2"

@@ -368,7 +368,8 @@ class Reflector:
             key = _key(trimmed)
             with self.lock:
                 changed = self.items.get(key) != trimmed
-                self.items[key] = trimmed
+                if changed:  # else the same dict stays: its readers reuse what they made
+                    self.items[key] = trimmed
             if changed:
                 self.on_change()
         elif kind == "DELETED":
