@@ -475,7 +475,7 @@ def allocate_manifests(
     )
     if result.requests:
         result = _from_netbox(result, model, services, namespace, broker)
-    # No lbroute.io/service-group label in files: the allocator in the cluster sets it
+    # No lbroute.io/allocated-group label in files: the allocator in the cluster sets it
     # (the agents' label selector is the API server's, not a directory's).
     result = dataclasses.replace(
         result,

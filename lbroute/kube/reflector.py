@@ -459,8 +459,12 @@ class KubernetesSource:
             kind = secret_kind(self.api, self.namespace, name)
             self._secrets[name] = Reflector(kind, self._notify, self.timing).start()
 
+    def _followed(self) -> list[Reflector]:
+        """The reflectors whose objects make the snapshots (not those still narrowing)."""
+        return [*self.reflectors.values(), *self._secrets.values()]
+
     def _all(self) -> list[Reflector]:
-        return [*self.reflectors.values(), *self._secrets.values(), *self._narrowing.values()]
+        return [*self._followed(), *self._narrowing.values()]
 
     def _narrow(self) -> None:
         """``auto``, watching every Service and EndpointSlice: once every ServiceGroup's
@@ -499,7 +503,7 @@ class KubernetesSource:
 
     def snapshot(self, at: float = 0.0) -> Snapshot:
         objects: list[JSON] = []
-        for reflector in (*self.reflectors.values(), *self._secrets.values()):
+        for reflector in self._followed():
             objects += reflector.objects()
         return Snapshot(objects=tuple(objects), at=at)
 
@@ -581,11 +585,7 @@ class KubernetesSource:
             if peers is not None and peers.synced.is_set():
                 self._follow_secrets(peers)
             self._narrow()
-            waiting = [
-                r.kind.name
-                for r in (*self.reflectors.values(), *self._secrets.values())
-                if not r.synced.is_set()
-            ]
+            waiting = [r.kind.name for r in self._followed() if not r.synced.is_set()]
             if waiting:
                 if not announced_wait:
                     log.info("waiting for the first list of: %s", ", ".join(waiting))
