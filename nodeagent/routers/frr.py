@@ -4,8 +4,13 @@ reports are read by :mod:`nodeagent.routers.frr_sessions`).
 A configuration is checked by ``vtysh --dryrun`` before the file is touched, written
 atomically, then made the running one by the cheapest way that works: only the
 prefix-list and route-map changes (:mod:`nodeagent.routers.frr_delta`) when FRR runs the
-previous file, the whole file through one ``vtysh -f`` when the daemons run nothing,
-otherwise ``frr-reload.py --reload``. Whatever the way, success is FRR running the
+previous file, the whole file through one ``vtysh -f`` for each daemon when the daemons
+run nothing, otherwise ``frr-reload.py --reload``. Each daemon is given only the
+prefix-lists and route-maps its own routers use (``vtysh -d``), by the first load and by
+every policy change, and after a reload the driver takes from each daemon what it does
+not use: a daemon holding a route-map runs every route-map it holds again when one
+changes, so a change to a BGP neighbor's route-map costs bgpd alone, in proportion to
+bgpd's own (bench/README.md, "where FRR's time goes"). Whatever the way, success is FRR running the
 file: ``show running-config`` printing the file's statements (the common case, checked
 in a fraction of a second), or else ``frr-reload.py --test`` finding nothing left to
 change.
@@ -35,6 +40,7 @@ import re
 import socket
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,14 +58,18 @@ from nodeagent.routers.driver import (
     restore_file,
 )
 from nodeagent.routers.frr_delta import (
+    POLICY_DAEMONS,
+    Batches,
     frr_bfd_defaults,
-    frr_commands,
+    frr_commands_by_daemon,
     frr_hostnames,
     frr_is_empty,
     frr_not_reloaded,
     frr_not_reloaded_commands,
-    frr_policy_delta,
+    frr_policy_delta_by_daemon,
+    frr_policy_strays,
     frr_runs,
+    frr_statements,
     frr_version_line,
 )
 from nodeagent.routers.frr_sessions import (
@@ -142,6 +152,7 @@ class FrrDriver:
             self._remove_not_reloaded(text, shown.stdout)
         reload, pending = self._reload(text)
         if pending.clean:
+            self._trim(text)
             self._seen_running(text)
             log.info("FRR configuration %s applied", self.config_path)
             return ApplyResult(duration=time.monotonic() - started)
@@ -227,6 +238,7 @@ class FrrDriver:
     def is_current(self, text: str) -> bool:
         """The file holds ``text`` and the running configuration matches it."""
         if read_file(self.config_path) == text and self._pending(text).clean:
+            self._trim(text)
             self._seen_running(text)
             return True
         return False
@@ -246,11 +258,11 @@ class FrrDriver:
             return False
         if self._running != (previous, generation):
             return False
-        commands = frr_policy_delta(previous, text)
-        if commands is None:
+        batches = frr_policy_delta_by_daemon(previous, text, self._policy_daemons())
+        if batches is None:
             return False
         self._running = None  # FRR runs neither text until checked
-        return self._send_checked(commands, text, "after the policy changes")
+        return self._send_checked(batches, text, "after the policy changes")
 
     def _load_empty(self, text: str, running: str) -> bool:
         """When FRR runs no configuration yet (daemons just started: ``running`` is what
@@ -263,12 +275,17 @@ class FrrDriver:
         a node with forwarding off would need the whole-file reload after this one
         (measured: the apply took 0.9 s instead of 0.4 s).
         The BGP sessions start at once rather than seconds later
-        (:func:`_without_config_hold`). True when ``frr-reload.py --test`` then finds
+        (:func:`_config_hold`). True when ``frr-reload.py --test`` then finds
         nothing to change; otherwise the caller reloads the whole file."""
         if not frr_is_empty(running):
             return False
-        commands = _forwarding_on(running, text) + _without_config_hold(frr_commands(text))
-        return self._send_checked(commands, text, "after loading it onto empty daemons")
+        held, released = _config_hold(text)
+        batches = [
+            ("", _forwarding_on(running, text) + held),
+            *frr_commands_by_daemon(text, self._daemons()),
+            ("", released),
+        ]
+        return self._send_checked(batches, text, "after loading it onto empty daemons")
 
     def _tell_hostname(self, text: str, running: str) -> str:
         """Give every daemon the hostname ``text`` names when the running configuration
@@ -292,11 +309,11 @@ class FrrDriver:
         log.info("FRR's daemons told: %s", command)
         return "\n".join(said)
 
-    def _send_checked(self, commands: str, text: str, what: str) -> bool:
-        """Send ``commands`` through one ``vtysh -f``; True when ``frr-reload.py --test``
+    def _send_checked(self, batches: Batches, text: str, what: str) -> bool:
+        """Send ``batches`` (:meth:`_vtysh_batches`); True when ``frr-reload.py --test``
         then finds FRR running ``text``, otherwise log what differs (the caller reloads
         the whole file)."""
-        said = self._vtysh_file(commands) if commands else ""
+        said = self._vtysh_batches(batches)
         pending = self._pending(text)
         if not pending.clean:
             log.info(
@@ -310,19 +327,87 @@ class FrrDriver:
         self._seen_running(text)
         return True
 
-    def _vtysh_file(self, commands: str) -> str:
-        """Run ``commands`` through ``vtysh -f``; what vtysh said."""
+    def _vtysh_batches(self, batches: Batches) -> str:
+        """Send ``batches`` (:mod:`~nodeagent.routers.frr_delta`'s) in order, those for
+        single daemons next to each other all at once (each daemon works on its own);
+        what vtysh said."""
+        said: list[str] = []
+        together: Batches = []
+        for daemon, commands in [*batches, ("", "")]:
+            if daemon:
+                together.append((daemon, commands))
+                continue
+            if len(together) > 1:
+                with ThreadPoolExecutor(len(together)) as pool:
+                    said += pool.map(lambda batch: self._vtysh_file(batch[1], batch[0]), together)
+            elif together:
+                said.append(self._vtysh_file(together[0][1], together[0][0]))
+            together = []
+            if commands:
+                said.append(self._vtysh_file(commands))
+        return "\n".join(line for line in said if line)
+
+    def _vtysh_file(self, commands: str, daemon: str = "") -> str:
+        """Run ``commands`` through ``vtysh -f``, to ``daemon`` alone when named (``-d``);
+        what vtysh said."""
         vtysh = tool("vtysh", "/usr/bin/vtysh")
+        only = ["-d", daemon] if daemon else []
         with tempfile.NamedTemporaryFile(
             "w", encoding="utf-8", prefix="lbroute-delta-", suffix=".conf"
         ) as delta:
             delta.write(commands)
             delta.flush()
             out = call(
-                [vtysh, "--vty_socket", str(self.vty_socket_dir), "-f", delta.name],
+                [vtysh, "--vty_socket", str(self.vty_socket_dir), *only, "-f", delta.name],
                 self.timeout,
             )
-        return _strip_ansi(out.output).strip()
+        said = _strip_ansi(out.output).strip()
+        return f"{daemon}: {said}" if daemon and said else said
+
+    def _daemons(self) -> tuple[str, ...]:
+        """The running daemons (their vty sockets; watchfrr takes no configuration)."""
+        running = {path.name.removesuffix(".vty") for path in self.vty_socket_dir.glob("*.vty")}
+        return tuple(sorted(running - {"watchfrr"}))
+
+    def _policy_daemons(self) -> tuple[str, ...]:
+        """The running daemons that hold route-maps and prefix-lists, among
+        :data:`~nodeagent.routers.frr_delta.POLICY_DAEMONS`."""
+        running = self._daemons()
+        return tuple(daemon for daemon in POLICY_DAEMONS if daemon in running)
+
+    def _trim(self, text: str) -> None:
+        """Leave each daemon holding only the policy it uses (:func:`frr_policy_strays`)
+        after a way of applying that gives every daemon everything (frr-reload.py, a
+        daemon started from the whole file), so that the next policy delta finds what
+        it assumes and a change costs each daemon only its own route-maps. Best effort:
+        what stays is only slower."""
+        daemons = self._policy_daemons()
+        held: dict[str, dict[str, tuple[str, ...]]] = {}
+        for daemon in daemons:
+            shown = call(
+                [
+                    tool("vtysh", "/usr/bin/vtysh"),
+                    "--vty_socket",
+                    str(self.vty_socket_dir),
+                    "-d",
+                    daemon,
+                    "-c",
+                    "show running-config",
+                ],
+                self.timeout,
+            )
+            statements = frr_statements(shown.stdout) if shown.returncode == 0 else None
+            if statements is None:
+                return
+            held[daemon] = statements
+        batches = frr_policy_strays(held, text, daemons)
+        if batches:
+            said = self._vtysh_batches(batches)
+            log.info(
+                "FRR policy each daemon does not use taken from it: %s%s",
+                ", ".join(f"{daemon} {commands.count(chr(10))}" for daemon, commands in batches),
+                f"\nvtysh said:\n{redact(said)}" if said else "",
+            )
 
     def _vtysh(self, command: str, *, as_reload_tool: bool = False) -> Output:
         """``command`` through vtysh; ``as_reload_tool``: reading the ``vtysh.conf`` of
@@ -449,6 +534,7 @@ class FrrDriver:
         self._running = None
         _, pending = self._reload(previous)
         if pending.clean:
+            self._trim(previous)
             self._seen_running(previous)
             return "previous configuration restored"
         return f"restoring the previous configuration left differences:\n{pending.describe()}"
@@ -493,9 +579,10 @@ def _forwarding_on(running: str, text: str) -> str:
     )
 
 
-def _without_config_hold(commands: str) -> str:
-    """``commands`` (a whole configuration for one ``vtysh -f``) made to start their BGP
-    sessions at once. bgpd holds every peer while ``vtysh -f`` loads a file and for a
+def _config_hold(text: str) -> tuple[str, str]:
+    """The commands to send before and after a whole configuration (``text``) loaded
+    onto empty daemons to start its BGP sessions at once ("" and "" when none are
+    needed). bgpd holds every peer while ``vtysh -f`` loads a file and for a
     while after it ("released from config-pending hold" in bgpd's log): with FRR 8.4,
     measured, until its route-map update timer (``bgp route-map delay-timer``, 5 s by
     default, started by the file's first route-map) ends. A first apply onto empty
@@ -503,11 +590,11 @@ def _without_config_hold(commands: str) -> str:
     with the timer set to 1 s before the file's commands (and back to its default
     after them, in the same file) they were Established 0.2 s after the load. FRR then
     processes the new route-maps after 1 s instead of 5, and the running configuration
-    ends without the line. Unchanged when the configuration sets the timer itself or
-    has no ``router bgp``."""
-    if "bgp route-map delay-timer" in commands or not re.search(r"^router bgp ", commands, re.M):
-        return commands
-    return f"bgp route-map delay-timer 1\n{commands}no bgp route-map delay-timer\n"
+    ends without the line. None when the configuration sets the timer itself or has no
+    ``router bgp``."""
+    if "bgp route-map delay-timer" in text or not re.search(r"^router bgp ", text, re.M):
+        return "", ""
+    return "bgp route-map delay-timer 1\n", "no bgp route-map delay-timer\n"
 
 
 def _frr_complaints(reload: Output, limit: int = 20) -> list[str]:

@@ -92,17 +92,41 @@ def frr_policy_delta(old: str, new: str) -> str | None:
         before, after = frr_stanzas(old), frr_stanzas(new)
     except ValueError:
         return None
-    changed = {h for h in after.keys() | before.keys() if before.get(h) != after.get(h)}
+    repoint = _repoints(before, after)
+    if repoint is None:
+        return None
+    return _lines(_policy_changes(_policy(before), _policy(after), repoint))
+
+
+def _repoints(
+    before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]]
+) -> list[str] | None:
+    """The commands for the statements other than policy that differ between two
+    configurations: only the outbound route-map a BGP neighbor uses may
+    (:func:`_repointed`); None for any other difference."""
     repoint: list[str] = []
-    for head in sorted(changed):
-        if head.startswith(_POLICY):
+    for head in sorted(after.keys() | before.keys()):
+        if head.startswith(_POLICY) or before.get(head) == after.get(head):
             continue
         lines = _repointed(head, before.get(head), after.get(head))
         if lines is None:
             return None
         repoint += lines
+    return repoint
+
+
+def _policy(stanzas: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    return {head: lines for head, lines in stanzas.items() if head.startswith(_POLICY)}
+
+
+def _policy_changes(
+    before: dict[str, tuple[str, ...]], after: dict[str, tuple[str, ...]], repoint: list[str]
+) -> list[str]:
+    """The commands turning the policy statements ``before`` into ``after``, with the
+    ``repoint`` commands after the new route-maps and before the removals (the order
+    :func:`frr_policy_delta` explains)."""
+    changed = {h for h in after.keys() | before.keys() if before.get(h) != after.get(h)}
     heads = [h for h in after if h in changed] + [h for h in before if h not in after]
-    heads = [h for h in heads if h.startswith(_POLICY)]
     kept = {_entry_key(h) for h in after}
     replaced = {_entry_key(h): h for h in before if h not in after}
     out: list[str] = []
@@ -123,7 +147,191 @@ def frr_policy_delta(old: str, new: str) -> str | None:
     removed = [h for h in heads if h not in after and _entry_key(h) not in kept]
     out += [f"no {h}" for h in removed if h.startswith("route-map ")]
     out += [f"no {h}" for h in removed if not h.startswith("route-map ")]
-    return "".join(f"{line}\n" for line in out)
+    return out
+
+
+def _lines(lines: list[str]) -> str:
+    return "".join(f"{line}\n" for line in lines)
+
+
+POLICY_DAEMONS = ("zebra", "bgpd", "ospfd", "ospf6d", "ripd", "ripngd", "isisd")
+"""The daemons vtysh sends every route-map and prefix-list command to that lbroute's
+configurations can use (vtysh sends them to some others too, pimd or eigrpd, which
+lbroute never runs, and prefix-lists to bfdd and staticd, which use none here)."""
+
+_ROUTER_DAEMONS = (
+    ("router bgp ", "bgpd"),
+    ("router ospf6", "ospf6d"),
+    ("router ospf", "ospfd"),
+    ("router ripng", "ripngd"),
+    ("router rip", "ripd"),
+    ("router isis ", "isisd"),
+)
+"""Which daemon runs a router statement (``router ospf6`` before ``router ospf``)."""
+
+Batches = list[tuple[str, str]]
+"""vtysh commands with the daemon to send them to (``vtysh -d DAEMON``; FRR 8.4's vtysh
+takes one) or "" for every daemon that knows each command, as vtysh decides."""
+
+
+def frr_policy_users(
+    stanzas: dict[str, tuple[str, ...]], daemons: tuple[str, ...] = POLICY_DAEMONS
+) -> dict[str, tuple[str, ...]]:
+    """For each prefix-list and route-map entry of a configuration (its
+    :func:`frr_stanzas`), the ``daemons`` that use it: a router statement's daemon
+    uses the route-maps and prefix-lists it names (a neighbor's, a redistribution's, a
+    distribute-list's), and a route-map's users use what it calls or matches; a
+    statement of another kind that names one, or nothing naming it, makes every one of
+    ``daemons`` its user, as vtysh would send it (each of its lines to the daemons that
+    know that command: ``set community`` to bgpd alone).
+
+    Why (bench/README.md, "where FRR's time goes"): every daemon holding a route-map
+    runs it again over its routes when any route-map changes, and vtysh sends every
+    policy command to every daemon; at 1,000 ServiceGroups and 500 peers that made a
+    first apply the sum of seven daemons' work on 28,802 commands. Daemons other than
+    :data:`POLICY_DAEMONS` among ``daemons`` use none."""
+    daemons = tuple(daemon for daemon in POLICY_DAEMONS if daemon in daemons)
+    maps: dict[str, set[str]] = {}
+    lists: dict[str, set[str]] = {}
+    calls: dict[str, list[str]] = {}
+    for head, lines in stanzas.items():
+        if head.startswith("route-map "):
+            calls.setdefault(head.split()[1], []).extend(lines)
+            continue
+        if head.startswith(_POLICY):
+            continue
+        daemon = next((d for prefix, d in _ROUTER_DAEMONS if head.startswith(prefix)), None)
+        users = {daemon} if daemon in daemons else set(daemons)
+        for line in (head, *lines):
+            _name_users(line, users, maps, lists)
+    pending = list(maps)
+    while pending:
+        name = pending.pop()
+        for line in calls.get(name, ()):
+            for callee in _name_users(line, maps[name], maps, lists):
+                pending.append(callee)
+    used: dict[str, tuple[str, ...]] = {}
+    for head in stanzas:
+        if not head.startswith(_POLICY):
+            continue
+        words = head.split()
+        found = maps.get(words[1]) if words[0] == "route-map" else lists.get(words[2])
+        used[head] = tuple(d for d in daemons if d in found) if found else daemons
+    return used
+
+
+def _name_users(
+    line: str, users: set[str], maps: dict[str, set[str]], lists: dict[str, set[str]]
+) -> list[str]:
+    """Add ``users`` to the route-maps and prefix-lists ``line`` names (``route-map
+    NAME``, ``call NAME``, ``prefix-list NAME``, ``distribute-list prefix NAME``); the
+    route-maps that gained a user."""
+    words = line.split()
+    grown: list[str] = []
+    for i, word in enumerate(words[:-1]):
+        name = words[i + 1]
+        if word in ("route-map", "call"):
+            had = maps.setdefault(name, set())
+            if not users <= had:
+                had |= users
+                grown.append(name)
+        elif word == "prefix-list" or (word == "prefix" and "distribute-list" in words[:i]):
+            lists.setdefault(name, set()).update(users)
+    return grown
+
+
+def frr_commands_by_daemon(text: str, daemons: tuple[str, ...] = POLICY_DAEMONS) -> Batches:
+    """A whole configuration (:func:`frr_commands`) as vtysh batches, one for each of
+    the running ``daemons``: the file
+    without the prefix-lists and route-maps the daemon does not use
+    (:func:`frr_policy_users`), in the file's order, which vtysh sends to that daemon
+    as ``vtysh -b -d DAEMON`` does (the commands of other daemons stay in vtysh). One
+    file to each daemon, its routers before its policy as in the file: isisd given its
+    route-maps in a second file never applied them to its redistribution, and bgpd
+    given 500 neighbors whose outbound route-maps already existed spent 378 s of CPU on
+    them (9 s when the route-maps came after; 1,000 ServiceGroups). With no
+    ``daemons`` named, the whole configuration to all."""
+    if not daemons:
+        return [("", frr_commands(text))]
+    stanzas = frr_stanzas(text)
+    users = frr_policy_users(stanzas, daemons)
+    files: dict[str, list[str]] = {daemon: [] for daemon in daemons}
+    for_them: tuple[str, ...] = daemons
+    for line in text.splitlines():
+        if not _command(line.strip()):
+            continue
+        if not line[0].isspace():
+            for_them = users[line] if line.startswith(_POLICY) else daemons
+        for daemon in for_them:
+            files[daemon].append(line)
+    return _batches({daemon: _lines(lines) for daemon, lines in files.items()})
+
+
+def frr_policy_delta_by_daemon(
+    old: str, new: str, daemons: tuple[str, ...] = POLICY_DAEMONS
+) -> Batches | None:
+    """:func:`frr_policy_delta` for FRR running ``old`` as :func:`frr_commands_by_daemon`
+    loaded it: each daemon gets the changes to the policy it uses (an entry one daemon
+    stops using is removed from that daemon only, one it starts using is added to it),
+    so a change to one BGP neighbor's route-map reaches bgpd alone. The outbound
+    route-maps BGP neighbors move to go with bgpd's. ``None`` when the configurations
+    differ in more than policy (frr-reload.py decides), or bgpd is not among
+    ``daemons`` when a neighbor moves."""
+    try:
+        before, after = frr_stanzas(old), frr_stanzas(new)
+    except ValueError:
+        return None
+    repoint = _repoints(before, after)
+    if repoint is None or (repoint and "bgpd" not in daemons):
+        return None
+    if not daemons:
+        return [("", _lines(_policy_changes(_policy(before), _policy(after), repoint)))]
+    had, has = frr_policy_users(before, daemons), frr_policy_users(after, daemons)
+    changes: dict[str, str] = {}
+    for daemon in daemons:
+        was = {h: v for h, v in before.items() if daemon in had.get(h, ())}
+        now = {h: v for h, v in after.items() if daemon in has.get(h, ())}
+        moved = repoint if daemon == "bgpd" else []
+        changes[daemon] = _lines(_policy_changes(was, now, moved))
+    return _batches(changes)
+
+
+def frr_policy_strays(
+    held: dict[str, dict[str, tuple[str, ...]]], text: str, daemons: tuple[str, ...]
+) -> Batches:
+    """The ``no`` commands that leave each daemon holding only the policy it uses in
+    ``text`` (:func:`frr_policy_users`), ``held`` being each daemon's own running
+    configuration (its :func:`frr_statements`). frr-reload.py and a daemon started
+    from the whole file give every daemon every entry; the policy deltas assume each
+    has its own (frr-reload.py may even leave a daemon a route-map entry with one line
+    of it). An entry is taken from a daemon only while the daemons that use it hold the
+    entry and every line of it, so FRR as a whole still runs ``text``."""
+    try:
+        users = frr_policy_users(frr_stanzas(text), daemons)
+    except ValueError:
+        return []
+    strays: dict[str, str] = {}
+    for daemon in daemons:
+        gone = []
+        for head, lines in held.get(daemon, {}).items():
+            if head not in users or daemon in users[head]:
+                continue
+            kept = [held[d][head] for d in users[head] if head in held.get(d, {})]
+            if kept and set(lines) <= {line for entry in kept for line in entry}:
+                gone.append(head)
+        route_maps = [h for h in gone if h.startswith("route-map ")]
+        lists = [h for h in gone if not h.startswith("route-map ")]
+        strays[daemon] = _lines([f"no {h}" for h in route_maps + lists])
+    return _batches(strays)
+
+
+def _statements(heads: list[str], stanzas: dict[str, tuple[str, ...]]) -> str:
+    return _lines([line for head in heads for line in (head, *stanzas[head])])
+
+
+def _batches(commands: dict[str, str]) -> Batches:
+    """A batch for each daemon given commands."""
+    return [(daemon, text) for daemon, text in commands.items() if text]
 
 
 _EMPTY = (

@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import socket
 import stat
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,7 +45,7 @@ import pytest
 from lbroute.model.api import Mode, Router
 from nodeagent.routers import BirdDriver, FrrDriver, Outcome, Session, check_config
 from nodeagent.routers.frr import FRR_RELOAD
-from nodeagent.routers.frr_delta import frr_policy_delta
+from nodeagent.routers.frr_delta import frr_policy_delta, frr_statements
 from tests.netns.lab import BirdInstance, FrrInstance, Netns, veth, vtysh_conf
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -336,6 +337,85 @@ def test_frr_policy_changes_go_as_a_delta(
     assert "policy changes only" not in said
     assert "FRR ran none before" in said
     assert "policy changes only" in applied(changed)
+
+
+def _held(frr: FrrInstance, daemon: str) -> dict[str, tuple[str, ...]]:
+    """The prefix-list and route-map entries one FRR daemon holds."""
+    shown = subprocess.run(
+        ["vtysh", "--vty_socket", str(frr.dir), "-d", daemon, "-c", "show running-config"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    statements = frr_statements(shown)
+    assert statements is not None, shown
+    return {h: v for h, v in statements.items() if h.startswith(("ip", "route-map"))}
+
+
+def test_frr_policy_goes_to_the_daemons_that_use_it(
+    netns: Netns, frr: FrrInstance, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each daemon holds only the route-maps and prefix-lists its routers use (every
+    daemon holding one runs all of them again on any change: bench/README.md), after a
+    first load, a policy change, and a reload by frr-reload.py (which gives every
+    daemon what it adds: the driver then takes from each daemon what it does not use,
+    so the next policy change still goes as a delta)."""
+    _links(netns)
+    frr.start()
+    config = tmp_path / "frr.conf"
+    driver = FrrDriver(config, frr.dir)
+    mixed = _golden("mixed.frr.conf")
+    caplog.set_level(logging.INFO, logger="nodeagent.routers")
+    ospf_only = "route-map lbr-ospf-export-v4 permit 60343"
+    bgp_only = "route-map lbr-bgp-out-450534003b67-v4 permit 31802"
+    shared = "ip prefix-list lbr-sg-everything-v4 seq 280615 permit 192.0.2.0/24 le 32"
+
+    def applied(text: str) -> str:
+        caplog.clear()
+        result = driver.apply(text)
+        assert result.ok, result.error
+        assert _frr_changes(frr, config) == []
+        return caplog.text
+
+    def holdings() -> None:
+        bgpd, ospfd, zebra = (_held(frr, d) for d in ("bgpd", "ospfd", "zebra"))
+        assert ospf_only in ospfd and ospf_only not in bgpd
+        assert bgp_only in bgpd and bgp_only not in ospfd
+        assert shared in bgpd and shared in ospfd
+        assert zebra == {}, "zebra uses none of them"
+        for daemon in ("ospf6d", "ripd", "ripngd", "isisd"):
+            assert _held(frr, daemon) == {}, daemon
+
+    assert "FRR ran none before" in applied(mixed)
+    holdings()
+    community = mixed.replace(
+        "set community 65000:666\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:777\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+    )
+    assert "policy changes only" in applied(community)
+    holdings()
+    assert " set community 65000:777" in _held(frr, "bgpd")[bgp_only]
+
+    # A change frr-reload.py applies (an interface too), with a community in it: it
+    # sends the route-map line to every daemon; the driver takes it back from ospfd.
+    both = mixed.replace(
+        "interface eth0\n ip ospf area 0.0.0.0\n",
+        "interface eth0\n ip ospf area 0.0.0.0\n ip ospf cost 7\n",
+    )
+    both = both.replace(
+        "set community 65000:666\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:888\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+    )
+    said = applied(both)
+    assert "policy changes only" not in said
+    assert "does not use taken from it" in said
+    holdings()
+    said = applied(
+        community.replace("ip ospf area 0.0.0.0\n", "ip ospf area 0.0.0.0\n ip ospf cost 7\n")
+    )
+    assert "policy changes only" in said
+    assert "reloading the whole file" not in said
+    holdings()
 
 
 def test_frr_first_load_onto_empty_daemons(
