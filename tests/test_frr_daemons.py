@@ -103,7 +103,7 @@ def test_a_whole_file_goes_to_each_daemon_without_the_policy_it_does_not_use() -
     batches = frr_commands_by_daemon(MIXED, ("bfdd", *POLICY_DAEMONS))
     files = dict(batches)
     assert len(files) == len(batches) == 8
-    policy = ("ip prefix-list", "ipv6 prefix-list", "route-map", " match", " set", " call")
+    policy = ("ip prefix-list", "ipv6 prefix-list", "route-map", " match", " set", " call", " on-")
     rest = [line for line in frr_commands(MIXED).splitlines() if not line.startswith(policy)]
     for daemon, commands in files.items():
         lines = commands.splitlines()
@@ -127,7 +127,7 @@ def test_without_daemons_the_whole_file_goes_to_all() -> None:
 
 
 def test_a_community_change_reaches_bgpd_alone() -> None:
-    after = "\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8"
+    after = "\nexit\n!\nroute-map lbr-bgp-out-8"
     new = _edited(MIXED, f"set community 65000:666{after}", f"set community 65000:777{after}")
     assert frr_policy_delta_by_daemon(MIXED, new) == [
         ("bgpd", f"{BGP_OUT_INTERNET}\n set community 65000:777\n")
@@ -160,7 +160,9 @@ EXPORT_INTRANET = (
 
 def test_a_group_bgp_starts_to_announce_joins_bgpd_and_leaves_ospfd_alone() -> None:
     new = _edited(
-        MIXED, "route-map lbr-bgp-export-v6 ", f"{EXPORT_INTRANET}route-map lbr-bgp-export-v6 "
+        MIXED,
+        "route-map lbr-bgp-export-v4 deny",
+        f"{EXPORT_INTRANET}route-map lbr-bgp-export-v4 deny",
     )
     batches = frr_policy_delta_by_daemon(MIXED, new)
     assert batches == [
@@ -181,8 +183,7 @@ def test_the_batches_send_what_one_delta_would() -> None:
         (" set metric 30\n", " set metric 40\n"),
         ("192.0.2.0/24 le 32", "192.0.2.0/23 le 32"),
         (f"{INTRANET_V4}\n", ""),
-        ("set community 65000:666\n set origin igp\nexit\n!\nroute-map lbr-ospf",
-         "set origin igp\nexit\n!\nroute-map lbr-ospf"),
+        ("set community 65000:666\nexit\n!\nroute-map lbr-ospf", "exit\n!\nroute-map lbr-ospf"),
     ]  # fmt: skip
     for old, new in edits:
         text = _edited(MIXED, old, new)

@@ -389,9 +389,10 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
     assert "FRR ran none before" in applied(mixed)
     holdings()
     community = mixed.replace(
-        "set community 65000:666\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
-        "set community 65000:777\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:666\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:777\nexit\n!\nroute-map lbr-bgp-out-8",
     )
+    assert community.count("65000:777") == 1
     assert "policy changes only" in applied(community)
     holdings()
     assert " set community 65000:777" in _held(frr, "bgpd")[bgp_only]
@@ -403,9 +404,10 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
         "interface eth0\n ip ospf area 0.0.0.0\n ip ospf cost 7\n",
     )
     both = both.replace(
-        "set community 65000:666\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
-        "set community 65000:888\n set origin igp\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:666\nexit\n!\nroute-map lbr-bgp-out-8",
+        "set community 65000:888\nexit\n!\nroute-map lbr-bgp-out-8",
     )
+    assert both.count("ip ospf cost 7") == 1 and both.count("65000:888") == 1
     said = applied(both)
     assert "policy changes only" not in said
     assert "does not use taken from it" in said
