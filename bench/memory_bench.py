@@ -9,7 +9,10 @@ zone, targetRef: what the API holds), 100 objects to a file. Measured:
 
 - after the first pass (every address on kube-lb0, the status file lists them all):
   the agent process's VmRSS and VmHWM (``/proc/PID/status``) and the time it took;
-- after one more Service is added (the agent reads the directory again): the same;
+- after one more Service is added (the agent reads the directory again): the same, and
+  the agent's own work for it, from the stamps of the pass that took it (the agent logs
+  them at debug, ``LBROUTE_LOG_LEVEL``; the clock every process shares): from the
+  directory's notification to the pass's end, and its phases;
 - for reference, what the manifests take parsed, as PyYAML's dicts (the objects the
   directory source keeps) and nothing else: the RSS growth of a fresh Python process
   that parses them (with libyaml, to be quick).
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,6 +47,8 @@ from benchlib import (
     write_atomic,
     write_json,
 )
+
+from lab_bench import passes
 
 from lbroute.lab import Lab, NodeSpec
 
@@ -133,6 +139,26 @@ def announced(lab: Lab) -> int:
     return sum(1 for a in entries if a.get("group") == "lbroute/memory")
 
 
+def update_pass(lab: Lab, written: float) -> dict[str, float] | None:
+    """The agent's work for the update: the first pass it logged after ``written`` (the
+    monotonic time the file was written), as seconds from the directory's notification
+    (the snapshot's stamp) to the pass's end, and its phases."""
+    agent_log = lab.members[NODE.name].agent_log
+    text = agent_log.read_text(errors="replace") if agent_log else ""
+    found = next((p for p in passes(text) if p[0] >= written), None)
+    if found is None:
+        return None
+    at, started, read, desired, netlink, ended = found
+    return {
+        "notified_to_end": ended - at,
+        "wait": started - at,
+        "objects": read - started,
+        "desired": desired - read,
+        "netlink": netlink - desired,
+        "rest": ended - netlink,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="1,000 Services, 10,000 endpoints")
@@ -160,6 +186,7 @@ def main() -> int:
         log(f"the manifests parsed: {parsed}")
         lab.start()
         t0 = time.monotonic()
+        os.environ["LBROUTE_LOG_LEVEL"] = "info nodeagent.agent=debug"  # the pass stamps
         lab.start_agent(NODE.name, source)
         agent = lab.members[NODE.name].agent
         assert agent is not None
@@ -174,6 +201,8 @@ def main() -> int:
         update = time.monotonic() - t1
         second = proc_memory(agent.pid)
         log(f"update {update:.1f} s: {second}")
+        work = update_pass(lab, t1)
+        log(f"the update's pass: {work}")
         addresses = json.loads(lab.members[NODE.name].ns.ip("-j", "addr", "show", "kube-lb0"))
         on_kube_lb0 = sum(1 for a in addresses[0]["addr_info"] if a["prefixlen"] == 18)
     finally:
@@ -192,6 +221,7 @@ def main() -> int:
             "kube_lb0_addresses": on_kube_lb0,
             "first_pass": {"seconds": first_pass, **first},
             "after_update": {"seconds": update, **second},
+            "update_pass": work,
             "target_mib": TARGET_MIB,
             "seconds": time.monotonic() - started,
         },
