@@ -47,7 +47,6 @@ from benchlib import (
     write_atomic,
     write_json,
 )
-
 from lab_bench import passes
 
 from lbroute.lab import Lab, NodeSpec

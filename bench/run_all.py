@@ -445,18 +445,17 @@ def memory_rows(data: Json) -> list[Row]:
         return []
     first, after, parsed = data["first_pass"], data["after_update"], data["parsed_objects"]
     peak = max(first["VmHWM"], after["VmHWM"]) / 1024
-    return [
-        (
-            f"7. Agent memory, {data['services']:,} Services, {data['endpoints']:,} endpoints",
-            f"VmRSS {first['VmRSS'] / 1024:.0f} MiB after the first pass "
-            f"({secs(first['seconds'])}), {after['VmRSS'] / 1024:.0f} MiB after one more "
-            f"Service ({secs(after['seconds'])}); VmHWM {peak:.0f} MiB",
-            f"the manifests as plain parsed dicts: {parsed['rss_kib'] / 1024:.0f} MiB",
-            f"{first['VmRSS'] / parsed['rss_kib']:.2f}x",
-            f"< {data['target_mib']} MB",
-            verdict(peak < data["target_mib"] * 1e6 / 2**20),
-        )
-    ] + _update_pass_rows(data)
+    memory: Row = (
+        f"7. Agent memory, {data['services']:,} Services, {data['endpoints']:,} endpoints",
+        f"VmRSS {first['VmRSS'] / 1024:.0f} MiB after the first pass "
+        f"({secs(first['seconds'])}), {after['VmRSS'] / 1024:.0f} MiB after one more "
+        f"Service ({secs(after['seconds'])}); VmHWM {peak:.0f} MiB",
+        f"the manifests as plain parsed dicts: {parsed['rss_kib'] / 1024:.0f} MiB",
+        f"{first['VmRSS'] / parsed['rss_kib']:.2f}x",
+        f"< {data['target_mib']} MB",
+        verdict(peak < data["target_mib"] * 1e6 / 2**20),
+    )
+    return [memory, *_update_pass_rows(data)]
 
 
 UPDATE_TARGET = 0.050
@@ -468,8 +467,7 @@ def _update_pass_rows(data: Json) -> list[Row]:
     if not work:
         return []
     phases = ", ".join(
-        f"{name} {secs(work[name])}"
-        for name in ("wait", "objects", "desired", "netlink", "rest")
+        f"{name} {secs(work[name])}" for name in ("wait", "objects", "desired", "netlink", "rest")
     )
     return [
         (

@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,22 @@ class Changes:
         return bool(self.added or self.removed)
 
 
+KNOWN_SECONDS = 5.0
+"""How long :meth:`Kubelb.reconcile` trusts what it left on the interface instead of
+reading it back from the kernel (a reconcile that failed in any part trusts nothing)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Known:
+    """What a reconcile left: lbroute's addresses with their metrics and its routes with
+    their marks, on the interface of ``index``, read from the kernel at ``read``."""
+
+    index: int
+    read: float
+    addresses: Mapping[Interface, int]
+    marks: Mapping[IPNetwork, Mark]
+
+
 class Kubelb:
     """The dummy interface that carries Service addresses, in the current netns."""
 
@@ -72,8 +89,11 @@ class Kubelb:
         self._ipr = IPRoute()
         self._bulk: Rtnl | None = None
         self._index: int | None = None
+        self.known_seconds = KNOWN_SECONDS
+        self._known: _Known | None = None
 
     def close(self) -> None:
+        self._known = None
         self._ipr.close()
         if self._bulk is not None:
             self._bulk.close()
@@ -191,8 +211,20 @@ class Kubelb:
     ) -> Changes:
         """Make lbroute's addresses and routes match ``desired`` (with ``weights`` and
         ``classes``), in the order :mod:`~nodeagent.netlink.plan` gives; each step is one
-        batch of requests, which the kernel carries out in order."""
-        addresses, marks = self._addresses(), self._routes()
+        batch of requests, which the kernel carries out in order.
+
+        What the interface holds is read from the kernel (two dumps: about 0.2 s at
+        10,000 addresses) unless the last reconcile carried out every request and began
+        from a reading less than :attr:`known_seconds` old: then what it left is the
+        starting point, so a pass for one Service among 10,000 costs what changed. An
+        address someone else removed meanwhile comes back at the first pass after that."""
+        index = self.index
+        known, started = self._known, time.monotonic()
+        if known is not None and known.index == index and started - known.read < self.known_seconds:
+            addresses, marks, read = dict(known.addresses), dict(known.marks), known.read
+        else:
+            addresses, marks, read = self._addresses(), self._routes(), started
+        self._known = None  # until this reconcile is carried out in full
         current = frozenset(addresses)
         plan = plan_reconcile(
             owned=current,
@@ -204,7 +236,7 @@ class Kubelb:
             metrics=addresses,
             address_marks=self.address_marks,
         )
-        index, table = self.index, self.table
+        table = self.table
         mark, metric = plan.route_marks, plan.metrics
         failed: list[tuple[Interface | IPNetwork, str]] = []
         removed_first: list[Interface] = []
@@ -269,6 +301,13 @@ class Kubelb:
             )
         for item, error in failed:
             log.warning("%s: %s: %s", self.ifname, item, error)
+        if not failed:
+            self._known = _Known(
+                index=index,
+                read=read,
+                addresses={i: metric.get(i, 0) for i in desired},
+                marks={n: mark[n] for n in {i.network for i in desired} if n in mark},
+            )
         return Changes(
             added=tuple(added),
             removed=tuple(removed),
