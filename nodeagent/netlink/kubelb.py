@@ -306,7 +306,7 @@ class Kubelb:
                 index=index,
                 read=read,
                 addresses={i: metric.get(i, 0) for i in desired},
-                marks={n: mark[n] for n in {i.network for i in desired} if n in mark},
+                marks={i.network: mark.get(i.network, NONE) for i in desired},
             )
         return Changes(
             added=tuple(added),

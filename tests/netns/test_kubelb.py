@@ -190,6 +190,8 @@ KNOWN = textwrap.dedent(
         step("trusted", more=["203.0.113.5/32"])
         k.known_seconds = 0
         step("read back", more=["203.0.113.5/32"])
+        k.known_seconds = 60
+        step("fewer")  # from what the last one left: its route goes with the address
     print(json.dumps(out))
     """
 )
@@ -208,4 +210,6 @@ def test_a_reconcile_starts_from_what_the_last_one_left_while_that_is_recent(
     assert out["one more"] == {"read": 0, "added": ["203.0.113.5/32"]}
     assert out["trusted"] == {"read": 0, "added": []}  # the removal is not seen yet
     assert out["read back"] == {"read": 1, "added": ["192.0.2.10/24"]}
-    assert kernel_addresses(netns) == {"192.0.2.10/24", "198.51.100.7/32", "203.0.113.5/32"}
+    assert out["fewer"] == {"read": 0, "added": []}
+    assert kernel_addresses(netns) == {"192.0.2.10/24", "198.51.100.7/32"}
+    assert routes(netns) == {"192.0.2.0/24 76", "198.51.100.7 76"}
