@@ -78,7 +78,7 @@ from nodeagent.local.membership import LeaseStore
 from nodeagent.local.plan import local_inputs
 from nodeagent.local.runner import LocalReport, LocalRunner
 from nodeagent.pacing import isis_only
-from nodeagent.routers import ApplyResult, RouterDriver, make_driver
+from nodeagent.routers import ApplyResult, RouterDriver, Session, make_driver
 from nodeagent.scheduler import ApplySchedule, Offer
 from nodeagent.sessions import SessionOwners
 from nodeagent.settings import AgentSettings, RouterSettings, decide_router
@@ -136,6 +136,20 @@ def _same_objects(a: tuple[Mapping[str, Any], ...], b: tuple[Mapping[str, Any], 
     return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
 
 
+@dataclass(frozen=True, kw_only=True)
+class RouterProbe:
+    """What one check of the router found (:meth:`Agent._probe_loop`)."""
+
+    driver: RouterDriver
+    """The driver asked: a probe of one the agent has since replaced is dropped."""
+    generation: str | None
+    sessions: list[Session] | None
+    """None: not polled this time."""
+
+
+_Event = Snapshot | LocalReport | RouterProbe | None
+
+
 class Agent:
     """One node's agent: :meth:`run` until ``stop``; :meth:`process` is one pass."""
 
@@ -160,9 +174,9 @@ class Agent:
         self.reporter = reporter
         self.schedule = ApplySchedule(settings.apply)
         self.addresses = Addresses(settings.isis_pace, self.metrics)
-        self._events: queue.Queue[Snapshot | LocalReport | None] = queue.Queue()
-        """Snapshots from the source, reports of the local loop; None when a template
-        changed."""
+        self._events: queue.Queue[_Event] = queue.Queue()
+        """Snapshots from the source, reports of the local loop, what the router probe
+        found; None when a template changed."""
         self.local = (
             None
             if lease_store is None
@@ -221,6 +235,9 @@ class Agent:
             threading.Thread(
                 target=self._release_on_stop, args=(stop,), name="lbroute-local-stop", daemon=True
             ).start()
+        threading.Thread(
+            target=self._probe_loop, args=(stop,), name="lbroute-router-probe", daemon=True
+        ).start()
         next_check = time.monotonic()
         try:
             while not stop.is_set():
@@ -248,7 +265,6 @@ class Agent:
                     self.process(self._snapshot)  # drainSeconds are over: withdraw
                 if time.monotonic() >= next_check:
                     self._check_drain_request()
-                    self.check_router()
                     next_check = time.monotonic() + self.settings.checks.interval
                     if self.status.due():  # a heartbeat: "lbroute status" tells stale
                         self._write_status()
@@ -268,15 +284,21 @@ class Agent:
         if self.local is not None:
             self.local.stop()
 
-    def _drain(self) -> list[Snapshot | LocalReport | None]:
-        events: list[Snapshot | LocalReport | None] = []
+    def _drain(self) -> list[_Event]:
+        events: list[_Event] = []
         while not self._events.empty():
             events.append(self._events.get_nowait())
         return events
 
-    def _handle(self, events: list[Snapshot | LocalReport | None]) -> None:
+    def _handle(self, events: list[_Event]) -> None:
         """Process the newest snapshot; a template change alone re-renders the last; a
-        report of the local loop only updates the status."""
+        report of the local loop only updates the status, and so does what the router
+        probe found (unless the router restarted: then the configuration goes again)."""
+        for probe in [e for e in events if isinstance(e, RouterProbe)]:
+            self._probed(probe)
+        events = [e for e in events if not isinstance(e, RouterProbe)]
+        if not events:
+            return
         reports = [e for e in events if isinstance(e, LocalReport)]
         if reports:
             self._local_report = reports[-1]
@@ -607,11 +629,45 @@ class Agent:
 
     # -- the router daemon ------------------------------------------------------------
 
+    def _probe_loop(self, stop: threading.Event) -> None:
+        """Ask the router, every ``checks.interval``, for its generation and (every
+        ``sessions_every`` time) its sessions, in a thread of its own, and hand what it
+        found to the loop. The questions take FRR tens of milliseconds each (a vtysh
+        each, seven in a session poll): asked in the loop, they held back the passes of
+        Services that came meanwhile (the FRR rows' p99 in bench/RESULTS.md)."""
+        checks = 0
+        while not stop.is_set():
+            driver = self._driver
+            if driver is not None:
+                try:
+                    self._events.put(self._probe(driver, checks))
+                except Exception:  # a probe that fails is a check missed, not a dead agent
+                    log.exception("asking router %s failed", self.status.router)
+                checks += 1
+            stop.wait(self.settings.checks.interval)
+
+    def _probe(self, driver: RouterDriver, checks: int) -> RouterProbe:
+        generation = driver.generation()
+        poll = checks % self.settings.checks.sessions_every == 0 and generation is not None
+        return RouterProbe(
+            driver=driver, generation=generation, sessions=driver.sessions() if poll else None
+        )
+
     def check_router(self) -> None:
-        """Notice a router restart (or its return after an outage) and apply again."""
+        """Notice a router restart (or its return after an outage) and apply again: one
+        probe, in the caller's thread (the loop has :meth:`_probe_loop`)."""
         if self._driver is None:
             return
-        generation = self._driver.generation()
+        self._probed(self._probe(self._driver, self._checks))
+        self._checks += 1
+
+    def _probed(self, probe: RouterProbe) -> None:
+        """What a probe found: a restarted router (or one back after an outage) gets the
+        configuration again; the sessions go into the status and the metrics. A probe
+        of a driver that is no longer the agent's is dropped."""
+        if probe.driver is not self._driver:
+            return
+        generation = probe.generation
         previous, self._generation = self._generation, generation
         if generation is None:
             if not self._router_down:
@@ -624,9 +680,8 @@ class Agent:
                 self._reapply()
             self._router_down = False
             self.health.ready = self.schedule.applied is not None
-        if self._checks % self.settings.checks.sessions_every == 0 and generation is not None:
-            self._poll_sessions()
-        self._checks += 1
+        if probe.sessions is not None:
+            self._show_sessions(probe.sessions)
 
     def _reapply(self) -> None:
         text = self.schedule.restarted()
@@ -635,9 +690,7 @@ class Agent:
         log.info("router %s (re)started; applying the configuration again", self.status.router)
         self._apply(text)
 
-    def _poll_sessions(self) -> None:
-        assert self._driver is not None
-        sessions = self._driver.sessions()
+    def _show_sessions(self, sessions: list[Session]) -> None:
         self.status.sessions = [
             SessionState(name=s.name, protocol=s.protocol, state=s.state, since=s.since)
             for s in sessions

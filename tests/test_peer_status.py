@@ -173,10 +173,11 @@ def test_session_metrics_name_the_peer_whatever_the_router_calls_the_session(
           for s in report("node-a", "Established", router=router, ospf="Init").status.sessions),
         SessionState(name="192.0.2.99", protocol="bfd", state="up"),
     ]  # fmt: skip
-    agent._driver = _Sessions(sessions)  # type: ignore[assignment]
+    driver = _Sessions(sessions)
+    agent._driver = driver  # type: ignore[assignment]
     agent.status.router = router
     agent._snapshot = Snapshot(objects=(*nodes(), *peers()))
-    agent._poll_sessions()
+    agent._show_sessions(driver.sessions())
     text = generate_latest(agent.metrics.registry).decode()
     up = {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])
           for line in text.splitlines() if line.startswith("lbroute_session_up{")}  # fmt: skip
