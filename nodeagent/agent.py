@@ -214,7 +214,6 @@ class Agent:
         self._watcher: DirectoryWatcher | None = None
         self._generation: str | None = None
         self._router_down = False
-        self._checks = 0
         self.drainer = Drainer(state_file=began_file(settings.status_file))
         self._drain_requested = drain_requested(settings.status_file)
         """Whether ``lbroute drain`` asked for a drain, as last seen."""
@@ -632,9 +631,10 @@ class Agent:
     def _probe_loop(self, stop: threading.Event) -> None:
         """Ask the router, every ``checks.interval``, for its generation and (every
         ``sessions_every`` time) its sessions, in a thread of its own, and hand what it
-        found to the loop. The questions take FRR tens of milliseconds each (a vtysh
-        each, seven in a session poll): asked in the loop, they held back the passes of
-        Services that came meanwhile (the FRR rows' p99 in bench/RESULTS.md)."""
+        found to the loop (:meth:`_probed`). The questions take FRR tens of milliseconds
+        each (a vtysh each, seven in a session poll): asked in the loop, they held back
+        the passes of Services that came meanwhile (the FRR rows' p99 in
+        bench/RESULTS.md)."""
         checks = 0
         while not stop.is_set():
             driver = self._driver
@@ -652,14 +652,6 @@ class Agent:
         return RouterProbe(
             driver=driver, generation=generation, sessions=driver.sessions() if poll else None
         )
-
-    def check_router(self) -> None:
-        """Notice a router restart (or its return after an outage) and apply again: one
-        probe, in the caller's thread (the loop has :meth:`_probe_loop`)."""
-        if self._driver is None:
-            return
-        self._probed(self._probe(self._driver, self._checks))
-        self._checks += 1
 
     def _probed(self, probe: RouterProbe) -> None:
         """What a probe found: a restarted router (or one back after an outage) gets the

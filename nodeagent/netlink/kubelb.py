@@ -221,7 +221,7 @@ class Kubelb:
         index = self.index
         known, started = self._known, time.monotonic()
         if known is not None and known.index == index and started - known.read < self.known_seconds:
-            addresses, marks, read = dict(known.addresses), dict(known.marks), known.read
+            addresses, marks, read = known.addresses, known.marks, known.read
         else:
             addresses, marks, read = self._addresses(), self._routes(), started
         self._known = None  # until this reconcile is carried out in full

@@ -10,10 +10,11 @@ prefix-lists and route-maps its own routers use (``vtysh -d``), by the first loa
 every policy change, and after a reload the driver takes from each daemon what it does
 not use: a daemon holding a route-map runs every route-map it holds again when one
 changes, so a change to a BGP neighbor's route-map costs bgpd alone, in proportion to
-bgpd's own (bench/README.md, "where FRR's time goes"). Whatever the way, success is FRR running the
-file: ``show running-config`` printing the file's statements (the common case, checked
-in a fraction of a second), or else ``frr-reload.py --test`` finding nothing left to
-change.
+bgpd's own (bench/README.md, "where FRR's time goes").
+
+Whatever the way, success is FRR running the file: ``show running-config`` printing the
+file's statements (the common case, checked in a fraction of a second), or else
+``frr-reload.py --test`` finding nothing left to change.
 
 Managed mode means lbroute's text is FRR's whole configuration, whatever FRR ran before
 (another ``router bgp``, stray policy, IGPs, other defaults, a VRF, BFD peers, interface
@@ -337,11 +338,9 @@ class FrrDriver:
             if daemon:
                 together.append((daemon, commands))
                 continue
-            if len(together) > 1:
+            if together:
                 with ThreadPoolExecutor(len(together)) as pool:
                     said += pool.map(lambda batch: self._vtysh_file(batch[1], batch[0]), together)
-            elif together:
-                said.append(self._vtysh_file(together[0][1], together[0][0]))
             together = []
             if commands:
                 said.append(self._vtysh_file(commands))
@@ -384,18 +383,7 @@ class FrrDriver:
         daemons = self._policy_daemons()
         held: dict[str, dict[str, tuple[str, ...]]] = {}
         for daemon in daemons:
-            shown = call(
-                [
-                    tool("vtysh", "/usr/bin/vtysh"),
-                    "--vty_socket",
-                    str(self.vty_socket_dir),
-                    "-d",
-                    daemon,
-                    "-c",
-                    "show running-config",
-                ],
-                self.timeout,
-            )
+            shown = self._vtysh("show running-config", daemon=daemon)
             statements = frr_statements(shown.stdout) if shown.returncode == 0 else None
             if statements is None:
                 return
@@ -409,13 +397,15 @@ class FrrDriver:
                 f"\nvtysh said:\n{redact(said)}" if said else "",
             )
 
-    def _vtysh(self, command: str, *, as_reload_tool: bool = False) -> Output:
-        """``command`` through vtysh; ``as_reload_tool``: reading the ``vtysh.conf`` of
-        the configuration directory frr-reload.py is given (:meth:`_confdir`)."""
+    def _vtysh(self, command: str, *, as_reload_tool: bool = False, daemon: str = "") -> Output:
+        """``command`` through vtysh, to ``daemon`` alone when named; ``as_reload_tool``:
+        reading the ``vtysh.conf`` of the configuration directory frr-reload.py is given
+        (:meth:`_confdir`)."""
         vtysh = tool("vtysh", "/usr/bin/vtysh")
         confdir = ["--config_dir", str(self._confdir())] if as_reload_tool else []
+        only = ["-d", daemon] if daemon else []
         return call(
-            [vtysh, "--vty_socket", str(self.vty_socket_dir), *confdir, "-c", command],
+            [vtysh, "--vty_socket", str(self.vty_socket_dir), *confdir, *only, "-c", command],
             self.timeout,
         )
 
@@ -590,8 +580,8 @@ def _config_hold(text: str) -> tuple[str, str]:
     with the timer set to 1 s before the file's commands (and back to its default
     after them, in the same file) they were Established 0.2 s after the load. FRR then
     processes the new route-maps after 1 s instead of 5, and the running configuration
-    ends without the line. None when the configuration sets the timer itself or has no
-    ``router bgp``."""
+    ends without the line. Both empty when the configuration sets the timer itself or
+    has no ``router bgp``."""
     if "bgp route-map delay-timer" in text or not re.search(r"^router bgp ", text, re.M):
         return "", ""
     return "bgp route-map delay-timer 1\n", "no bgp route-map delay-timer\n"

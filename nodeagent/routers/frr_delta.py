@@ -325,10 +325,6 @@ def frr_policy_strays(
     return _batches(strays)
 
 
-def _statements(heads: list[str], stanzas: dict[str, tuple[str, ...]]) -> str:
-    return _lines([line for head in heads for line in (head, *stanzas[head])])
-
-
 def _batches(commands: dict[str, str]) -> Batches:
     """A batch for each daemon given commands."""
     return [(daemon, text) for daemon, text in commands.items() if text]
