@@ -56,7 +56,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,19 +65,19 @@ from lbroute.kube.directory import DirectoryWatcher, Snapshot, Source
 from lbroute.kube.serving import Health
 from lbroute.model import api, lastgood
 from lbroute.model.agentconfig import DrainPolicy
-from lbroute.model.endpoints import ReadyCounter, nodes_of, split_objects
+from lbroute.model.endpoints import ReadyCounter, split_objects
 from lbroute.model.errors import LbrouteError, ObjectRef, Problem, Severity
 from lbroute.model.files import write_atomic
-from lbroute.model.reread import Reread
+from lbroute.model.reread import Delta
 from lbroute.model.service import Service, parse_service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
-from nodeagent.desired import desired_state
+from nodeagent.desired import DesiredTracker
 from nodeagent.drain import Drainer, began_file, drain_requested, triggers
 from nodeagent.local.membership import LeaseStore
-from nodeagent.local.plan import local_inputs
+from nodeagent.local.plan import LocalInputs, local_inputs
 from nodeagent.local.runner import LocalReport, LocalRunner
-from nodeagent.pacing import isis_only
+from nodeagent.pacing import isis_only, paced_groups
 from nodeagent.routers import ApplyResult, RouterDriver, Session, make_driver
 from nodeagent.scheduler import ApplySchedule, Offer
 from nodeagent.sessions import SessionOwners
@@ -194,6 +194,7 @@ class Agent:
         self._snapshot: Snapshot | None = None
         self._owners: tuple[Snapshot | None, str, SessionOwners] = (None, "", SessionOwners())
         self._report: Report | None = None
+        """The last pass's report, without what :meth:`_write_status` adds."""
         self._problems: list[str] = []
         self._last_valid = lastgood.Memory()
         """Each ServiceGroup's, Peer's and NodeAgent's last valid version."""
@@ -202,10 +203,18 @@ class Agent:
         for a Service or an endpoint reuses it instead of parsing every object again)."""
         self._rendered: _Rendered | None = None
         """The last render and what it was rendered from."""
+        self._objects = Delta()
+        """The objects of the last pass: each pass works on what is new and what went."""
+        self._rest: tuple[Mapping[str, Any], ...] | None = None
+        """The objects that are neither Services nor EndpointSlices, in their order."""
         self._counter = ReadyCounter()
         """Ready endpoints per Service and node, each EndpointSlice read once."""
-        self._parsed = Reread(self._read_service)
-        """Each Service object as read, kept while the source keeps the object."""
+        self._services: dict[int, tuple[Service | None, tuple[Problem, ...]]] = {}
+        """id(Service object) -> what it reads as, while the source keeps the object."""
+        self._service_problems: dict[int, tuple[Problem, ...]] = {}
+        self._tracker = DesiredTracker(settings.node)
+        """The desired state, kept from pass to pass."""
+        self._local_inputs: LocalInputs | None = None
         # The router the newest NodeAgent and the command line pick, and how it does.
         self._router: RouterSettings | None = None
         self._driver: RouterDriver | None = None
@@ -243,6 +252,7 @@ class Agent:
                 due = min(
                     self.schedule.due(),
                     self.addresses.due,
+                    self.addresses.audit_at,
                     next_check,
                     self.drainer.due(),
                     self._status_due,
@@ -252,10 +262,10 @@ class Agent:
                     self._handle([first, *self._drain()])
                 except queue.Empty:
                     pass
-                announced = self.addresses.again(time.monotonic())
-                if announced is not None:
-                    self.status.announced = announced
+                if self.addresses.again(time.monotonic()):
                     self._write_status_soon()
+                if time.monotonic() >= self.addresses.audit_at and self._loaded is not None:
+                    self._program_all(self._loaded[1], audit=True)  # what others removed
                 if time.monotonic() >= self._status_due:
                     self._write_status()
                 while (text := self.schedule.take(time.monotonic())) is not None:
@@ -325,13 +335,26 @@ class Agent:
     # -- one pass ---------------------------------------------------------------------
 
     def process(self, snapshot: Snapshot) -> None:
-        """Compute and program the node's addresses, and render its configuration."""
+        """Compute and program the node's addresses, and render its configuration.
+
+        A pass works on what changed since the last one (issue 20: at 10,000 Services
+        one more costs what one costs): the objects new and gone, by identity
+        (:class:`~lbroute.model.reread.Delta`); the Services among them read; the slices
+        added up again for their Services only; the desired state updated for those
+        Services (:class:`~nodeagent.desired.DesiredTracker`) and only the addresses
+        whose announcement changed programmed (:meth:`Addresses.change`). Another model
+        (a ServiceGroup, Peer, NodeAgent or Node changed) computes the desired state
+        again from every Service and programs all of it."""
         started = time.monotonic()
         self._snapshot = snapshot
         problems = [f"error: {e}" for e in snapshot.errors]
-        services_raw, slices_raw, rest = split_objects(snapshot.objects)
-        model = self._model(tuple(rest))
-        services, svc_problems = self._services(services_raw)
+        added, removed = self._objects.update(snapshot.objects)
+        services_new, slices_new, rest_new = split_objects(added)
+        services_gone, slices_gone, rest_gone = split_objects(removed)
+        if self._rest is None or rest_new or rest_gone:
+            self._rest = tuple(split_objects(snapshot.objects)[2])
+        model = self._model(self._rest)
+        fresh, gone = self._read_services(services_new, services_gone)
         seen = model.node(self.settings.node)
         node = seen or api.Node(name=self.settings.node)
         agent_spec, agent_problems = select_agent(model, node)
@@ -340,14 +363,20 @@ class Agent:
         self._show_drain()
         decision = decide_router(self.settings, agent_spec, self._router)
         self._use_router(decision.settings)
-        counts = self._counter.counts(slices_raw)
-        ready = nodes_of(counts)
+        dirty = self._counter.change(slices_new, slices_gone)
+        counts, ready = self._counter.totals, self._counter.ready
         read = time.monotonic()
-        desired = desired_state(model, services, ready, self.settings.node, counts)
+        tracker = self._tracker
+        changes = None
+        if tracker.current(model):
+            changes = tracker.update(fresh, gone, dirty, ready, counts)
+        else:
+            tracker.rebuild(model, self._all_services(), ready, counts)
+        desired_problems = tracker.problems()
         computed = time.monotonic()
         inputs = local_inputs(
             model,
-            services,
+            self._all_services(),
             ready,
             node=self.settings.node,
             local_interface=agent_spec.local_interface if agent_spec else DEFAULT_LOCAL_INTERFACE,
@@ -356,7 +385,8 @@ class Agent:
         )
         local_problems: list[Problem] = []
         if self.local is not None:
-            self.local.update(inputs)
+            if inputs != self._local_inputs:
+                self.local.update(inputs)
         elif inputs.addresses:
             ref = inputs.addresses[0].group
             local_problems.append(
@@ -369,9 +399,11 @@ class Agent:
                     "every agent) in manifest-directory mode; its addresses are not held",
                 )
             )
-        paced = isis_only(model, desired)
-        if self._router is not None:
-            self.status.announced = self.addresses.program(desired, paced, time.monotonic())
+        self._local_inputs = inputs
+        if self._router is not None and (
+            changes is None or not self.addresses.change(changes, paced_groups(model))
+        ):
+            self._program_all(model)
         programmed = time.monotonic()
         self.metrics.invalid_objects.set(sum(p.severity is Severity.ERROR for p in model.problems))
         text, render_problems = None, list[Problem]()
@@ -380,8 +412,8 @@ class Agent:
         node_problems = (
             *agent_problems,
             *decision.problems,
-            *svc_problems,
-            *desired.problems,
+            *self._service_problem_list(),
+            *desired_problems,
             *render_problems,
             *local_problems,
         )
@@ -394,15 +426,10 @@ class Agent:
             self._offer(text)
         elif self._router is not None and not decision.kept:
             self._adopt_running()
-        local = {s.ref for s in services if s.local}
-        announced = {
-            service: tuple(map(str, interfaces))
-            for service, interfaces in desired.by_service().items()
-        }
         self._report = Report(
             status=self.status,
-            announced=announced,
-            local=frozenset(local & announced.keys()),
+            announced={},
+            local=frozenset(),
             object_problems=tuple(model.problems),
             node_problems=tuple(node_problems),
             objects=snapshot.objects,
@@ -410,6 +437,13 @@ class Agent:
         )
         self._write_status_soon()
         self._timed(snapshot.at, started, read, computed, programmed, time.monotonic())
+
+    def _program_all(self, model: api.Model, *, audit: bool = False) -> None:
+        """Program the whole desired state (after another model, while IS-IS-only
+        addresses are paced, when a change could not be programmed alone, and every
+        :data:`~nodeagent.addresses.AUDIT_SECONDS`)."""
+        desired = self._tracker.state()
+        self.addresses.program(desired, isis_only(model, desired), time.monotonic(), audit=audit)
 
     def _timed(self, *stamps: float) -> None:
         """The pass's phases into lbroute_agent_pass_seconds; at debug level, the
@@ -487,18 +521,41 @@ class Agent:
         if directory is not None:
             self._watcher = DirectoryWatcher(directory, lambda: self._events.put(None)).start()
 
-    def _services(self, objects: list[Mapping[str, Any]]) -> tuple[list[Service], list[Problem]]:
-        """lbroute's Services among ``objects`` and the problems of their ingress, each
-        object read again only when it is another object than last time
-        (:class:`~lbroute.model.reread.Reread`): at 10,000 Services a pass for one
-        change reads one."""
-        services: list[Service] = []
-        problems: list[Problem] = []
-        for service, found in self._parsed.update(objects).values:
+    def _read_services(
+        self, new: list[Mapping[str, Any]], gone: list[Mapping[str, Any]]
+    ) -> tuple[list[Service], list[Service]]:
+        """Read the Service objects new since the last pass and forget those gone; (the
+        lbroute Services new, those gone). An object is read once: the sources hand over
+        the same dict while a Service does not change."""
+        fresh: list[Service] = []
+        went: list[Service] = []
+        for obj in gone:
+            service, _ = self._services.pop(id(obj), (None, ()))
+            self._service_problems.pop(id(obj), None)
             if service is not None:
-                services.append(service)
-            problems += found
-        return services, problems
+                went.append(service)
+        for obj in new:
+            service, found = self._read_service(obj)
+            self._services[id(obj)] = (service, found)
+            if found:
+                self._service_problems[id(obj)] = found
+            if service is not None:
+                fresh.append(service)
+        return fresh, went
+
+    def _all_services(self) -> Iterator[Service]:
+        return (service for service, _ in self._services.values() if service is not None)
+
+    def _service_problem_list(self) -> list[Problem]:
+        """The problems of the Services as read, in the Services' order."""
+        return [
+            p
+            for _, found in sorted(
+                self._service_problems.items(),
+                key=lambda kv: (kv[1][0].ref.namespace, kv[1][0].ref.name),
+            )
+            for p in found
+        ]
 
     def _read_service(self, obj: Mapping[str, Any]) -> tuple[Service | None, tuple[Problem, ...]]:
         found: list[Problem] = []
@@ -711,11 +768,8 @@ class Agent:
     def _status_metrics(self) -> None:
         """The metrics that follow the status: readiness, addresses per ServiceGroup."""
         self.metrics.ready.set(1 if self.health.ready else 0)
-        per_group: dict[str, int] = {}
-        for a in self.status.announced:
-            per_group[a.group] = per_group.get(a.group, 0) + 1
         self.metrics.group_addresses.clear()
-        for group, n in per_group.items():
+        for group, n in self.addresses.per_group.items():
             self.metrics.group_addresses.labels(group).set(n)
 
     def _write_status_soon(self) -> None:
@@ -728,6 +782,7 @@ class Agent:
 
     def _write_status(self) -> None:
         self._status_written, self._status_due = time.monotonic(), float("inf")
+        self.status.announced = self.addresses.announced()
         self._status_metrics()
         self.status.updated = now()
         document = self.status.to_json()
@@ -736,10 +791,17 @@ class Agent:
         except OSError as exc:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
         if self.reporter is not None and self._report is not None:
+            announced = {
+                service: tuple(map(str, interfaces))
+                for service, interfaces in self._tracker.state().by_service().items()
+            }
+            local = {s.ref for s in self._all_services() if s.local}
             self.reporter.publish(
                 dataclasses.replace(
                     self._report,
                     status=Status.from_json(document),
+                    announced=announced,
+                    local=frozenset(local & announced.keys()),
                     elected=self._local_report.elected,
                 )
             )

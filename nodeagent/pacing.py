@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from lbroute.model import api
+from lbroute.model.errors import ObjectRef
 from nodeagent.desired import DesiredState, Interface
 
 
@@ -44,9 +45,16 @@ class Pacer:
         return wanted, float("inf")
 
 
+def paced_groups(model: api.Model) -> frozenset[ObjectRef]:
+    """The ServiceGroups of ``model`` that IS-IS alone carries: their addresses are paced."""
+    return frozenset(
+        g.ref for g in model.service_groups if g.protocols == frozenset({api.Protocol.ISIS})
+    )
+
+
 def isis_only(model: api.Model, desired: DesiredState) -> frozenset[Interface]:
     """The addresses that only ServiceGroups carried by IS-IS alone announce."""
-    isis = {g.ref for g in model.service_groups if g.protocols == frozenset({api.Protocol.ISIS})}
+    isis = paced_groups(model)
     only: set[Interface] = set()
     other: set[Interface] = set()
     for a in desired.announcements:

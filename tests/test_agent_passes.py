@@ -80,19 +80,30 @@ def test_whatever_the_configuration_depends_on_renders_again(tmp_path: Path) -> 
 
 def test_a_service_is_read_again_only_when_its_object_changed(tmp_path: Path) -> None:
     agent = _agent(tmp_path)
+
+    def read(*objects: dict[str, Any]) -> tuple[list[str], list[str]]:
+        fresh, gone = agent._read_services(*agent._objects.update(objects))
+        return sorted(s.ref.name for s in fresh), sorted(s.ref.name for s in gone)
+
     web, api_ = service("web", "192.0.2.7"), service("api", "192.0.2.8")
-    first, _ = agent._services([web, api_])
-    again, _ = agent._services([web, api_])
-    assert [s.ref.name for s in first] == ["web", "api"]
-    assert all(a is b for a, b in zip(first, again, strict=True))  # not read again
+    assert read(web, api_) == (["api", "web"], [])
+    held = {id(s): s for s in agent._all_services()}
+    assert read(web, api_) == ([], [])  # the same objects: nothing read again
+    assert {id(s): s for s in agent._all_services()} == held
     moved = copy.deepcopy(web)
     moved["status"]["loadBalancer"]["ingress"] = [{"ip": "192.0.2.9"}]
-    after, _ = agent._services([moved])  # api is gone, web is another object
-    assert [str(a) for a in after[0].addresses] == ["192.0.2.9"] and len(after) == 1
+    assert read(moved) == (["web"], ["api", "web"])  # api is gone, web is another object
+    (after,) = agent._all_services()
+    assert [str(a) for a in after.addresses] == ["192.0.2.9"]
     broken = copy.deepcopy(web)
     broken["status"]["loadBalancer"]["ingress"] = [{"ip": "not-an-ip"}]
-    _, problems = agent._services([broken])
-    assert problems and problems == agent._services([broken])[1]  # kept with the object
+    read(broken)
+    problems = agent._service_problem_list()
+    assert problems and "not-an-ip" in str(problems[0])
+    read(broken)
+    assert agent._service_problem_list() == problems  # kept with the object
+    read()
+    assert agent._service_problem_list() == []  # and gone with it
 
 
 def test_a_pass_says_where_its_time_went(tmp_path: Path, caplog: Any) -> None:

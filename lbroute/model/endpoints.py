@@ -8,13 +8,13 @@ picks the Services and EndpointSlices out of a batch, so that the rest goes to
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from lbroute.model.errors import ObjectRef
 from lbroute.model.fields import list_at, mapping_at
-from lbroute.model.reread import Reread
+from lbroute.model.reread import Delta
 from lbroute.model.vocabulary import ENDPOINT_COUNT, SERVICE_NAME_LABEL
 
 
@@ -49,25 +49,87 @@ class ReadyCounter:
     a slice is read again only when it is another object than last time (the sources
     keep the dict of an unchanged slice), and only the Services whose slices changed
     are added up again. At 10,000 Services and 100,000 endpoints on as many nodes,
-    reading every slice took 0.4 s a pass and adding them all up 0.3 s."""
+    reading every slice took 0.4 s a pass and adding them all up 0.3 s.
+
+    :meth:`counts` takes every slice of a pass; :meth:`change` only the slices new
+    since the last pass and those gone (what :class:`~lbroute.model.reread.Delta`
+    finds), and says which Services' counts changed. Either way :attr:`totals` and
+    :attr:`ready` are the new dicts (the old ones are left as they were)."""
 
     def __init__(self) -> None:
-        self._slices: Reread[_Slice | None] = Reread(_read_slice)
-        self._totals: dict[ObjectRef, dict[str, int]] = {}
+        self._delta = Delta()
+        self._slices: dict[int, tuple[Mapping[str, Any], _Slice | None]] = {}
+        """id(slice) -> the slice (held: its id is not reused) and what it says."""
+        self._of: dict[ObjectRef, list[_Slice]] = {}
+        """Service -> what each of its slices says."""
+        self.totals: dict[ObjectRef, dict[str, int]] = {}
+        """Service -> node -> ready endpoints (:func:`ready_counts`)."""
+        self.ready: Mapping[ObjectRef, frozenset[str]] = _Ready(self.totals)
+        """Service -> nodes with a ready endpoint (:func:`nodes_of`), made from
+        :attr:`totals` when asked (a set per Service held for 10,000 Services on many
+        nodes was 7 MB of the agent)."""
 
     def counts(self, slices: Iterable[Mapping[str, Any]]) -> dict[ObjectRef, dict[str, int]]:
-        read = self._slices.update(slices)
-        dirty = {e.ref for e in (*read.fresh, *read.gone) if e is not None}
-        if dirty:
-            fresh = _total(e for e in read.values if e is not None and e.ref in dirty)
-            totals = dict(self._totals)
-            for ref in dirty:
-                if ref in fresh:
-                    totals[ref] = fresh[ref]
+        self.change(*self._delta.update(slices))
+        return self.totals
+
+    def change(
+        self, added: Iterable[Mapping[str, Any]], removed: Iterable[Mapping[str, Any]]
+    ) -> set[ObjectRef]:
+        """Take ``added`` slices and drop ``removed`` ones; the Services whose counts
+        changed."""
+        refs: set[ObjectRef] = set()
+        for obj in removed:
+            held = self._slices.pop(id(obj), None)
+            if held is not None and held[1] is not None:
+                read = held[1]
+                refs.add(read.ref)
+                left = [e for e in self._of[read.ref] if e is not read]
+                if left:
+                    self._of[read.ref] = left
                 else:
-                    totals.pop(ref, None)
-            self._totals = totals
-        return self._totals
+                    del self._of[read.ref]
+        for obj in added:
+            found = _read_slice(obj)
+            self._slices[id(obj)] = (obj, found)
+            if found is not None:
+                refs.add(found.ref)
+                self._of.setdefault(found.ref, []).append(found)
+        if not refs:
+            return set()
+        fresh = _total(e for ref in refs for e in self._of.get(ref, ()))
+        totals = dict(self.totals)
+        dirty: set[ObjectRef] = set()
+        for ref in refs:
+            counts = fresh.get(ref)
+            if counts == totals.get(ref) and (counts is not None or ref not in totals):
+                continue
+            dirty.add(ref)
+            if counts is None:
+                del totals[ref]
+            else:
+                totals[ref] = counts
+        self.totals, self.ready = totals, _Ready(totals)
+        return dirty
+
+
+class _Ready(Mapping[ObjectRef, frozenset[str]]):
+    """:func:`nodes_of` of ``totals``, each set made when it is asked for."""
+
+    def __init__(self, totals: Mapping[ObjectRef, Mapping[str, int]]) -> None:
+        self._totals = totals
+
+    def __getitem__(self, ref: ObjectRef) -> frozenset[str]:
+        return frozenset(self._totals[ref])
+
+    def __contains__(self, ref: object) -> bool:
+        return ref in self._totals
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return iter(self._totals)
+
+    def __len__(self) -> int:
+        return len(self._totals)
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ class LocalInputs:
     """The local pools of the groups whose nodeSelector selects this node."""
     node_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     ready: Mapping[ObjectRef, frozenset[str]] = field(default_factory=dict)
+    """Nodes with a ready endpoint, of the ETP Local Services of local addresses only
+    (all the election reads: inputs of equal objects compare equal, cheaply)."""
     local_interface: tuple[str, ...] = DEFAULT_LOCAL_INTERFACE
     lease: LocalLease = field(default_factory=LocalLease)
     service_interface: str = DEFAULT_INTERFACE
@@ -90,7 +92,12 @@ def local_inputs(
         pools={address: pool for address, (_, pool, _) in sharing.items()},
         serving_pools=serving,
         node_labels={n.name: dict(n.labels) for n in model.nodes},
-        ready=dict(ready),
+        ready={
+            sharer.ref: ready[sharer.ref]
+            for entry in addresses
+            for sharer in entry.services
+            if sharer.local_traffic and sharer.ref in ready
+        },
         local_interface=local_interface,
         lease=lease or LocalLease(),
         service_interface=service_interface,

@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -28,7 +28,7 @@ from lbroute.model.fields import IPNetwork
 from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 from nodeagent.desired import Interface
 from nodeagent.netlink import wire
-from nodeagent.netlink.plan import NONE, Mark, plan_reconcile
+from nodeagent.netlink.plan import NONE, Mark, Plan, plan_reconcile
 from nodeagent.netlink.rtnl import Rtnl, set_promote_secondaries
 
 log = logging.getLogger(__name__)
@@ -59,15 +59,59 @@ KNOWN_SECONDS = 5.0
 reading it back from the kernel (a reconcile that failed in any part trusts nothing)."""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(kw_only=True)
 class _Known:
     """What a reconcile left: lbroute's addresses with their metrics and its routes with
-    their marks, on the interface of ``index``, read from the kernel at ``read``."""
+    their marks, on the interface of ``index``, read from the kernel at ``read``; the
+    addresses by IP, and how many are in each prefix (what a change of a few needs)."""
 
     index: int
     read: float
-    addresses: Mapping[Interface, int]
-    marks: Mapping[IPNetwork, Mark]
+    addresses: dict[Interface, int]
+    marks: dict[IPNetwork, Mark]
+    by_ip: dict[tuple[int, int], Interface]
+    """(version, IP as an integer) -> the address: ipaddress objects hash in Python."""
+    users: dict[IPNetwork, int]
+
+    @classmethod
+    def of(
+        cls,
+        index: int,
+        read: float,
+        addresses: dict[Interface, int],
+        marks: dict[IPNetwork, Mark],
+    ) -> _Known:
+        users: dict[IPNetwork, int] = {}
+        for i in addresses:
+            users[i.network] = users.get(i.network, 0) + 1
+        return cls(
+            index=index,
+            read=read,
+            addresses=addresses,
+            marks=marks,
+            by_ip={_ip_key(i): i for i in addresses},
+            users=users,
+        )
+
+    def forget(self, iface: Interface) -> None:
+        if iface not in self.addresses:
+            return
+        del self.addresses[iface]
+        self.by_ip.pop(_ip_key(iface), None)
+        left = self.users.get(iface.network, 0) - 1
+        if left > 0:
+            self.users[iface.network] = left
+        else:
+            self.users.pop(iface.network, None)
+
+    def learn(self, iface: Interface, metric: int) -> None:
+        self.addresses[iface] = metric
+        self.by_ip[_ip_key(iface)] = iface
+        self.users[iface.network] = self.users.get(iface.network, 0) + 1
+
+
+def _ip_key(iface: Interface) -> tuple[int, int]:
+    return (iface.version, int(iface))
 
 
 class Kubelb:
@@ -208,6 +252,8 @@ class Kubelb:
         desired: frozenset[Interface],
         weights: Mapping[Interface, int] | None = None,
         classes: Mapping[Interface, int] | None = None,
+        *,
+        fresh: bool = False,
     ) -> Changes:
         """Make lbroute's addresses and routes match ``desired`` (with ``weights`` and
         ``classes``), in the order :mod:`~nodeagent.netlink.plan` gives; each step is one
@@ -220,7 +266,8 @@ class Kubelb:
         address someone else removed meanwhile comes back at the first pass after that."""
         index = self.index
         known, started = self._known, time.monotonic()
-        if known is not None and known.index == index and started - known.read < self.known_seconds:
+        trusted = known is not None and started - known.read < self.known_seconds and not fresh
+        if known is not None and known.index == index and trusted:
             addresses, marks, read = known.addresses, known.marks, known.read
         else:
             addresses, marks, read = self._addresses(), self._routes(), started
@@ -236,6 +283,90 @@ class Kubelb:
             metrics=addresses,
             address_marks=self.address_marks,
         )
+        added, removed, failed = self._carry_out(plan, index)
+        if not failed:
+            self._known = _Known.of(
+                index,
+                read,
+                {i: plan.metrics.get(i, 0) for i in desired},
+                {i.network: plan.route_marks.get(i.network, NONE) for i in desired},
+            )
+        return Changes(
+            added=tuple(added),
+            removed=tuple(removed),
+            failed=tuple(failed),
+            owned=(current | frozenset(added)) - frozenset(removed),
+        )
+
+    def update(
+        self,
+        old: Iterable[Interface],
+        new: Mapping[Interface, Mark],
+    ) -> Changes | None:
+        """A change of a few addresses: ``old`` ones (as the last reconcile or update
+        left them) make way for ``new`` ones, each with its (weight, class); the rest of
+        the interface is left as it is. The plan is :func:`plan_reconcile`'s, for the
+        IPs of ``old`` and ``new`` and the routes of their prefixes, from what the last
+        reconcile left (:attr:`known_seconds` does not apply: :meth:`reconcile` is what
+        reads the kernel again). ``owned`` in the result is of those IPs only.
+
+        None, with nothing done: there is no such record (none yet, or the last one
+        failed in a part, or the interface changed); a :meth:`reconcile` is needed."""
+        index = self.index
+        known = self._known
+        if known is None or known.index != index:
+            return None
+        keys = {_ip_key(i) for i in old} | {_ip_key(i) for i in new}
+        owned = {
+            iface: known.addresses[iface]
+            for key in keys
+            if (iface := known.by_ip.get(key)) is not None
+        }
+        desired = frozenset(new)
+        prefixes = {i.network for i in owned} | {i.network for i in desired}
+        leaving: dict[IPNetwork, int] = {}
+        for iface in owned:
+            leaving[iface.network] = leaving.get(iface.network, 0) + 1
+        keep = frozenset(n for n in prefixes if known.users.get(n, 0) > leaving.get(n, 0))
+        routes = {n: known.marks[n] for n in prefixes if n in known.marks}
+        plan = plan_reconcile(
+            owned=frozenset(owned),
+            routes=frozenset(routes),
+            desired=desired,
+            weights={i: mark[0] for i, mark in new.items() if mark[0]},
+            classes={i: mark[1] for i, mark in new.items() if mark[1]},
+            marks=routes,
+            metrics=owned,
+            address_marks=self.address_marks,
+            keep_routes=keep,
+        )
+        self._known = None  # until this change is carried out in full
+        added, removed, failed = self._carry_out(plan, index)
+        if failed:
+            return Changes(
+                added=tuple(added), removed=tuple(removed), failed=tuple(failed),
+                owned=(frozenset(owned) | frozenset(added)) - frozenset(removed),
+            )  # fmt: skip
+        for iface in owned:
+            known.forget(iface)
+        for iface in desired:
+            known.learn(iface, plan.metrics.get(iface, 0))
+        for net in prefixes:
+            if net in known.users:
+                known.marks[net] = plan.route_marks.get(net, NONE)
+            else:
+                known.marks.pop(net, None)
+        self._known = known
+        return Changes(
+            added=tuple(added),
+            removed=tuple(removed),
+            owned=(frozenset(owned) | frozenset(added)) - frozenset(removed),
+        )
+
+    def _carry_out(
+        self, plan: Plan, index: int
+    ) -> tuple[list[Interface], list[Interface], list[tuple[Interface | IPNetwork, str]]]:
+        """Send ``plan``'s steps, one batch each; (added, removed, failed)."""
         table = self.table
         mark, metric = plan.route_marks, plan.metrics
         failed: list[tuple[Interface | IPNetwork, str]] = []
@@ -301,19 +432,7 @@ class Kubelb:
             )
         for item, error in failed:
             log.warning("%s: %s: %s", self.ifname, item, error)
-        if not failed:
-            self._known = _Known(
-                index=index,
-                read=read,
-                addresses={i: metric.get(i, 0) for i in desired},
-                marks={i.network: mark.get(i.network, NONE) for i in desired},
-            )
-        return Changes(
-            added=tuple(added),
-            removed=tuple(removed),
-            failed=tuple(failed),
-            owned=(current | frozenset(added)) - frozenset(removed),
-        )
+        return added, removed, failed
 
     def _remove_and_add(
         self,

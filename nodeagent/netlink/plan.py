@@ -72,12 +72,16 @@ def plan_reconcile(
     marks: Mapping[IPNetwork, Mark] | None = None,
     metrics: Mapping[Interface, int] | None = None,
     address_marks: bool = False,
+    keep_routes: frozenset[IPNetwork] = frozenset(),
 ) -> Plan:
     """The steps that turn ``owned`` addresses and ``routes`` (lbroute's, as the kernel
     has them, with their ``metrics`` and ``marks``) into ``desired`` addresses with one
     route per prefix, marked with ``weights`` and ``classes``; ``address_marks``: the
-    mark goes on the address's metric too (FRR reads it there)."""
-    want_routes = frozenset(i.network for i in desired)
+    mark goes on the address's metric too (FRR reads it there).
+
+    A plan for part of the interface (some addresses, and the routes of their prefixes)
+    names in ``keep_routes`` the prefixes that addresses outside the part still need."""
+    want_routes = frozenset(i.network for i in desired) | keep_routes
     weights, classes = weights or {}, classes or {}
     marks, metrics = marks or {}, metrics or {}
     marked = {
