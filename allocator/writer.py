@@ -24,6 +24,11 @@ then writes what changed, asking before each write whether this replica still le
   condition (InSync, Unreachable, Refused or Drift), by read, change only those, write
   (the node agents' ``Valid`` condition is never touched);
 - the pool metrics, from the pass's counts.
+
+What a pass writes is found without looking at each Service when the pass says what
+differs from the one before (:attr:`~allocator.ipam.Allocation.delta`, from
+allocator.ipam.incremental) and that one was published to the end; otherwise every
+Service is looked at.
 """
 
 from __future__ import annotations
@@ -79,10 +84,13 @@ class PassWriter:
         self.default_class = default_class
         self.leading = leading
         self._reported: set[tuple[ObjectRef, str, str]] = set()
-        self._foreign: set[tuple[str, str, str]] = set()
-        """(Service uid, annotation, value) of the foreign annotations reported."""
-        self._classes: set[tuple[str, str, ObjectRef]] = set()
-        """(Service uid, class, group) of the unknown BGP classes reported."""
+        self._foreign: dict[ServiceKey, frozenset[tuple[str, str, str]]] = {}
+        """Per Service, (its uid, annotation, value) of the foreign annotations reported."""
+        self._classes: dict[ServiceKey, tuple[str, str, ObjectRef]] = {}
+        """Per Service, (its uid, class, group) of the unknown BGP class reported."""
+        self._taken_in: object | None = None
+        """The pass last published to the end (:attr:`Allocation.delta`'s token): the next
+        one, if it follows that one, is looked at only where it differs."""
 
     def forget_reported(self) -> None:
         """Say every standing failure again at the next pass (leadership changed)."""
@@ -100,7 +108,18 @@ class PassWriter:
         """Write one pass's ``result``: ``expected`` is each Service as the pass read it,
         ``invalid`` the ServiceGroups left out and why, ``kept`` those used as their last
         valid version (:mod:`lbroute.model.lastgood`) and what to say of them. False when
-        leadership was lost on the way (the rest is left unwritten)."""
+        leadership was lost on the way (the rest is left unwritten).
+
+        A pass of 10,000 Services costs what changed, not a look at each Service: a pass
+        that follows the last one published (its ``delta``) is taken in only for the
+        Services it names (``expected`` must be the Services that pass was given)."""
+        delta = result.delta
+        since = (
+            delta.services
+            if delta is not None and delta.after is not None and delta.after is self._taken_in
+            else None
+        )
+        self._taken_in = None
         for assignment in result.changes():
             if not self.leading():
                 return False
@@ -110,14 +129,14 @@ class PassWriter:
         if not self.leading():
             return False
         self._report(result)
-        self._report_foreign(expected.values())
-        self._report_classes(result, model, expected)
+        self._report_foreign(expected, since)
+        self._report_classes(result, model, expected, since)
         refs = {g.ref: g for g in result.groups}
         ipam = dict(result.ipam)
         selected = dict(result.selected)
         # A group's Services all carry the label once a pass found none to label (the
         # agents then watch labeled Services only: nodeagent, KubernetesSource).
-        unlabeled = {a.group for a in result.assignments if a.label != a.label_before}
+        unlabeled = {a.group for a in result.changes() if a.label != a.label_before}
         for g in model.service_groups:
             prefixes: Mapping[str, list[str]] | bool | None = False  # as it is
             if g.name in selected:
@@ -137,6 +156,7 @@ class PassWriter:
             ref = ObjectRef(kind=SERVICE_GROUP, namespace=self.namespace, name=name)
             self._write_group(ref, None, why)
         self._pool_metrics(result)
+        self._taken_in = delta.token if delta is not None else None
         return True
 
     # -- Services ----------------------------------------------------------------------------
@@ -219,7 +239,14 @@ class PassWriter:
             self.recorder.emit(ref, kind, reason, note, uid=uid)
 
     def _report(self, result: Allocation) -> None:
-        uids = {a.ref: a.uid for a in result.assignments}
+        found: dict[ObjectRef, str] | None = None
+
+        def uid(ref: ObjectRef) -> str | None:
+            nonlocal found
+            if found is None:  # only when there is something new to say
+                found = {a.ref: a.uid for a in result.assignments}
+            return found.get(ref)
+
         now: set[tuple[ObjectRef, str, str]] = set()
         failure: Failure
         for failure in result.failures:
@@ -237,7 +264,7 @@ class PassWriter:
                 note,
                 extra=about(failure.ref, reason=failure.reason, field=failure.path or None),
             )
-            self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uids.get(failure.ref))
+            self._emit(failure.ref, "Warning", "AllocationFailed", note, uid=uid(failure.ref))
         for drift in result.drift:
             key = (drift.ref, "ExternalIPAMDrift", str(drift))
             now.add(key)
@@ -248,7 +275,7 @@ class PassWriter:
                     "Warning",
                     "ExternalIPAMDrift",
                     drift.message,
-                    uid=uids.get(drift.ref),
+                    uid=uid(drift.ref),
                 )
         for outside in result.outside:
             key = (outside.ref, "AddressOutsidePool", str(outside))
@@ -259,50 +286,75 @@ class PassWriter:
                     "Warning",
                     "AddressOutsidePool",
                     str(outside).split(": ", 1)[1],
-                    uid=uids.get(outside.ref),
+                    uid=uid(outside.ref),
                 )
         self._reported = now
 
-    def _report_foreign(self, services: Iterable[LBService]) -> None:
-        """A ForeignAnnotation Event per MetalLB or PureLB annotation value, once."""
-        now: set[tuple[str, str, str]] = set()
-        for svc in services:
+    def _report_foreign(
+        self,
+        expected: Mapping[ServiceKey, LBService],
+        since: Mapping[ObjectRef, Assignment | None] | None,
+    ) -> None:
+        """A ForeignAnnotation Event per MetalLB or PureLB annotation value, once while
+        it is there; ``since``: only these Services may differ from the last pass."""
+        if since is None:
+            before = set().union(*self._foreign.values())
+            self._foreign = {}
+            keys: Iterable[ServiceKey] = expected
+        else:
+            before = None
+            keys = sorted((r.namespace, r.name) for r in since)
+        for key in keys:
+            svc = expected.get(key)
+            old = self._foreign.pop(key, frozenset()) if before is None else before
+            if svc is None or not svc.foreign:
+                continue
+            who = svc.uid or str(svc.ref)
+            self._foreign[key] = frozenset((who, f.key, f.value) for f in svc.foreign)
             for f in svc.foreign:
-                key = (svc.uid or str(svc.ref), f.key, f.value)
-                now.add(key)
-                if key in self._foreign:
+                if (who, f.key, f.value) in old:
                     continue
                 kind = "Warning" if f.conflict else "Normal"
                 log.info("%s: %s", svc.ref, f.message, extra=about(svc.ref, annotation=f.key))
                 self._emit(svc.ref, kind, "ForeignAnnotation", f.message, uid=svc.uid or None)
-        self._foreign = now
 
     def _report_classes(
         self,
         result: Allocation,
         model: api.Model,
         expected: Mapping[ServiceKey, LBService],
+        since: Mapping[ObjectRef, Assignment | None] | None,
     ) -> None:
         """An UnknownBgpClass Event per Service and class its group does not declare,
-        once while it lasts (the allocator speaks for all the agents, which only log it)."""
+        once while it lasts (the allocator speaks for all the agents, which only log it);
+        ``since``: only these Services may differ from the last pass."""
         groups = {g.ref: g for g in model.service_groups}
-        now: set[tuple[str, str, ObjectRef]] = set()
-        for a in result.assignments:
-            svc = expected.get((a.ref.namespace, a.ref.name))
-            group = groups.get(a.group) if a.group is not None else None
-            if svc is None or group is None or not a.addresses:
+        if since is None:
+            before = set(self._classes.values())
+            self._classes = {}
+            pairs: Iterable[tuple[ObjectRef, Assignment | None]] = (
+                (a.ref, a) for a in result.assignments
+            )
+        else:
+            before = None
+            pairs = sorted(since.items(), key=lambda p: p[0])
+        for ref, a in pairs:
+            key = (ref.namespace, ref.name)
+            old = self._classes.pop(key, None) if before is None else None
+            svc = expected.get(key)
+            group = groups.get(a.group) if a is not None and a.group is not None else None
+            if svc is None or group is None or a is None or not a.addresses:
                 continue
             unknown = unknown_class(svc, group)
             if unknown is None or svc.bgp_class is None:
                 continue
-            key = (svc.uid or str(svc.ref), svc.bgp_class, group.ref)
-            now.add(key)
-            if key in self._classes:
+            found = (svc.uid or str(svc.ref), svc.bgp_class, group.ref)
+            self._classes[key] = found
+            if found == old or (before is not None and found in before):
                 continue
             note = f"{unknown.path}: {unknown.message}"
             log.info("%s: %s", svc.ref, note, extra=about(svc.ref))
             self._emit(svc.ref, "Warning", "UnknownBgpClass", note, uid=svc.uid or None)
-        self._classes = now
 
     # -- ServiceGroups -----------------------------------------------------------------------
 

@@ -14,21 +14,27 @@ came from.
 
 The modules, each standing on the ones after it:
 
-- :mod:`~allocator.ipam.assign`: one pass, :func:`allocate`, in its three steps;
+- :mod:`~allocator.ipam.incremental`: the same pass at the cost of what changed since
+  the last one (:class:`Incremental`, the controller's);
+- :mod:`~allocator.ipam.assign`: one pass, :func:`allocate`, in its three steps (each
+  step's work for one Service or address a function of its own, shared with the above);
 - :mod:`~allocator.ipam.plan`: the decision for one Service (group, families, what it
   keeps, its requested address, a shared address);
 - :mod:`~allocator.ipam.stats`: the counts per pool and ServiceGroup;
+- :mod:`~allocator.ipam.journal`: a book whose changes by steps 2 and 3 can be undone;
 - :mod:`~allocator.ipam.book`: what is taken and by whom, and each pool's cursor;
 - :mod:`~allocator.ipam.results`: what a pass returns (assignments, failures and their
-  reasons, addresses kept outside every pool, counts).
+  reasons, addresses kept outside every pool, counts, what differs from the pass before).
 
 This package exports what the controller and ``lbroute allocate`` use.
 """
 
 from allocator.ipam.assign import allocate, invalid_groups
+from allocator.ipam.incremental import Incremental
 from allocator.ipam.results import (
     Allocation,
     Assignment,
+    Delta,
     ExternalRequest,
     Failure,
     GroupStats,
@@ -40,9 +46,11 @@ from allocator.ipam.results import (
 __all__ = [
     "Allocation",
     "Assignment",
+    "Delta",
     "ExternalRequest",
     "Failure",
     "GroupStats",
+    "Incremental",
     "Outside",
     "PoolStats",
     "Reason",

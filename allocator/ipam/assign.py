@@ -22,6 +22,10 @@ it in the pass), after the group's own pools of that family are used up. What th
 gave comes back in the next pass as ``claims``, taken before any request like an
 address the Service asked for (allocator.external).
 
+Each step's work for one address or Service is a function of its own (:func:`claim`,
+:func:`request`, :func:`rest`), so that allocator.ipam.incremental, which redoes only
+what changed, does exactly what this pass does.
+
 Then each Service's :class:`~allocator.ipam.results.Assignment`: its addresses in the
 order of its families and the allocated-from annotation naming the pools they came
 from; a Service that is no longer lbroute's gives back the addresses lbroute gave it.
@@ -32,7 +36,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from allocator.ipam.book import Book, ports_text
-from allocator.ipam.plan import Plan, decide, shared, take_requested
+from allocator.ipam.plan import Fail, Plan, decide, shared, take_requested
 from allocator.ipam.results import (
     Allocation,
     Assignment,
@@ -91,30 +95,8 @@ def allocate(
     # 1. What every Service holds now; the older of two claimants keeps an address.
     for svc in by_age:
         for address in svc.addresses:
-            holding = book.holding(address)
-            if holding is None:
-                book.hold(address, svc)
-            elif holding.joinable(svc):
-                clash = holding.clash(svc)
-                if clash:
-                    fail(
-                        svc,
-                        Reason.SHARE_CLASH,
-                        "spec.ports",
-                        f"{ports_text(clash)} also used by {holding.names(svc)} on the shared "
-                        f"address {address}; the Service keeps the address, but only one of "
-                        "them receives that traffic: change the ports or the sharing key",
-                    )
-                book.hold(address, svc)
-            elif svc.ref in plans:
+            if not claim(address, svc, book, fail) and svc.ours:
                 plans[svc.ref].lost.add(address)
-                fail(
-                    svc,
-                    Reason.CONFLICT,
-                    "status.loadBalancer.ingress",
-                    f"{address} is also held by {holding.names()}, which keeps it (older); "
-                    "this Service gets another address",
-                )
 
     # Group, families and what each Service keeps.
     for plan in plans.values():
@@ -123,86 +105,19 @@ def allocate(
     # 2. Requested addresses first, for every Service: those an external IPAM gave it
     # (claims), then those it asks for.
     for plan in plans.values():
-        if plan.frozen:
-            continue
-        for f, address in claims.get(plan.svc.ref, {}).items():
-            if f in plan.wanted and f not in plan.keep and f not in plan.new:
-                path = "status.loadBalancer.ingress"
-                if take_requested(plan, address, book, fail, path):
-                    plan.new[f] = address
-        for address in plan.svc.requested:
-            f = Family.of(address)
-            if f not in plan.wanted:
-                fail(
-                    plan.svc,
-                    Reason.FAMILY_UNAVAILABLE,
-                    plan.svc.requested_path,
-                    f"{address} is {f} but the Service gets only "
-                    + ", ".join(str(w) for w in plan.wanted)
-                    + " addresses (spec.ipFamilies, spec.ipFamilyPolicy)",
-                )
-                plan.blocked = True
-                continue
-            if plan.keep.get(f) == address or plan.new.get(f) == address:
-                continue
-            if take_requested(plan, address, book, fail):
-                state = book.pool_of(address)
-                holding = book.holding(address)
-                recorded = holding is not None and any(
-                    address in h.addresses for h in holding.holders if h is not plan.svc
-                )
-                if state is not None and state.pool.external is not None and not recorded:
-                    plan.pending[f] = address  # held for it while the IPAM is asked
-                else:
-                    plan.new[f] = address  # a pool's own, or shared with its holder
+        request(plan, claims.get(plan.svc.ref, {}), book, fail)
 
     # 3. The rest: a shared address, else the lowest free one.
     for plan in plans.values():
-        if plan.frozen or plan.blocked or plan.group is None:
-            continue
-        requested = {Family.of(a) for a in plan.svc.requested}
-        for f in plan.wanted:
-            if f in plan.keep or f in plan.new or f in requested:
-                continue
-            got = shared(plan, f, book, fail)
-            if got is None:
-                got = book.free(plan.group, f)
-            if got is None and book.external(plan.group, f):
-                plan.pending[f] = None
-                continue
-            if got is None:
-                fail(
-                    plan.svc,
-                    Reason.EXHAUSTED,
-                    "",
-                    f"no free {f} address left in {plan.group.ref} (pools: "
-                    + ", ".join(str(p) for p in plan.group.pools if p.family is f)
-                    + "); add a pool or free an address",
-                )
-                continue
-            book.hold(got, plan.svc)
-            plan.new[f] = got
-        if plan.all_or_nothing and any(
-            f not in plan.keep and f not in plan.new for f in plan.wanted
-        ):
-            # Every family at once or none: what the IPAM is asked for comes next pass,
-            # and the rest with it; nothing is asked when a family has no address at all.
-            if any(
-                f not in plan.keep and f not in plan.new and f not in plan.pending
-                for f in plan.wanted
-            ):
-                plan.pending.clear()
-            for address in plan.new.values():
-                book.unhold(address, plan.svc)
-            plan.new.clear()
+        rest(plan, book, fail)
 
     assignments = []
     for svc in services:
         found = plans.get(svc.ref)
         if found is not None:
-            assignments.append(_assignment(found, book))
+            assignments.append(assignment(found, book))
         elif svc.allocated_from is not None:
-            assignments.append(_release(svc, book))
+            assignments.append(release(svc, book))
     outside = [
         Outside(ref=p.svc.ref, address=a, group=p.group.ref)
         for p in plans.values()
@@ -231,7 +146,116 @@ def allocate(
     )
 
 
-def _assignment(plan: Plan, book: Book) -> Assignment:
+def claim(address: IPAddress, svc: LBService, book: Book, fail: Fail) -> bool:
+    """Step 1 for one address a Service holds now: hold it, or join the Services of its
+    sharing key that hold it (a port clash reported); False when an older claimant that
+    it may not share with keeps it (reported when the Service is lbroute's)."""
+    holding = book.holding(address)
+    if holding is None:
+        book.hold(address, svc)
+        return True
+    if holding.joinable(svc):
+        clash = holding.clash(svc)
+        if clash:
+            fail(
+                svc,
+                Reason.SHARE_CLASH,
+                "spec.ports",
+                f"{ports_text(clash)} also used by {holding.names(svc)} on the shared "
+                f"address {address}; the Service keeps the address, but only one of "
+                "them receives that traffic: change the ports or the sharing key",
+            )
+        book.hold(address, svc)
+        return True
+    if svc.ours:
+        fail(
+            svc,
+            Reason.CONFLICT,
+            "status.loadBalancer.ingress",
+            f"{address} is also held by {holding.names()}, which keeps it (older); "
+            "this Service gets another address",
+        )
+    return False
+
+
+def request(plan: Plan, claims: Mapping[Family, IPAddress], book: Book, fail: Fail) -> None:
+    """Step 2 for one Service: the addresses an external IPAM gave it (``claims``), then
+    those it asks for."""
+    if plan.frozen:
+        return
+    for f, address in claims.items():
+        if f in plan.wanted and f not in plan.keep and f not in plan.new:
+            path = "status.loadBalancer.ingress"
+            if take_requested(plan, address, book, fail, path):
+                plan.new[f] = address
+    for address in plan.svc.requested:
+        f = Family.of(address)
+        if f not in plan.wanted:
+            fail(
+                plan.svc,
+                Reason.FAMILY_UNAVAILABLE,
+                plan.svc.requested_path,
+                f"{address} is {f} but the Service gets only "
+                + ", ".join(str(w) for w in plan.wanted)
+                + " addresses (spec.ipFamilies, spec.ipFamilyPolicy)",
+            )
+            plan.blocked = True
+            continue
+        if plan.keep.get(f) == address or plan.new.get(f) == address:
+            continue
+        if take_requested(plan, address, book, fail):
+            state = book.pool_of(address)
+            holding = book.holding(address)
+            recorded = holding is not None and any(
+                address in h.addresses for h in holding.holders if h is not plan.svc
+            )
+            if state is not None and state.pool.external is not None and not recorded:
+                plan.pending[f] = address  # held for it while the IPAM is asked
+            else:
+                plan.new[f] = address  # a pool's own, or shared with its holder
+
+
+def rest(plan: Plan, book: Book, fail: Fail) -> None:
+    """Step 3 for one Service: each family it still lacks from a shared address, else
+    the lowest free one; for RequireDualStack, every family or none."""
+    if plan.frozen or plan.blocked or plan.group is None:
+        return
+    requested = {Family.of(a) for a in plan.svc.requested}
+    for f in plan.wanted:
+        if f in plan.keep or f in plan.new or f in requested:
+            continue
+        got = shared(plan, f, book, fail)
+        if got is None:
+            got = book.free(plan.group, f)
+        if got is None and book.external(plan.group, f):
+            plan.pending[f] = None
+            continue
+        if got is None:
+            fail(
+                plan.svc,
+                Reason.EXHAUSTED,
+                "",
+                f"no free {f} address left in {plan.group.ref} (pools: "
+                + ", ".join(str(p) for p in plan.group.pools if p.family is f)
+                + "); add a pool or free an address",
+            )
+            continue
+        book.hold(got, plan.svc)
+        plan.new[f] = got
+    if plan.all_or_nothing and any(f not in plan.keep and f not in plan.new for f in plan.wanted):
+        # Every family at once or none: what the IPAM is asked for comes next pass,
+        # and the rest with it; nothing is asked when a family has no address at all.
+        if any(
+            f not in plan.keep and f not in plan.new and f not in plan.pending for f in plan.wanted
+        ):
+            plan.pending.clear()
+        for address in plan.new.values():
+            book.unhold(address, plan.svc)
+        plan.new.clear()
+
+
+def assignment(plan: Plan, book: Book) -> Assignment:
+    """What the Service's status and annotations should say once its plan is made."""
     svc = plan.svc
     before_annotation = str(svc.allocated_from) if svc.allocated_from else None
     if plan.frozen or plan.group is None:
@@ -279,7 +303,7 @@ def _assignment(plan: Plan, book: Book) -> Assignment:
     )
 
 
-def _release(svc: LBService, book: Book) -> Assignment:
+def release(svc: LBService, book: Book) -> Assignment:
     """A Service that is no longer lbroute's: drop the addresses lbroute gave it."""
     assert svc.allocated_from is not None
     keep = tuple(

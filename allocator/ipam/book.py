@@ -139,6 +139,20 @@ class Book:
             if state is not None:
                 state.cursor = min(state.cursor, n)
 
+    def release(self, address: IPAddress) -> None:
+        """Let go of the address whoever holds it (its holding is built again from its
+        claimants: allocator.ipam.incremental)."""
+        f = Family.of(address)
+        n = int(address)
+        holding = self.taken[f].pop(n, None)
+        if holding is None:
+            return
+        if holding.share is not None:
+            self.shares.get((*holding.share, f), set()).discard(n)
+        state = self.pool_of(address)
+        if state is not None:
+            state.cursor = min(state.cursor, n)
+
     def free(self, group: ServiceGroup, family: Family) -> IPAddress | None:
         """The lowest free address of the group's own pools of ``family`` (an external
         IPAM's pools are its own to hand out: see :meth:`external`)."""

@@ -10,7 +10,7 @@ pool of its group, and the counts per pool and group. Nothing here decides anyth
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from lbroute.model.api import Family
@@ -154,6 +154,21 @@ class GroupStats:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Delta:
+    """How a pass differs from the one before it, when one incremental allocator
+    (:mod:`allocator.ipam.incremental`) made both: a reader that took in ``after`` in
+    full need only look at ``services`` to take in this one."""
+
+    token: object
+    """This pass."""
+    after: object | None
+    """The pass this one follows; None: none (a reader takes this one in full)."""
+    services: Mapping[ObjectRef, Assignment | None]
+    """Every Service whose Service or assignment may differ from what ``after`` had,
+    with its assignment now (None: it has none, or is gone)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class Allocation:
     assignments: tuple[Assignment, ...]
     """Every Service that is lbroute's or carries its allocated-from annotation."""
@@ -173,7 +188,15 @@ class Allocation:
     """The groups whose ``prefixSelector`` chose other NetBox prefixes than their status
     lists, and the ``status.ipam.netbox`` that says them, set by the controller."""
 
+    changed: tuple[Assignment, ...] | None = field(default=None, compare=False, repr=False)
+    """The assignments that change something, in the order of ``assignments``, when the
+    pass kept them without looking at every one (allocator.ipam.incremental)."""
+    delta: Delta | None = field(default=None, compare=False, repr=False)
+    """What differs from the pass before, when the same incremental allocator made both."""
+
     def changes(self) -> list[Assignment]:
+        if self.changed is not None:
+            return list(self.changed)
         return [a for a in self.assignments if a.changed]
 
     def of(self, ref: ObjectRef) -> Assignment | None:
