@@ -8,14 +8,26 @@ API), then measures:
   every address (allocator.ipam.allocate) when none has one yet;
 - core, restart: the same with every Service holding what the first pass gave it (what
   a restarted allocator or a new leader computes); it must change nothing;
-- core, one more Service: a pass after one Service is added to the 10,000 (what each
-  change costs the controller);
+- core, one more Service: a full pass after one Service is added to the 10,000 (what
+  each change cost the controller before its passes were incremental);
+- controller, one change (``one_change_ms``): the controller's compute path
+  (allocator.controller.Allocator.compute: the ServiceGroups loaded, the snapshot's
+  Services looked up, the changed one parsed, allocator.ipam.incremental's pass) after
+  one Service is added to the 10,000, one edited (it asks for another address) and one
+  deleted, in milliseconds, each checked against a full pass; ``full_pass_s``: the same
+  path from a cold start (every Service parsed, a full pass), the reference;
 - peak memory of the first pass (tracemalloc) and the process's VmHWM;
 - API (``--api-services``, 0 to skip): the controller (allocator.controller) against the
   protocol-level fake API server of the tests, over HTTP, from a cold start to every
   Service written (status, allocated-from annotation, Event): Services per second.
 
     .venv/bin/python bench/alloc_bench.py [--services 10000] [--api-services 2000] [--json FILE]
+
+JSON keys: ``core`` (first_pass_s, restart_pass_s, one_more_pass_s,
+one_more_allocate_only_s: lists of seconds, one per run), ``controller`` (services,
+full_pass_s: seconds per run; one_change_ms: {"add", "edit", "delete"}: milliseconds per
+run; one_change_median_ms: the medians; passes: how the incremental allocator counted
+its passes), ``api`` when run.
 
 The script exits 1 without numbers when a pass leaves a Service without its addresses,
 gives one address to two Services that do not share it, or when the restart pass would
@@ -25,6 +37,8 @@ change anything: then it would be measuring the wrong thing.
 from __future__ import annotations
 
 import argparse
+import copy
+import functools
 import gc
 import json
 import platform
@@ -175,7 +189,7 @@ def core(n: int, runs: int) -> dict[str, Any]:
     check(first, objects)
     by_ref = {(a.ref.namespace, a.ref.name): a for a in first.assignments}
     held = [
-        with_allocation(o, a.addresses, a.allocated_from)
+        with_allocation(o, a.addresses, a.allocated_from, label=a.label)
         for o in objects
         for a in [by_ref[(o["metadata"]["namespace"], o["metadata"]["name"])]]
     ]
@@ -204,6 +218,90 @@ def core(n: int, runs: int) -> dict[str, Any]:
         "one_more_allocate_only_s": cached_times,
         "services_per_s": n / statistics.median(first_times),
         "peak_tracemalloc_mib": peak / 2**20,
+    }
+
+
+def held_services(model: api.Model, n: int) -> list[Obj]:
+    """n Services as a restarted allocator finds them: each with what a first pass gave
+    it written (status, annotation, label) and a resourceVersion."""
+    objects = services(n)
+    first = one_pass(model, objects)
+    by_ref = {(a.ref.namespace, a.ref.name): a for a in first.assignments}
+    out = []
+    for o in objects:
+        a = by_ref[(o["metadata"]["namespace"], o["metadata"]["name"])]
+        held = with_allocation(o, a.addresses, a.allocated_from, label=a.label)
+        held["metadata"]["resourceVersion"] = "1"
+        out.append(held)
+    return out
+
+
+def controller(n: int, runs: int) -> dict[str, Any]:
+    """The controller's compute path after one change, against a cold start."""
+    from allocator.controller import Allocator, Settings
+    from lbroute.kube.client import api_client
+    from lbroute.kube.directory import Snapshot
+    from tests.fakeapi import FakeAPI
+
+    model = api.load(groups())
+    objects = held_services(model, n)
+    base = Snapshot(objects=(*groups(), *objects))
+    settings = Settings(identity="bench", namespace=NS)
+    edited = n // 2 + 1  # a single-stack IPv4 Service of the default group
+    free = "10.0.47.200"  # no Service holds it (checked below)
+
+    def edit(o: Obj) -> Obj:
+        out = copy.deepcopy(o)
+        out["metadata"].setdefault("annotations", {})["lbroute.io/addresses"] = free
+        out["metadata"]["resourceVersion"] = "2"
+        return out
+
+    def expect(snapshot: Snapshot, result: Allocation, changes: int) -> None:
+        """The incremental pass gives what a full one does, with the expected changes."""
+        parsed = [p for o in snapshot.objects if o["kind"] == "Service"
+                  for p in [parse_service(o, default_class=False)] if p is not None]  # fmt: skip
+        full = allocate(model.service_groups, parsed, namespace=NS)
+        if result != full or result.changes() != full.changes():
+            raise SystemExit("an incremental pass differs from a full one")
+        if len(result.changes()) != changes:
+            raise SystemExit(f"one change changed {len(result.changes())} Services")
+
+    with tempfile.TemporaryDirectory() as tmp, FakeAPI(namespaces=(NS,)) as fake:
+        client = api_client(str(fake.kubeconfig(Path(tmp) / "kubeconfig")))
+        full_times: list[float] = []
+        allocator: Any = None
+        for _ in range(runs):
+            allocator = Allocator(client, settings)
+            times, (result, *_rest) = timed(functools.partial(allocator.compute, base), 1)
+            full_times += times
+        if result.changes():
+            raise SystemExit(f"a restart would change {len(result.changes())} Services")
+        if any(free in map(str, a.addresses) for a in result.assignments):
+            raise SystemExit(f"{free} is held: pick another address for the edit")
+        one: dict[str, list[float]] = {"add": [], "edit": [], "delete": []}
+        for i in range(runs * 3):
+            added = services(1, start=n + i)[0]
+            added["metadata"]["resourceVersion"] = "1"
+            k = edited + 20 * i
+            before, after = base.objects[: 4 + k], base.objects[5 + k :]  # objects[k]
+            cases = {
+                "add": (Snapshot(objects=(*base.objects, added)), 1),
+                "edit": (Snapshot(objects=(*before, edit(objects[k]), *after)), 1),
+                "delete": (Snapshot(objects=(*before, *after)), 0),
+            }
+            for kind, (snapshot, changes) in cases.items():
+                times, (result, *_rest) = timed(lambda s=snapshot: allocator.compute(s), 1)
+                one[kind] += [t * 1000 for t in times]
+                if i == 0:
+                    expect(snapshot, result, changes)
+                allocator.compute(base)  # back, for the next case
+        passes = {"incremental": allocator.ipam.incremental, "full": allocator.ipam.full}
+    return {
+        "services": n,
+        "full_pass_s": full_times,
+        "one_change_ms": one,
+        "one_change_median_ms": {k: statistics.median(v) for k, v in one.items()},
+        "passes": passes,
     }
 
 
@@ -265,6 +363,14 @@ def main() -> int:
     print(f"  ... its Services parsed before (the controller keeps them by resourceVersion): "
           f"{summary(c['one_more_allocate_only_s'])}")  # fmt: skip
     print(f"  peak memory of a first pass: {c['peak_tracemalloc_mib']:.1f} MiB (tracemalloc)")
+    result["controller"] = controller(args.services, args.runs)
+    k = result["controller"]
+    print(f"controller: compute after one change at {k['services']} Services "
+          f"(median [min-max] of {len(k['one_change_ms']['add'])} runs)")  # fmt: skip
+    for kind, ms in k["one_change_ms"].items():
+        print(f"  one Service {kind + 'ed' if kind != 'delete' else 'deleted'}: "
+              f"{statistics.median(ms):.1f} ms [{min(ms):.1f}-{max(ms):.1f}]")  # fmt: skip
+    print(f"  a cold start (every Service parsed, a full pass): {summary(k['full_pass_s'])}")
     if args.api_services:
         result["api"] = through_api(args.api_services)
         a = result["api"]
