@@ -56,6 +56,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchlib import machine  # noqa: E402
+
 from allocator.ipam import Allocation, allocate, invalid_groups  # noqa: E402
 from allocator.service import parse_service, with_allocation  # noqa: E402
 from lbroute.model import api  # noqa: E402
@@ -351,7 +353,7 @@ def main() -> int:
     args = parser.parse_args()
     result: dict[str, Any] = {
         "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
+        "machine": machine(),
         "core": core(args.services, args.runs),
     }
     c = result["core"]

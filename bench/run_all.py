@@ -102,8 +102,10 @@ WHY: dict[str, str] = {
     "it, `isis_pace`). The floor column shows what the router and protocol take alone.",
     "7": "The agent keeps every object trimmed to what it reads (`lbroute/kube/trim.py`); "
     "what is left is the interpreter with its libraries (about 44 MiB), the trimmed "
-    "objects and one pass's working set (parsed Services, the desired state, the status "
-    "document).",
+    "objects and what the agent keeps from pass to pass so that a change costs what it "
+    "changes (parsed Services and their claims on addresses, the desired state, each "
+    "Service's ready endpoints per node, kube-lb0's record, the status's encoded "
+    "addresses).",
 }
 
 NOTES = [
