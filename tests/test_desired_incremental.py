@@ -22,19 +22,11 @@ from lbroute.model.endpoints import ReadyCounter, nodes_of
 from lbroute.model.errors import ObjectRef
 from lbroute.model.service import Service, parse_service
 from nodeagent.desired import Announcement, DesiredState, DesiredTracker, desired_state
+from tests.test_desired import group
 
 NS = "lbroute"
 NODE = "node-a"
 CLASSES = {"premium": {"communities": ["64512:1"]}, "backup": {"localPref": 50}}
-
-
-def group(name: str, pools: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": api.API_VERSION,
-        "kind": "ServiceGroup",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"pools": pools, **spec},
-    }
 
 
 MODEL = api.load(
