@@ -83,6 +83,8 @@ class _File:
     """Its objects when it last parsed (trimmed); a file that stops parsing keeps them."""
     error: str | None = None
     """Why it could not be read or parsed, reported with every snapshot until fixed."""
+    absolute: str = ""
+    """Its absolute path, as changes name it."""
 
 
 class DirectorySource:
@@ -100,13 +102,15 @@ class DirectorySource:
         files, missing = manifest_files([self.path])
         if missing:
             return Snapshot(objects=(), errors=tuple(missing), changed=changed, at=at)
-        named = {Path(os.path.abspath(p)) for p in changed}
+        named = {os.path.abspath(p) for p in changed}
         objects: list[dict[str, Any]] = []
         errors: list[str] = []
         for file in files:
-            known = self._files.setdefault(file, _File())
+            known = self._files.get(file)
+            if known is None:
+                known = self._files[file] = _File(absolute=os.path.abspath(file))
             stat = _stat(file)
-            if stat is None or stat != known.stat or Path(os.path.abspath(file)) in named:
+            if stat is None or stat != known.stat or known.absolute in named:
                 self._read(file, known, stat)
             if known.error is not None:
                 errors.append(known.error)

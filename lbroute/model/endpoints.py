@@ -154,7 +154,7 @@ def _read_slice(obj: Mapping[str, Any]) -> _Slice | None:
     )
     sums: dict[str, int] = {}
     found: dict[str, set[str]] = {}
-    for i, ep in enumerate(list_at(obj, "endpoints")):
+    for ep in list_at(obj, "endpoints"):
         if not isinstance(ep, Mapping):
             continue
         conditions = mapping_at(ep, "conditions")
@@ -168,7 +168,10 @@ def _read_slice(obj: Mapping[str, Any]) -> _Slice | None:
             sums[node] = sums.get(node, 0) + max(count, 1)
             continue
         addresses = [a for a in list_at(ep, "addresses") if isinstance(a, str)]
-        found.setdefault(node, set()).add(addresses[0] if addresses else f"{id(obj)}/{i}")
+        if not addresses:  # trimmed, standing for one endpoint: nothing to tell apart
+            sums[node] = sums.get(node, 0) + 1
+            continue
+        found.setdefault(node, set()).add(addresses[0])
     listed: dict[str, frozenset[str]] = {node: frozenset(keys) for node, keys in found.items()}
     return _Slice(
         ref=ref,

@@ -20,7 +20,8 @@ quoted, so a file name cannot fake a line of output.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,11 +73,7 @@ def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     missing: list[str] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in SUFFIXES and p.is_file() and not _hidden(p.relative_to(path))
-            )
+            files += sorted(_walk(path))
         elif path.is_file():
             files.append(path)
         else:
@@ -84,10 +81,28 @@ def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
-def _hidden(relative: Path) -> bool:
-    """Under a hidden directory or hidden itself: a ConfigMap volume's ``..data`` and
-    ``..2026_11_28_...`` directories hold the same files as its visible symlinks."""
-    return any(part.startswith(".") for part in relative.parts)
+def _walk(directory: Path) -> Iterator[Path]:
+    """The manifest files under ``directory``, in no order: neither hidden ones nor any
+    under a hidden directory (a ConfigMap volume's ``..data`` and ``..2026_11_28_...``
+    directories hold the same files as its visible symlinks), nor under a symlink to a
+    directory. One ``scandir`` per directory: listing a directory of 200 manifests
+    through ``Path.rglob`` took 4 ms of every change's way to the router."""
+    try:
+        with os.scandir(directory) as it:
+            entries = list(it)
+    except PermissionError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            below = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            below = False
+        if below:
+            yield from _walk(Path(entry.path))
+        elif os.path.splitext(entry.name)[1] in SUFFIXES and entry.is_file():
+            yield Path(entry.path)
 
 
 def path_name(path: Path) -> str:
