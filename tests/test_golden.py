@@ -141,7 +141,7 @@ def test_no_stale_goldens() -> None:
 # offending line named.
 BAD = [
     (api.Router.BIRD, "bgp-ipv4.bird", "  neighbor 10.0.0.1 as 65000;", "  neighbor 10.0.0.1 as;"),
-    (api.Router.BIRD, "bgp-policy.bird", "reject;", "rejectt;"),
+    (api.Router.BIRD, "bgp-policy.bird", "  reject;", "  rejectt;"),
     (api.Router.BIRD, "ospf-v2.bird", "type ptp;", "type pointy;"),
     (api.Router.BIRD, "rip.bird", "version 2;", "version 7;"),
     (api.Router.FRR, "bgp-ipv4.frr", " neighbor 10.0.0.1 remote-as 65000",

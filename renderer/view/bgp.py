@@ -260,6 +260,12 @@ class BgpExportView(ExportView):
     prepend; filters of eBGP neighbors with another local ASN are others)."""
 
     @functools.cached_property
+    def group_runs(self) -> tuple[tuple[int, int], ...]:
+        """BIRD: the numbers of the groups it exports, as runs of consecutive numbers
+        (first, last), for an int set such as ``[11, 40..45]``."""
+        return number_runs(sorted(e.group.seq for e in self.entries))
+
+    @functools.cached_property
     def entries_by_seq(self) -> tuple[BgpExportEntry, ...]:
         """The entries in FRR's route-map order (by the group's sequence number)."""
         return tuple(sorted(self.entries, key=lambda e: e.group.seq))
@@ -354,6 +360,54 @@ def bgp_views(peers: list[Peer], ctx: Context) -> tuple[BgpNeighborView, ...]:
         for p, spec, pid, local_asn in accepted
     ]
     return tuple(sorted(views, key=_neighbor_order))
+
+
+@dataclass(frozen=True, kw_only=True)
+class BgpDispatch:
+    """BIRD: the function that applies each group's actions towards the neighbors of one
+    session kind, chosen by the group's number (``lbr_group``, set where the route
+    enters from the kernel table): every export filter of that kind calls it, so a
+    filter is one line whatever the number of groups it exports, and the configuration
+    grows with groups plus peers (issue 20)."""
+
+    session: Session
+    name: str
+    arms: tuple[BgpActions, ...]
+    """The groups with actions, by number."""
+
+    @property
+    def takes_asn(self) -> bool:
+        return any(a.takes_asn for a in self.arms)
+
+
+def bgp_dispatch(bgp: tuple[BgpNeighborView, ...], names: Names) -> tuple[BgpDispatch, ...]:
+    """BIRD: one :class:`BgpDispatch` per session kind some neighbor exports to."""
+    found: dict[Session, dict[int, BgpActions]] = {}
+    for n in bgp:
+        for e in n.exports:
+            arms = found.setdefault(e.session, {})
+            for x in e.entries:
+                if not x.actions.empty:
+                    arms.setdefault(x.group.seq, x.actions)
+    return tuple(
+        BgpDispatch(
+            session=session,
+            name=names.join("bgp", "actions", session.value.lower()),
+            arms=tuple(arms[seq] for seq in sorted(arms)),
+        )
+        for session, arms in sorted(found.items())
+    )
+
+
+def number_runs(numbers: list[int]) -> tuple[tuple[int, int], ...]:
+    """((1, 1), (3, 5)) for [1, 3, 4, 5] (sorted, distinct)."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and n == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return tuple(runs)
 
 
 def bgp_functions(bgp: tuple[BgpNeighborView, ...]) -> tuple[BgpActions, ...]:

@@ -33,11 +33,13 @@ from lbroute.model.vocabulary import ROUTE_PROTO, ROUTE_TABLE_DEFAULT
 from renderer.view.bfd import BfdProfiles, BfdView
 from renderer.view.bgp import (
     BgpActions,
+    BgpDispatch,
     BgpExportView,
     BgpNeighborView,
     ClassMapView,
     ClassMarkView,
     WeightView,
+    bgp_dispatch,
     bgp_functions,
     bgp_redistribute,
     bgp_views,
@@ -47,7 +49,15 @@ from renderer.view.bgp import (
 from renderer.view.context import FAST, Context, FastConvergence, problem
 from renderer.view.host import HostSessionsView, host_sessions_view
 from renderer.view.isis import IsisInterfaceView, IsisView, isis_view
-from renderer.view.names import Drain, ExportView, GroupView, Names, group_views, ident
+from renderer.view.names import (
+    Drain,
+    ExportView,
+    GroupView,
+    Names,
+    family_suffix,
+    group_views,
+    ident,
+)
 from renderer.view.ospf import OspfInterfaceView, OspfView, ospf_views
 from renderer.view.rip import RipInterfaceView, RipView, rip_views
 
@@ -161,6 +171,21 @@ class NodeView:
         # The host's sessions call the same function as a Peer of the same kind.
         merged = {a.function: a for a in (*found, *self.host.actions) if not a.empty}
         return tuple(sorted(merged.values(), key=lambda a: (a.group.ref, a.function)))
+
+    @functools.cached_property
+    def bgp_dispatch(self) -> dict[str, BgpDispatch]:
+        """BIRD: per session kind ("eBGP", "iBGP"), the function that applies each
+        group's actions by the group's number."""
+        return {d.session.value: d for d in bgp_dispatch(self.bgp, Names(self.router))}
+
+    @functools.cached_property
+    def group_tags(self) -> dict[Family, str]:
+        """BIRD: per family, the filter that gives each route from the kernel table its
+        group's number (when some BGP neighbor exports that family)."""
+        families = {e.family for b in self.bgp for e in b.exports}
+        return {
+            f: Names(self.router).join("tag", family_suffix(f)) for f in Family if f in families
+        }
 
     @functools.cached_property
     def bgp_weights(self) -> WeightView | None:
