@@ -8,6 +8,7 @@ tests/netns/test_agent_e2e.py (BIRD and FRR upstreams) and test_weighted_ecmp.py
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -249,7 +250,10 @@ def test_bird_reads_the_class_from_krt_rtt_per_session_kind() -> None:
         assert "2: # class premium" in body and "bgp_med = 10;" in body
     assert ebgp.count("bgp_path.prepend(local_as);") == 2 and "bgp_local_pref" not in ebgp
     assert "bgp_path.prepend" not in ibgp and "bgp_local_pref = 200;" in ibgp
-    assert "lbr_sg_tiers_ebgp(64512); accept;" in text
+    assert re.search(
+        r"^    \d+: lbr_sg_tiers_ebgp\(local_as\); # ServiceGroup lbroute/tiers$", text, re.M
+    )
+    assert "lbr_bgp_actions_ebgp(64512); accept;" in text
 
 
 def test_while_draining_a_class_never_lifts_the_de_preference() -> None:

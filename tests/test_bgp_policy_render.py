@@ -78,13 +78,29 @@ def _bird_policy(text: str, neighbor: str, group: str) -> list[str]:
     assert filt is not None
     body = text[text.index(f"filter {filt.group(1)} {{") :]
     body = body[: body.index("\n}\n")]
-    line = re.search(rf"if net ~ lbr_sg_{group}_v4 then (.*)", body)
-    assert line is not None, f"{neighbor} does not export {group}"
-    if line.group(1) == "accept;":
+    number = re.search(rf"then lbr_group = (\d+); # ServiceGroup \w+/{group}$", text, re.M)
+    assert number is not None, f"{group} has no number"
+    line = re.search(r"if lbr_group ~ \[([0-9., ]+)\] then (.*)", body)
+    exported = set()
+    for run in line.group(1).split(", ") if line is not None else ():
+        first, _, last = run.partition("..")
+        exported |= set(range(int(first), int(last or first) + 1))
+    assert line is not None and int(number.group(1)) in exported, (
+        f"{neighbor} does not export {group}"
+    )
+    if line.group(2) == "accept;":
         return []
-    call = re.fullmatch(r"\{ (\w+)\((\d*)\); accept; \}", line.group(1))
-    assert call is not None, line.group(1)
-    function, argument = call.groups()
+    call = re.fullmatch(r"\{ (\w+)\((\d*)\); accept; \}", line.group(2))
+    assert call is not None, line.group(2)
+    dispatch, argument = call.groups()
+    arms = text[text.index(f"function {dispatch}(") :]
+    arm = re.search(
+        rf"^    {number.group(1)}: (\w+)\((local_as)?\);", arms[: arms.index("\n}\n")], re.M
+    )
+    if arm is None:
+        return []  # no actions towards this kind of session
+    function = arm.group(1)
+    argument = argument if arm.group(2) else ""
     found = re.search(rf"^function {function}\((?:int (\w+))?\) {{\n((?:  .*\n)*)}}", text, re.M)
     assert found is not None, f"function {function} not found"
     parameter, statements = found.groups()
