@@ -9,6 +9,7 @@ they have in common. It starts nothing by itself: :class:`RouteMonitor` runs one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -291,6 +292,22 @@ class RouteMonitor:
 
 
 # -- the agent ------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def paused(pid: int | None) -> Iterator[None]:
+    """Process ``pid`` stopped (SIGSTOP) for the block, continued after. A floor that
+    writes what a node's agent writes (routes and addresses of lbroute's protocol
+    number) pauses the agent: it owns them, and reads kube-lb0 and its table back every
+    30 s, so it would take the floor's away."""
+    if pid is not None:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
 
 def proc_memory(pid: int) -> dict[str, int]:

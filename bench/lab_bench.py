@@ -20,9 +20,11 @@ this script adds BFD (100 ms x 3) for the BGP sessions. Every clock is
   deletions are timed. The **floor** is the same run without the agent: the address
   and the table-4242 route the agent would add are added (removed) by ``ip -batch`` in
   the node, the clock starting before ``ip`` starts; the node's router and the
-  protocol are all that is left. With all Services of a row present, the time one
-  ``DirectorySource.load()`` of the manifests takes (what each agent does on every
-  change) is measured in this process too. **Breakdown**: the agents log, at debug
+  protocol are all that is left (the node's agent is paused meanwhile: it owns every
+  route of lbroute's protocol number and reads its table back every 30 s). With all
+  Services of a row present, the time one ``DirectorySource.load()`` of the manifests
+  takes (what each agent does on every change) is measured in this process too.
+  **Breakdown**: the agents log, at debug
   level, the monotonic stamps of each pass (the clock every process of the machine
   shares); for each Service, the first pass whose change reached the agent's source
   after the Service was written splits its time into notification (written -> the
@@ -76,6 +78,7 @@ from benchlib import (
     log,
     machine,
     need_root,
+    paused,
     stop_on_signals,
     summary,
     wait_for,
@@ -385,6 +388,15 @@ class Bench:
         return results
 
     def _latency_run(self, row: Row, count: int, spacing: float, *, by_hand: bool) -> Json:
+        if not by_hand:
+            return self._latency_once(row, count, spacing, by_hand=False)
+        # The floor's routes carry lbroute's protocol number (the router learns only
+        # those): the node's agent, which owns every such route, is paused meanwhile.
+        agent = self.member(row.node).agent
+        with paused(agent.pid if agent is not None else None):
+            return self._latency_once(row, count, spacing, by_hand=True)
+
+    def _latency_once(self, row: Row, count: int, spacing: float, *, by_hand: bool) -> Json:
         assert self.monitor is not None
         prefixes = [row.prefix(i, floor=by_hand) for i in range(count)]
         node = self.member(row.node)

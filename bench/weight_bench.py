@@ -40,6 +40,7 @@ from benchlib import (
     log,
     machine,
     need_root,
+    paused,
     stop_on_signals,
     wait_for,
     write_json,
@@ -137,7 +138,10 @@ def bench(workdir: Path, samples: int) -> list[Json]:
                     ns.ip("addr", "change", PREFIX, "dev", "kube-lb0", "metric", str(c))
 
             log(f"{spec.router} node: the floor, by hand")
-            floor = measure(lab, node, by_hand, samples)
+            agent = lab.members[node].agent
+            with paused(agent.pid if agent is not None else None):
+                floor = measure(lab, node, by_hand, samples)
+                by_hand(1)  # as the agent has it (one endpoint), before it runs again
             by_hand(1)
             write(node, 1)
             results.append({
