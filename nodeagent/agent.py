@@ -376,7 +376,7 @@ class Agent:
         computed = time.monotonic()
         inputs = local_inputs(
             model,
-            self._all_services(),
+            tracker.local.values(),  # the Services of local pools, kept by the tracker
             ready,
             node=self.settings.node,
             local_interface=agent_spec.local_interface if agent_spec else DEFAULT_LOCAL_INTERFACE,

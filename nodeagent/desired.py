@@ -170,6 +170,9 @@ class DesiredTracker:
         self._parts: dict[int, tuple[Service, tuple[_Claim, ...], tuple[Problem, ...]]] = {}
         """id(Service) -> the Service (held, so that its id is not reused), its claims
         and the problems of its addresses."""
+        self.local: dict[int, Service] = {}
+        """The Services with an address in a pool of a local ServiceGroup (``announce:
+        local``), by id: all the local address loop needs to read (nodeagent.local.plan)."""
         self._troubled: dict[int, tuple[Service, tuple[Problem, ...]]] = {}
         """The Services with problems, and theirs (a few, where _parts has every one)."""
         self._by_ref: dict[ObjectRef, list[Service]] = {}
@@ -267,6 +270,7 @@ class DesiredTracker:
         if part is None:
             return ()
         self._troubled.pop(id(service), None)
+        self.local.pop(id(service), None)
         held = self._by_ref.get(service.ref)
         if held is not None:
             held[:] = [s for s in held if s is not service]
@@ -291,8 +295,10 @@ class DesiredTracker:
         """Work out and keep what each of ``services`` asks; the addresses they claim."""
         claimed: list[IPAddress] = []
         for service in services:
-            claims, problems = self._claims_of(service, ready, counts)
+            claims, problems, local = self._claims_of(service, ready, counts)
             self._parts[id(service)] = (service, claims, problems)
+            if local:
+                self.local[id(service)] = service
             if problems:
                 self._troubled[id(service)] = (service, problems)
             self._by_ref.setdefault(service.ref, []).append(service)
@@ -306,12 +312,14 @@ class DesiredTracker:
         service: Service,
         ready: Mapping[ObjectRef, frozenset[str]],
         counts: Mapping[ObjectRef, Mapping[str, int]] | None,
-    ) -> tuple[tuple[_Claim, ...], tuple[Problem, ...]]:
-        """What ``service`` asks of each of its addresses on this node; its problems."""
+    ) -> tuple[tuple[_Claim, ...], tuple[Problem, ...], bool]:
+        """What ``service`` asks of each of its addresses on this node; its problems;
+        whether one of its addresses is in a local group's pool."""
         assert self._pools is not None
         node_name = self.node_name
         claims: list[_Claim] = []
         problems: list[Problem] = []
+        local = False
         for address in service.addresses:
             found = self._pools.find(address)
             if found is None:
@@ -326,6 +334,7 @@ class DesiredTracker:
                 )
                 continue
             group, pool = found
+            local = local or group.announce is Announce.LOCAL
             here = self._selected.get(group.ref)
             if here is None:
                 here = self._selected[group.ref] = (
@@ -361,7 +370,7 @@ class DesiredTracker:
             else:
                 prefixlen = pool.aggregation
             claims.append(_Claim(address, prefixlen, group.ref, service.ref, weight, bgp_class))
-        return tuple(claims), tuple(problems)
+        return tuple(claims), tuple(problems), local
 
     def _merge(self, addresses: Iterable[IPAddress]) -> None:
         """Each of ``addresses`` announced again from the claims on it, in the Services'

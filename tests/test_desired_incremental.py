@@ -22,6 +22,7 @@ from lbroute.model.endpoints import ReadyCounter, nodes_of
 from lbroute.model.errors import ObjectRef
 from lbroute.model.service import Service, parse_service
 from nodeagent.desired import Announcement, DesiredState, DesiredTracker, desired_state
+from nodeagent.local.plan import local_inputs
 from tests.test_desired import group
 
 NS = "lbroute"
@@ -140,6 +141,7 @@ def test_the_tracker_after_every_change_is_the_desired_state_from_scratch(seed: 
     last = desired_state(MODEL, services.values(), nodes_of(counts), NODE, counts)
     same(tracker.state(), last)
     names = 20
+    locals_seen: set[object] = set()
     for _step in range(60):
         held = dict(services)
         for _ in range(rng.randint(1, 3)):
@@ -173,12 +175,18 @@ def test_the_tracker_after_every_change_is_the_desired_state_from_scratch(seed: 
         changes = tracker.update(fresh, gone, dirty, nodes_of(counts), counts)
         last = desired_state(MODEL, services.values(), nodes_of(counts), NODE, counts)
         same(tracker.state(), last)
+        # the local address loop reads the Services the tracker keeps for local pools
+        ready = nodes_of(counts)
+        local = local_inputs(MODEL, tracker.local.values(), ready, node=NODE)
+        assert local == local_inputs(MODEL, services.values(), ready, node=NODE)
+        locals_seen.update(a.address for a in local.addresses)
         after = {a.interface.ip: _entry(a) for a in last.announcements}
         moved = {ip for ip in before.keys() | after.keys() if before.get(ip) != after.get(ip)}
         assert set(changes) == moved
         for ip, (old, new) in changes.items():
             assert (old and _entry(old)) == before.get(ip)
             assert (new and _entry(new)) == after.get(ip)
+    assert locals_seen  # the runs do put Services on local pools
 
 
 def test_an_update_touches_only_the_addresses_of_what_changed() -> None:
