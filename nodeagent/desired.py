@@ -485,7 +485,9 @@ class _Interfaces:
     interface costs (2 us of 2.2). The interface is then the standard library's own
     object with the attributes its constructor sets, checked against the constructor
     once per process (:func:`_fast_interfaces_work`); should they ever differ (another
-    Python), every interface comes from the constructor."""
+    Python), every interface comes from the constructor. A host prefix's network is its
+    own: it is not kept (the tracker makes interfaces pass after pass, and would keep one
+    for every address that ever came and went)."""
 
     def __init__(self) -> None:
         self.networks: dict[tuple[int, int, int], Any] = {}
@@ -493,6 +495,8 @@ class _Interfaces:
     def __call__(self, address: IPAddress, prefixlen: int) -> Interface:
         if not _FAST:
             return _interface(address, prefixlen)
+        if prefixlen == address.max_prefixlen:
+            return _fast_interface({}, address, prefixlen)
         return _fast_interface(self.networks, address, prefixlen)
 
 
