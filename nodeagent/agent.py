@@ -72,7 +72,7 @@ from lbroute.model.reread import Delta
 from lbroute.model.service import Service, parse_service
 from lbroute.model.vocabulary import DEFAULT_INTERFACE, DEFAULT_LOCAL_INTERFACE
 from nodeagent.addresses import Addresses
-from nodeagent.desired import DesiredTracker
+from nodeagent.desired import AnnouncedByService, DesiredTracker, LocalAnnounced
 from nodeagent.drain import Drainer, began_file, drain_requested, triggers
 from nodeagent.local.membership import LeaseStore
 from nodeagent.local.plan import LocalInputs, local_inputs
@@ -797,17 +797,15 @@ class Agent:
         except OSError as exc:
             log.warning("cannot write %s: %s", self.settings.status_file, exc)
         if self.reporter is not None and self._report is not None:
-            announced = {
-                service: tuple(map(str, interfaces))
-                for service, interfaces in self._tracker.state().by_service().items()
-            }
-            local = {s.ref for s in self._all_services() if s.local}
+            # Taken as they are now; made into what the reporter reads in its own thread.
+            announced = AnnouncedByService(tuple(self._tracker.announced.values()))
+            local = LocalAnnounced(tuple(self._tracker.local_traffic.values()), announced)
             self.reporter.publish(
                 dataclasses.replace(
                     self._report,
-                    status=Status.from_json(document),
+                    status=self.status.copy(),
                     announced=announced,
-                    local=frozenset(local & announced.keys()),
+                    local=local,
                     elected=self._local_report.elected,
                 )
             )

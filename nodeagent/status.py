@@ -15,6 +15,8 @@ import functools
 import json
 import os
 import time
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -253,6 +255,13 @@ class Status:
         head, tail = text.split('"announced": []', 1)
         return f'{head}"announced": [{", ".join(self._encoded.encode(self.announced))}]{tail}'
 
+    def copy(self) -> Status:
+        """What :meth:`from_json` of :meth:`to_json` gives, without the JSON: the
+        router's message redacted, the lists the agent replaces (never changes) shared.
+        At 10,000 addresses the round trip took 30 ms of every status write."""
+        apply = dataclasses.replace(self.last_apply, error=redact(self.last_apply.error))
+        return dataclasses.replace(self, last_apply=apply)
+
     @classmethod
     def from_json(cls, text: str) -> Status:
         """The document ``text``; ValueError or TypeError when it is not one."""
@@ -372,9 +381,9 @@ class Report:
 
     status: Status
     """A copy of the agent's status document."""
-    announced: dict[ObjectRef, tuple[str, ...]]
+    announced: Mapping[ObjectRef, tuple[str, ...]]
     """Services announced from this node -> their addresses on kube-lb0."""
-    local: frozenset[ObjectRef]
+    local: AbstractSet[ObjectRef]
     """The ETP Local Services among them."""
     object_problems: tuple[Problem, ...]
     """What is wrong with an object whatever the node (the same on every node)."""

@@ -21,7 +21,14 @@ from lbroute.model import api
 from lbroute.model.endpoints import ReadyCounter, nodes_of
 from lbroute.model.errors import ObjectRef
 from lbroute.model.service import Service, parse_service
-from nodeagent.desired import Announcement, DesiredState, DesiredTracker, desired_state
+from nodeagent.desired import (
+    AnnouncedByService,
+    Announcement,
+    DesiredState,
+    DesiredTracker,
+    LocalAnnounced,
+    desired_state,
+)
 from nodeagent.local.plan import local_inputs
 from tests.test_desired import group
 
@@ -175,6 +182,15 @@ def test_the_tracker_after_every_change_is_the_desired_state_from_scratch(seed: 
         changes = tracker.update(fresh, gone, dirty, nodes_of(counts), counts)
         last = desired_state(MODEL, services.values(), nodes_of(counts), NODE, counts)
         same(tracker.state(), last)
+        # what the reporter reads: each Service's addresses, in the desired state's order
+        by_service = {
+            ref: tuple(map(str, interfaces)) for ref, interfaces in last.by_service().items()
+        }
+        announced = AnnouncedByService(tuple(tracker.announced.values()))
+        assert dict(announced) == by_service
+        etp_local = {s.ref for s in services.values() if s.local}
+        reported = LocalAnnounced(tuple(tracker.local_traffic.values()), announced)
+        assert set(reported) == etp_local & by_service.keys()
         # the local address loop reads the Services the tracker keeps for local pools
         ready = nodes_of(counts)
         local = local_inputs(MODEL, tracker.local.values(), ready, node=NODE)

@@ -176,7 +176,7 @@ def test_session_metrics_name_the_peer_whatever_the_router_calls_the_session(
     driver = _Sessions(sessions)
     agent._driver = driver  # type: ignore[assignment]
     agent.status.router = router
-    agent._snapshot = Snapshot(objects=(*nodes(), *peers()))
+    agent._rest = (*nodes(), *peers())  # what a pass keeps of the objects but Services
     agent._show_sessions(driver.sessions())
     text = generate_latest(agent.metrics.registry).decode()
     up = {line.rpartition(" ")[0]: float(line.rpartition(" ")[2])

@@ -521,3 +521,13 @@ def test_a_draining_node_says_so_with_why_and_when(tmp_path: Path) -> None:
     )
     serving = _run("--status-file", str(_write(tmp_path / "serving.json", _current())))
     assert "drain:" not in serving.stdout
+
+
+def test_the_reporters_copy_is_the_document_read_back() -> None:
+    """The agent hands its reporter a copy of the status instead of the document read
+    back (30 ms at 10,000 addresses): the same, passwords in the router's message too."""
+    status = _status()
+    status.last_apply = LastApply(result="Failed", error='password "s3cret" rejected')
+    copy = status.copy()
+    assert copy == Status.from_json(status.to_json())
+    assert "s3cret" not in copy.last_apply.error and "s3cret" in status.last_apply.error
