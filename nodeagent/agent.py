@@ -13,8 +13,11 @@ directory is watched, wherever it was named). A pass does again only what change
 sources hand over the very same dict for an object that did not change, so a Service
 or an EndpointSlice is read again only when it is another object, the model is built
 again and the configuration rendered again only when one of the other objects is (or
-the drain phase, the templates, the router settings changed), and the endpoints of a
-Service are added up again only when one of its slices changed. The status file is
+the drain phase, the templates, the router settings changed), the endpoints of a
+Service are added up again only when one of its slices changed, the desired state is
+updated for the Services that changed (nodeagent.desired.DesiredTracker) and only the
+addresses whose announcement changed go to kube-lb0, which is read back and programmed
+whole every 30 s (nodeagent.addresses). The status file is
 written at most every :data:`STATUS_INTERVAL` after passes (at once after an apply).
 Bursts of changes are coalesced: a new configuration is applied once no newer one
 arrived for ``settle`` seconds, and at the latest ``max_delay`` seconds after the first

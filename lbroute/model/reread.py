@@ -2,58 +2,18 @@
 
 The sources hand over the very same dict for an object that did not change (the
 manifest directory per file, the API reflectors per object), so what was made of an
-object last pass still holds while the object is the same object. :class:`Reread`
-keeps that per object, by identity: a pass for one changed Service at 10,000 Services
-reads one.
+object last pass still holds while the object is the same object. :class:`Delta` says,
+by identity, which objects of a pass are new and which went: a pass for one changed
+Service at 10,000 Services reads one.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
-
-T = TypeVar("T")
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 Obj = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Pass(Generic[T]):
-    """One pass of :meth:`Reread.update`."""
-
-    values: list[T]
-    """What each object reads as, in the objects' order."""
-    fresh: list[T]
-    """Those of the objects read this pass (new, or other objects than last time)."""
-    gone: list[T]
-    """Those of last pass's objects that are not among this pass's."""
-
-
-class Reread(Generic[T]):
-    """``read(obj)`` for every object of a pass, read again only for an object that is
-    not the very object it was last pass. It holds the objects it read, so an ``id`` is
-    never reused while it is remembered."""
-
-    def __init__(self, read: Callable[[Obj], T]) -> None:
-        self._read = read
-        self._last: dict[int, tuple[Obj, T]] = {}
-
-    def update(self, objects: Iterable[Obj]) -> Pass[T]:
-        last, now = self._last, {}
-        values: list[T] = []
-        fresh: list[T] = []
-        for obj in objects:
-            hit = last.get(id(obj))
-            if hit is None or hit[0] is not obj:
-                hit = (obj, self._read(obj))
-                fresh.append(hit[1])
-            now[id(obj)] = hit
-            values.append(hit[1])
-        gone = [value for key, (_obj, value) in last.items() if key not in now]
-        self._last = now
-        return Pass(values=values, fresh=fresh, gone=gone)
 
 
 class Delta:
