@@ -4,9 +4,10 @@ Every change is programmed at once, except that addresses only IS-IS announces a
 paced (nodeagent.pacing says why): :meth:`Addresses.program` programs what may go now
 and says when the rest is due; :meth:`Addresses.again` programs it then. A pass for a
 few Services hands over only the addresses whose announcement changed
-(:meth:`Addresses.change`: work in proportion to the change, issue 20), as long as none
-of them is paced, the pacer holds nothing back and the last program left a complete
-record; otherwise it programs the whole desired state. Every :data:`AUDIT_SECONDS` the
+(:meth:`Addresses.change`: work in proportion to the change, issue 20), paced ones as
+the pacer lets them (held back changes go together, :meth:`Addresses.again`), as long
+as the last program left a complete record and holds no whole state back; otherwise it
+programs the whole desired state. Every :data:`AUDIT_SECONDS` the
 whole desired state is programmed again from a fresh read of the kernel
 (:attr:`Addresses.audit_at`), so an address someone else removed comes back then. What
 is announced is what the kernel holds afterwards (an address netlink refused is
@@ -45,6 +46,9 @@ class Addresses:
         self._kubelb: Kubelb | None = None
         self._newest: tuple[DesiredState, frozenset[Interface]] | None = None
         """The newest desired state and its paced addresses, for a held-back program."""
+        self._held: dict[IPAddress, Change] = {}
+        """Changes of paced addresses the pacer holds back (:meth:`change`): each as it
+        was programmed and what it is to become."""
         self._announced: dict[IPAddress, tuple[tuple[int, int, int, int], Announced]] = {}
         """Address -> its place in the status's order and what the status says of it."""
         self._owned = {4: 0, 6: 0}
@@ -88,6 +92,7 @@ class Addresses:
         assert self._kubelb is not None
         target, self.due = self._pacer.target(desired.interfaces, paced, now)
         self._newest = (desired, paced) if self.due != float("inf") else None
+        self._held = {}  # the whole state says what they become
         changes = self._kubelb.reconcile(target, desired.weights, desired.classes, fresh=audit)
         self._count(changes)
         owned = changes.owned
@@ -109,18 +114,72 @@ class Addresses:
         self.audit_at = now + AUDIT_SECONDS
 
     def change(
-        self, changes: Mapping[IPAddress, Change], paced: frozenset[ObjectRef] = frozenset()
+        self,
+        changes: Mapping[IPAddress, Change],
+        paced: frozenset[ObjectRef] = frozenset(),
+        now: float = 0.0,
     ) -> bool:
-        """Program the addresses whose announcement changed, and only them; False, with
-        nothing done, when only :meth:`program` can: an address of a ``paced`` group
-        (IS-IS alone carries it) changed, the pacer holds addresses back, or the last
-        program or change did not leave a complete record."""
-        if self._kubelb is None or self.due != float("inf"):
+        """Program the addresses whose announcement changed, and only them, as the pacer
+        lets those of ``paced`` groups (IS-IS alone carries them) change at ``now``: the
+        first at once, those that follow within its interval held back until then
+        (:meth:`again`). False, with nothing done, when only :meth:`program` can: it
+        holds a whole desired state back, or the last program or change did not leave a
+        complete record."""
+        if self._kubelb is None or self._newest is not None:
             return False
-        if paced and any(
-            a is not None and a.group in paced for pair in changes.values() for a in pair
-        ):
+        held = {
+            address: pair
+            for address, pair in changes.items()
+            if paced and any(a is not None and a.group in paced for a in pair)
+        }
+        hold = bool(held) and (bool(self._held) or now < self._pacer.until)
+        go = {a: pair for a, pair in changes.items() if a not in held} if hold else changes
+        if not self._update(go):
             return False
+        if hold:
+            for address, (before, after) in held.items():
+                first = self._held[address][0] if address in self._held else before
+                if first == after:
+                    self._held.pop(address, None)
+                else:
+                    self._held[address] = (first, after)
+            self.due = self._pacer.until if self._held else float("inf")
+        elif held:
+            self._paced(held, now)
+        return True
+
+    def again(self, now: float) -> bool:
+        """Program what the pacer held back, if it is due at ``now``; whether it did.
+        Should the change not go alone (no complete record), the whole desired state is
+        due at once (:attr:`audit_at`)."""
+        if now < self.due:
+            return False
+        if self._newest is not None:
+            self.program(*self._newest, now)
+            return True
+        if not self._held:
+            self.due = float("inf")
+            return False
+        held, self._held, self.due = self._held, {}, float("inf")
+        if not self._update(held):
+            self.audit_at = now
+            return False
+        self._paced(held, now)
+        return True
+
+    def _paced(self, changes: Mapping[IPAddress, Change], now: float) -> None:
+        """Paced addresses changed at ``now``: the next paced change waits an interval."""
+        on = self._pacer.on if isinstance(self._pacer.on, set) else set(self._pacer.on)
+        for before, after in changes.values():
+            if before is not None:
+                on.discard(before.interface)
+            if after is not None:
+                on.add(after.interface)
+        self._pacer.on, self._pacer.until = on, now + self._pacer.interval
+
+    def _update(self, changes: Mapping[IPAddress, Change]) -> bool:
+        """Program ``changes`` alone; False when the last program left no record."""
+        assert self._kubelb is not None
         old = [before.interface for before, _ in changes.values() if before is not None]
         new = {
             after.interface: (after.weight, after.bgp_class.index if after.bgp_class else 0)
@@ -140,13 +199,6 @@ class Addresses:
             if after is not None and after.interface in result.owned:
                 self._learn(address, announcement_order(after), _announced(after))
         self._show()
-        return True
-
-    def again(self, now: float) -> bool:
-        """Program what the pacer held back, if it is due at ``now``; whether it did."""
-        if now < self.due or self._newest is None:
-            return False
-        self.program(*self._newest, now)
         return True
 
     def _count(self, changes: Changes) -> None:

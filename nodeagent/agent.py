@@ -408,7 +408,8 @@ class Agent:
             )
         self._local_inputs = inputs
         if self._router is not None and (
-            changes is None or not self.addresses.change(changes, paced_groups(model))
+            changes is None
+            or not self.addresses.change(changes, paced_groups(model), time.monotonic())
         ):
             self._program_all(model)
         programmed = time.monotonic()

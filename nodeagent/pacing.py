@@ -7,6 +7,7 @@ plain functions of their arguments: the clock is passed in.
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from lbroute.model import api
@@ -27,8 +28,9 @@ class Pacer:
     """
 
     interval: float
-    on: frozenset[Interface] = frozenset()
-    """The paced addresses as last programmed."""
+    on: AbstractSet[Interface] = frozenset()
+    """The paced addresses as last programmed (nodeagent.addresses keeps it up to date
+    in place when it programs changes of a few)."""
     until: float = 0.0
     """No paced change before this time (monotonic)."""
 

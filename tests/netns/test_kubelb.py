@@ -10,6 +10,8 @@ import json
 import sys
 import textwrap
 
+import pytest
+
 from tests.netns.lab import Netns, run
 
 RUN = textwrap.dedent(
@@ -346,3 +348,88 @@ def test_a_change_touches_only_its_addresses_and_the_audit_puts_back_the_rest(
     assert out["announced"] == ["192.0.2.10/24", "198.51.100.7/32", "203.0.113.5/32"]
     assert out["after the audit"] == ["192.0.2.10/24", "198.51.100.7/32", "203.0.113.5/32"]
     assert out["per group"] == {"lbroute/web": 3}
+
+
+PACED = textwrap.dedent(
+    """
+    import ipaddress, json, subprocess
+    from lbroute.model.errors import ObjectRef
+    from nodeagent.addresses import Addresses
+    from nodeagent.desired import Announcement, DesiredState
+    from nodeagent.status import Metrics
+    isis = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="core")
+    bgp = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="web")
+
+    def ann(text, group):
+        svc = ObjectRef(kind="Service", namespace="default", name=text)
+        return Announcement(interface=ipaddress.ip_interface(text), group=group, services=(svc,))
+
+    def kernel():
+        out = subprocess.run(["ip", "-j", "addr", "show", "dev", "kube-lb0"],
+                             capture_output=True, text=True, check=True).stdout
+        return sorted(f"{a['local']}/{a['prefixlen']}" for a in json.loads(out)[0]["addr_info"]
+                      if a.get("scope") != "link")
+
+    def new(a):
+        return {a.interface.ip: (None, a)}
+
+    a = ann("203.0.113.1/32", isis)
+    b, c, d = ann("203.0.113.2/32", isis), ann("203.0.113.3/32", isis), ann("192.0.2.9/32", bgp)
+    out = {}
+    addresses = Addresses(0.25, Metrics())
+    addresses.use("kube-lb0")
+    paced = frozenset({isis})
+    addresses.program(DesiredState(announcements=(a,)), frozenset({a.interface}), 100.0)
+    out["first"] = kernel()
+    out["held"] = addresses.change(new(b), paced, 100.1)
+    out["due"] = addresses.due
+    out["while held"] = kernel()
+    out["other group"] = addresses.change(new(d), paced, 100.15)
+    out["others go at once"] = kernel()
+    out["too early"] = addresses.again(100.2)
+    out["more held"] = addresses.change(new(c), paced, 100.2)
+    out["on time"] = addresses.again(100.35)
+    out["together"] = kernel()
+    out["announced"] = [x.address for x in addresses.announced()]
+    out["right after"] = addresses.change({c.interface.ip: (c, None)}, paced, 100.4)
+    out["due again"] = addresses.due
+    out["still there"] = kernel()
+    addresses.again(100.7)
+    out["quiet, at once"] = addresses.change({b.interface.ip: (b, None)}, paced, 101.0)
+    out["removed"] = kernel()
+    out["after"] = addresses.due
+    print(json.dumps(out))
+    """
+)
+
+
+def test_addresses_only_isis_carries_go_the_first_at_once_and_the_next_together(
+    netns: Netns,
+) -> None:
+    """FRR's isisd holds its LSP back while redistributed routes keep changing less than
+    100 ms apart (nodeagent.pacing): a change of a few Services programs an IS-IS-only
+    address at once when none changed within the pacer's interval, holds the next ones
+    until then and programs them together; other addresses are never held."""
+    netns.add_ifb("kube-lb0")
+    out = json.loads(netns.exec(sys.executable, "-c", PACED).stdout)
+    assert out["first"] == ["203.0.113.1/32"]
+    assert out["held"] is True and out["due"] == 100.25
+    assert out["while held"] == ["203.0.113.1/32"]
+    assert out["other group"] is True
+    assert out["others go at once"] == ["192.0.2.9/32", "203.0.113.1/32"]
+    assert out["too early"] is False
+    assert out["more held"] is True
+    assert out["on time"] is True
+    assert out["together"] == ["192.0.2.9/32", "203.0.113.1/32", "203.0.113.2/32", "203.0.113.3/32"]
+    assert out["announced"] == [
+        "192.0.2.9/32",
+        "203.0.113.1/32",
+        "203.0.113.2/32",
+        "203.0.113.3/32",
+    ]
+    # the interval counts from when the held ones went
+    assert out["right after"] is True and out["due again"] == pytest.approx(100.6)
+    assert "203.0.113.3/32" in out["still there"]
+    assert out["quiet, at once"] is True
+    assert out["removed"] == ["192.0.2.9/32", "203.0.113.1/32"]
+    assert out["after"] == float("inf")
