@@ -295,17 +295,17 @@ def test_a_change_of_a_few_addresses_leaves_what_a_reconcile_would(netns: Netns)
     assert out["again"] == []
 
 
-AUDIT = textwrap.dedent(
+ADDRESSES = textwrap.dedent(
     """
     import ipaddress, json, subprocess
     from lbroute.model.errors import ObjectRef
     from nodeagent.addresses import AUDIT_SECONDS, Addresses
     from nodeagent.desired import Announcement, DesiredState
     from nodeagent.status import Metrics
-    group = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="web")
+    web = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="web")
 
-    def ann(text, name):
-        svc = ObjectRef(kind="Service", namespace="default", name=name)
+    def ann(text, group=web):
+        svc = ObjectRef(kind="Service", namespace="default", name=text)
         return Announcement(interface=ipaddress.ip_interface(text), group=group, services=(svc,))
 
     def kernel():
@@ -313,8 +313,14 @@ AUDIT = textwrap.dedent(
                              capture_output=True, text=True, check=True).stdout
         return sorted(f"{a['local']}/{a['prefixlen']}" for a in json.loads(out)[0]["addr_info"]
                       if a.get("scope") != "link")
+    """
+)
+"""What the Addresses scripts below share: announcements of one Service each, and the
+addresses the kernel has on kube-lb0."""
 
-    a, b, c = ann("192.0.2.10/24", "a"), ann("198.51.100.7/32", "b"), ann("203.0.113.5/32", "c")
+AUDIT = ADDRESSES + textwrap.dedent(
+    """
+    a, b, c = ann("192.0.2.10/24"), ann("198.51.100.7/32"), ann("203.0.113.5/32")
     out = {}
     addresses = Addresses(0.25, Metrics())
     addresses.use("kube-lb0")
@@ -350,31 +356,15 @@ def test_a_change_touches_only_its_addresses_and_the_audit_puts_back_the_rest(
     assert out["per group"] == {"lbroute/web": 3}
 
 
-PACED = textwrap.dedent(
+PACED = ADDRESSES + textwrap.dedent(
     """
-    import ipaddress, json, subprocess
-    from lbroute.model.errors import ObjectRef
-    from nodeagent.addresses import Addresses
-    from nodeagent.desired import Announcement, DesiredState
-    from nodeagent.status import Metrics
     isis = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="core")
-    bgp = ObjectRef(kind="ServiceGroup", namespace="lbroute", name="web")
-
-    def ann(text, group):
-        svc = ObjectRef(kind="Service", namespace="default", name=text)
-        return Announcement(interface=ipaddress.ip_interface(text), group=group, services=(svc,))
-
-    def kernel():
-        out = subprocess.run(["ip", "-j", "addr", "show", "dev", "kube-lb0"],
-                             capture_output=True, text=True, check=True).stdout
-        return sorted(f"{a['local']}/{a['prefixlen']}" for a in json.loads(out)[0]["addr_info"]
-                      if a.get("scope") != "link")
 
     def new(a):
         return {a.interface.ip: (None, a)}
 
     a = ann("203.0.113.1/32", isis)
-    b, c, d = ann("203.0.113.2/32", isis), ann("203.0.113.3/32", isis), ann("192.0.2.9/32", bgp)
+    b, c, d = ann("203.0.113.2/32", isis), ann("203.0.113.3/32", isis), ann("192.0.2.9/32")
     out = {}
     addresses = Addresses(0.25, Metrics())
     addresses.use("kube-lb0")
