@@ -99,17 +99,10 @@ class Addresses:
         self._owned = {4: 0, 6: 0}
         for iface in owned:
             self._owned[iface.version] += 1
-        self._announced = {
-            a.interface.ip: (announcement_order(a), _announced(a))
-            for a in desired.announcements
-            if a.interface in owned
-        }
-        ordered = sorted(self._announced.values(), key=_first)
-        self._keys = [key for key, _ in ordered]
-        self._sorted = [entry for _, entry in ordered]
-        self.per_group = {}
-        for entry in self._sorted:
-            self.per_group[entry.group] = self.per_group.get(entry.group, 0) + 1
+        self._announced, self._keys, self._sorted, self.per_group = {}, [], [], {}
+        for a in desired.announcements:  # in the desired state's order already
+            if a.interface in owned:
+                self._learn(a.interface.ip, announcement_order(a), _announced(a))
         self._show()
         self.audit_at = now + AUDIT_SECONDS
 
@@ -127,25 +120,25 @@ class Addresses:
         complete record."""
         if self._kubelb is None or self._newest is not None:
             return False
-        held = {
+        of_paced = {
             address: pair
             for address, pair in changes.items()
             if paced and any(a is not None and a.group in paced for a in pair)
         }
-        hold = bool(held) and (bool(self._held) or now < self._pacer.until)
-        go = {a: pair for a, pair in changes.items() if a not in held} if hold else changes
+        hold = bool(of_paced) and (bool(self._held) or now < self._pacer.until)
+        go = {a: pair for a, pair in changes.items() if a not in of_paced} if hold else changes
         if not self._update(go):
             return False
         if hold:
-            for address, (before, after) in held.items():
+            for address, (before, after) in of_paced.items():
                 first = self._held[address][0] if address in self._held else before
                 if first == after:
                     self._held.pop(address, None)
                 else:
                     self._held[address] = (first, after)
             self.due = self._pacer.until if self._held else float("inf")
-        elif held:
-            self._paced(held, now)
+        elif of_paced:
+            self._paced(of_paced, now)
         return True
 
     def again(self, now: float) -> bool:
@@ -239,7 +232,3 @@ def _announced(a: Announcement) -> Announced:
         weight=a.weight,
         bgp_class=a.bgp_class.name if a.bgp_class else "",
     )
-
-
-def _first(entry: tuple[tuple[int, int, int, int], Announced]) -> tuple[int, int, int, int]:
-    return entry[0]

@@ -59,7 +59,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,9 +216,11 @@ class Agent:
         """The objects that are neither Services nor EndpointSlices, in their order."""
         self._counter = ReadyCounter()
         """Ready endpoints per Service and node, each EndpointSlice read once."""
-        self._services: dict[int, tuple[Service | None, tuple[Problem, ...]]] = {}
-        """id(Service object) -> what it reads as, while the source keeps the object."""
+        self._services: dict[int, Service] = {}
+        """id(Service object) -> the lbroute Service it reads as, while the source keeps
+        the object (the objects are held by ``_objects``)."""
         self._service_problems: dict[int, tuple[Problem, ...]] = {}
+        """id(Service object) -> what is wrong with it, for those with problems."""
         self._tracker = DesiredTracker(settings.node)
         """The desired state, kept from pass to pass."""
         self._local_inputs: LocalInputs | None = None
@@ -538,21 +540,21 @@ class Agent:
         fresh: list[Service] = []
         went: list[Service] = []
         for obj in gone:
-            service, _ = self._services.pop(id(obj), (None, ()))
+            service = self._services.pop(id(obj), None)
             self._service_problems.pop(id(obj), None)
             if service is not None:
                 went.append(service)
         for obj in new:
             service, found = self._read_service(obj)
-            self._services[id(obj)] = (service, found)
             if found:
                 self._service_problems[id(obj)] = found
             if service is not None:
+                self._services[id(obj)] = service
                 fresh.append(service)
         return fresh, went
 
-    def _all_services(self) -> Iterator[Service]:
-        return (service for service, _ in self._services.values() if service is not None)
+    def _all_services(self) -> Iterable[Service]:
+        return self._services.values()
 
     def _service_problem_list(self) -> list[Problem]:
         """The problems of the Services as read, in the Services' order."""

@@ -342,24 +342,21 @@ class Kubelb:
         )
         self._known = None  # until this change is carried out in full
         added, removed, failed = self._carry_out(plan, index)
-        if failed:
-            return Changes(
-                added=tuple(added), removed=tuple(removed), failed=tuple(failed),
-                owned=(frozenset(owned) | frozenset(added)) - frozenset(removed),
-            )  # fmt: skip
-        for iface in owned:
-            known.forget(iface)
-        for iface in desired:
-            known.learn(iface, plan.metrics.get(iface, 0))
-        for net in prefixes:
-            if net in known.users:
-                known.marks[net] = plan.route_marks.get(net, NONE)
-            else:
-                known.marks.pop(net, None)
-        self._known = known
+        if not failed:
+            for iface in owned:
+                known.forget(iface)
+            for iface in desired:
+                known.learn(iface, plan.metrics.get(iface, 0))
+            for net in prefixes:
+                if net in known.users:
+                    known.marks[net] = plan.route_marks.get(net, NONE)
+                else:
+                    known.marks.pop(net, None)
+            self._known = known
         return Changes(
             added=tuple(added),
             removed=tuple(removed),
+            failed=tuple(failed),
             owned=(frozenset(owned) | frozenset(added)) - frozenset(removed),
         )
 
