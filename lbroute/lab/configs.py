@@ -8,6 +8,15 @@ by itself on receipt (measured: without the route-map below, a drained node's pa
 still arrives with local preference 0); BIRD does not, so it gets an import filter, and
 FRR the standard inbound route-map all the same, the policy written out as an operator
 would for routers that need it.
+
+The FRR upstream keeps what the nodes send (``soft-reconfiguration inbound``), so that
+its inbound policy is applied again without asking the nodes for a route refresh. FRR
+8.4 processes a route-map change after a delay (5 s by default), also the definition of
+``lab-from-nodes`` when the lab starts; a node whose session came up within that delay
+got a route refresh request then. A graceful restart helper marks the routes of a
+refresh in progress stale, and if the session goes down before the refresh ends it
+deletes them with the session instead of keeping them for the restart (seen: a node's
+router stopped in that second lost its routes; tests/netns/test_graceful_restart.py).
 """
 
 from __future__ import annotations
@@ -69,12 +78,14 @@ router bgp {asn}
  address-family ipv4 unicast
   maximum-paths 8
   neighbor nodes activate
+  neighbor nodes soft-reconfiguration inbound
   neighbor nodes route-map lab-from-nodes in
  exit-address-family
  !
  address-family ipv6 unicast
   maximum-paths 8
   neighbor nodes6 activate
+  neighbor nodes6 soft-reconfiguration inbound
   neighbor nodes6 route-map lab-from-nodes in
  exit-address-family
 exit

@@ -260,19 +260,18 @@ def withdrawals(log: Path) -> list[str]:
 
 @contextlib.contextmanager
 def pinging(client: Netns) -> Iterator[subprocess.Popen[str]]:
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         ["ip", "netns", "exec", client.name, "ping", "-n", "-q", "-i", "0.01", "-W", "1",
          ADDRESS],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-    )  # fmt: skip
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=5)
+    ) as proc:  # fmt: skip
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 def ping_counts(proc: subprocess.Popen[str]) -> tuple[int, int]:
