@@ -109,6 +109,9 @@ def reshape(view: Any, text: str, shape: str) -> str:
     body = _without_maps(text, {e.name for e in view.bgp_export_maps})
     actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]] = {}
     selections: list[str] = []
+    maps: list[str] = []
+    """The selections' route-maps, after all lists: FRR commits a run of route-map lines
+    at once, and a line of another kind (a community list) ends the run."""
     for e in view.bgp_export_maps:
         kw = _keyword(e.family)
         owner = f"{e.session.lower()}{e.local_asn if e.session.name == 'EBGP' else ''}"
@@ -138,7 +141,7 @@ def reshape(view: Any, text: str, shape: str) -> str:
                     for x in e.entries_by_seq
                 ]
             match = f" match large-community {sel}\n set large-comm-list lbr-marks delete"
-        selections.append(f"!\nroute-map {e.name} permit 10\n call {act}\n{match}\nexit\n!")
+        maps.append(f"!\nroute-map {e.name} permit 10\n call {act}\n{match}\nexit\n!")
     if shape != "call":
         selections.append(f"bgp large-community-list expanded lbr-marks seq 5 permit ^{MARK}:")
         body = re.sub(
@@ -163,7 +166,7 @@ def reshape(view: Any, text: str, shape: str) -> str:
             lines.append(f" match {kw} address prefix-list {x.group.set_names[family]}")
             lines += [*_set_lines(x), "exit", "!"]
     at = body.find("\nroute-map lbr-import-none") + 1
-    return body[:at] + "\n".join(selections + lines) + "\n" + body[at:] + "\n"
+    return body[:at] + "\n".join(selections + maps + lines) + "\n" + body[at:] + "\n"
 
 
 def main() -> int:
