@@ -18,6 +18,10 @@ driver applies the result once onto FRR daemons that run nothing (a first apply,
   standard large-community list, one line per selected group, and deletes the markers.
 - ``markx``: as ``mark``, with one expanded list per selection (a regular expression of
   the selected numbers) instead.
+- ``markr``: as ``mark``, with what a group's routes get towards every neighbor set once
+  at redistribution (communities, large communities and the marker in one line, MED,
+  local preference); the action maps keep only the eBGP prepends and the class calls.
+- ``markrx``: ``markr`` with ``markx``'s expanded lists.
 
 The rewritten files are checked by FRR's own parser only through the apply: routes were
 not exchanged with a peer, so the shapes are compared on cost, not proven equivalent.
@@ -46,8 +50,11 @@ from renderer import build_view, builtin_template_set, render_view
 MARK = "4294967295:1"
 
 
-def objects(worst: bool) -> list[dict[str, Any]]:
+def objects(worst: bool, community: int | None = None) -> list[dict[str, Any]]:
     objs = generate(1000, 500, Router.FRR)
+    if community is not None:  # the first group's communities (svc-00000 has some)
+        group = next(o for o in objs if o["kind"] == "ServiceGroup")
+        group["spec"]["bgp"]["communities"] = [f"64512:{community}"]
     if worst:
         combos = list(itertools.combinations(range(20), 3))
         for o in objs:
@@ -59,8 +66,8 @@ def objects(worst: bool) -> list[dict[str, Any]]:
     return objs
 
 
-def rendered(worst: bool) -> tuple[Any, str]:
-    model = load(objects(worst))
+def rendered(worst: bool, community: int | None = None) -> tuple[Any, str]:
+    model = load(objects(worst, community))
     if model.errors:
         raise SystemExit(f"generated objects do not load: {model.errors[0]}")
     view = build_view(model, Router.FRR, NODE, hostname=socket.gethostname())
@@ -103,6 +110,32 @@ def _set_lines(x: Any) -> list[str]:
     return out
 
 
+def _common_sets(actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]]) -> dict[str, str]:
+    """``markr``: what a group's routes get towards every neighbor (communities, large
+    communities with the marker, MED, and the local preference, which eBGP neighbors
+    never receive), set once where BGP takes the route from the kernel, by the group's
+    number. Prepends stay in the eBGP action maps."""
+    found: dict[int, list[str]] = {}
+    for entries in actions.values():
+        for seq, (x, _family) in entries.items():
+            lines = found.setdefault(seq, [])
+            for line in _set_lines(x):
+                if "as-path" in line:
+                    continue
+                if line.startswith(" set large-community"):
+                    line = f"{line} {MARK}:{seq}"
+                if line not in lines:
+                    lines.append(line)
+    out = {}
+    for seq, lines in found.items():
+        if not any(line.startswith(" set large-community") for line in lines):
+            lines.append(f" set large-community {MARK}:{seq}")
+        out[str(seq)] = "".join(
+            f"{line} additive\n" if "community" in line else f"{line}\n" for line in lines
+        )
+    return out
+
+
 def reshape(view: Any, text: str, shape: str) -> str:
     if shape == "cur":
         return text
@@ -129,7 +162,7 @@ def reshape(view: Any, text: str, shape: str) -> str:
                     selections.append(f"{kw} prefix-list {sel} seq {n} permit {p.network}{ge}{le}")
             match = f" match {kw} address prefix-list {sel}"
         else:
-            if shape == "markx":
+            if shape in ("markx", "markrx"):
                 numbers = "|".join(str(x.group.seq) for x in e.entries_by_seq)
                 selections.append(
                     f"bgp large-community-list expanded {sel} seq 5 permit _{MARK}:({numbers})_"
@@ -142,6 +175,9 @@ def reshape(view: Any, text: str, shape: str) -> str:
                 ]
             match = f" match large-community {sel}\n set large-comm-list lbr-marks delete"
         maps.append(f"!\nroute-map {e.name} permit 10\n call {act}\n{match}\nexit\n!")
+    common: dict[str, str] = {}
+    if shape.startswith("markr"):
+        common = _common_sets(actions)
     if shape != "call":
         selections.append(f"bgp large-community-list expanded lbr-marks seq 5 permit ^{MARK}:")
         body = re.sub(
@@ -149,7 +185,7 @@ def reshape(view: Any, text: str, shape: str) -> str:
             lambda m: (
                 m.group(1)
                 + (
-                    f" set large-community {MARK}:{m.group(2)} additive\n"
+                    common.get(m.group(2), f" set large-community {MARK}:{m.group(2)} additive\n")
                     if m.group(2) != "1"
                     else ""
                 )
@@ -160,11 +196,18 @@ def reshape(view: Any, text: str, shape: str) -> str:
     lines = []
     for (act, kw), entries in actions.items():
         for seq, (x, family) in sorted(entries.items()):
+            if shape.startswith("markr") and not (x.class_map or x.as_path_prepend):
+                continue
             lines.append(f"route-map {act} permit {seq}")
             if x.class_map:
                 lines.append(f" call {x.class_map.name}")
             lines.append(f" match {kw} address prefix-list {x.group.set_names[family]}")
-            lines += [*_set_lines(x), "exit", "!"]
+            sets = _set_lines(x)
+            if shape.startswith("markr"):
+                sets = [line for line in sets if "as-path" in line]
+            lines += [*sets, "exit", "!"]
+        if shape.startswith("markr"):
+            lines += [f"route-map {act} permit 65535", "exit", "!"]
     at = body.find("\nroute-map lbr-import-none") + 1
     return body[:at] + "\n".join(selections + maps + lines) + "\n" + body[at:] + "\n"
 
@@ -174,10 +217,19 @@ def main() -> int:
     parser.add_argument("variant", help="SHAPE-WORKLOAD, e.g. mark-worst")
     parser.add_argument("--budget", type=float, default=600)
     parser.add_argument("--delay-timer", type=int, help="render this route-map delay-timer")
+    parser.add_argument("--changes", type=int, default=0,
+                        help="then change the first group's communities this many times, "
+                        "each through the driver, and time each")  # fmt: skip
     args = parser.parse_args()
     shape, workload = args.variant.split("-")
     view, text = rendered(workload == "worst")
     text = reshape(view, text, shape)
+    others = []
+    for value in (901, 902):
+        changed_view, changed = rendered(workload == "worst", value)
+        others.append(reshape(changed_view, changed, shape))
+    if others[0] == others[1]:
+        raise SystemExit("the first group's communities do not reach the configuration")
     if args.delay_timer is not None:
         text = text.replace("bgp route-map delay-timer 1\n",
                             f"bgp route-map delay-timer {args.delay_timer}\n")  # fmt: skip
@@ -196,7 +248,10 @@ def main() -> int:
                 print(f"first apply failed after {time.perf_counter() - started:.1f} s")
                 return 1
             cpu = ", ".join(f"{k} {v:.1f}" for k, v in node.cpu().items() if v >= 0.5)
-            print(f"first apply {seconds:.1f} s; CPU s: {cpu}")
+            print(f"first apply {seconds:.1f} s; CPU s: {cpu}", flush=True)
+            took = [node.apply(others[i % 2]) for i in range(args.changes)]
+            if took:
+                print("changes: " + ", ".join(f"{t:.2f}" for t in took) + " s")
         finally:
             node.stop()
     return 0
