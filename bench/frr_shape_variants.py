@@ -22,6 +22,10 @@ driver applies the result once onto FRR daemons that run nothing (a first apply,
   at redistribution (communities, large communities and the marker in one line, MED,
   local preference); the action maps keep only the eBGP prepends and the class calls.
 - ``markrx``: ``markr`` with ``markx``'s expanded lists.
+- ``plist``: no selection route-maps at all: a neighbor's selection is a prefix-list of
+  its groups' prefixes applied as ``neighbor ... prefix-list ... out``, and its
+  route-map is the action map of its session kind and family (``markr``'s common
+  attributes at redistribution, no marker).
 
 The rewritten files are checked by FRR's own parser only through the apply: routes were
 not exchanged with a peer, so the shapes are compared on cost, not proven equivalent.
@@ -110,7 +114,9 @@ def _set_lines(x: Any) -> list[str]:
     return out
 
 
-def _common_sets(actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]]) -> dict[str, str]:
+def _common_sets(
+    actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]], marker: bool = True
+) -> dict[str, str]:
     """``markr``: what a group's routes get towards every neighbor (communities, large
     communities with the marker, MED, and the local preference, which eBGP neighbors
     never receive), set once where BGP takes the route from the kernel, by the group's
@@ -122,13 +128,13 @@ def _common_sets(actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]]) -> 
             for line in _set_lines(x):
                 if "as-path" in line:
                     continue
-                if line.startswith(" set large-community"):
+                if marker and line.startswith(" set large-community"):
                     line = f"{line} {MARK}:{seq}"
                 if line not in lines:
                     lines.append(line)
     out = {}
     for seq, lines in found.items():
-        if not any(line.startswith(" set large-community") for line in lines):
+        if marker and not any(line.startswith(" set large-community") for line in lines):
             lines.append(f" set large-community {MARK}:{seq}")
         out[str(seq)] = "".join(
             f"{line} additive\n" if "community" in line else f"{line}\n" for line in lines
@@ -143,6 +149,8 @@ def reshape(view: Any, text: str, shape: str) -> str:
     actions: dict[tuple[str, str], dict[int, tuple[Any, Any]]] = {}
     selections: list[str] = []
     maps: list[str] = []
+    bindings: dict[str, tuple[str, str, str]] = {}
+    lean = shape.startswith("markr") or shape == "plist"
     """The selections' route-maps, after all lists: FRR commits a run of route-map lines
     at once, and a line of another kind (a community list) ends the run."""
     for e in view.bgp_export_maps:
@@ -152,7 +160,7 @@ def reshape(view: Any, text: str, shape: str) -> str:
         for x in e.entries:
             actions.setdefault((act, kw), {}).setdefault(x.group.seq, (x, e.family))
         sel = f"{e.name}-sel"
-        if shape == "call":
+        if shape in ("call", "plist"):
             n = 0
             for x in e.entries_by_seq:
                 for p in x.group.prefixes[e.family]:
@@ -174,11 +182,32 @@ def reshape(view: Any, text: str, shape: str) -> str:
                     for x in e.entries_by_seq
                 ]
             match = f" match large-community {sel}\n set large-comm-list lbr-marks delete"
-        maps.append(f"!\nroute-map {e.name} permit 10\n call {act}\n{match}\nexit\n!")
+        if shape == "plist":
+            bindings[e.name] = (sel, act, kw)
+        else:
+            maps.append(f"!\nroute-map {e.name} permit 10\n call {act}\n{match}\nexit\n!")
     common: dict[str, str] = {}
-    if shape.startswith("markr"):
-        common = _common_sets(actions)
-    if shape != "call":
+    if lean:
+        common = _common_sets(actions, marker=shape != "plist")
+    if shape == "plist":
+        body = re.sub(
+            r"^(route-map lbr-bgp-export-v[46] permit (\d+)\n)",
+            lambda m: m.group(1) + common.get(m.group(2), ""),
+            body,
+            flags=re.M,
+        )
+        body = re.sub(
+            r"^( +)neighbor (\S+) route-map (\S+) out$",
+            lambda m: (
+                f"{m.group(1)}neighbor {m.group(2)} prefix-list {bindings[m.group(3)][0]} out\n"
+                f"{m.group(1)}neighbor {m.group(2)} route-map {bindings[m.group(3)][1]} out"
+                if m.group(3) in bindings
+                else m.group(0)
+            ),
+            body,
+            flags=re.M,
+        )
+    elif shape != "call":
         selections.append(f"bgp large-community-list expanded lbr-marks seq 5 permit ^{MARK}:")
         body = re.sub(
             r"^(route-map lbr-bgp-export-v[46] permit (\d+)\n)",
@@ -196,17 +225,17 @@ def reshape(view: Any, text: str, shape: str) -> str:
     lines = []
     for (act, kw), entries in actions.items():
         for seq, (x, family) in sorted(entries.items()):
-            if shape.startswith("markr") and not (x.class_map or x.as_path_prepend):
+            if lean and not (x.class_map or x.as_path_prepend):
                 continue
             lines.append(f"route-map {act} permit {seq}")
             if x.class_map:
                 lines.append(f" call {x.class_map.name}")
             lines.append(f" match {kw} address prefix-list {x.group.set_names[family]}")
             sets = _set_lines(x)
-            if shape.startswith("markr"):
+            if lean:
                 sets = [line for line in sets if "as-path" in line]
             lines += [*sets, "exit", "!"]
-        if shape.startswith("markr"):
+        if lean:
             lines += [f"route-map {act} permit 65535", "exit", "!"]
     at = body.find("\nroute-map lbr-import-none") + 1
     return body[:at] + "\n".join(selections + maps + lines) + "\n" + body[at:] + "\n"
