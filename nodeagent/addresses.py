@@ -120,11 +120,15 @@ class Addresses:
         complete record."""
         if self._kubelb is None or self._newest is not None:
             return False
-        of_paced = {
-            address: pair
-            for address, pair in changes.items()
-            if paced and any(a is not None and a.group in paced for a in pair)
-        }
+        of_paced = (
+            {
+                address: pair
+                for address, pair in changes.items()
+                if any(a is not None and a.group in paced for a in pair)
+            }
+            if paced
+            else {}
+        )
         hold = bool(of_paced) and (bool(self._held) or now < self._pacer.until)
         go = {a: pair for a, pair in changes.items() if a not in of_paced} if hold else changes
         if not self._update(go):

@@ -108,12 +108,11 @@ class AnnouncedByService(Mapping[ObjectRef, tuple[str, ...]]):
 
     @functools.cached_property
     def _found(self) -> dict[ObjectRef, tuple[str, ...]]:
-        found: dict[ObjectRef, list[tuple[tuple[int, int, int, int], str]]] = {}
-        for a in self._announcements:
-            entry = (announcement_order(a), str(a.interface))
-            for service in a.services:
-                found.setdefault(service, []).append(entry)
-        return {ref: tuple(text for _, text in sorted(e)) for ref, e in found.items()}
+        ordered = tuple(sorted(self._announcements, key=announcement_order))
+        return {
+            ref: tuple(map(str, interfaces))
+            for ref, interfaces in DesiredState(announcements=ordered).by_service().items()
+        }
 
     def __getitem__(self, ref: ObjectRef) -> tuple[str, ...]:
         return self._found[ref]
