@@ -376,6 +376,13 @@ INVALID = [
     ("sg-large-community",
      service_group({**pools(POOL), "bgp": {"largeCommunities": ["1:2"]}}),
      "spec.bgp.largeCommunities[0]", "A:B:C"),
+    ("sg-large-community-reserved-asn",
+     service_group({**pools(POOL), "bgp": {"largeCommunities": ["4294967295:1:7"]}}),
+     "spec.bgp.largeCommunities[0]", "AS 4294967295 is reserved (RFC 7300)"),
+    ("sg-class-large-community-reserved-asn",
+     service_group({**pools(POOL), "bgp": {"classes": {"gold": {
+         "largeCommunities": ["4294967295:0:0"]}}}}),
+     "spec.bgp.classes.gold.largeCommunities[0]", "A not 4294967295"),
     ("sg-large-community-non-ascii-digits",
      service_group({**pools(POOL), "bgp": {"largeCommunities": ["\uff11:2:3"]}}),
      "spec.bgp.largeCommunities[0]", "A:B:C"),

@@ -5,7 +5,8 @@ its own AS in the path and drops the route as a loop), its ``localPref`` iBGP ne
 only (eBGP never carries LOCAL_PREF), its communities, large communities and MED both.
 Each case renders BIRD and FRR and reads, per neighbor, the statements its outbound
 policy applies: BIRD, the function its export filter calls for the group; FRR, the
-``set`` lines of its outbound route-map's entry for the group. Also: which neighbors
+``set`` lines its redistribution entry, its outbound route-map and the action map that
+calls apply to the group's routes. Also: which neighbors
 share an FRR route-map and a BIRD function, the session kind decided from the typed
 ASNs (the local ASN override, FRR's unnumbered ``remote-as external``), and a local ASN
 override that FRR would refuse, reported on the Peer. The namespace test
@@ -109,16 +110,54 @@ def _bird_policy(text: str, neighbor: str, group: str) -> list[str]:
     return [s.replace(f"({parameter})", f"({argument})") if parameter else s for s in lines]
 
 
+def _frr_entries(text: str, name: str) -> list[list[str]]:
+    """The lines of route-map ``name``'s permit entries, in the file's order."""
+    found = re.finditer(rf"^route-map {re.escape(name)} permit \d+\n((?: .*\n)*)exit", text, re.M)
+    return [[s.strip() for s in entry.group(1).splitlines()] for entry in found]
+
+
 def _frr_policy(text: str, neighbor: str, group: str) -> list[str]:
-    """The ``set`` lines of ``neighbor``'s outbound route-map entry for ``group``."""
+    """What ``group``'s routes carry towards ``neighbor``, as FRR applies its policy: the
+    group's redistribution entry's set lines (its marker among the large communities),
+    then the neighbor's outbound route-map, whose entry must match the marker with its
+    large-community list, deletes the markers and calls the action map, whose entry for
+    the group (if any) adds its own; one line per kind, the later one winning (a prepend
+    adds). No local preference towards eBGP, which never carries it (RFC 4271 5.1.5)."""
+    match = f"match ip address prefix-list lbr-sg-{group}-v4"
+    (redist,) = [e for e in _frr_entries(text, "lbr-bgp-export-v4") if match in e]
+    marker = re.search(r"set large-community (?:.* )?(4294967295:1:\d+)$", "\n".join(redist), re.M)
+    assert marker is not None, f"{group} has no marker"
     out = re.search(rf"^  neighbor {re.escape(neighbor)} route-map (\S+) out$", text, re.M)
     assert out is not None, f"no outbound route-map for {neighbor}"
-    entries = re.finditer(rf"^route-map {out.group(1)} permit \d+\n((?: .*\n)*)exit", text, re.M)
-    for entry in entries:
-        lines = [s.strip() for s in entry.group(1).splitlines()]
-        if f"match ip address prefix-list lbr-sg-{group}-v4" in lines:
-            return [s for s in lines if s.startswith("set ") and s != "set origin igp"]
-    raise AssertionError(f"{neighbor}'s route-map has no entry for {group}")
+    (selection,) = _frr_entries(text, out.group(1))
+    assert f"match large-community {out.group(1)}" in selection
+    patterns = re.findall(
+        rf"^bgp large-community-list expanded {out.group(1)} seq \d+ permit (\S+)$", text, re.M
+    )
+    spelt = marker.group(1)
+    if not any(re.search(p.replace("_", "(^|$| )"), spelt) for p in patterns):
+        raise AssertionError(f"{neighbor}'s route-map has no entry for {group}")
+    assert "set large-comm-list lbr-bgp-marks delete" in selection
+    sets: dict[str, str] = {}
+    for line in redist:
+        if line.startswith("set ") and line != "set origin igp":
+            sets[" ".join(line.split()[:2])] = line
+    large = sets.pop("set large-community").split()[2:]
+    if large != [spelt]:
+        sets["set large-community"] = " ".join(["set large-community", *large[:-1]])
+    call = [line.split()[1] for line in selection if line.startswith("call ")]
+    for action in _frr_entries(text, call[0]) if call else ():
+        if match in action:
+            for line in action:
+                if line.startswith("set "):
+                    sets[" ".join(line.split()[:2])] = line
+    ebgp = re.search(
+        rf"^ neighbor {re.escape(neighbor)} (?:interface )?remote-as (\S+)", text, re.M
+    )
+    assert ebgp is not None
+    if ebgp.group(1) != str(LOCAL_ASN):
+        sets.pop("set local-preference", None)
+    return [sets[kind] for kind in sorted(sets)]
 
 
 POLICY = {

@@ -33,8 +33,12 @@ RIPNG = (GOLDEN / "ripng.frr.conf").read_text(encoding="utf-8")
 EVERYTHING_V4 = "ip prefix-list lbr-sg-everything-v4 seq 280615 permit 192.0.2.0/24 le 32"
 INTRANET_V4 = "ip prefix-list lbr-sg-intranet-v4 seq 393152 permit 198.51.100.0/24 ge 27 le 32"
 OSPF_INTRANET = "route-map lbr-ospf-export-v4 permit 60343"
-BGP_OUT_INTERNET = "route-map lbr-bgp-out-450534003b67-v4 permit 31802"
+BGP_OUT_INTERNET = "route-map lbr-bgp-out-450534003b67-v4 permit 10"
+"""The outbound route-map of the IPv4 neighbor (it exports internet and everything)."""
 BGP_EXPORT_INTERNET = "route-map lbr-bgp-export-v4 permit 31802"
+MARKS = "bgp large-community-list expanded lbr-bgp-marks seq 5 permit ^4294967295:1:"
+POLICY = ("ip", "route-map", "bgp large-community-list")
+"""How the policy statements of the goldens start."""
 
 
 def _users(text: str, daemons: tuple[str, ...] = POLICY_DAEMONS) -> dict[str, tuple[str, ...]]:
@@ -55,7 +59,10 @@ def test_each_entry_goes_to_the_daemons_whose_routers_name_it() -> None:
     assert users["route-map lbr-import-none deny 10"] == ("bgpd",)
     # A group announced by BGP and OSPF: its list goes to both.
     assert users[EVERYTHING_V4] == ("bgpd", "ospfd")
-    assert set(users) == {h for h in frr_stanzas(MIXED) if h.startswith(("ip", "route-map"))}
+    # Large-community lists are BGP commands: bgpd alone, even with no router naming them.
+    lists = [h for h in users if h.startswith("bgp large-community-list ")]
+    assert MARKS in lists and len(lists) == 3 and {users[h] for h in lists} == {("bgpd",)}
+    assert set(users) == {h for h in frr_stanzas(MIXED) if h.startswith(POLICY)}
 
 
 def test_what_a_route_map_calls_goes_where_the_route_map_goes() -> None:
@@ -85,7 +92,7 @@ def test_unused_entries_and_those_other_statements_name_go_to_every_daemon() -> 
     assert _users(unused)[BGP_OUT_INTERNET] == POLICY_DAEMONS
     batches = dict(frr_policy_delta_by_daemon(MIXED, unused) or [])
     assert f"no {BGP_OUT_INTERNET}" not in batches["bgpd"]
-    assert f"{BGP_OUT_INTERNET}\n match ip" in batches["ospfd"]
+    assert f"{BGP_OUT_INTERNET}\n match large-community" in batches["ospfd"]
     # A statement that is not a router's (zebra's ``ip protocol``) names a route-map:
     # every daemon gets it, as vtysh would send it.
     text = MIXED.replace("end\n", "ip protocol bgp route-map lbr-ospf-export-v4\nend\n")
@@ -103,7 +110,7 @@ def test_a_whole_file_goes_to_each_daemon_without_the_policy_it_does_not_use() -
     batches = frr_commands_by_daemon(MIXED, ("bfdd", *POLICY_DAEMONS))
     files = dict(batches)
     assert len(files) == len(batches) == 8
-    policy = ("ip prefix-list", "ipv6 prefix-list", "route-map", " match", " set", " call", " on-")
+    policy = (*POLICY, " match", " set", " call", " on-")
     rest = [line for line in frr_commands(MIXED).splitlines() if not line.startswith(policy)]
     for daemon, commands in files.items():
         lines = commands.splitlines()
@@ -114,6 +121,7 @@ def test_a_whole_file_goes_to_each_daemon_without_the_policy_it_does_not_use() -
     assert INTRANET_V4 in ospfd and INTRANET_V4 not in bgpd
     assert OSPF_INTRANET in ospfd and OSPF_INTRANET not in bgpd
     assert BGP_OUT_INTERNET in bgpd and BGP_OUT_INTERNET not in ospfd
+    assert MARKS in bgpd and MARKS not in ospfd + files["zebra"].splitlines()
     # In the file's order: routers (and the neighbors naming route-maps) first.
     assert bgpd.index("router bgp 64600") < bgpd.index(BGP_OUT_INTERNET)
     assert ospfd[ospfd.index(OSPF_INTRANET) + 3] == " set metric 30"
@@ -126,11 +134,28 @@ def test_without_daemons_the_whole_file_goes_to_all() -> None:
     assert frr_commands_by_daemon(MIXED, ()) == [("", frr_commands(MIXED))]
 
 
+INTERNET_V4_SETS = (
+    " set community 65000:666\n set large-community 4294967295:1:31802\n"
+    "exit\n!\nroute-map lbr-bgp-export-v4 deny"
+)
+"""The end of internet's IPv4 redistribution entry (and the start of the next)."""
+
+
 def test_a_community_change_reaches_bgpd_alone() -> None:
-    after = "\nexit\n!\nroute-map lbr-bgp-out-8"
-    new = _edited(MIXED, f"set community 65000:666{after}", f"set community 65000:777{after}")
+    new = _edited(MIXED, INTERNET_V4_SETS, INTERNET_V4_SETS.replace("666", "777"))
     assert frr_policy_delta_by_daemon(MIXED, new) == [
-        ("bgpd", f"{BGP_OUT_INTERNET}\n set community 65000:777\n")
+        ("bgpd", f"{BGP_EXPORT_INTERNET}\n set community 65000:777\n")
+    ]
+
+
+def test_a_selection_change_reaches_bgpd_alone() -> None:
+    new = _edited(MIXED, "(16495|31802)", "(31802)")
+    assert frr_policy_delta_by_daemon(MIXED, new) == [
+        (
+            "bgpd",
+            "bgp large-community-list expanded lbr-bgp-out-450534003b67-v4 seq 5 permit "
+            "_4294967295:1:(31802)_\n",
+        )
     ]
 
 
@@ -183,7 +208,8 @@ def test_the_batches_send_what_one_delta_would() -> None:
         (" set metric 30\n", " set metric 40\n"),
         ("192.0.2.0/24 le 32", "192.0.2.0/23 le 32"),
         (f"{INTRANET_V4}\n", ""),
-        ("set community 65000:666\nexit\n!\nroute-map lbr-ospf", "exit\n!\nroute-map lbr-ospf"),
+        (INTERNET_V4_SETS, INTERNET_V4_SETS.replace(" set community 65000:666\n", "")),
+        ("(16495|31802)", "(31802)"),
     ]  # fmt: skip
     for old, new in edits:
         text = _edited(MIXED, old, new)
@@ -205,8 +231,10 @@ def test_a_neighbor_moving_to_another_route_map_goes_with_bgpds_policy() -> None
     assert batches is not None and [d for d, _ in batches] == ["bgpd"]
     lines = batches[0][1].splitlines()
     moved = lines.index("  neighbor 10.0.0.1 route-map lbr-bgp-out-aaaaaaaaaaaa-v4 out")
-    assert lines.index("route-map lbr-bgp-out-aaaaaaaaaaaa-v4 permit 31802") < moved
-    assert moved < lines.index("no route-map lbr-bgp-out-450534003b67-v4 permit 31802")
+    new_list = next(i for i, line in enumerate(lines) if "list expanded lbr-bgp-out-aaaa" in line)
+    old_list = next(i for i, line in enumerate(lines) if "no bgp large-community-list" in line)
+    assert new_list < lines.index("route-map lbr-bgp-out-aaaaaaaaaaaa-v4 permit 10") < moved
+    assert moved < lines.index(f"no {BGP_OUT_INTERNET}") < old_list
     assert frr_policy_delta_by_daemon(MIXED, new, ("zebra", "ospfd")) is None
 
 
@@ -236,7 +264,7 @@ def test_a_stray_is_kept_unless_the_daemons_that_use_it_hold_all_of_it() -> None
     bgp = {h: v for h, v in everything.items() if h != BGP_OUT_INTERNET}
     # frr-reload.py left ospfd one line of an entry bgpd does not hold: kept.
     ospf = {**_held(MIXED, [OSPF_INTRANET, INTRANET_V4]),
-            BGP_OUT_INTERNET: (" set community 65000:666",)}  # fmt: skip
+            BGP_OUT_INTERNET: (" set large-comm-list lbr-bgp-marks delete",)}  # fmt: skip
     held = {"bgpd": bgp, "ospfd": ospf}
     assert frr_policy_strays(held, MIXED, ("bgpd", "ospfd")) == [
         ("bgpd", f"no {OSPF_INTRANET}\nno {INTRANET_V4}\n")

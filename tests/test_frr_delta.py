@@ -34,8 +34,15 @@ GOLDEN = Path(__file__).parent / "golden"
 POLICY = (GOLDEN / "bgp-policy.frr.conf").read_text(encoding="utf-8")
 
 BRONZE_V4 = "ip prefix-list lbr-sg-bronze-v4 seq 992499 permit 192.0.2.128/25 le 32"
-GOLD_OUT = "route-map lbr-bgp-out-e62117e280fb-v4 permit 61917"
+GOLD_OUT = "route-map lbr-bgp-export-v4 permit 61917"
+"""Gold's redistribution entry: its attributes towards every neighbor."""
 GOLD_COMMUNITIES = " set community 65000:100 65000:200"
+SELECTION = "route-map lbr-bgp-out-e62117e280fb-v4 permit 10"
+"""The outbound route-map of the neighbor that exports gold alone."""
+SELECTION_LIST = (
+    "bgp large-community-list expanded lbr-bgp-out-e62117e280fb-v4 seq 5 permit "
+    "_4294967295:1:(61917)_"
+)
 
 
 def _entry(head: str, text: str = POLICY) -> tuple[str, ...]:
@@ -47,6 +54,7 @@ def test_golden_splits_into_its_statements() -> None:
     assert stanzas[BRONZE_V4] == ()
     assert stanzas["route-map lbr-import-none deny 10"] == ()
     assert GOLD_COMMUNITIES in stanzas[GOLD_OUT]
+    assert stanzas[SELECTION_LIST] == ()
     assert " address-family ipv4 unicast" in stanzas["router bgp 64512"]
     assert not any(head.startswith(("!", "exit", "end")) for head in stanzas)
 
@@ -69,7 +77,7 @@ def _with(old: str, new: str, text: str = POLICY) -> str:
 
 
 def _in_gold_out(old: str, new: str) -> str:
-    """Edit the route-map entry GOLD_OUT, the last statement of the golden."""
+    """Edit the route-map entry GOLD_OUT (``old`` once after it in the golden)."""
     head, tail = POLICY.split(GOLD_OUT)
     assert tail.count(old) == 1, old
     return head + GOLD_OUT + tail.replace(old, new)
@@ -114,17 +122,34 @@ CASES: list[tuple[str, str, str | None]] = [
     (
         "a prepend of several ASNs goes: removed by its kind (vtysh takes one ASN at most)",
         POLICY.replace(" set as-path prepend 64512 64512 64512\n", ""),
-        "route-map lbr-bgp-out-8d016618146f-v4 permit 36437\n no set as-path prepend\n",
+        "route-map lbr-bgp-act-ebgp-64512-v4 permit 36437\n no set as-path prepend\n",
     ),
     (
         "a neighbor moves to another route-map: re-pointed after it exists, before the "
         "old one goes",
         _with(
             "route-map lbr-bgp-out-e62117e280fb-v4 out", "route-map lbr-bgp-out-8d016618146f-v4 out"
-        ).replace("\n".join((GOLD_OUT, *_entry(GOLD_OUT), "exit", "!")) + "\n", ""),
+        )
+        .replace("\n".join((SELECTION, *_entry(SELECTION), "exit", "!")) + "\n", "")
+        .replace(f"{SELECTION_LIST}\n", ""),
         "router bgp 64512\n address-family ipv4 unicast\n"
         "  neighbor 10.0.0.2 route-map lbr-bgp-out-8d016618146f-v4 out\n"
-        f"no {GOLD_OUT}\n",
+        f"no {SELECTION}\nno {SELECTION_LIST}\n",
+    ),
+    (
+        "a selection gains a group: its list entry is set again under its number",
+        _with(SELECTION_LIST, SELECTION_LIST.replace("(61917)", "(36437|61917)")),
+        f"{SELECTION_LIST.replace('(61917)', '(36437|61917)')}\n",
+    ),
+    (
+        "list entries come before the route-maps, go after them (prefix-lists, then "
+        "large-community lists, as in the file)",
+        _with(SELECTION_LIST, SELECTION_LIST.replace("seq 5", "seq 10"))
+        .replace(BRONZE_V4, BRONZE_V4.replace("seq 992499", "seq 7"))
+        .replace(GOLD_COMMUNITIES, " set community 1:1"),
+        f"{BRONZE_V4.replace('seq 992499', 'seq 7')}\n"
+        f"{SELECTION_LIST.replace('seq 5', 'seq 10')}\n{GOLD_OUT}\n set community 1:1\n"
+        f"no {BRONZE_V4}\nno {SELECTION_LIST}\n",
     ),
     (
         "a neighbor's inbound route-map changes: frr-reload.py decides",

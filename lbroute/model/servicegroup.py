@@ -428,6 +428,11 @@ def _parse_range(value: Any) -> tuple[IPAddress, IPAddress]:
 
 
 _U32 = (0, 4294967295)
+RESERVED_ASN = 4294967295
+LARGE_COMMUNITY_VALID = "A:B:C, each 0-4294967295, A not 4294967295"
+"""The last 32-bit ASN, reserved by RFC 7300: no large community of a ServiceGroup may
+name it, since FRR's outbound policy marks each group's routes with
+``4294967295:1:<number>`` (renderer/view/bgp_frr.py) and deletes those marks."""
 
 
 def _community(value: Any) -> Community:
@@ -446,6 +451,10 @@ def _large_community(value: Any) -> LargeCommunity:
     if not m or any(int(g) > _U32[1] for g in m.groups()):
         raise ValueError("")
     a, b, c = (int(g) for g in m.groups())
+    if a == RESERVED_ASN:
+        raise ValueError(
+            f"AS {RESERVED_ASN} is reserved (RFC 7300): lbroute marks routes with it inside FRR"
+        )
     return LargeCommunity(global_admin=a, data1=b, data2=c)
 
 
@@ -474,9 +483,7 @@ def _communities(r: Reader) -> tuple[tuple[Community, ...], tuple[LargeCommunity
             communities.append(c)
     larges = []
     for i, item, _ in r.items("largeCommunities"):
-        lc = r.convert_item(
-            "largeCommunities", i, item, _large_community, "A:B:C, each 0-4294967295"
-        )
+        lc = r.convert_item("largeCommunities", i, item, _large_community, LARGE_COMMUNITY_VALID)
         if lc is not None:
             larges.append(lc)
     return tuple(sorted(set(communities))), tuple(sorted(set(larges)))

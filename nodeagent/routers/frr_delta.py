@@ -3,9 +3,9 @@
 Pure functions on configuration text in FRR's canonical form (what lbroute renders and
 ``show running-config`` prints): :func:`frr_stanzas` splits a configuration into its
 top-level statements; :func:`frr_policy_delta` turns one configuration into another by
-vtysh commands when only prefix-lists and route-maps (and the outbound route-map a BGP
-neighbor uses) differ; :func:`frr_is_empty` tells daemons that run nothing yet;
-:func:`frr_commands` is a whole configuration as commands for one ``vtysh -f``;
+vtysh commands when only prefix-lists, BGP large-community lists and route-maps (and the
+outbound route-map a BGP neighbor uses) differ; :func:`frr_is_empty` tells daemons that
+run nothing yet; :func:`frr_commands` is a whole configuration as commands for one ``vtysh -f``;
 :func:`frr_hostnames` the hostnames it names (FRR prints one per name its daemons have).
 No process, file or router here: :class:`~nodeagent.routers.frr.FrrDriver` sends the
 commands and has ``frr-reload.py --test`` confirm the result, and the table-driven
@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import re
 
-_POLICY = ("route-map ", "ip prefix-list ", "ipv6 prefix-list ")
-"""Top-level statements :func:`frr_policy_delta` changes by itself: a prefix-list
-entry (one line) or a route-map entry (a header and its match/set lines)."""
+_LARGE_LIST = "bgp large-community-list "
+_POLICY = ("route-map ", "ip prefix-list ", "ipv6 prefix-list ", _LARGE_LIST)
+"""Top-level statements :func:`frr_policy_delta` changes by itself: a prefix-list or
+large-community list entry (one line) or a route-map entry (a header and its
+match/set lines)."""
 
 
 def frr_stanzas(text: str) -> dict[str, tuple[str, ...]]:
@@ -74,13 +76,15 @@ def frr_runs(running: str, text: str) -> bool:
 
 def frr_policy_delta(old: str, new: str) -> str | None:
     """The vtysh commands that turn FRR running ``old`` into FRR running ``new``, when
-    the two differ only in prefix-list and route-map entries; ``None`` for any other
-    difference (a neighbor, an interface, a router block): then frr-reload.py decides.
+    the two differ only in prefix-list, large-community list and route-map entries;
+    ``None`` for any other difference (a neighbor, an interface, a router block): then
+    frr-reload.py decides.
 
-    Order: new prefix-list entries, then route-map entries, then removed route-map
-    entries, then removed prefix-list entries, so a route-map never refers to a
-    prefix-list entry that is not there yet. An entry whose sequence number stays
-    (a prefix-list entry's ``le`` changes, a route-map entry's action) is replaced by
+    Order: new list entries, then route-map entries, then removed route-map entries,
+    then removed list entries, so a route-map never refers to a list entry that is not
+    there yet. An entry whose sequence number stays (a prefix-list entry's ``le``
+    changes, a large-community list entry's expression, a route-map entry's action) is
+    replaced by
     setting it again, never removed: FRR keys entries by sequence number, so ``no`` of
     the old line would remove the new one and withdraw its routes. Inside a route-map
     entry a changed line is simply set again (FRR keeps one rule per ``match``/``set``
@@ -177,8 +181,9 @@ takes one) or "" for every daemon that knows each command, as vtysh decides."""
 def frr_policy_users(
     stanzas: dict[str, tuple[str, ...]], daemons: tuple[str, ...] = POLICY_DAEMONS
 ) -> dict[str, tuple[str, ...]]:
-    """For each prefix-list and route-map entry of a configuration (its
-    :func:`frr_stanzas`), the ``daemons`` that use it: a router statement's daemon
+    """For each prefix-list, large-community list and route-map entry of a
+    configuration (its :func:`frr_stanzas`), the ``daemons`` that use it (bgpd alone
+    for a large-community list, a BGP command): a router statement's daemon
     uses the route-maps and prefix-lists it names (a neighbor's, a redistribution's, a
     distribute-list's), and a route-map's users use what it calls or matches; a
     statement of another kind that names one, or nothing naming it, makes every one of
@@ -213,6 +218,9 @@ def frr_policy_users(
     used: dict[str, tuple[str, ...]] = {}
     for head in stanzas:
         if not head.startswith(_POLICY):
+            continue
+        if head.startswith(_LARGE_LIST):  # a bgpd command: vtysh sends it nowhere else
+            used[head] = ("bgpd",) if "bgpd" in daemons else daemons
             continue
         words = head.split()
         found = maps.get(words[1]) if words[0] == "route-map" else lists.get(words[2])
@@ -403,10 +411,13 @@ def _repointed(
 
 def _entry_key(head: str) -> str:
     """What FRR keys a policy entry by: a route-map's name and sequence number (not its
-    action), a prefix-list entry's list and sequence number (not its prefix)."""
+    action), a prefix-list or large-community list entry's list and sequence number (not
+    its prefix or expression)."""
     words = head.split()
     if words[0] == "route-map" and len(words) == 4:
         return f"route-map {words[1]} {words[3]}"
+    if head.startswith(_LARGE_LIST) and words[4:5] == ["seq"] and len(words) > 5:
+        return " ".join(words[:6])
     if words[1:2] == ["prefix-list"] and words[3:4] == ["seq"] and len(words) > 4:
         return " ".join(words[:5])
     return head

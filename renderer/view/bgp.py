@@ -254,7 +254,11 @@ class BgpExportView(ExportView):
 
     session: Session
     entries: tuple[BgpExportEntry, ...]
-    """In the order of ``groups``."""
+    """In the order of ``groups``; none once the node is drained (``withdrawn``)."""
+    held: tuple[BgpExportEntry, ...] = ()
+    """The entries whatever the drain: FRR keeps each group's attributes where its routes
+    enter BGP while the node is drained, so that undraining changes only the outbound
+    route-maps."""
     local_asn: int = 0
     """The local ASN of the neighbors that use it (BIRD passes it to the functions that
     prepend; filters of eBGP neighbors with another local ASN are others)."""
@@ -482,6 +486,7 @@ class _Exports:
                 groups=gs,
                 session=session,
                 entries=() if self.ctx.withdrawn else entries,
+                held=entries,
                 withdrawn=self.ctx.withdrawn,
                 local_asn=local_asn,
             )

@@ -46,6 +46,7 @@ from renderer.view.bgp import (
     class_mark_view,
     weight_view,
 )
+from renderer.view.bgp_frr import FrrBgpPolicy, frr_bgp_policy
 from renderer.view.context import FAST, Context, FastConvergence, problem
 from renderer.view.host import HostSessionsView, host_sessions_view
 from renderer.view.isis import IsisInterfaceView, IsisView, isis_view
@@ -202,15 +203,15 @@ class NodeView:
         return class_mark_view(groups, Names(self.router), self.bgp_weights)
 
     @functools.cached_property
+    def frr_bgp(self) -> FrrBgpPolicy:
+        """FRR: the outbound policy (attributes at redistribution, a marker per group, an
+        entry per selection, action maps per session kind)."""
+        return frr_bgp_policy(self.bgp_export_maps, Names(self.router))
+
+    @functools.cached_property
     def bgp_class_maps(self) -> tuple[ClassMapView, ...]:
-        """FRR: every class route-map an outbound entry calls, once, by name."""
-        found = {
-            x.class_map.name: x.class_map
-            for e in self.bgp_export_maps
-            for x in e.entries
-            if x.class_map is not None
-        }
-        return tuple(found[name] for name in sorted(found))
+        """FRR: every class route-map an action entry calls, once, by name."""
+        return self.frr_bgp.class_maps
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:

@@ -268,7 +268,7 @@ def test_frr_policy_changes_go_as_a_delta(
     wrapper.chmod(0o755)
     driver = FrrDriver(config, frr.dir, frr_reload=wrapper)
     policy = _golden("bgp-policy.frr.conf")
-    gold = "route-map lbr-bgp-out-e62117e280fb-v4 permit 61917\n"
+    gold = "route-map lbr-bgp-export-v4 permit 61917\n"  # gold's attributes, for every neighbor
     head, tail = policy.split(gold)
     edited = tail.replace(" set community 65000:100 65000:200\n", "").replace(
         "metric 10", "metric 20"
@@ -340,7 +340,7 @@ def test_frr_policy_changes_go_as_a_delta(
 
 
 def _held(frr: FrrInstance, daemon: str) -> dict[str, tuple[str, ...]]:
-    """The prefix-list and route-map entries one FRR daemon holds."""
+    """The prefix-list, large-community list and route-map entries one FRR daemon holds."""
     shown = subprocess.run(
         ["vtysh", "--vty_socket", str(frr.dir), "-d", daemon, "-c", "show running-config"],
         capture_output=True,
@@ -349,7 +349,8 @@ def _held(frr: FrrInstance, daemon: str) -> dict[str, tuple[str, ...]]:
     ).stdout
     statements = frr_statements(shown)
     assert statements is not None, shown
-    return {h: v for h, v in statements.items() if h.startswith(("ip", "route-map"))}
+    policy = ("ip", "route-map", "bgp large-community-list")
+    return {h: v for h, v in statements.items() if h.startswith(policy)}
 
 
 def test_frr_policy_goes_to_the_daemons_that_use_it(
@@ -367,7 +368,12 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
     mixed = _golden("mixed.frr.conf")
     caplog.set_level(logging.INFO, logger="nodeagent.routers")
     ospf_only = "route-map lbr-ospf-export-v4 permit 60343"
-    bgp_only = "route-map lbr-bgp-out-450534003b67-v4 permit 31802"
+    bgp_only = "route-map lbr-bgp-export-v4 permit 31802"  # internet's BGP attributes
+    marks = "bgp large-community-list expanded lbr-bgp-marks seq 5 permit ^4294967295:1:"
+    internet = (
+        "set community 65000:666\n set large-community 4294967295:1:31802\nexit\n!\n"
+        "route-map lbr-bgp-export-v4 deny"
+    )
     shared = "ip prefix-list lbr-sg-everything-v4 seq 280615 permit 192.0.2.0/24 le 32"
 
     def applied(text: str) -> str:
@@ -381,6 +387,7 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
         bgpd, ospfd, zebra = (_held(frr, d) for d in ("bgpd", "ospfd", "zebra"))
         assert ospf_only in ospfd and ospf_only not in bgpd
         assert bgp_only in bgpd and bgp_only not in ospfd
+        assert marks in bgpd and marks not in ospfd
         assert shared in bgpd and shared in ospfd
         assert zebra == {}, "zebra uses none of them"
         for daemon in ("ospf6d", "ripd", "ripngd", "isisd"):
@@ -388,10 +395,7 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
 
     assert "FRR ran none before" in applied(mixed)
     holdings()
-    community = mixed.replace(
-        "set community 65000:666\nexit\n!\nroute-map lbr-bgp-out-8",
-        "set community 65000:777\nexit\n!\nroute-map lbr-bgp-out-8",
-    )
+    community = mixed.replace(internet, internet.replace("666", "777"))
     assert community.count("65000:777") == 1
     assert "policy changes only" in applied(community)
     holdings()
@@ -403,10 +407,7 @@ def test_frr_policy_goes_to_the_daemons_that_use_it(
         "interface eth0\n ip ospf area 0.0.0.0\n",
         "interface eth0\n ip ospf area 0.0.0.0\n ip ospf cost 7\n",
     )
-    both = both.replace(
-        "set community 65000:666\nexit\n!\nroute-map lbr-bgp-out-8",
-        "set community 65000:888\nexit\n!\nroute-map lbr-bgp-out-8",
-    )
+    both = both.replace(internet, internet.replace("666", "888"))
     assert both.count("ip ospf cost 7") == 1 and both.count("65000:888") == 1
     said = applied(both)
     assert "policy changes only" not in said
