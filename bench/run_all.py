@@ -123,8 +123,11 @@ NOTES = [
     "passes, removes lines with one `vtysh -c` each and adds lines with `vtysh -f`, so "
     "the ratio falls below 1. The CPU each daemon used shows where FRR's time goes: a "
     "change costs bgpd the validation of its route-map tree, quadratic in its BGP match "
-    "and set lines (FRR 8.4's YANG), so the origin is set once at redistribution "
-    "instead of in every outbound entry (bench/README.md).",
+    "and set lines (FRR 8.4's YANG), so each group's attributes are set once, at "
+    "redistribution with a marker large community, and a shared outbound route-map is "
+    "one entry matching its groups' marks (2026-12-07): the configuration grows with "
+    "groups plus peers, and 475 distinct Peer selections apply in 20-30 s instead of "
+    "more than 300 (`bench/frr_selections.py worst`, bench/README.md).",
     "Latency floors (2., 3.): the floor puts one address a time on kube-lb0 every 50 ms. "
     "FRR's isisd postpones its LSP while redistributed routes change less than 100 ms "
     "apart, so the IS-IS floor announces next to nothing until the stream ends and is no "

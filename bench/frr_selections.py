@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""FRR with many distinct Peer selections: the first apply and changes of the product's
+configuration at 1,000 ServiceGroups and 500 Peers, through the agent's driver.
+
+The render benchmark's objects (``bench/render_bench.py``), either as they are
+("bench": 18 distinct Peer selections, what ``apply_bench.py`` row 4 applies) or with
+every BGP Peer selecting its own three teams ("worst": 475 distinct selections), are
+rendered for FRR; the driver applies the file once onto FRR daemons that run nothing (a
+first apply, as in ``bench/apply_bench.py``) in a throw-away namespace, then, with
+``--changes N``, N changes of the first group's communities, each timed. bgpd's CPU
+seconds are reported with the first apply. Before issue 20's outbound shape
+(renderer/view/bgp_frr.py) the worst case's first apply had not finished after 300 s;
+the shapes tried on the way are in bench/README.md (the experiment itself is in git
+history, bada19e).
+
+    sudo .venv/bin/python bench/frr_selections.py WORKLOAD [--changes 3] [--budget S]
+
+Exits 1 when the generated objects do not load, the view reports an error, the change
+does not reach the configuration or the driver fails; 3 with ``--fail-over-target``
+when the first apply is over 20 s or a change over 5 s (issue 20's targets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from apply_bench import Node
+from render_bench import NODE, _team, generate
+
+from lbroute.model.api import Router, load
+from renderer import build_view, builtin_template_set, render_view
+
+FIRST_TARGET, CHANGE_TARGET = 20.0, 5.0
+
+
+def objects(worst: bool, community: int | None = None) -> list[dict[str, Any]]:
+    objs = generate(1000, 500, Router.FRR)
+    if community is not None:  # the first group's communities (svc-00000 has some)
+        group = next(o for o in objs if o["kind"] == "ServiceGroup")
+        group["spec"]["bgp"]["communities"] = [f"64512:{community}"]
+    if worst:
+        combos = list(itertools.combinations(range(20), 3))
+        for o in objs:
+            if o["kind"] == "Peer" and "bgp" in o["spec"]:
+                j = int(o["metadata"]["name"].split("-")[1])
+                teams = sorted({_team(t) for t in combos[(j * 37) % len(combos)]})
+                expr = {"key": "team", "operator": "In", "values": teams}
+                o["spec"]["serviceGroupSelector"] = {"matchExpressions": [expr]}
+    return objs
+
+
+def rendered(worst: bool, community: int | None = None) -> str:
+    model = load(objects(worst, community))
+    if model.errors:
+        raise SystemExit(f"generated objects do not load: {model.errors[0]}")
+    view = build_view(model, Router.FRR, NODE, hostname=socket.gethostname())
+    errors = [p for p in view.problems if p.severity.name == "ERROR"]
+    if errors:
+        raise SystemExit(f"the view reports: {errors[0]}")
+    return render_view(view, builtin_template_set(Router.FRR))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("workload", choices=["bench", "worst"])
+    parser.add_argument("--budget", type=float, default=600)
+    parser.add_argument("--changes", type=int, default=0,
+                        help="then change the first group's communities this many times, "
+                        "each through the driver, and time each")  # fmt: skip
+    parser.add_argument("--fail-over-target", action="store_true")
+    args = parser.parse_args()
+    worst = args.workload == "worst"
+    text = rendered(worst)
+    others = [rendered(worst, value) for value in (901, 902)]
+    if others[0] == others[1]:
+        raise SystemExit("the first group's communities do not reach the configuration")
+    entries = len(re.findall(r"^route-map ", text, re.M))
+    plists = len(re.findall(r"^ipv?6? ?prefix-list ", text, re.M))
+    clists = len(re.findall(r"^bgp large-community-list ", text, re.M))
+    print(f"{args.workload}: {text.count(chr(10))} lines, {len(text)} bytes, {entries} route-map "
+          f"entries, {plists} prefix-list lines, {clists} large-community-list lines",
+          flush=True)  # fmt: skip
+    with tempfile.TemporaryDirectory() as d:
+        node = Node(Router.FRR, Path(d), timeout=args.budget)
+        try:
+            first = node.first(text)
+            if first is None:
+                return 1
+            cpu = ", ".join(f"{k} {v:.1f}" for k, v in node.cpu().items() if v >= 0.5)
+            print(f"first apply {first:.1f} s; CPU s: {cpu}", flush=True)
+            took = [node.apply(others[i % 2]) for i in range(args.changes)]
+            if took:
+                print("changes: " + ", ".join(f"{t:.2f}" for t in took) + " s")
+        finally:
+            node.stop()
+    over = first > FIRST_TARGET or any(t > CHANGE_TARGET for t in took)
+    return 3 if over and args.fail_over_target else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
