@@ -200,3 +200,32 @@ def test_latency_rows_say_their_source_split_and_issue_20s_target() -> None:
     far = run_all.latency_rows(_latency(0.096, 0.150, "api"), "announce", "2.1")[0]
     assert far[0] == "2.1. BGP via BIRD, from the API"
     assert far[5] == "**no**", "p50 33 ms over the floor: within 500 ms, not issue 20's"
+
+
+def _render_point(router: str, groups: int, seconds: float) -> dict[str, object]:
+    parse = _runs(0.05)
+    return {
+        "router": router,
+        "groups": groups,
+        "peers": 500,
+        "seconds": {"total": _runs(seconds), "parse": parse},
+        "total_over_parse": seconds / 0.05,
+        "parse_runs": 3,
+        "config_lines": groups * 40,
+        "config_bytes": groups * 1200,
+    }
+
+
+def test_render_rows_give_each_scale_point_its_size_once() -> None:
+    """Issue 20: lines and bytes per scale point; the 1,000-group point, the one with a
+    target, is not repeated among the reported ones."""
+    main = [_render_point("frr", 1000, 1.2)]
+    scale = [_render_point("frr", 10, 0.08), _render_point("frr", 1000, 1.2)]
+    data = {"main": main, "scale": scale, "runs": 3, "target_seconds": 1.0}
+    rows = run_all.render_rows(data)
+    assert [r[0] for r in rows] == [
+        "0. Render, 1,000 groups / 500 peers, FRR",
+        "0.1 Render, 10 groups / 500 peers, FRR",
+    ]
+    assert "40,000 lines, 1.20 MB" in rows[0][1] and rows[0][4:] == ("< 1.00 s", "**no**")
+    assert "400 lines, 0.01 MB" in rows[1][1] and rows[1][4:] == ("reported", "n/a")
