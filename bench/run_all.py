@@ -48,6 +48,11 @@ SUITE: dict[str, tuple[list[str], list[str], float]] = {
         1800,
     ),
     "apply": (["bench/apply_bench.py"], ["--quick"], 2700),
+    "selections": (
+        ["bench/frr_selections.py", "bench", "worst", "--changes", "3"],
+        ["--groups", "100", "--peers", "50"],
+        900,
+    ),
     "memory": (["bench/memory_bench.py"], ["--quick"], 900),
     "alloc": (["bench/alloc_bench.py", "--api-services", "0"], ["--services", "2000"], 900),
     "render": (
@@ -72,6 +77,7 @@ ORDER = (
     "lab",
     "lab-api",
     "apply",
+    "selections",
     "memory",
     "alloc",
     "local",
@@ -108,6 +114,14 @@ WHY: dict[str, str] = {
     "of a core while idle on every node and still missed on BIRD; an event-driven "
     "watch (a blocking inotify read) would remove the step altogether, but not with "
     "watchfiles, which polls.",
+    "4": "Row 4.1: FRR 8.4 validates bgpd's whole route-map tree on each commit, and the `when` "
+    "conditions of its BGP match and set lines name absolute paths, so each such line is "
+    "checked against every line of every route-map: the cost grows with the square of "
+    "those lines (bench/README.md measures it with unused route-maps added). lbroute's "
+    "shape writes each group's attributes once and each selection in one entry; with "
+    "every Peer selecting its own teams more groups go out over BGP (more lines), and "
+    "each selection adds two. Upstream FRR made the conditions relative in May 2024 "
+    "(pull request 16102); Debian 12's 8.4 compiles the old ones into bgpd.",
     "7": "The agent keeps every object trimmed to what it reads (`lbroute/kube/trim.py`); "
     "what is left is the interpreter with its libraries (about 44 MiB), the trimmed "
     "objects and what the agent keeps from pass to pass so that a change costs what it "
@@ -134,7 +148,7 @@ NOTES = [
     "and set lines (FRR 8.4's YANG), so each group's attributes are set once, at "
     "redistribution with a marker large community, and a shared outbound route-map is "
     "one entry matching its groups' marks (2026-12-07): the configuration grows with "
-    "groups plus peers, and 475 distinct Peer selections apply in 20-30 s instead of "
+    "groups plus peers, and 425 distinct outbound route-maps apply in 18-30 s instead of "
     "more than 300 (`bench/frr_selections.py worst`, bench/README.md).",
     "Latency floors (2., 3.): the floor puts one address a time on kube-lb0 every 50 ms. "
     "FRR's isisd postpones its LSP while redistributed routes change less than 100 ms "
@@ -357,6 +371,38 @@ def apply_rows(data: Json) -> list[Row]:
             )
         )
     return rows
+
+
+def selections_rows(data: Json) -> list[Row]:
+    """FRR at row 4's scale with every BGP Peer selecting its own three teams, against
+    the same run's changes with the benchmark's own selections (row 4's workload)."""
+    found = {r["workload"]: r for r in data.get("results", [])}
+    worst, bench = found.get("worst"), found.get("bench")
+    if worst is None or bench is None or not worst["changes_s"] or not bench["changes_s"]:
+        return []
+    first, change = data["targets_s"]["first_apply"], data["targets_s"]["change"]
+    median = statistics.median(worst["changes_s"])
+    floor = statistics.median(bench["changes_s"])
+    cpu = worst["first_apply_cpu_s"].get("bgpd")
+    at_scale = worst["groups"] == 1000
+    return [
+        (
+            f"4.1 FRR apply, {worst['groups']:,} groups / {worst['peers']:,} peers, "
+            f"{worst['selections']:,} distinct outbound selections",
+            f"changes {', '.join(secs(t) for t in worst['changes_s'])}; first apply "
+            f"{secs(worst['first_apply_s'])}"
+            + (f" (bgpd's CPU {secs(cpu)})" if cpu is not None else "")
+            + f"; {worst['config_lines']:,} lines, {worst['config_bytes'] / 1e6:.2f} MB",
+            f"{bench['selections']:,} selections (row 4's workload): changes "
+            f"{', '.join(secs(t) for t in bench['changes_s'])}; first apply "
+            f"{secs(bench['first_apply_s'])}",
+            ratio(median, floor),
+            f"first apply < {secs(first)}, a change < {secs(change)}" if at_scale else "reported",
+            verdict(worst["first_apply_s"] < first and max(worst["changes_s"]) < change)
+            if at_scale
+            else "n/a",
+        )
+    ]
 
 
 APPLY_TARGETS = {"bird": (None, 0.5), "frr": (20.0, 5.0)}
@@ -773,6 +819,7 @@ ROWS: dict[str, Callable[[Json], list[Row]]] = {
     "lab": lab_rows,
     "lab-api": lab_api_rows,
     "apply": apply_rows,
+    "selections": selections_rows,
     "memory": memory_rows,
     "alloc": alloc_rows,
     "local": local_rows,

@@ -229,3 +229,37 @@ def test_render_rows_give_each_scale_point_its_size_once() -> None:
     ]
     assert "40,000 lines, 1.20 MB" in rows[0][1] and rows[0][4:] == ("< 1.00 s", "**no**")
     assert "400 lines, 0.01 MB" in rows[1][1] and rows[1][4:] == ("reported", "n/a")
+
+
+def _selections(
+    workload: str, selections: int, changes: list[float], first: float
+) -> dict[str, object]:
+    return {
+        "workload": workload,
+        "groups": 1000,
+        "peers": 500,
+        "selections": selections,
+        "config_lines": 48000,
+        "config_bytes": 1_800_000,
+        "route_map_entries": 6000,
+        "first_apply_s": first,
+        "first_apply_cpu_s": {"bgpd": first * 0.8},
+        "changes_s": changes,
+    }
+
+
+def test_the_selections_row_compares_with_the_benchmarks_selections_and_says_why() -> None:
+    worst = _selections("worst", 475, [9.4, 9.5, 9.3], 19.0)
+    data: dict[str, object] = {
+        "targets_s": {"first_apply": 20.0, "change": 5.0},
+        "results": [_selections("bench", 18, [3.0, 2.9, 3.1], 10.0), worst],
+    }
+    (row,) = run_all.selections_rows(data)
+    assert row[0] == "4.1 FRR apply, 1,000 groups / 500 peers, 475 distinct outbound selections"
+    assert "changes 9.40 s, 9.50 s, 9.30 s; first apply 19.00 s" in row[1]
+    assert row[2].startswith("18 selections (row 4's workload): changes 3.00 s")
+    assert row[3] == "3.13x" and row[5] == "**no**"
+    report = run_all.report({"selections": data}, MACHINE, False, 1.0, "now", None)
+    assert "Why (4.): Row 4.1: FRR 8.4 validates" in report
+    worst["changes_s"] = [4.0, 4.1, 4.2]
+    assert run_all.selections_rows(data)[0][5] == "yes"
