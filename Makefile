@@ -34,7 +34,7 @@ test: install
 # The namespace tests spend most of their time waiting for routing protocols (timers,
 # hold-downs, drain periods), not computing. Those that time what the routers do within
 # a bound (drains with pings every 10 ms, graceful restarts, local-address handovers and
-# expiry, traffic shares) run alone; the rest run as two halves side by side (about 5
+# expiry, traffic shares) run alone; the rest run as two halves side by side (5 to 6
 # minutes each), each showing its output when it ends. Every lab's namespaces, links and
 # daemons are named after its test process, so the halves never meet. NETNS_TIMED and
 # NETNS_A name files; the second half is every other file, new ones included.
