@@ -37,6 +37,7 @@ from benchlib import Json, command_line, log, machine, need_root, stop_on_signal
 from render_bench import NODE, _team, generate
 
 from lbroute.model.api import Router, load
+from lbroute.model.errors import Severity
 from renderer import build_view, builtin_template_set, render_view
 
 FIRST_TARGET, CHANGE_TARGET = 20.0, 5.0
@@ -67,7 +68,7 @@ def rendered(
     if model.errors:
         raise SystemExit(f"generated objects do not load: {model.errors[0]}")
     view = build_view(model, Router.FRR, NODE, hostname=socket.gethostname())
-    errors = [p for p in view.problems if p.severity.name == "ERROR"]
+    errors = [p for p in view.problems if p.severity is Severity.ERROR]
     if errors:
         raise SystemExit(f"the view reports: {errors[0]}")
     return render_view(view, builtin_template_set(Router.FRR))

@@ -429,10 +429,10 @@ def _parse_range(value: Any) -> tuple[IPAddress, IPAddress]:
 
 _U32 = (0, 4294967295)
 RESERVED_ASN = 4294967295
-LARGE_COMMUNITY_VALID = "A:B:C, each 0-4294967295, A not 4294967295"
 """The last 32-bit ASN, reserved by RFC 7300: no large community of a ServiceGroup may
 name it, since FRR's outbound policy marks each group's routes with
 ``4294967295:1:<number>`` (renderer/view/bgp_frr.py) and deletes those marks."""
+LARGE_COMMUNITY_VALID = f"A:B:C, each 0-4294967295, A not {RESERVED_ASN}"
 
 
 def _community(value: Any) -> Community:

@@ -5,9 +5,9 @@ Pure functions on configuration text in FRR's canonical form (what lbroute rende
 top-level statements; :func:`frr_policy_delta` turns one configuration into another by
 vtysh commands when only prefix-lists, BGP large-community lists and route-maps (and the
 outbound route-map a BGP neighbor uses) differ; :func:`frr_is_empty` tells daemons that
-run nothing yet; :func:`frr_commands` is a whole configuration as commands for one ``vtysh -f``;
-:func:`frr_hostnames` the hostnames it names (FRR prints one per name its daemons have).
-No process, file or router here: :class:`~nodeagent.routers.frr.FrrDriver` sends the
+run nothing yet; :func:`frr_commands` is a whole configuration as commands for one
+``vtysh -f``; :func:`frr_hostnames` the hostnames it names (FRR prints one per name its
+daemons have). No process, file or router here: :class:`~nodeagent.routers.frr.FrrDriver` sends the
 commands and has ``frr-reload.py --test`` confirm the result, and the table-driven
 tests (tests/test_frr_delta.py) need no FRR.
 """
@@ -84,9 +84,8 @@ def frr_policy_delta(old: str, new: str) -> str | None:
     then removed list entries, so a route-map never refers to a list entry that is not
     there yet. An entry whose sequence number stays (a prefix-list entry's ``le``
     changes, a large-community list entry's expression, a route-map entry's action) is
-    replaced by
-    setting it again, never removed: FRR keys entries by sequence number, so ``no`` of
-    the old line would remove the new one and withdraw its routes. Inside a route-map
+    replaced by setting it again, never removed: FRR keys entries by sequence number, so
+    ``no`` of the old line would remove the new one and withdraw its routes. Inside a route-map
     entry a changed line is simply set again (FRR keeps one rule per ``match``/``set``
     kind and replaces it); only a kind that is gone is removed with ``no``. No ``exit``
     lines: vtysh leaves a statement by itself when the next one starts, and FRR's

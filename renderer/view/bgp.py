@@ -269,11 +269,6 @@ class BgpExportView(ExportView):
         (first, last), for an int set such as ``[11, 40..45]``."""
         return number_runs(sorted(e.group.seq for e in self.entries))
 
-    @functools.cached_property
-    def entries_by_seq(self) -> tuple[BgpExportEntry, ...]:
-        """The entries in FRR's route-map order (by the group's sequence number)."""
-        return tuple(sorted(self.entries, key=lambda e: e.group.seq))
-
 
 @dataclass(frozen=True, kw_only=True)
 class BgpNeighborView:

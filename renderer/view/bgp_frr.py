@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from lbroute.model.api import Community, Family, LargeCommunity
+from lbroute.model.api import RESERVED_ASN, Community, Family, LargeCommunity
 from renderer.view.bgp import (
     BgpActions,
     BgpExportEntry,
@@ -43,11 +43,13 @@ from renderer.view.bgp import (
 )
 from renderer.view.names import GroupView, Names, family_suffix
 
-MARK_ASN = 4294967295
+MARK_ASN = RESERVED_ASN
 """The global administrator of the marker large communities: the last 32-bit ASN, which
-RFC 7300 reserves (the model refuses it in a ServiceGroup's large communities)."""
+RFC 7300 reserves and the model refuses in a ServiceGroup's large communities."""
 MARK_KIND = 1
 """The marker's first data part; its second is the group's sequence number."""
+MARKS_PATTERN = f"^{MARK_ASN}:{MARK_KIND}:"
+"""The expression of every marker (what ``lbr-bgp-marks`` matches and deletes)."""
 MARKS_PER_LINE = 64
 """Group numbers per line of a selection's expanded list; a route matches the list when
 it matches one line, so long selections stay short lines (vtysh reads lines into a
@@ -124,8 +126,11 @@ class FrrBgpPolicy:
     action_maps: tuple[ActionMapView, ...]
     marks_list: str
     """The expanded large-community list that matches every marker (deleted on the way
-    out)."""
-    mark_pattern: str = f"^{MARK_ASN}:{MARK_KIND}:"
+    out), with :data:`MARKS_PATTERN`."""
+
+    @property
+    def mark_pattern(self) -> str:
+        return MARKS_PATTERN
 
     @functools.cached_property
     def class_maps(self) -> tuple[ClassMapView, ...]:
@@ -146,14 +151,9 @@ def frr_bgp_policy(exports: tuple[BgpExportView, ...], names: Names) -> FrrBgpPo
         for x in e.held:
             sessions.setdefault(x.group.ident, {})[e.session] = x.actions
     redistribution = {gid: _redistribution(found) for gid, found in sessions.items()}
-    by_owner: dict[str, dict[int, ActionEntry]] = {}
-    families: dict[str, Family] = {}
-    owner_of: dict[str, str] = {}
+    by_map: dict[str, tuple[Family, dict[int, ActionEntry]]] = {}
     for e in exports:
-        owner = "ibgp" if e.session is Session.IBGP else f"ebgp-{e.local_asn}"
-        name = names.join("bgp", "act", owner, family_suffix(e.family))
-        owner_of[e.name], families[name] = name, e.family
-        entries = by_owner.setdefault(name, {})
+        _, entries = by_map.setdefault(_action_map_name(e, names), (e.family, {}))
         for x in e.entries:
             if x.group.seq not in entries:
                 entry = _action_entry(x, redistribution[x.group.ident])
@@ -161,19 +161,26 @@ def frr_bgp_policy(exports: tuple[BgpExportView, ...], names: Names) -> FrrBgpPo
                     entries[x.group.seq] = entry
     maps = {
         name: ActionMapView(
-            name=name, family=families[name], entries=tuple(v for _, v in sorted(found.items()))
+            name=name, family=family, entries=tuple(v for _, v in sorted(found.items()))
         )
-        for name, found in by_owner.items()
+        for name, (family, found) in by_map.items()
         if found
     }
     return FrrBgpPolicy(
         redistribution=redistribution,
         selections=tuple(
-            SelectionView(export=e, action_map=maps.get(owner_of[e.name])) for e in exports
+            SelectionView(export=e, action_map=maps.get(_action_map_name(e, names)))
+            for e in exports
         ),
         action_maps=tuple(maps[name] for name in sorted(maps)),
         marks_list=names.join("bgp", "marks"),
     )
+
+
+def _action_map_name(export: BgpExportView, names: Names) -> str:
+    """The action map of an outbound route-map's session kind, local ASN and family."""
+    owner = "ibgp" if export.session is Session.IBGP else f"ebgp-{export.local_asn}"
+    return names.join("bgp", "act", owner, family_suffix(export.family))
 
 
 def _redistribution(found: dict[Session, BgpActions]) -> Redistribution:

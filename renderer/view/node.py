@@ -36,7 +36,6 @@ from renderer.view.bgp import (
     BgpDispatch,
     BgpExportView,
     BgpNeighborView,
-    ClassMapView,
     ClassMarkView,
     WeightView,
     bgp_dispatch,
@@ -207,11 +206,6 @@ class NodeView:
         """FRR: the outbound policy (attributes at redistribution, a marker per group, an
         entry per selection, action maps per session kind)."""
         return frr_bgp_policy(self.bgp_export_maps, Names(self.router))
-
-    @functools.cached_property
-    def bgp_class_maps(self) -> tuple[ClassMapView, ...]:
-        """FRR: every class route-map an action entry calls, once, by name."""
-        return self.frr_bgp.class_maps
 
     @functools.cached_property
     def table(self) -> dict[Family, str]:
