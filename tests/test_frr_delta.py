@@ -142,14 +142,14 @@ CASES: list[tuple[str, str, str | None]] = [
         f"{SELECTION_LIST.replace('(61917)', '(36437|61917)')}\n",
     ),
     (
-        "list entries come before the route-maps, go after them (prefix-lists, then "
-        "large-community lists, as in the file)",
+        "list entries come before the route-maps, go after them (large-community lists, "
+        "then prefix-lists, as in the file)",
         _with(SELECTION_LIST, SELECTION_LIST.replace("seq 5", "seq 10"))
         .replace(BRONZE_V4, BRONZE_V4.replace("seq 992499", "seq 7"))
         .replace(GOLD_COMMUNITIES, " set community 1:1"),
-        f"{BRONZE_V4.replace('seq 992499', 'seq 7')}\n"
-        f"{SELECTION_LIST.replace('seq 5', 'seq 10')}\n{GOLD_OUT}\n set community 1:1\n"
-        f"no {BRONZE_V4}\nno {SELECTION_LIST}\n",
+        f"{SELECTION_LIST.replace('seq 5', 'seq 10')}\n"
+        f"{BRONZE_V4.replace('seq 992499', 'seq 7')}\n{GOLD_OUT}\n set community 1:1\n"
+        f"no {SELECTION_LIST}\nno {BRONZE_V4}\n",
     ),
     (
         "a neighbor's inbound route-map changes: frr-reload.py decides",
