@@ -77,6 +77,16 @@ class Running:
         assert not self.thread.is_alive()
 
 
+def pool_groups(running: Running) -> set[str]:
+    """The groups whose pools the replica's metrics show (its last pass's)."""
+    return {
+        sample.labels["group"].rsplit("/", 1)[-1]
+        for metric in running.allocator.metrics.registry.collect()
+        if metric.name == "lbroute_allocator_pool_addresses"
+        for sample in metric.samples
+    }
+
+
 def wait(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while True:
@@ -371,7 +381,7 @@ def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_vers
     fake: FakeAPI, replicas: Callable[..., Running]
 ) -> None:
     fake.put_all([service("a"), service("b")])
-    replicas()
+    allocator = replicas()
     wait(lambda: ips(fake, "b") == ["192.0.2.2"], "two addresses")
     wait(lambda: allocatable(fake, "public").get("status") == "True", "Allocatable")
 
@@ -395,8 +405,12 @@ def test_a_group_edited_into_an_invalid_one_keeps_serving_as_its_last_valid_vers
     fake.put("services", service("in-campus", group="campus"))
     wait(lambda: ips(fake, "in-campus") == ["198.51.100.1"], "campus as it was")
 
-    # Deleted: its Services keep what they hold, a new one gets nothing.
+    # Deleted: its Services keep what they hold, a new one gets nothing. The Service
+    # and ServiceGroup watches are separate streams: e is created once the allocator
+    # has seen the deletion (its pools leave the metrics), not before.
+    assert "public" in pool_groups(allocator)
     fake.remove("servicegroups", "public", NS)
+    wait(lambda: "public" not in pool_groups(allocator), "the deletion seen")
     fake.put("services", service("e"))
     (failed,) = wait(lambda: events(fake, "AllocationFailed", "e"), "no group any more")
     assert failed["note"].startswith("NoServiceGroup: ")
