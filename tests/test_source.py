@@ -1,5 +1,8 @@
 """The directory source (lbroute.kube.directory.DirectorySource) on real files: after the first
-snapshot only changed files are read again, a broken file (or one emptied while it is
+snapshot only changed files are read again, a change watchfiles names as a regular file
+is read without listing the directory (and gives what a fresh listing would), anything
+else (a directory, a symlink, a hidden path) lists it again, and a change nobody reports
+is found by the quiet rescan; a broken file (or one emptied while it is
 written) keeps its objects and its error until fixed, and objects are kept trimmed to
 what the agent reads. Hostile files (an alias bomb, binary junk, deep nesting, duplicate
 keys, a list for a document) are errors of their own that cost nothing else."""
@@ -7,13 +10,16 @@ keys, a list for a document) are errors of their own that cost nothing else."""
 from __future__ import annotations
 
 import os
+import random
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+import lbroute.kube.directory as directory
 from lbroute.kube.directory import DirectorySource
 from lbroute.model.endpoints import ready_nodes
 from lbroute.model.errors import ObjectRef
@@ -59,6 +65,125 @@ def test_only_files_that_changed_are_read_again(tmp_path: Path) -> None:
     assert source.reads == 6
     ips = [o["status"]["loadBalancer"]["ingress"][0]["ip"] for o in changed.objects]
     assert ips == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.99", "192.0.2.5"]
+
+
+def test_a_named_file_is_read_without_listing_the_directory(tmp_path: Path) -> None:
+    for i in range(50):
+        write(tmp_path / f"svc-{i:02d}.yaml", service(f"svc-{i:02d}", f"192.0.2.{i + 1}"))
+    source = DirectorySource(tmp_path)
+    source.load()
+    assert (source.listings, source.reads) == (1, 50)
+
+    write(tmp_path / "svc-07.yaml", service("svc-07", "192.0.2.200"))
+    write(tmp_path / "svc-07b.yaml", service("svc-07b", "192.0.2.201"))  # new, in between
+    (tmp_path / "svc-30.yaml").unlink()
+    changed = frozenset(tmp_path / f"svc-{n}.yaml" for n in ("07", "07b", "30"))
+    snapshot = source.load(changed)
+    assert (source.listings, source.reads) == (1, 52), "the two files alone, no listing"
+    assert snapshot.objects == DirectorySource(tmp_path).load().objects
+    assert names(snapshot.objects)[6:9] == ["svc-06", "svc-07", "svc-07b"]
+    assert "svc-30" not in names(snapshot.objects)
+
+
+def test_what_is_not_a_regular_file_lists_the_directory_again(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    source.load()
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "b.yaml", service("b", "192.0.2.2"))
+    assert names(source.load(frozenset({tmp_path / "sub"})).objects) == ["a", "b"]
+    assert source.listings == 2, "a directory named: listed"
+
+    (tmp_path / "sub" / "b.yaml").rename(tmp_path / "b.yaml")
+    (tmp_path / "sub").rmdir()  # a directory gone: it could have held manifests
+    assert names(source.load(frozenset({tmp_path / "sub", tmp_path / "b.yaml"})).objects) == [
+        "a",
+        "b",
+    ]
+    assert source.listings == 3
+
+    (tmp_path / "..v1").mkdir()
+    write(tmp_path / "..v1" / "c.yaml", service("c", "192.0.2.3"))
+    (tmp_path / "c.yaml").symlink_to("..v1/c.yaml")
+    assert names(source.load(frozenset({tmp_path / "c.yaml"})).objects) == ["a", "b", "c"]
+    assert source.listings == 4, "a symlink named: listed"
+    write(tmp_path / "a.yaml", service("a", "192.0.2.9"))
+    source.load(frozenset({tmp_path / "a.yaml"}))
+    assert source.listings == 5, "symlinked manifests: every change lists the directory"
+
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.yaml"
+    write(outside, service("x", "192.0.2.4"))
+    try:
+        source.load(frozenset({outside}))
+        assert source.listings == 6, "a path outside the directory: listed"
+    finally:
+        outside.unlink()
+
+
+def test_named_changes_give_what_a_fresh_listing_gives(tmp_path: Path) -> None:
+    """200 random edits, additions, removals and renames (in the top directory and a
+    subdirectory), each named as watchfiles names them: the source holds exactly what
+    a source reading everything anew holds, and never lists the directory again."""
+    rng = random.Random(20)
+    (tmp_path / "sub").mkdir()
+    where = [tmp_path, tmp_path / "sub"]
+    write(tmp_path / "first.yaml", service("first", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    source.load()
+    for step in range(200):
+        files = sorted(p for d in where for p in d.glob("*.yaml"))
+        name = f"s{rng.randrange(40):02d}.{rng.choice(['yaml', 'yml', 'txt'])}"
+        target = rng.choice(where) / name
+        action = rng.choice(["write", "write", "remove", "rename"]) if files else "write"
+        if action == "write":
+            write(target, service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
+            changed = {target}
+        elif action == "remove":
+            victim = rng.choice(files)
+            victim.unlink()
+            changed = {victim}
+        else:
+            victim = rng.choice(files)
+            victim.rename(target)
+            changed = {victim, target}
+        got = source.load(frozenset(changed))
+        assert got.objects == DirectorySource(tmp_path).load().objects, f"step {step}: {action}"
+    assert source.listings == 1
+
+
+def test_a_change_nobody_reports_is_found_by_the_quiet_rescan(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """A manifest symlinked to a file outside the directory: inotify on the directory
+    does not see the target change; the rescan does."""
+    monkeypatch.setattr(directory, "RESCAN_S", 0.3)
+    (tmp_path / "dir").mkdir()
+    target = tmp_path / "svc.yaml"
+    write(target, service("svc", "192.0.2.1"))
+    (tmp_path / "dir" / "svc.yaml").symlink_to(target)
+    source = DirectorySource(tmp_path / "dir", debounce_ms=20)
+    stop = threading.Event()
+    got: list[str] = []
+    seen = threading.Event()
+
+    def follow() -> None:
+        for snapshot in source.snapshots(stop):
+            got.append(snapshot.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"])
+            if len(got) == 2:
+                seen.set()
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.1)
+        write(target, service("svc", "192.0.2.77"))
+        assert seen.wait(5), "the change was not found"
+        assert got == ["192.0.2.1", "192.0.2.77"]
+        time.sleep(1.2)
+        assert len(got) == 2, "a rescan that finds nothing yields nothing"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def test_a_rewrite_that_keeps_size_and_mtime_is_read_when_watchfiles_names_it(
