@@ -95,7 +95,7 @@ def test_what_is_not_a_regular_file_lists_the_directory_again(tmp_path: Path) ->
     assert source.listings == 2, "a directory named: listed"
 
     (tmp_path / "sub" / "b.yaml").rename(tmp_path / "b.yaml")
-    (tmp_path / "sub").rmdir()  # a directory gone: it could have held manifests
+    (tmp_path / "sub").rmdir()  # a directory gone that held manifests
     assert names(source.load(frozenset({tmp_path / "sub", tmp_path / "b.yaml"})).objects) == [
         "a",
         "b",
@@ -121,7 +121,8 @@ def test_what_is_not_a_regular_file_lists_the_directory_again(tmp_path: Path) ->
 
 
 def test_named_changes_give_what_a_fresh_listing_gives(tmp_path: Path) -> None:
-    """200 random edits, additions, removals and renames (in the top directory and a
+    """200 random edits (in place, or written to a hidden file renamed onto the
+    manifest), additions, removals and renames (in the top directory and a
     subdirectory), each named as watchfiles names them: the source holds exactly what
     a source reading everything anew holds, and never lists the directory again."""
     rng = random.Random(20)
@@ -135,7 +136,12 @@ def test_named_changes_give_what_a_fresh_listing_gives(tmp_path: Path) -> None:
         name = f"s{rng.randrange(40):02d}.{rng.choice(['yaml', 'yml', 'txt'])}"
         target = rng.choice(where) / name
         action = rng.choice(["write", "write", "remove", "rename"]) if files else "write"
-        if action == "write":
+        if action == "write" and rng.random() < 0.5:  # as editors and Git: a rename
+            temporary = target.with_name(f".{target.name}.tmp")
+            write(temporary, service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
+            temporary.rename(target)
+            changed = {temporary, target}
+        elif action == "write":
             write(target, service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
             changed = {target}
         elif action == "remove":

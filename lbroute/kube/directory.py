@@ -107,6 +107,9 @@ class DirectorySource:
         """What each file held when last read, in the order the objects are given (the
         order :func:`manifest_files` lists them)."""
         self._by_absolute: dict[str, Path] = {}
+        self._dirs: set[str] = set()
+        """The directories (absolute) that held a manifest read: one of them gone lists
+        the directory again."""
         self._plain = False
         """The last listing found no symlinked manifest (nor was ``path`` a file), so a
         change to a file is seen on that file: named changes alone may be read."""
@@ -164,6 +167,9 @@ class DirectorySource:
             self.version += 1
         self._files = listed
         self._plain = self.path.is_dir() and not any(map(os.path.islink, files))
+        self._dirs = set()
+        for absolute in self._by_absolute:
+            self._remember_dirs(absolute)
         return []
 
     def _named_files(self, changed: frozenset[Path]) -> dict[str, tuple[Path, bool]] | None:
@@ -185,11 +191,13 @@ class DirectorySource:
             )
             try:
                 mode = os.lstat(absolute).st_mode
-            except OSError:  # gone: a file lbroute read, or one it could never have read
+            except OSError:  # gone: a file lbroute read, a directory that held some, or
+                # what neither matters nor can be told apart (an editor's or a writer's
+                # temporary file renamed onto the manifest)
                 if absolute in self._by_absolute:
                     found[absolute] = (self._by_absolute[absolute], False)
-                elif not manifest:
-                    return None  # a directory of manifests, or a ConfigMap's ..data swap
+                elif absolute in self._dirs:
+                    return None
                 continue
             if not st.S_ISREG(mode):
                 return None
@@ -210,11 +218,20 @@ class DirectorySource:
             if known is None:
                 known = self._files[file] = _File(absolute=absolute)
                 self._by_absolute[absolute] = file
+                self._remember_dirs(absolute)
                 self.version += 1
                 order = True
             self._read(file, known, _stat(file))
         if order:
             self._files = dict(sorted(self._files.items()))
+
+    def _remember_dirs(self, absolute: str) -> None:
+        """Remember the directories between the root and the file ``absolute``."""
+        root = os.path.abspath(self.path)
+        here = os.path.dirname(absolute)
+        while len(here) > len(root) and here not in self._dirs:
+            self._dirs.add(here)
+            here = os.path.dirname(here)
 
     def _read(self, file: Path, known: _File, stat: tuple[int, int, int, int] | None) -> None:
         self.reads += 1
