@@ -54,12 +54,19 @@ from lbroute.model.manifests import SUFFIXES, manifest_files, path_name, read_ma
 
 log = logging.getLogger(__name__)
 
-STEP_MS = 5
-"""How long a directory must be quiet after a change before the change is read: every
-change waits at least this long (at 20 ms it was most of a Service's way to the router
-from a manifest). Waiting less costs wake-ups while idle (watchfiles checks its stop
-event every step): 0.34% of a core instead of 0.13% on one machine, 1.1-1.5% at 5 ms and
-1.9-2.3% at 2 ms on a slower one (2026-12-08), where 2 ms took 4 ms off a Service's way."""
+STEP_MS = 2
+"""How long a manifest directory must be quiet after a change before the change is read:
+every change waits this long at least and twice as long at most (watchfiles checks for
+changes once a step and reports them when a step brings no more). It is most of what a
+directory adds to a Service's way to the router: at 5 ms the OSPF rows of
+bench/RESULTS.md missed their target by 1 to 10 ms. Each step is a wake-up while idle
+(watchfiles checks its stop event every step), measured on a 2-core VM (2026-12-08): 1.9
+to 2.3 % of a core at 2 ms, 1.1 to 1.5 % at 5 ms (0.66 % and 0.34 % on another machine)."""
+
+WATCH_STEP_MS = 50
+"""The same for :class:`DirectoryWatcher` (a NodeAgent's templates): a template change
+re-renders the configuration, seconds of work where 50 ms more do not count: 0.29 % of a
+core while idle instead of 1.35 % at 5 ms (the same VM)."""
 
 RESCAN_S = 60.0
 """How often, when watchfiles names nothing, the directory is listed again and every
@@ -357,7 +364,7 @@ class DirectoryWatcher:
             self.path,
             stop_event=_Until(self._stop, self.path),
             debounce=self.debounce_ms,
-            step=STEP_MS,
+            step=WATCH_STEP_MS,
             rust_timeout=int(self.poll * 1000),
             yield_on_timeout=True,
             raise_interrupt=False,
