@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import threading
 import time
 import tracemalloc
@@ -120,41 +121,192 @@ def test_what_is_not_a_regular_file_lists_the_directory_again(tmp_path: Path) ->
         outside.unlink()
 
 
-def test_named_changes_give_what_a_fresh_listing_gives(tmp_path: Path) -> None:
-    """200 random edits (in place, or written to a hidden file renamed onto the
-    manifest), additions, removals and renames (in the top directory and a
-    subdirectory), each named as watchfiles names them: the source holds exactly what
-    a source reading everything anew holds, and never lists the directory again."""
+class Listing(DirectorySource):
+    """The oracle: the same source, listing the directory on every change."""
+
+    def _named_files(self, changed: frozenset[Path]) -> None:
+        return None
+
+
+def test_named_changes_give_what_listing_the_directory_gives(tmp_path: Path) -> None:
+    """400 random steps: edits in place or written to a hidden file renamed onto the
+    manifest, broken and emptied files, removals and renames, in the top directory and
+    in subdirectories made, removed or turned into files, symlinks to files and
+    directories, dangling ones. Each is named as watchfiles names it (a directory moved
+    away: the directory alone); symlinks only in the second half. The source gives the
+    same objects and errors as one that lists the directory on every change, fed the
+    same names, and in the first half lists it for directories only."""
     rng = random.Random(20)
-    (tmp_path / "sub").mkdir()
-    where = [tmp_path, tmp_path / "sub"]
-    write(tmp_path / "first.yaml", service("first", "192.0.2.1"))
-    source = DirectorySource(tmp_path)
-    source.load()
-    for step in range(200):
-        files = sorted(p for d in where for p in d.glob("*.yaml"))
-        name = f"s{rng.randrange(40):02d}.{rng.choice(['yaml', 'yml', 'txt'])}"
-        target = rng.choice(where) / name
-        action = rng.choice(["write", "write", "remove", "rename"]) if files else "write"
-        if action == "write" and rng.random() < 0.5:  # as editors and Git: a rename
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    aside = tmp_path / "aside"
+    source, oracle = DirectorySource(root), Listing(root)
+    source.load(), oracle.load()
+    for step in range(400):
+        dirs = [root, *(d for d in root.rglob("*") if d.is_dir() and not d.is_symlink())]
+        files = [f for d in dirs for f in d.iterdir() if f.is_file() or f.is_symlink()]
+        where = rng.choice(dirs)
+        target = where / f"s{rng.randrange(12):02d}.{rng.choice(['yaml', 'yml', 'txt'])}"
+        action = rng.choice(
+            ["write", "write", "rename-onto", "broken", "empty", "remove", "move",
+             "mkdir", "rmdir", "dir-to-file", *(["link", "link-dir"] if step >= 200 else [])]
+        )  # fmt: skip
+        if step == 200:  # the first half had no symlink: mostly named reads
+            assert source.listings < oracle.listings / 3, (source.listings, oracle.listings)
+        content = yaml.safe_dump(service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
+        changed: set[Path] = set()
+        if target.is_dir() or (target.is_symlink() and target.is_dir()):
+            action = "write-elsewhere"
+        if action in ("write", "broken", "empty", "write-elsewhere"):
+            target = root / f"w{step}.yaml" if action == "write-elsewhere" else target
+            text = {"broken": "kind: [unclosed\n", "empty": ""}.get(action, content)
+            target.write_text(text)
+            changed = {target}
+        elif action == "rename-onto":
             temporary = target.with_name(f".{target.name}.tmp")
-            write(temporary, service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
+            temporary.write_text(content)
             temporary.rename(target)
             changed = {temporary, target}
-        elif action == "write":
-            write(target, service(f"n{step}", f"192.0.2.{step % 250 + 1}"))
-            changed = {target}
-        elif action == "remove":
+        elif action in ("remove", "move") and files:
             victim = rng.choice(files)
-            victim.unlink()
+            if action == "remove":
+                victim.unlink()
+                changed = {victim}
+            elif not target.exists() and not target.is_symlink():
+                victim.rename(target)
+                changed = {victim, target}
+        elif action == "mkdir":
+            new = where / f"d{step}"
+            new.mkdir()
+            (new / "in.yaml").write_text(content)
+            changed = {new}
+        elif action in ("rmdir", "dir-to-file") and len(dirs) > 1:
+            victim = rng.choice(dirs[1:])
+            victim.rename(aside)  # watchfiles names the directory alone
+            shutil.rmtree(aside)
+            if action == "dir-to-file":
+                victim.write_text(content)
             changed = {victim}
-        else:
-            victim = rng.choice(files)
-            victim.rename(target)
-            changed = {victim, target}
-        got = source.load(frozenset(changed))
-        assert got.objects == DirectorySource(tmp_path).load().objects, f"step {step}: {action}"
-    assert source.listings == 1
+        elif action == "link" and files and not target.exists() and not target.is_symlink():
+            target.symlink_to(rng.choice(files))
+            changed = {target}
+        elif action == "link-dir" and not target.exists() and not target.is_symlink():
+            target.symlink_to(rng.choice(dirs))
+            changed = {target}
+        if not changed:
+            continue
+        got, want = source.load(frozenset(changed)), oracle.load(frozenset(changed))
+        assert (got.objects, got.errors) == (want.objects, want.errors), f"step {step}: {action}"
+
+
+def test_a_directory_turned_into_a_file_takes_its_manifests_with_it(tmp_path: Path) -> None:
+    (tmp_path / "d").mkdir()
+    write(tmp_path / "d" / "a.yaml", service("a", "192.0.2.1"))
+    source = DirectorySource(tmp_path)
+    assert names(source.load().objects) == ["a"]
+    (tmp_path / "d").rename(tmp_path.parent / f"{tmp_path.name}-aside")
+    shutil.rmtree(tmp_path.parent / f"{tmp_path.name}-aside")
+    (tmp_path / "d").write_text("not a manifest name")
+    assert names(source.load(frozenset({tmp_path / "d"})).objects) == []
+
+
+def test_a_path_through_a_symlinked_directory_lists_the_directory(tmp_path: Path) -> None:
+    """watchfiles follows a symlinked directory and can name its files under the link
+    alone; a hidden one is not among the symlinks a listing counts."""
+    (tmp_path / "sub").mkdir()
+    write(tmp_path / "sub" / "a.yaml", service("a", "192.0.2.1"))
+    (tmp_path / ".ls").symlink_to("sub")
+    source = DirectorySource(tmp_path)
+    source.load()
+    write(tmp_path / "sub" / "a.yaml", service("a", "192.0.2.2"))
+    got = source.load(frozenset({tmp_path / ".ls" / "a.yaml"}))
+    assert got.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"] == "192.0.2.2"
+    assert source.listings == 2
+
+
+def test_a_dangling_symlink_keeps_the_source_listing(tmp_path: Path) -> None:
+    write(tmp_path / "a.yaml", service("a", "192.0.2.1"))
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    source = DirectorySource(tmp_path)
+    assert names(source.load().objects) == ["a", "a"]
+    (tmp_path / "a.yaml").unlink()
+    assert names(source.load(frozenset({tmp_path / "a.yaml"})).objects) == []
+    write(tmp_path / "a.yaml", service("a", "192.0.2.2"))
+    assert names(source.load(frozenset({tmp_path / "a.yaml"})).objects) == ["a", "a"]
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")  # skipped, not a failed listing
+    assert names(source.load(frozenset({tmp_path / "loop.yaml"})).objects) == ["a", "a"]
+
+
+def test_a_directory_gone_and_back_is_seen_and_watched_again(tmp_path: Path) -> None:
+    root = tmp_path / "m"
+    root.mkdir()
+    write(root / "a.yaml", service("a", "192.0.2.1"))
+    source = DirectorySource(root, debounce_ms=20)
+    stop = threading.Event()
+    got: list[tuple[list[str], bool]] = []
+
+    def follow() -> None:
+        for snapshot in source.snapshots(stop):
+            got.append((names(snapshot.objects), bool(snapshot.errors)))
+
+    def seen(what: tuple[list[str], bool]) -> bool:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if got and got[-1] == what:
+                return True
+            time.sleep(0.05)
+        return False
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        assert seen((["a"], False))
+        shutil.rmtree(root)
+        assert seen(([], True)), got
+        root.mkdir()
+        write(root / "a.yaml", service("a", "192.0.2.1"))
+        assert seen((["a"], False)), "the same content back is a change"
+        time.sleep(0.3)
+        write(root / "b.yaml", service("b", "192.0.2.2"))
+        assert seen((["a", "b"], False)), "the new directory is watched"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def test_a_directory_swapped_under_its_path_is_watched_again(tmp_path: Path) -> None:
+    """The source's path a symlink a deploy tool points at another version: the watch
+    on the old directory ends and the new one is read and watched."""
+    for version in ("v1", "v2"):
+        (tmp_path / version).mkdir()
+        write(tmp_path / version / "a.yaml", service("a", f"192.0.2.{version[1]}"))
+    (tmp_path / "current").symlink_to("v1")
+    source = DirectorySource(tmp_path / "current", debounce_ms=20)
+    stop = threading.Event()
+    got: list[str] = []
+
+    def follow() -> None:
+        for snapshot in source.snapshots(stop):
+            got.append(snapshot.objects[0]["status"]["loadBalancer"]["ingress"][0]["ip"])
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        time.sleep(0.3)
+        (tmp_path / "next").symlink_to("v2")
+        (tmp_path / "next").replace(tmp_path / "current")
+        deadline = time.monotonic() + 5
+        while got[-1:] != ["192.0.2.2"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got[-1:] == ["192.0.2.2"], got
+        write(tmp_path / "v2" / "a.yaml", service("a", "192.0.2.22"))
+        deadline = time.monotonic() + 5
+        while got[-1:] != ["192.0.2.22"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert got[-1:] == ["192.0.2.22"], ("the new directory is watched", got)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def test_a_change_nobody_reports_is_found_by_the_quiet_rescan(

@@ -119,8 +119,12 @@ class DirectorySource:
         """The directories (absolute) that held a manifest read: one of them gone lists
         the directory again."""
         self._plain = False
-        """The last listing found no symlinked manifest (nor was ``path`` a file), so a
-        change to a file is seen on that file: named changes alone may be read."""
+        """The last listing found no symlink at all (to a file, to a directory, dangling;
+        nor was ``path`` a file), so a change to a file is seen on that file and named
+        under its own path: named changes alone may be read."""
+        self._missing = False
+        """The last listing found ``path`` missing: the next that finds it is a change,
+        whatever it holds."""
         self.reads = 0
         """Files read and parsed so far (all of them for the first snapshot, then only
         the ones that changed)."""
@@ -154,10 +158,16 @@ class DirectorySource:
         """List the directory and read every file that is new, whose stat changed or
         that ``changed`` names; what is missing."""
         self.listings += 1
-        files, missing = manifest_files([self.path])
+        links: list[Path] = []
+        files, missing = manifest_files([self.path], links=links)
         if missing:
-            self._plain = False
+            if not self._missing:
+                self.version += 1
+            self._plain, self._missing = False, True
             return missing
+        if self._missing:
+            self._missing = False
+            self.version += 1
         named = {os.path.abspath(p) for p in changed}
         listed: dict[Path, _File] = {}
         for file in files:
@@ -174,7 +184,7 @@ class DirectorySource:
             del self._by_absolute[self._files[gone].absolute]
             self.version += 1
         self._files = listed
-        self._plain = self.path.is_dir() and not any(map(os.path.islink, files))
+        self._plain = self.path.is_dir() and not links
         self._dirs = set()
         for absolute in self._by_absolute:
             self._remember_dirs(absolute)
@@ -197,19 +207,20 @@ class DirectorySource:
             manifest = os.path.splitext(parts[-1])[1] in SUFFIXES and not any(
                 part.startswith(".") for part in parts
             )
+            if absolute in self._dirs or _under_symlink(root, parts):
+                return None  # a directory that held manifests (gone, or now a file), or
+                # a path through a symlinked directory (watchfiles follows those)
             try:
                 mode = os.lstat(absolute).st_mode
-            except OSError:  # gone: a file lbroute read, a directory that held some, or
-                # what neither matters nor can be told apart (an editor's or a writer's
-                # temporary file renamed onto the manifest)
+            except OSError:  # gone: a file lbroute read, or what neither matters nor can
+                # be told apart (an editor's or a writer's temporary file renamed onto
+                # the manifest)
                 if absolute in self._by_absolute:
                     found[absolute] = (self._by_absolute[absolute], False)
-                elif absolute in self._dirs:
-                    return None
                 continue
             if not st.S_ISREG(mode):
                 return None
-            if manifest and not _under_symlink(root, parts):
+            if manifest:
                 found[absolute] = (Path(self.path, *parts), True)
         return found
 
@@ -263,11 +274,33 @@ class DirectorySource:
         known.stat, known.error = stat, None
 
     def snapshots(self, stop: threading.Event) -> Iterator[Snapshot]:
+        """The first snapshot, then one per change. When the directory goes away or is
+        replaced (a new inode at its path), its watch ends: the directory is listed
+        again (a snapshot when that changes anything: gone, its objects go with it),
+        looked for every second while it is missing, and watched again once there."""
         yield self.load()
+        while not stop.is_set():
+            watched = _identity(self.path)
+            if watched is None:
+                stop.wait(1.0)
+            else:
+                yield from self._watch(stop, watched)
+            if stop.is_set():
+                return
+            version = self.version
+            snapshot = self.load(at=time.monotonic())
+            if self.version != version:
+                gone = bool(snapshot.errors) and not snapshot.objects
+                log.info("%s %s", self.path, "is gone" if gone else "is another; read again")
+                yield snapshot
+
+    def _watch(self, stop: threading.Event, watched: tuple[int, int]) -> Iterator[Snapshot]:
+        """A snapshot per change watchfiles reports, and per change a quiet rescan finds,
+        until ``stop`` or the directory is no longer the one ``watched``."""
         listed = time.monotonic()
         for changes in watchfiles.watch(
             self.path,
-            stop_event=stop,
+            stop_event=_Until(stop, self.path, watched),
             debounce=self.debounce_ms,
             step=STEP_MS,
             rust_timeout=500,
@@ -287,6 +320,15 @@ class DirectorySource:
             changed = frozenset(Path(path) for _change, path in changes)
             log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
             yield self.load(changed, at)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The directory at ``path`` (device, inode), None when there is none."""
+    try:
+        st_ = os.stat(path)
+    except OSError:
+        return None
+    return (st_.st_dev, st_.st_ino) if st.S_ISDIR(st_.st_mode) else None
 
 
 def _under_symlink(root: str, parts: list[str]) -> bool:
@@ -385,12 +427,20 @@ class DirectoryWatcher:
 
 class _Until:
     """The stop event watchfiles polls (every ``step``): set when the watcher is stopped
-    or its directory is gone. Once the watched directory is removed, watchfiles has been
-    seen to neither report it nor return at its timeout; asking here ends the watch."""
+    or its directory is gone, or (``watched`` given) is another directory than the one
+    watched. Once the watched directory is removed, watchfiles has been seen to neither
+    report it nor return at its timeout; asking here ends the watch."""
 
-    def __init__(self, stop: threading.Event, path: Path) -> None:
+    def __init__(
+        self, stop: threading.Event, path: Path, watched: tuple[int, int] | None = None
+    ) -> None:
         self.stop = stop
         self.path = path
+        self.watched = watched
 
     def is_set(self) -> bool:
-        return self.stop.is_set() or not self.path.is_dir()
+        if self.stop.is_set():
+            return True
+        if self.watched is None:
+            return not self.path.is_dir()
+        return _identity(self.path) != self.watched

@@ -67,13 +67,20 @@ def read_manifests(paths: Iterable[Path]) -> Manifests:
     return Manifests(objects=tuple(objects), errors=tuple(errors), places=places)
 
 
-def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
-    """The manifest files in ``paths``, and an error for each path that is not there."""
+def manifest_files(
+    paths: Iterable[Path], *, links: list[Path] | None = None
+) -> tuple[list[Path], list[str]]:
+    """The manifest files in ``paths``, and an error for each path that is not there (or
+    goes away while it is listed). ``links``, when given, gets every symlink found under
+    a directory of ``paths`` that is not hidden: to a file, to a directory or dangling."""
     files: list[Path] = []
     missing: list[str] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(_walk(path))
+            try:
+                files += sorted(_walk(path, links))
+            except FileNotFoundError:
+                missing.append(f"{path_name(path)}: no such file or directory")
         elif path.is_file():
             files.append(path)
         else:
@@ -81,12 +88,13 @@ def manifest_files(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return files, missing
 
 
-def _walk(directory: Path) -> Iterator[Path]:
+def _walk(directory: Path, links: list[Path] | None = None) -> Iterator[Path]:
     """The manifest files under ``directory``, in no order: neither hidden ones nor any
     under a hidden directory (a ConfigMap volume's ``..data`` and ``..2026_11_28_...``
     directories hold the same files as its visible symlinks), nor under a symlink to a
-    directory. One ``scandir`` per directory: listing a directory of 200 manifests
-    through ``Path.rglob`` took 4 ms of every change's way to the router."""
+    directory, nor a symlink that leads nowhere (dangling, a loop). One ``scandir`` per
+    directory: listing a directory of 200 manifests through ``Path.rglob`` took 4 ms of
+    every change's way to the router. The symlinks met go to ``links``."""
     try:
         with os.scandir(directory) as it:
             entries = list(it)
@@ -96,12 +104,15 @@ def _walk(directory: Path) -> Iterator[Path]:
         if entry.name.startswith("."):
             continue
         try:
+            if links is not None and entry.is_symlink():
+                links.append(Path(entry.path))
             below = entry.is_dir(follow_symlinks=False)
-        except OSError:
-            below = False
+            manifest = os.path.splitext(entry.name)[1] in SUFFIXES and entry.is_file()
+        except OSError:  # a symlink loop, or one through a regular file
+            continue
         if below:
-            yield from _walk(Path(entry.path))
-        elif os.path.splitext(entry.name)[1] in SUFFIXES and entry.is_file():
+            yield from _walk(Path(entry.path), links)
+        elif manifest:
             yield Path(entry.path)
 
 
