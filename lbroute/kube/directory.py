@@ -111,6 +111,8 @@ class DirectorySource:
     def __init__(self, path: Path, *, debounce_ms: int = 50) -> None:
         self.path = path
         self.debounce_ms = debounce_ms
+        self._root = os.path.abspath(path)
+        """``path`` as watchfiles' changes are compared with it."""
         self._files: dict[Path, _File] = {}
         """What each file held when last read, in the order the objects are given (the
         order :func:`manifest_files` lists them)."""
@@ -197,7 +199,7 @@ class DirectorySource:
         of manifests; None when the directory must be listed instead."""
         if not self._plain:
             return None
-        root = os.path.abspath(self.path)
+        root = self._root
         found: dict[str, tuple[Path, bool]] = {}
         for path in changed:
             absolute = os.path.abspath(path)
@@ -246,9 +248,8 @@ class DirectorySource:
 
     def _remember_dirs(self, absolute: str) -> None:
         """Remember the directories between the root and the file ``absolute``."""
-        root = os.path.abspath(self.path)
         here = os.path.dirname(absolute)
-        while len(here) > len(root) and here not in self._dirs:
+        while len(here) > len(self._root) and here not in self._dirs:
             self._dirs.add(here)
             here = os.path.dirname(here)
 
@@ -288,9 +289,8 @@ class DirectorySource:
             if stop.is_set():
                 return
             watched = _identity(self.path)
-            version = self.version
-            snapshot = self.load(at=time.monotonic())
-            if self.version != version:
+            snapshot = self._list_again(time.monotonic())
+            if snapshot is not None:
                 gone = bool(snapshot.errors) and not snapshot.objects
                 log.info("%s %s", self.path, "is gone" if gone else "is another; read again")
                 yield snapshot
@@ -298,7 +298,7 @@ class DirectorySource:
     def _watch(self, stop: threading.Event, watched: tuple[int, int]) -> Iterator[Snapshot]:
         """A snapshot per change watchfiles reports, and per change a quiet rescan finds,
         until ``stop`` or the directory is no longer the one ``watched``."""
-        listed, root = time.monotonic(), os.path.abspath(self.path)
+        listed = time.monotonic()
         for changes in watchfiles.watch(
             self.path,
             stop_event=_Until(stop, self.path, watched),
@@ -312,18 +312,23 @@ class DirectorySource:
             if not changes:  # quiet: list the directory now and then
                 if at - listed < RESCAN_S:
                     continue
-                listed, version = at, self.version
-                snapshot = self.load(at=at)
-                if self.version != version:
+                listed, snapshot = at, self._list_again(at)
+                if snapshot is not None:
                     log.info("%s changed without being reported; read again", self.path)
                     yield snapshot
                 continue
             changed = frozenset(Path(path) for _change, path in changes)
             log.debug("changed: %s", ", ".join(sorted(map(str, changed))))
             yield self.load(changed, at)
-            if root in {os.path.abspath(path) for path in changed}:
+            if self._root in {os.path.abspath(path) for path in changed}:
                 return  # the directory itself: gone, or another (its inode number can
                 # come back at once), whose watch is not this one
+
+    def _list_again(self, at: float) -> Snapshot | None:
+        """List the directory; the snapshot when that changed what the files hold."""
+        version = self.version
+        snapshot = self.load(at=at)
+        return snapshot if self.version != version else None
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
